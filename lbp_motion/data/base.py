@@ -1,0 +1,84 @@
+"""What every lbp_motion DataModule offers the tasks and the command line.
+
+Tasks never import data readers; they rely on this small, duck-typed interface
+(docs/writing-a-task.md):
+
+* ``classes``: class names in label order;
+* ``spec``: a plain dict known right after ``__init__`` (no file is read), passed to
+  the task as ``data_spec`` by ``lbp``: at least ``num_features`` and ``classes``;
+* ``describe()``: ``spec`` plus what is only known after reading the data (e.g. fps),
+  stored in checkpoints so that prediction needs nothing but the checkpoint;
+* ``class_weights()``: (C,) float tensor, inverse class frequency in the training split;
+* ``has_split(name)``: whether ``train``/``val``/``test``/``predict`` has samples;
+* ``recording_names``: names indexed by the ``recording`` field of a batch.
+
+Batches are dicts: ``x`` (B, T, F) float32, ``mask`` (B, T) bool (True = real frame),
+``y`` (B,) int64 class index, ``recording`` (B,) int64, ``start`` (B,) int64 first frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+
+class MotionDataModule(pl.LightningDataModule):
+    """Base class with the shared interface; subclasses fill ``_datasets``."""
+
+    def __init__(self, classes: list[str], batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__()
+        if len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ValueError(f"classes={classes}: expected at least two distinct class names")
+        self.classes = list(classes)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self._datasets: dict[str, torch.utils.data.Dataset] = {}
+        self.recording_names: list[str] = []
+
+    @property
+    def spec(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.spec)
+
+    def has_split(self, name: str) -> bool:
+        if not self._datasets:
+            self.setup("fit")
+        ds = self._datasets.get(name)
+        return ds is not None and len(ds) > 0
+
+    def train_labels(self) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse class frequency over training samples, normalised to mean 1; a class
+        without training samples gets weight 0."""
+        counts = torch.bincount(self.train_labels(), minlength=len(self.classes)).double()
+        weights = torch.where(counts > 0, counts.sum() / (len(self.classes) * counts.clamp_min(1)), 0.0)
+        return weights.float()
+
+    def _loader(self, name: str, shuffle: bool) -> torch.utils.data.DataLoader:
+        if not self._datasets:
+            self.setup("fit")
+        return torch.utils.data.DataLoader(
+            self._datasets[name],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self):
+        return self._loader("predict", shuffle=False)

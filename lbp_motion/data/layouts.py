@@ -1,0 +1,144 @@
+"""Joint layouts as data: names, skeleton edges and the joints used for normalisation.
+
+A layout is a named, ordered list of joints. Everything that needs to know where the
+hips or shoulders are asks the layout, so new layouts (e.g. from another pose
+backend) are added here as data, not as code paths. Conversions between layouts are
+tables of joint names (see :func:`conversion_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An ordered set of named joints.
+
+    Attributes:
+        name: identifier stored in keypoint files (``layout`` key), e.g. ``"coco17"``.
+        joints: joint names in array order.
+        edges: skeleton edges as pairs of joint indices (for drawing and graphs).
+        left_hip, right_hip, left_shoulder, right_shoulder: joint names used to centre
+            and scale a skeleton; ``None`` where the layout lacks them.
+        flip_pairs: pairs of joint indices that swap under a left/right mirror.
+    """
+
+    name: str
+    joints: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...] = ()
+    left_hip: str | None = None
+    right_hip: str | None = None
+    left_shoulder: str | None = None
+    right_shoulder: str | None = None
+    flip_pairs: tuple[tuple[int, int], ...] = field(default=())
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    def index(self, joint: str) -> int:
+        """Array index of ``joint``; a ``KeyError`` naming the layout if it is absent."""
+        try:
+            return self.joints.index(joint)
+        except ValueError:
+            raise KeyError(f"layout {self.name!r} has no joint {joint!r}") from None
+
+    def hip_indices(self) -> tuple[int, int] | None:
+        if self.left_hip is None or self.right_hip is None:
+            return None
+        return self.index(self.left_hip), self.index(self.right_hip)
+
+    def shoulder_indices(self) -> tuple[int, int] | None:
+        if self.left_shoulder is None or self.right_shoulder is None:
+            return None
+        return self.index(self.left_shoulder), self.index(self.right_shoulder)
+
+
+def _edges(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
+    return tuple((joints.index(a), joints.index(b)) for a, b in pairs)
+
+
+def _flip_pairs(joints: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    pairs = []
+    for i, name in enumerate(joints):
+        if name.startswith("left_"):
+            other = "right_" + name[len("left_"):]
+            if other in joints:
+                pairs.append((i, joints.index(other)))
+    return tuple(pairs)
+
+
+_COCO17_JOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)  # fmt: skip
+
+COCO17 = Layout(
+    name="coco17",
+    joints=_COCO17_JOINTS,
+    edges=_edges(
+        _COCO17_JOINTS,
+        [
+            ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+            ("right_eye", "right_ear"), ("left_shoulder", "right_shoulder"),
+            ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+            ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
+            ("left_hip", "right_hip"), ("left_hip", "left_knee"),
+            ("left_knee", "left_ankle"), ("right_hip", "right_knee"),
+            ("right_knee", "right_ankle"),
+        ],
+    ),  # fmt: skip
+    left_hip="left_hip",
+    right_hip="right_hip",
+    left_shoulder="left_shoulder",
+    right_shoulder="right_shoulder",
+    flip_pairs=_flip_pairs(_COCO17_JOINTS),
+)
+
+LAYOUTS: dict[str, Layout] = {COCO17.name: COCO17}
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Add a layout so that files naming it can be read; returns it."""
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+def get_layout(name: str) -> Layout:
+    """The layout called ``name``; a ``ValueError`` listing the known ones otherwise."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise ValueError(f"unknown joint layout {name!r}; known layouts: {sorted(LAYOUTS)}") from None
+
+
+def conversion_table(source: Layout, target: Layout, mapping: dict[str, str] | None = None) -> np.ndarray:
+    """For each target joint, the index of the source joint that provides it (or -1).
+
+    ``mapping`` maps target joint names to source joint names where they differ; by
+    default joints are matched by name.
+    """
+    mapping = mapping or {}
+    table = np.full(target.num_joints, -1, dtype=np.int64)
+    for t, name in enumerate(target.joints):
+        src = mapping.get(name, name)
+        if src in source.joints:
+            table[t] = source.joints.index(src)
+    return table
+
+
+def convert(keypoints: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Apply a :func:`conversion_table`: ``keypoints (T, J_src, C) -> (T, J_tgt, C)``.
+
+    Target joints without a source are zeros (confidence 0, i.e. missing).
+    """
+    out = np.zeros(keypoints.shape[:-2] + (len(table), keypoints.shape[-1]), dtype=keypoints.dtype)
+    present = table >= 0
+    out[..., present, :] = keypoints[..., table[present], :]
+    return out

@@ -1,0 +1,254 @@
+"""TUG keypoint data: a folder in the format of :mod:`.format` -> normalised windows."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import MotionDataModule
+from .format import DataFormatError, read_labels, read_recording
+from .layouts import get_layout
+from .normalize import body_scale, normalize_skeleton, visible_mask
+from .splits import majority, read_split_file, split_subjects
+from .windows import window_index
+
+log = logging.getLogger(__name__)
+
+NORMALIZATION = "midhip-window-centre/torso-recording-scale/v1"
+
+
+class PoseWindowDataset(torch.utils.data.Dataset):
+    """Windows of normalised skeletons cut on the fly from per-recording arrays.
+
+    ``index`` rows are ``(recording position, start frame)``; nothing is copied until a
+    window is asked for. Items are dicts (see :mod:`.base`); ``x`` is (window, J * 3):
+    x', y', visible for every joint.
+    """
+
+    def __init__(
+        self,
+        keypoints: list[np.ndarray],
+        scales: np.ndarray,
+        labels: np.ndarray,
+        recording_ids: np.ndarray,
+        index: np.ndarray,
+        *,
+        layout: str,
+        window: int,
+        min_confidence: float,
+    ) -> None:
+        self.keypoints = keypoints
+        self.scales = scales
+        self.labels = labels
+        self.recording_ids = recording_ids
+        self.index = index
+        self.layout = get_layout(layout)
+        self.window = window
+        self.min_confidence = min_confidence
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def window_labels(self) -> np.ndarray:
+        return self.labels[self.index[:, 0]] if len(self.index) else np.zeros(0, dtype=np.int64)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r, start = (int(v) for v in self.index[i])
+        kp = self.keypoints[r][start : start + self.window]
+        x = normalize_skeleton(kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r])
+        return {
+            "x": torch.from_numpy(x.reshape(self.window, -1)),
+            "mask": torch.from_numpy(visible_mask(kp, self.min_confidence).any(axis=1)),
+            "y": torch.tensor(self.labels[r], dtype=torch.long),
+            "recording": torch.tensor(self.recording_ids[r], dtype=torch.long),
+            "start": torch.tensor(start, dtype=torch.long),
+        }
+
+
+class TUGDataModule(MotionDataModule):
+    """Timed-up-and-go pose recordings -> 30-frame windows, split by subject.
+
+    Args:
+        root: dataset folder (docs/data-format.md). ``None``: the embedded synthetic
+            TUG data, generated on first use into the cache (``synthetic`` are its
+            settings, see :func:`lbp_motion.data.synthetic.generate_tug_dataset`).
+        classes: class names in label order (TUG: low, medium, high severity).
+        window: frames per window (SPEC: 30).
+        stride: frames between window starts (SPEC: 5).
+        min_confidence: joints below it are masked (zeros plus a visibility flag of 0).
+        val_fraction, test_fraction: subject fractions of the seeded, label-stratified
+            split (ignored with ``split_file``).
+        split_seed: seed of that split.
+        split_file: CSV ``subject,split`` fixing the split instead (docs/data-format.md).
+        predict_split: recordings ``lbp predict`` runs on: train, val, test or all.
+        batch_size, num_workers: of the DataLoaders.
+        synthetic: settings of the synthetic data when ``root`` is None.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        classes: list[str] = ["low", "medium", "high"],  # noqa: B006 - shown in --help
+        window: int = 30,
+        stride: int = 5,
+        min_confidence: float = 0.3,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        split_file: str | None = None,
+        predict_split: str = "test",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        synthetic: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(classes, batch_size, num_workers)
+        if window <= 0 or stride <= 0:
+            raise ValueError(f"window={window} and stride={stride} must be positive")
+        if predict_split not in {"train", "val", "test", "all"}:
+            raise ValueError(f"predict_split={predict_split!r}; expected train, val, test or all")
+        self.save_hyperparameters()
+        self.root = root
+        self.window = window
+        self.stride = stride
+        self.min_confidence = min_confidence
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+        self.split_file = split_file
+        self.predict_split = predict_split
+        self.synthetic = dict(synthetic or {})
+        self.layout_name = "coco17"
+        self.fps: float | None = None
+        self.subject_split: dict[str, str] = {}
+
+    # -- interface ---------------------------------------------------------------
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {
+            "num_features": get_layout(self.layout_name).num_joints * 3,
+            "classes": list(self.classes),
+            "layout": self.layout_name,
+            "window": self.window,
+            "stride": self.stride,
+            "min_confidence": self.min_confidence,
+            "normalization": NORMALIZATION,
+            "features": "x,y,visible per joint",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.spec, "fps": self.fps}
+
+    def train_labels(self) -> torch.Tensor:
+        if "train" not in self._datasets:
+            self.setup("fit")
+        return torch.from_numpy(self._datasets["train"].window_labels())
+
+    # -- reading -------------------------------------------------------------------
+    def resolve_root(self) -> Path:
+        if self.root is not None:
+            return Path(self.root).expanduser()
+        from .synthetic import ensure_synthetic_tug
+
+        return ensure_synthetic_tug(**{"classes": tuple(self.classes), **self.synthetic})
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets:
+            return
+        root = self.resolve_root()
+        rows = read_labels(root)
+        labels_path = root / "labels.csv"
+        listed = {r.recording for r in rows}
+        on_disk = {p.stem for p in root.glob("*.npz")}
+        extra = sorted(on_disk - listed)
+        if extra:
+            raise DataFormatError(
+                f"{root / (extra[0] + '.npz')}: file has no row in {labels_path} "
+                f"({len(extra)} such files); add a row or remove the file"
+            )
+        class_index = {c: i for i, c in enumerate(self.classes)}
+        keypoints, scales, labels, names, subjects = [], [], [], [], []
+        layouts: set[str] = set()
+        fps_values = []
+        for line, row in enumerate(rows, start=2):
+            path = root / f"{row.recording}.npz"
+            if row.label not in class_index:
+                raise DataFormatError(
+                    f"{labels_path}, line {line}: field 'label' is {row.label!r}; expected one of {self.classes}"
+                )
+            if not path.is_file():
+                raise DataFormatError(
+                    f"{labels_path}, line {line}: recording {row.recording!r} has no file {path.name}"
+                )
+            rec = read_recording(path)
+            if rec.num_frames < self.window:
+                log.warning(
+                    "%s: %d frames, shorter than one window of %d; skipped",
+                    path, rec.num_frames, self.window,
+                )
+                continue
+            layouts.add(rec.layout)
+            if len(layouts) > 1:
+                raise DataFormatError(
+                    f"{path}: field 'layout' is {rec.layout!r} but other recordings use {sorted(layouts - {rec.layout})}; "
+                    "convert all recordings to one layout"
+                )
+            keypoints.append(rec.keypoints)
+            scales.append(body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence))
+            labels.append(class_index[row.label])
+            names.append(row.recording)
+            subjects.append(row.subject)
+            fps_values.append(rec.fps)
+        if not keypoints:
+            raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
+        self.layout_name = layouts.pop()
+        self.fps = float(np.median(fps_values))
+        self.recording_names = names
+        self.recording_subjects = subjects
+        labels_arr = np.asarray(labels, dtype=np.int64)
+        self.subject_split = self._split(subjects, labels_arr)
+        lengths = [len(k) for k in keypoints]
+        index = window_index(lengths, self.window, self.stride)
+        side = np.array([self.subject_split[s] for s in subjects])
+        common = dict(layout=self.layout_name, window=self.window, min_confidence=self.min_confidence)
+        ids = np.arange(len(names), dtype=np.int64)
+        scales_arr = np.asarray(scales, dtype=np.float32)
+
+        def subset(mask: np.ndarray) -> PoseWindowDataset:
+            return PoseWindowDataset(keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common)
+
+        for split in ("train", "val", "test"):
+            self._datasets[split] = subset(side == split)
+        predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
+        self._datasets["predict"] = subset(predict)
+        log.info(
+            "TUG data %s: %d recordings, %s windows (train/val/test)",
+            root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")],
+        )
+
+    def _split(self, subjects: list[str], labels: np.ndarray) -> dict[str, str]:
+        unique = sorted(set(subjects))
+        if self.split_file:
+            return read_split_file(self.split_file, unique)
+        per_subject: dict[str, list[str]] = {}
+        for s, y in zip(subjects, labels):
+            per_subject.setdefault(s, []).append(self.classes[y])
+        subject_labels = {s: majority(v) for s, v in per_subject.items()}
+        return split_subjects(
+            subject_labels,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.split_seed,
+        )
+
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """Windows per class in each split (for logs and docs)."""
+        out = {}
+        for split in ("train", "val", "test"):
+            counts = Counter(self._datasets[split].window_labels().tolist())
+            out[split] = {c: counts.get(i, 0) for i, c in enumerate(self.classes)}
+        return out

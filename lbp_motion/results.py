@@ -1,0 +1,159 @@
+"""Run directories, ``metrics.json`` and prediction files (schema: docs/metrics.md).
+
+Every ``lbp fit|validate|test|predict`` run gets its own directory
+``<out_dir>/<name>/version_<n>`` holding ``config.yaml``, ``metrics.csv`` (CSV logger),
+``checkpoints/``, ``wandb/`` (offline W&B run), ``metrics.json`` and, after testing,
+``confusion_test.png``/``.csv``; ``lbp predict`` writes ``predictions.csv`` and
+``recording_predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+
+METRICS_FILE = "metrics.json"
+SCHEMA_VERSION = 1
+
+
+def make_run_dir(out_dir: str | Path, name: str) -> Path:
+    """Create and return ``out_dir/name/version_<n>`` with the next free ``n``.
+
+    ``mkdir`` without ``exist_ok`` makes this safe when several runs start at once.
+    """
+    parent = Path(out_dir) / name
+    parent.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name.split("_")[1]) for p in parent.glob("version_*") if p.name.split("_")[1].isdigit()]
+    n = max(taken, default=-1) + 1
+    while True:
+        run = parent / f"version_{n}"
+        try:
+            run.mkdir()
+            return run
+        except FileExistsError:
+            n += 1
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """Read ``run_dir/metrics.json``."""
+    with open(Path(run_dir) / METRICS_FILE) as fh:
+        return json.load(fh)
+
+
+def _scalar_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith(prefix):
+            v = float(value.item() if isinstance(value, torch.Tensor) else value)
+            out[key] = v if math.isfinite(v) else None
+    return out
+
+
+class RunSummary(pl.Callback):
+    """Writes ``metrics.json`` into the run directory at the end of each stage.
+
+    * fit: the ``val/*`` metrics of the best checkpoint (they are stored inside each
+      checkpoint when it is saved), ``best_checkpoint``, ``best_epoch``, ``monitor``;
+    * validate / test: the ``val/*`` or ``test/*`` metrics, merged into the same file,
+      so a fit that tests at its end holds both.
+
+    Args:
+        run_dir: where metrics.json goes.
+        config_yaml: the run's full config, stored in every checkpoint.
+    """
+
+    def __init__(self, run_dir: str | Path, config_yaml: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.config_yaml = config_yaml
+        self.summary: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+
+    def _write(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.run_dir / METRICS_FILE, self.summary)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        info = checkpoint.setdefault("lbp_motion", {})
+        info["val_metrics"] = _scalar_metrics(trainer.callback_metrics, "val/")
+        info["epoch"] = trainer.current_epoch
+        if self.config_yaml is not None:
+            info["config"] = self.config_yaml
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        ckpt = trainer.checkpoint_callback
+        best = getattr(ckpt, "best_model_path", "") if isinstance(ckpt, ModelCheckpoint) else ""
+        if best and Path(best).is_file():
+            stored = torch.load(best, map_location="cpu", weights_only=False).get("lbp_motion", {})
+            self.summary.update(stored.get("val_metrics", {}))
+            self.summary["best_checkpoint"] = str(Path(best).resolve())
+            self.summary["best_epoch"] = stored.get("epoch")
+            self.summary["monitor"] = ckpt.monitor
+        else:
+            self.summary.update(_scalar_metrics(trainer.callback_metrics, "val/"))
+        self.summary["epochs_trained"] = trainer.current_epoch
+        self._write()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "validate":
+            self.summary.update(_scalar_metrics(trainer.callback_metrics, "val/"))
+            self._write()
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.summary.update(_scalar_metrics(trainer.callback_metrics, "test/"))
+        self._write()
+
+
+class PredictionFiles(BasePredictionWriter):
+    """Writes ``predictions.csv`` (one row per window) and ``recording_predictions.csv``
+    (window probabilities averaged per recording: one answer per patient).
+
+    Expects ``predict_step`` to return dicts with ``recording`` (B,), ``start`` (B,)
+    and ``probs`` (B, C); recording names come from ``datamodule.recording_names`` and
+    class names from the task's ``classes``.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.run_dir = Path(run_dir)
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        if not predictions:
+            return
+        batches = predictions[0] if isinstance(predictions[0], list) else predictions
+        rec = torch.cat([b["recording"] for b in batches]).cpu()
+        start = torch.cat([b["start"] for b in batches]).cpu()
+        probs = torch.cat([b["probs"] for b in batches]).float().cpu()
+        names = list(getattr(trainer.datamodule, "recording_names", []))
+        classes = list(pl_module.classes)
+        name_of = (lambda i: names[i]) if names else str
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["recording", "start", "predicted"] + [f"p_{c}" for c in classes])
+            for r, s, p in zip(rec.tolist(), start.tolist(), probs):
+                w.writerow([name_of(r), s, classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])
+        ids, inverse = torch.unique(rec, return_inverse=True)
+        sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, inverse, probs)
+        counts = torch.bincount(inverse).unsqueeze(1).float()
+        mean = sums / counts
+        with open(self.run_dir / "recording_predictions.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["recording", "windows", "predicted"] + [f"p_{c}" for c in classes])
+            for i, p, n in zip(ids.tolist(), mean, counts.squeeze(1).tolist()):
+                w.writerow([name_of(i), int(n), classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])

@@ -1,0 +1,114 @@
+"""BaseTask: a LightningModule holding the model, loss, optimiser and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+import lbp_motion
+
+
+class BaseTask(pl.LightningModule):
+    """Base class of every lbp_motion task (torchgeo style).
+
+    ``__init__`` saves the hyperparameters, then calls :meth:`configure_models`,
+    :meth:`configure_losses` and :meth:`configure_metrics`, which subclasses implement.
+
+    Args:
+        data_spec: what the data look like (``num_features``, ``classes``, ...); ``lbp``
+            fills it from the DataModule's ``spec``, so configs never repeat it.
+        lr: learning rate of the default optimiser, AdamW (SPEC: 5e-4).
+        weight_decay: AdamW weight decay (SPEC: 0.01).
+        lr_decay: the default schedule multiplies the learning rate by this every epoch
+            (SPEC: 0.99); 1 keeps it constant.
+        optimizer: any optimiser by class_path, replacing the default (its ``lr`` etc.
+            come from its own init_args).
+        lr_scheduler: any scheduler by class_path, replacing the default; stepped per
+            epoch, or on ``val/loss`` for ReduceLROnPlateau.
+    """
+
+    def __init__(
+        self,
+        data_spec: dict[str, Any] | None = None,
+        lr: float = 5e-4,
+        weight_decay: float = 0.01,
+        lr_decay: float = 0.99,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.data_spec: dict[str, Any] = dict(data_spec or {})
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # -- what subclasses provide -----------------------------------------------------
+    def configure_models(self) -> None:
+        """Build the networks (``self.model`` etc.) from hyperparameters and ``data_spec``."""
+
+    def configure_losses(self) -> None:
+        """Build the loss functions."""
+
+    def configure_metrics(self) -> None:
+        """Build the torchmetrics objects."""
+
+    @classmethod
+    def conformance_config(cls) -> dict[str, Any]:
+        """A small ``lbp`` config (``model`` and ``data`` sections) on which the
+        conformance test runs this task through fit, test and predict. Tasks that need
+        other data override it."""
+        return {
+            "model": {"class_path": f"{cls.__module__}.{cls.__qualname__}"},
+            "data": {
+                "class_path": "lbp_motion.data.TUGDataModule",
+                "init_args": {"synthetic": {"num_subjects": 9, "recordings_per_subject": 1}, "stride": 15},
+            },
+        }
+
+    # -- shared machinery --------------------------------------------------------------
+    def spec_value(self, key: str) -> Any:
+        """``data_spec[key]``, with an error that says how to provide it."""
+        if key not in self.data_spec:
+            raise ValueError(
+                f"{type(self).__name__}: data_spec has no {key!r}; run through `lbp`, which fills "
+                f"data_spec from the DataModule, or pass data_spec={{'{key}': ...}}"
+            )
+        return self.data_spec[key]
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(self.parameters())
+        else:
+            optimizer = torch.optim.AdamW(
+                self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            )
+        if self.scheduler_factory is not None:
+            scheduler = self.scheduler_factory(optimizer)
+        elif self.hparams.lr_decay != 1.0:
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+        else:
+            return optimizer
+        config = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Make the checkpoint describe itself: data (classes, layout, normalisation,
+        window, stride, fps), task class and package version."""
+        data = dict(self.data_spec)
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "describe"):
+            data.update(dm.describe())
+        checkpoint.setdefault("lbp_motion", {}).update(
+            version=lbp_motion.__version__,
+            task=f"{type(self).__module__}.{type(self).__qualname__}",
+            data=data,
+        )
+        checkpoint.setdefault("hyper_parameters", {})["data_spec"] = self.data_spec

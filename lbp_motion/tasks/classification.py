@@ -1,0 +1,153 @@
+"""ClassificationTask: one label per window, any sequence model by class_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor, nn
+
+from .base import BaseTask
+from .figures import confusion_matrix_figure
+from .metrics import classification_metrics, confusion_matrix_metric, flatten_metrics, recording_metrics
+
+ModelFactory = Callable[[int, int], nn.Module]
+
+
+def _default_model(in_features: int, num_classes: int) -> nn.Module:
+    from lbp_motion.models import TransformerClassifier
+
+    return TransformerClassifier(in_features, num_classes)
+
+
+class ClassificationTask(BaseTask):
+    """Classify windows (e.g. LBP severity from TUG clips) and, by averaging window
+    probabilities, whole recordings.
+
+    Args:
+        model: the network, by class_path, called as ``model(in_features, num_classes)``
+            (see :mod:`lbp_motion.models.common`); default: the TUG attention model.
+        class_weighted_loss: weight the cross-entropy by the DataModule's inverse class
+            frequencies of the training split.
+        label_smoothing: of the cross-entropy.
+        data_spec, lr, weight_decay, lr_decay, optimizer, lr_scheduler: see
+            :class:`~lbp_motion.tasks.base.BaseTask`.
+    """
+
+    def __init__(
+        self,
+        model: ModelFactory = _default_model,
+        class_weighted_loss: bool = False,
+        label_smoothing: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.model_factory = model
+        super().__init__(**kwargs)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.spec_value("classes"))
+
+    def configure_models(self) -> None:
+        self.model = self.model_factory(int(self.spec_value("num_features")), len(self.classes))
+
+    def configure_losses(self) -> None:
+        self.register_buffer("class_weight", torch.ones(len(self.classes)), persistent=False)
+
+    def configure_metrics(self) -> None:
+        n = len(self.classes)
+        # ModuleDict keys may not shadow nn.Module attributes such as .train: "<stage>_"
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_": classification_metrics(n) for stage in ("train", "val", "test")}
+        )
+        self.confusion = nn.ModuleDict({f"{stage}_": confusion_matrix_metric(n) for stage in ("val", "test")})
+        self._epoch_outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.class_weighted_loss and stage == "fit":
+            dm = self.trainer.datamodule
+            self.class_weight = dm.class_weights().to(self.device)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.model(x, mask)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(
+            logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing
+        )
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        logits = self(batch["x"], batch["mask"])
+        loss = self.loss(logits, batch["y"])
+        batch_size = len(batch["y"])
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "test")
+        self.metrics[f"{stage}_"].update(logits, batch["y"])
+        if f"{stage}_" in self.confusion:
+            self.confusion[f"{stage}_"].update(logits, batch["y"])
+            probs = logits.detach().softmax(dim=-1).float().cpu()
+            self._epoch_outputs[stage].append((batch["recording"].cpu(), probs, batch["y"].cpu()))
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        probs = self(batch["x"], batch["mask"]).softmax(dim=-1)
+        return {"recording": batch["recording"], "start": batch["start"], "probs": probs}
+
+    def _log_epoch(self, stage: str) -> None:
+        values = flatten_metrics(self.metrics[f"{stage}_"].compute(), self.classes, stage)
+        self.metrics[f"{stage}_"].reset()
+        if f"{stage}_" in self.confusion and self._epoch_outputs[stage]:
+            rec, probs, y = (torch.cat(t) for t in zip(*self._epoch_outputs[stage]))
+            values.update(recording_metrics(rec, probs, y, stage))
+            self._epoch_outputs[stage] = []
+        self.log_dict(values, prog_bar=False)
+        if f"{stage}_" in self.confusion:
+            matrix = self.confusion[f"{stage}_"].compute().cpu()
+            self.confusion[f"{stage}_"].reset()
+            if stage == "test" and not self.trainer.sanity_checking:
+                self._save_confusion(matrix, stage)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.metrics["val_"].reset()
+            self.confusion["val_"].reset()
+            self._epoch_outputs["val"] = []
+            return
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _save_confusion(self, matrix: Tensor, stage: str) -> None:
+        """Confusion matrix as PNG and CSV in the run directory, and as an image to W&B."""
+        log_dir = self.trainer.log_dir
+        if log_dir is None:
+            return
+        fig = confusion_matrix_figure(matrix.numpy(), self.classes, title=f"{stage} confusion matrix")
+        out = Path(log_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out / f"confusion_{stage}.png", dpi=100, bbox_inches="tight")
+        with open(out / f"confusion_{stage}.csv", "w") as fh:
+            fh.write("true\\predicted," + ",".join(self.classes) + "\n")
+            for cls, row in zip(self.classes, matrix.tolist()):
+                fh.write(cls + "," + ",".join(str(int(v)) for v in row) + "\n")
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=f"{stage}/confusion_matrix", images=[fig])
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
