@@ -125,7 +125,7 @@ class LbpCLI(LightningCLI):
             trainer_config["default_root_dir"] = str(self.run_dir)
 
         callbacks: list[Any] = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
-        config_yaml = self._parser(self.subcommand).dump(config, skip_none=False)
+        config_yaml = self._parser(self.subcommand).dump(config)
         callbacks.append(RunSummary(self.run_dir, config_yaml=config_yaml))
         if self.subcommand == "predict":
             callbacks.append(PredictionFiles(self.run_dir))
@@ -208,6 +208,8 @@ def _config_from_checkpoint(argv: list[str]) -> list[str]:
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``lbp`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
+    # deprecations raised inside lightning.pytorch.cli itself: not actionable for users
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     if argv and argv[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[argv[0]](argv[1:])
     argv = _config_from_checkpoint(argv)

@@ -1,0 +1,110 @@
+"""End-to-end runs of the `lbp` command, in-process, on the tiny synthetic folder."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lbp_motion.cli import main
+from lbp_motion.results import read_metrics
+
+QUICKSTART = "experiments/quickstart.yaml"
+CLASSES = ("low", "medium", "high")
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_tug, tmp_path_factory):
+    """One tiny `lbp fit` (with its final test) shared by the tests of this module."""
+    from tests.conftest import TINY_ARGS
+
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), *TINY_ARGS, "--run.out_dir", str(out)]) == 0
+    return next(out.glob("quickstart/version_0"))
+
+
+def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
+    m = read_metrics(fitted)
+    for stage in ("val", "test"):
+        for key in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro", "mcc",
+                    "recording_accuracy", "recording_f1_macro", "recording_mcc"):
+            assert 0 <= abs(m[f"{stage}/{key}"]) <= 1, f"{stage}/{key}"
+        for cls in CLASSES:
+            assert f"{stage}/f1/{cls}" in m
+    assert m["monitor"] == "val/f1_macro"
+    # the val metrics are those of the best checkpoint, which the final test used
+    assert m["best_checkpoint"].endswith(".ckpt") and m["best_checkpoint"].startswith(str(fitted.resolve()))
+    history = list(csv.DictReader(open(fitted / "metrics.csv")))
+    best_val = [float(r["val/f1_macro"]) for r in history if r.get("val/f1_macro")]
+    assert m["val/f1_macro"] == pytest.approx(max(best_val))
+    assert (fitted / "confusion_test.png").stat().st_size > 0
+    conf = list(csv.reader(open(fitted / "confusion_test.csv")))
+    assert conf[0][1:] == list(CLASSES)
+    # weighted recall equals accuracy (SPEC's table has the same property)
+    assert m["test/recall_weighted"] == pytest.approx(m["test/accuracy"], abs=1e-6)
+
+
+def test_same_config_same_metrics(fitted, run_lbp, tiny_tug):
+    again = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug))
+    a, b = read_metrics(fitted), read_metrics(again)
+    metric_keys = [k for k in a if "/" in k]
+    assert metric_keys and {k: a[k] for k in metric_keys} == {k: b[k] for k in metric_keys}
+
+
+def test_test_after_fit_can_be_turned_off(run_lbp, tiny_tug):
+    run = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--test_after_fit", "false",
+                  "--trainer.max_epochs", "1")
+    m = read_metrics(run)
+    assert "val/f1_macro" in m and not any(k.startswith("test/") for k in m)
+
+
+def test_test_and_predict_from_the_checkpoint_alone(fitted, run_lbp, tmp_path):
+    ckpt = read_metrics(fitted)["best_checkpoint"]
+    # no --config: model and data settings come from the checkpoint
+    tested = run_lbp("test", "--ckpt_path", ckpt, "--run.wandb", "disabled", tiny=False)
+    assert read_metrics(tested)["test/accuracy"] == pytest.approx(read_metrics(fitted)["test/accuracy"])
+    pred = run_lbp("predict", "--ckpt_path", ckpt, "--data.predict_split", "all", "--run.wandb", "disabled", tiny=False)
+    windows = list(csv.DictReader(open(pred / "predictions.csv")))
+    recordings = list(csv.DictReader(open(pred / "recording_predictions.csv")))
+    assert len(recordings) == 9 and {r["predicted"] for r in recordings} <= set(CLASSES)
+    assert sum(int(r["windows"]) for r in recordings) == len(windows)
+    probs = [float(recordings[0][f"p_{c}"]) for c in CLASSES]
+    assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_print_config_and_short_data_root(tiny_tug, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--print_config"])
+    assert exit_.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["init_args"]["root"] == str(tiny_tug)
+    assert config["model"]["init_args"]["model"]["init_args"]["num_layers"] == 9
+    assert config["run"]["monitor"] == "val/f1_macro" and config["test_after_fit"] is True
+
+
+def test_lbp_tasks_lists_the_builtin_task(capsys):
+    assert main(["tasks"]) == 0
+    assert "classification  lbp_motion.tasks.classification.ClassificationTask" in capsys.readouterr().out
+
+
+def test_wandb_offline_run_is_written(run_lbp, tiny_tug):
+    run = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--trainer.max_epochs", "1",
+                  "--run.wandb", "offline")
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert offline, "expected an offline W&B run to sync later"
+    assert list(offline[0].glob("*.wandb"))
+    # the test confusion matrix went to W&B as an image
+    assert list(offline[0].glob("files/media/images/test/confusion_matrix_*.png"))
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable.replace("python", "lbp"), "tasks"], capture_output=True, text=True)
+    assert out.returncode == 0 and "classification" in out.stdout
+
+
+def test_metrics_json_is_valid_json_without_nan(fitted):
+    text = (fitted / "metrics.json").read_text()
+    assert "NaN" not in text
+    json.loads(text)
