@@ -8,7 +8,7 @@ CACHE ?= $(CURDIR)/.cache
 STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install test-data docs bench lint clean
+.PHONY: demo test install test-data bench lint clean
 
 install: $(STAMP)
 

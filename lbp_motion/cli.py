@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from .data.format import DataFormatError
+from .errors import LbpError
 from .results import PredictionFiles, RunSummary, make_run_dir
 from .tasks.base import BaseTask
 from .tasks.registry import registered_tasks
@@ -64,6 +64,24 @@ class LbpCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
         self.run_dir: Path | None = None
         registered_tasks()  # import plugin tasks so configs may name them by class name
+        try:
+            self._init(args, **kwargs)
+        except BaseException:
+            self._remove_run_dir_without_results()
+            raise
+
+    def _remove_run_dir_without_results(self) -> None:
+        """A run that failed before producing anything leaves no folder behind."""
+        run = self.run_dir
+        if run is None or not run.is_dir():
+            return
+        keep = {"metrics.json", "checkpoints", "predictions.csv"}
+        if not any(p.name in keep for p in run.iterdir()):
+            import shutil
+
+            shutil.rmtree(run, ignore_errors=True)
+
+    def _init(self, args: list[str] | None, **kwargs: Any) -> None:
         super().__init__(
             BaseTask,
             pl.LightningDataModule,
@@ -142,7 +160,7 @@ class LbpCLI(LightningCLI):
                         save_last=True,
                     )
                 )
-        if opts.early_stopping_patience is not None:
+        if self.subcommand == "fit" and opts.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=opts.monitor, mode=opts.monitor_mode, patience=opts.early_stopping_patience)
             )
@@ -161,24 +179,58 @@ class LbpCLI(LightningCLI):
 
 # -- extra subcommands -------------------------------------------------------------------
 def cmd_tasks(argv: list[str]) -> int:
-    """``lbp tasks``: list the tasks found through the ``lbp_motion.tasks`` entry points."""
+    """``lbp tasks``: list the tasks found through the lbp_motion.tasks entry points."""
     import argparse
 
     argparse.ArgumentParser(prog="lbp tasks", description=cmd_tasks.__doc__).parse_args(argv)
     tasks = registered_tasks()
     width = max((len(n) for n in tasks), default=4)
     for name, cls in tasks.items():
-        doc = (cls.__doc__ or "").strip().splitlines()
-        print(f"{name:<{width}}  {cls.__module__}.{cls.__qualname__}  {doc[0] if doc else ''}")
+        summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        print(f"{name:<{width}}  {cls.__module__}.{cls.__qualname__}  {summary}")
     return 0
 
 
 EXTRA_COMMANDS = {"tasks": cmd_tasks}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
+USAGE = """usage: lbp COMMAND [options]
+
+Training and evaluation (LightningCLI; `lbp COMMAND --help` lists every option):
+  fit         train, keep the best checkpoint by run.monitor, then test it
+  validate    validate a checkpoint
+  test        test a checkpoint
+  predict     per-window and per-recording predictions of a checkpoint
+
+Other commands:
+{extra}
+Results go to runs/<name>/version_<n>/ (metrics.json, checkpoints/, config.yaml).
+"""
+
+
+def print_usage() -> None:
+    extra = "".join(
+        f"  {name:<10}  {(fn.__doc__ or '').split(':', 1)[-1].strip().splitlines()[0]}\n"
+        for name, fn in EXTRA_COMMANDS.items()
+    )
+    print(USAGE.format(extra=extra))
+
+
+def user_error(err: BaseException) -> LbpError | None:
+    """The :class:`LbpError` behind ``err``, if any (jsonargparse wraps errors raised
+    while it instantiates classes)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, LbpError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
 
 def _config_from_checkpoint(argv: list[str]) -> list[str]:
-    """``lbp predict --ckpt_path X`` without ``--config``: use the config stored in X."""
+    """``lbp predict --ckpt_path X`` without ``--config``: write the config stored in X
+    to a temporary file and put ``--config`` that file in front. The caller removes it."""
     if not argv or argv[0] not in CHECKPOINT_COMMANDS or any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
         return argv
     ckpt = None
@@ -210,15 +262,27 @@ def main(args: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if args is None else args)
     # deprecations raised inside lightning.pytorch.cli itself: not actionable for users
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    if argv and argv[0] in EXTRA_COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
+        print_usage()
+        return 0
+    if argv[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[argv[0]](argv[1:])
-    argv = _config_from_checkpoint(argv)
+    expanded = _config_from_checkpoint(argv)
+    temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    # the run directory already holds config.yaml and wandb/ when the CSV logger starts
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     try:
-        cli = LbpCLI(args=argv)
-    except DataFormatError as err:
-        print(f"lbp: error: {err}", file=sys.stderr)
+        cli = LbpCLI(args=expanded)
+    except Exception as err:
+        problem = user_error(err)
+        if problem is None:
+            raise
+        print(f"lbp: error: {problem}", file=sys.stderr)
         return 2
+    finally:
+        if temp_config:
+            Path(temp_config).unlink(missing_ok=True)
     if cli.run_dir is not None:
         print(f"Results: {cli.run_dir.resolve()}")
     return 0

@@ -2,9 +2,9 @@
 
 Every ``lbp fit|validate|test|predict`` run gets its own directory
 ``<out_dir>/<name>/version_<n>`` holding ``config.yaml``, ``metrics.csv`` (CSV logger),
-``checkpoints/``, ``wandb/`` (offline W&B run), ``metrics.json`` and, after testing,
-``confusion_test.png``/``.csv``; ``lbp predict`` writes ``predictions.csv`` and
-``recording_predictions.csv``.
+``wandb/`` (offline W&B run); fit adds ``checkpoints/``; fit, validate and test write
+``metrics.json``; testing adds ``confusion_test.png``/``.csv``; ``lbp predict`` writes
+``predictions.csv`` and ``recording_predictions.csv`` instead of metrics.
 """
 
 from __future__ import annotations

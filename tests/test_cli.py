@@ -108,3 +108,25 @@ def test_metrics_json_is_valid_json_without_nan(fitted):
     text = (fitted / "metrics.json").read_text()
     assert "NaN" not in text
     json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--data.window", "0"], "data: window=0 and stride=5 must be positive"),
+        (["--data.test_fraction", "0.9"], "data: val_fraction=0.2 and test_fraction=0.9 must be >= 0 and sum below 1"),
+        (["--data.layout", "ntu99"], "data: layout: unknown joint layout 'ntu99'"),
+        (["--data.root", "/nowhere/at/all"], "/nowhere/at/all: data folder not found"),
+    ],
+)
+def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_path, capsys):
+    code = main(["fit", "--config", QUICKSTART, *override, "--run.out_dir", str(tmp_path), "--run.wandb", "disabled"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"lbp: error: {message}" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*/version_*"))
+
+
+def test_usage_lists_extra_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "fit" in out and "tasks" in out

@@ -23,6 +23,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from ..errors import ConfigError
+
 
 class MotionDataModule(pl.LightningDataModule):
     """Base class with the shared interface; subclasses fill ``_datasets``."""
@@ -30,7 +32,7 @@ class MotionDataModule(pl.LightningDataModule):
     def __init__(self, classes: list[str], batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()
         if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ValueError(f"classes={classes}: expected at least two distinct class names")
+            raise ConfigError(f"data: classes={classes}; expected at least two distinct class names")
         self.classes = list(classes)
         self.batch_size = batch_size
         self.num_workers = num_workers

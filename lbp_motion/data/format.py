@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LbpError
 from .layouts import get_layout
 
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ LABELS_FILE = "labels.csv"
 REQUIRED_COLUMNS = ("recording", "subject", "label")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(LbpError):
     """A dataset file breaks the documented format; the message names file and field."""
 
 
@@ -90,7 +91,10 @@ def write_recording(
     """Write one recording atomically; validates it first (see :func:`validate_keypoints`)."""
     path = Path(path)
     keypoints = np.asarray(keypoints, dtype=np.float32)
-    get_layout(layout)
+    try:
+        get_layout(layout)
+    except ValueError as err:
+        raise DataFormatError(f"{path}: field 'layout': {err}") from None
     validate_keypoints(keypoints, source=str(path), num_joints=get_layout(layout).num_joints)
     arrays = {
         "keypoints": keypoints,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from .format import DataFormatError
 
 SPLITS = ("train", "val", "test")
@@ -29,7 +30,7 @@ def split_subjects(
     positive fraction gets at least one subject of a label that has three or more.
     """
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-        raise ValueError(
+        raise ConfigError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1"
         )
     rng = np.random.default_rng(seed)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import MotionDataModule
 from .format import DataFormatError, read_labels, read_recording
 from .layouts import get_layout
@@ -85,6 +86,8 @@ class TUGDataModule(MotionDataModule):
             split (ignored with ``split_file``).
         split_seed: seed of that split.
         split_file: CSV ``subject,split`` fixing the split instead (docs/data-format.md).
+        layout: joint layout of the recordings (every file must name it); fixes the
+            number of features the model sees (joints x 3).
         predict_split: recordings ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
@@ -101,6 +104,7 @@ class TUGDataModule(MotionDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         split_file: str | None = None,
+        layout: str = "coco17",
         predict_split: str = "test",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -108,9 +112,17 @@ class TUGDataModule(MotionDataModule):
     ) -> None:
         super().__init__(classes, batch_size, num_workers)
         if window <= 0 or stride <= 0:
-            raise ValueError(f"window={window} and stride={stride} must be positive")
+            raise ConfigError(f"data: window={window} and stride={stride} must be positive")
         if predict_split not in {"train", "val", "test", "all"}:
-            raise ValueError(f"predict_split={predict_split!r}; expected train, val, test or all")
+            raise ConfigError(f"data: predict_split={predict_split!r}; expected train, val, test or all")
+        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+            raise ConfigError(
+                f"data: val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1"
+            )
+        try:
+            get_layout(layout)
+        except ValueError as err:
+            raise ConfigError(f"data: layout: {err}") from None
         self.save_hyperparameters()
         self.root = root
         self.window = window
@@ -122,7 +134,7 @@ class TUGDataModule(MotionDataModule):
         self.split_file = split_file
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
-        self.layout_name = "coco17"
+        self.layout_name = layout
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
 
@@ -171,8 +183,7 @@ class TUGDataModule(MotionDataModule):
                 f"({len(extra)} such files); add a row or remove the file"
             )
         class_index = {c: i for i, c in enumerate(self.classes)}
-        keypoints, scales, labels, names, subjects = [], [], [], [], []
-        layouts: set[str] = set()
+        keypoints, scales, labels, names, subjects, sites = [], [], [], [], [], []
         fps_values = []
         for line, row in enumerate(rows, start=2):
             path = root / f"{row.recording}.npz"
@@ -191,24 +202,24 @@ class TUGDataModule(MotionDataModule):
                     path, rec.num_frames, self.window,
                 )
                 continue
-            layouts.add(rec.layout)
-            if len(layouts) > 1:
+            if rec.layout != self.layout_name:
                 raise DataFormatError(
-                    f"{path}: field 'layout' is {rec.layout!r} but other recordings use {sorted(layouts - {rec.layout})}; "
-                    "convert all recordings to one layout"
+                    f"{path}: field 'layout' is {rec.layout!r} but the config says data.layout={self.layout_name!r}; "
+                    "set data.layout or convert the recordings"
                 )
             keypoints.append(rec.keypoints)
             scales.append(body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence))
             labels.append(class_index[row.label])
             names.append(row.recording)
             subjects.append(row.subject)
+            sites.append(row.site)
             fps_values.append(rec.fps)
         if not keypoints:
             raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
-        self.layout_name = layouts.pop()
         self.fps = float(np.median(fps_values))
         self.recording_names = names
         self.recording_subjects = subjects
+        self.recording_sites = sites
         labels_arr = np.asarray(labels, dtype=np.int64)
         self.subject_split = self._split(subjects, labels_arr)
         lengths = [len(k) for k in keypoints]

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 import lbp_motion
+from lbp_motion.errors import ConfigError
 
 
 class BaseTask(pl.LightningModule):
@@ -75,7 +76,7 @@ class BaseTask(pl.LightningModule):
     def spec_value(self, key: str) -> Any:
         """``data_spec[key]``, with an error that says how to provide it."""
         if key not in self.data_spec:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: data_spec has no {key!r}; run through `lbp`, which fills "
                 f"data_spec from the DataModule, or pass data_spec={{'{key}': ...}}"
             )

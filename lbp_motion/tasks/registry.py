@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from lbp_motion.errors import LbpError
+
 GROUP = "lbp_motion.tasks"
 
 
@@ -50,7 +52,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu"):
 
     info = read_checkpoint_info(path)
     if "task" not in info:
-        raise ValueError(f"{path}: not an lbp_motion checkpoint (no 'lbp_motion' entry)")
+        raise LbpError(f"{path}: not an lbp_motion checkpoint (no 'lbp_motion' entry)")
     module, _, name = info["task"].rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
