@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .balance import BalanceMethod, balance_dataset
 from .base import MotionDataModule
 from .format import DataFormatError, read_labels, read_recording
 from .layouts import get_layout
@@ -88,6 +89,9 @@ class TUGDataModule(MotionDataModule):
         split_file: CSV ``subject,split`` fixing the split instead (docs/data-format.md).
         layout: joint layout of the recordings (every file must name it); fixes the
             number of features the model sees (joints x 3).
+        balance: resample the training split only: ``none``, ``smote``,
+            ``kmeans_smote`` or ``undersample`` (see :mod:`lbp_motion.data.balance`).
+        balance_seed: seed of the resampling.
         predict_split: recordings ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
@@ -105,6 +109,8 @@ class TUGDataModule(MotionDataModule):
         split_seed: int = 0,
         split_file: str | None = None,
         layout: str = "coco17",
+        balance: BalanceMethod = "none",
+        balance_seed: int = 0,
         predict_split: str = "test",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -135,6 +141,9 @@ class TUGDataModule(MotionDataModule):
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
         self.layout_name = layout
+        self.balance = balance
+        self.balance_seed = balance_seed
+        self.num_real_train_windows = 0
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
 
@@ -236,6 +245,9 @@ class TUGDataModule(MotionDataModule):
             self._datasets[split] = subset(side == split)
         predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
         self._datasets["predict"] = subset(predict)
+        self.num_real_train_windows = len(self._datasets["train"])
+        if self.balance != "none":
+            self._datasets["train"] = balance_dataset(self._datasets["train"], self.balance, self.balance_seed)
         log.info(
             "TUG data %s: %d recordings, %s windows (train/val/test)",
             root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")],
