@@ -119,6 +119,8 @@ class LbpCLI(LightningCLI):
         return type(self.model).__name__.lower()
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        if self.subcommand is None:  # LbpCLI(run=False): classes only, no run directory
+            return super().instantiate_trainer(**kwargs)
         config = self.config[self.subcommand]
         opts = config.run
         name = self._run_name(config)
@@ -191,7 +193,14 @@ def cmd_tasks(argv: list[str]) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {"tasks": cmd_tasks}
+def cmd_cv(argv: list[str]) -> int:
+    """``lbp cv``: cross-validate a config by subject (leave-one-subject-out or K folds)."""
+    from .cv import cmd_cv as run
+
+    return run(argv)
+
+
+EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]

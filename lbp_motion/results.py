@@ -124,7 +124,8 @@ class PredictionFiles(BasePredictionWriter):
     (window probabilities averaged per recording: one answer per patient).
 
     Expects ``predict_step`` to return dicts with ``recording`` (B,), ``start`` (B,)
-    and ``probs`` (B, C); recording names come from ``datamodule.recording_names`` and
+    and ``probs`` (B, C), and optionally ``y`` (B,) (then a ``label`` column holds the
+    true class); recording names come from ``datamodule.recording_names`` and
     class names from the task's ``classes``.
     """
 
@@ -139,15 +140,18 @@ class PredictionFiles(BasePredictionWriter):
         rec = torch.cat([b["recording"] for b in batches]).cpu()
         start = torch.cat([b["start"] for b in batches]).cpu()
         probs = torch.cat([b["probs"] for b in batches]).float().cpu()
+        labels = torch.cat([b["y"] for b in batches]).cpu() if all("y" in b for b in batches) else None
         names = list(getattr(trainer.datamodule, "recording_names", []))
         classes = list(pl_module.classes)
         name_of = (lambda i: names[i]) if names else str
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["recording", "start", "predicted"] + [f"p_{c}" for c in classes])
-            for r, s, p in zip(rec.tolist(), start.tolist(), probs):
-                w.writerow([name_of(r), s, classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])
+            label_col = ["label"] if labels is not None else []
+            w.writerow(["recording", "start", "predicted"] + label_col + [f"p_{c}" for c in classes])
+            for i, (r, s, p) in enumerate(zip(rec.tolist(), start.tolist(), probs)):
+                label = [classes[int(labels[i])]] if labels is not None else []
+                w.writerow([name_of(r), s, classes[int(p.argmax())]] + label + [f"{v:.6f}" for v in p.tolist()])
         ids, inverse = torch.unique(rec, return_inverse=True)
         sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, inverse, probs)
         counts = torch.bincount(inverse).unsqueeze(1).float()

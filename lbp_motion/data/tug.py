@@ -268,6 +268,17 @@ class TUGDataModule(MotionDataModule):
             seed=self.split_seed,
         )
 
+    def subjects(self) -> list[str]:
+        """Sorted subject ids of the folder (reads labels.csv only)."""
+        return sorted({row.subject for row in read_labels(self.resolve_root())})
+
+    def subject_labels(self) -> dict[str, str]:
+        """Each subject's most frequent recording label (for stratified folds)."""
+        per_subject: dict[str, list[str]] = {}
+        for row in read_labels(self.resolve_root()):
+            per_subject.setdefault(row.subject, []).append(row.label)
+        return {s: majority(v) for s, v in per_subject.items()}
+
     def split_counts(self) -> dict[str, dict[str, int]]:
         """Windows per class in each split (for logs and docs)."""
         out = {}

@@ -79,9 +79,19 @@ class ClassificationTask(BaseTask):
             logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing
         )
 
-    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def compute_loss(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        """Logits of the main head (B, C) and the loss to optimise on ``batch``.
+
+        The hook a subclass overrides to add loss terms or heads (see
+        :class:`~lbp_motion.tasks.joint.JointTask`): the logged ``<stage>/loss`` is the
+        returned loss, and the metrics, confusion matrices and recording-level outputs
+        are computed from the returned logits.
+        """
         logits = self(batch["x"], batch["mask"])
-        loss = self.loss(logits, batch["y"])
+        return logits, self.loss(logits, batch["y"])
+
+    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        logits, loss = self.compute_loss(batch, stage)
         batch_size = len(batch["y"])
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "test")
         self.metrics[f"{stage}_"].update(logits, batch["y"])
@@ -102,7 +112,10 @@ class ClassificationTask(BaseTask):
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
         probs = self(batch["x"], batch["mask"]).softmax(dim=-1)
-        return {"recording": batch["recording"], "start": batch["start"], "probs": probs}
+        out = {"recording": batch["recording"], "start": batch["start"], "probs": probs}
+        if "y" in batch:
+            out["y"] = batch["y"]
+        return out
 
     def _log_epoch(self, stage: str) -> None:
         values = flatten_metrics(self.metrics[f"{stage}_"].compute(), self.classes, stage)

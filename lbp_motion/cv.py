@@ -1,0 +1,219 @@
+"""Cross-validation by subject: ``lbp cv --config FILE --folds loso|K``.
+
+Works for any DataModule that knows its subjects (a ``subjects()`` method returning
+subject ids, optionally ``subject_labels()`` for stratification) and accepts a
+``split_file`` (CSV ``subject,split``). For each fold the test subjects are held out,
+a validation split is drawn from the remaining (training) subjects, and ``lbp fit``
+runs with that split file and tests its best checkpoint; then ``lbp predict`` on the
+fold's test subjects keeps the window probabilities so that metrics can be pooled
+over all folds.
+
+Layout of the run directory ``<out_dir>/<name>/version_<n>/``::
+
+    folds.csv                 subject -> fold
+    fold_<i>/split.csv        the fold's split file
+    fold_<i>/metrics.json     the fold's metrics (copied from its fit run)
+    fold_<i>/predictions.csv  the fold's test-window probabilities and labels
+    fold_<i>/version_*/       the fold's full fit and predict runs
+    summary.json              <metric>_mean, <metric>_std (sample std, ddof=1) over
+                              folds for every test metric, plus pooled/<metric>
+    summary.md                the same as a readable table
+
+A fold whose ``metrics.json`` and ``predictions.csv`` exist is not run again: rerun
+with ``--resume RUN_DIR`` to finish an interrupted cross-validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.splits import split_subjects, write_split_file
+from .errors import ConfigError
+from .results import make_run_dir, write_json_atomic
+
+
+def subject_folds(subjects: Sequence[str], folds: str | int, seed: int = 0) -> list[list[str]]:
+    """Test subjects of each fold: one subject per fold for ``"loso"``, else ``folds``
+    groups of nearly equal size after a seeded shuffle. Folds are disjoint and cover
+    every subject."""
+    subjects = sorted(subjects)
+    if folds == "loso":
+        return [[s] for s in subjects]
+    k = int(folds)
+    if not 2 <= k <= len(subjects):
+        raise ConfigError(f"--folds {k}: expected 'loso' or a number from 2 to the {len(subjects)} subjects")
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    return [sorted(subjects[i] for i in part) for part in np.array_split(order, k)]
+
+
+def fold_assignment(
+    subjects: Sequence[str],
+    test_subjects: Sequence[str],
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    labels: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Split of one fold: ``test`` for its test subjects; the others split into
+    ``train`` and ``val`` (label-stratified when ``labels`` are given), at least one
+    validation subject."""
+    test = set(test_subjects)
+    rest = [s for s in subjects if s not in test]
+    if len(rest) < 2:
+        raise ConfigError("cross-validation needs at least two subjects outside each fold's test subjects")
+    strata = {s: (labels or {}).get(s, "all") for s in rest}
+    inner = split_subjects(strata, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    if "val" not in inner.values():  # tiny data: make sure something validates
+        inner[sorted(rest)[0]] = "val"
+    if "train" not in inner.values():
+        raise ConfigError("cross-validation left no training subject in a fold; lower --val_fraction")
+    return {**inner, **{s: "test" for s in test}}
+
+
+def pooled_metrics(rows: list[dict[str, str]], classes: Sequence[str]) -> dict[str, float]:
+    """Metrics over the test windows of all folds together (from predictions.csv rows
+    with ``label`` and ``p_<class>`` columns), window and recording level."""
+    from .tasks.metrics import classification_metrics, flatten_metrics, recording_metrics
+
+    index = {c: i for i, c in enumerate(classes)}
+    probs = torch.tensor([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+    target = torch.tensor([index[r["label"]] for r in rows])
+    names = sorted({r["fold"] + "/" + r["recording"] for r in rows})
+    rec = torch.tensor([names.index(r["fold"] + "/" + r["recording"]) for r in rows])
+    m = classification_metrics(len(classes))
+    m.update(probs, target)
+    out = flatten_metrics(m.compute(), classes, "pooled")
+    out.update(recording_metrics(rec, probs, target, "pooled"))
+    return {k: float(v) for k, v in out.items()}
+
+
+def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """``<metric>_mean`` and ``<metric>_std`` over folds for every ``test/`` metric."""
+    keys = sorted({k for m in fold_metrics for k in m if k.startswith("test/")})
+    out: dict[str, float] = {"folds": len(fold_metrics)}
+    for key in keys:
+        values = [m[key] for m in fold_metrics if m.get(key) is not None]
+        if values:
+            out[f"{key}_mean"] = statistics.fmean(values)
+            out[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+def _table(summary: dict[str, float], pooled: dict[str, float]) -> str:
+    lines = ["| metric | mean | std | pooled |", "|---|---|---|---|"]
+    for key in sorted(k[: -len("_mean")] for k in summary if k.endswith("_mean")):
+        name = key[len("test/"):]
+        p = pooled.get(f"pooled/{name}")
+        lines.append(
+            f"| {name} | {summary[key + '_mean']:.4f} | {summary[key + '_std']:.4f} | {'' if p is None else f'{p:.4f}'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _datamodule(config_args: list[str]):
+    """Instantiate only what the config describes, without running anything."""
+    from .cli import LbpCLI
+
+    cli = LbpCLI(args=config_args, run=False)
+    dm = cli.datamodule
+    if not hasattr(dm, "subjects"):
+        raise ConfigError(f"{type(dm).__name__} has no subjects() method: it cannot be cross-validated by subject")
+    return dm
+
+
+def run_cv(
+    config_args: list[str],
+    *,
+    folds: str | int = "loso",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    out_dir: str = "runs",
+    name: str | None = None,
+    resume: str | None = None,
+) -> Path:
+    """Run the cross-validation; returns the run directory (see the module docstring)."""
+    from .cli import main as lbp_main
+
+    dm = _datamodule(config_args)
+    subjects = list(dm.subjects())
+    labels = dm.subject_labels() if hasattr(dm, "subject_labels") else None
+    classes = list(dm.classes)
+    if name is None:
+        configs = [config_args[i + 1] for i, a in enumerate(config_args) if a == "--config"]
+        name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
+    run = Path(resume) if resume else make_run_dir(out_dir, name)
+    plan = subject_folds(subjects, folds, seed)
+    with open(run / "folds.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "fold"])
+        for i, test in enumerate(plan):
+            w.writerows([s, i] for s in test)
+
+    fold_metrics, rows = [], []
+    for i, test in enumerate(plan):
+        fold = run / f"fold_{i}"
+        fold.mkdir(exist_ok=True)
+        done = (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
+        if not done:
+            split = write_split_file(
+                fold / "split.csv",
+                fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
+            )
+            common = ["--data.split_file", str(split), "--run.out_dir", str(run), "--run.name", f"fold_{i}"]
+            if lbp_main(["fit", *config_args, *common]) != 0:
+                raise RuntimeError(f"fold {i}: lbp fit failed")
+            fit_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+            metrics = json.loads((fit_dir / "metrics.json").read_text())
+            predict = ["predict", *config_args, *common, "--ckpt_path", metrics["best_checkpoint"],
+                       "--data.predict_split", "test"]
+            if lbp_main(predict) != 0:
+                raise RuntimeError(f"fold {i}: lbp predict failed")
+            pred_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+            shutil.copy(pred_dir / "predictions.csv", fold / "predictions.csv")
+            write_json_atomic(fold / "metrics.json", metrics)
+        fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
+        with open(fold / "predictions.csv", newline="") as fh:
+            rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
+
+    summary = summarize(fold_metrics)
+    pooled = pooled_metrics(rows, classes) if rows and "label" in rows[0] else {}
+    summary.update(pooled)
+    summary["folds_spec"] = str(folds)
+    write_json_atomic(run / "summary.json", summary)
+    (run / "summary.md").write_text(
+        f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n" + _table(summary, pooled)
+    )
+    return run
+
+
+def cmd_cv(argv: list[str]) -> int:
+    """``lbp cv``: cross-validate a config by subject (leave-one-subject-out or K folds)."""
+    parser = argparse.ArgumentParser(
+        prog="lbp cv",
+        description="Cross-validation by subject. Options not listed here (e.g. --trainer.max_epochs 5) "
+        "are passed to every fold's `lbp fit`.",
+    )
+    parser.add_argument("--config", "-c", action="append", required=True, help="config file (repeatable)")
+    parser.add_argument("--folds", default="loso", help="'loso' or a number of folds K (default: loso)")
+    parser.add_argument("--val_fraction", type=float, default=0.2, help="validation subjects drawn from each fold's training subjects")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the inner splits")
+    parser.add_argument("--out_dir", default="runs")
+    parser.add_argument("--name", default=None, help="default: <config stem>-cv")
+    parser.add_argument("--resume", default=None, help="an interrupted cv run directory to finish")
+    args, overrides = parser.parse_known_args(argv)
+    folds = args.folds if args.folds == "loso" else int(args.folds)
+    config_args = [a for c in args.config for a in ("--config", c)] + overrides
+    run = run_cv(config_args, folds=folds, val_fraction=args.val_fraction, seed=args.seed,
+                 out_dir=args.out_dir, name=args.name, resume=args.resume)
+    print((run / "summary.md").read_text())
+    print(f"Results: {run.resolve()}")
+    return 0

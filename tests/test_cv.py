@@ -1,0 +1,74 @@
+import csv
+import json
+
+import pytest
+
+from lbp_motion.cli import main
+from lbp_motion.cv import fold_assignment, pooled_metrics, subject_folds, summarize
+from lbp_motion.errors import ConfigError
+from tests.conftest import TINY_ARGS
+
+
+def test_loso_folds_are_disjoint_and_cover_every_subject():
+    subjects = [f"s{i}" for i in range(7)]
+    folds = subject_folds(subjects, "loso")
+    assert folds == [[s] for s in sorted(subjects)]
+    k3 = subject_folds(subjects, 3, seed=1)
+    flat = [s for f in k3 for s in f]
+    assert sorted(flat) == sorted(subjects) and len(set(flat)) == len(flat)
+    assert sorted(len(f) for f in k3) == [2, 2, 3]
+    with pytest.raises(ConfigError, match="--folds 9"):
+        subject_folds(subjects, 9)
+
+
+def test_fold_assignment_draws_validation_from_training_subjects():
+    subjects = [f"s{i}" for i in range(10)]
+    labels = {s: "ab"[i % 2] for i, s in enumerate(subjects)}
+    split = fold_assignment(subjects, ["s3"], val_fraction=0.25, seed=0, labels=labels)
+    assert split["s3"] == "test" and list(split.values()).count("test") == 1
+    val = [s for s, v in split.items() if v == "val"]
+    assert val and {labels[s] for s in val} == {"a", "b"}  # stratified
+    assert set(split) == set(subjects)
+
+
+def test_summary_mean_std_and_pooled_metrics():
+    s = summarize([{"test/accuracy": 0.5}, {"test/accuracy": 0.7}, {"test/accuracy": 0.9, "val/x": 1}])
+    assert s["test/accuracy_mean"] == pytest.approx(0.7) and s["test/accuracy_std"] == pytest.approx(0.2)
+    assert s["folds"] == 3 and not any(k.startswith("val/") for k in s)
+    rows = [
+        {"fold": "0", "recording": "r1", "label": "a", "p_a": "0.9", "p_b": "0.1"},
+        {"fold": "0", "recording": "r1", "label": "a", "p_a": "0.4", "p_b": "0.6"},
+        {"fold": "1", "recording": "r2", "label": "b", "p_a": "0.2", "p_b": "0.8"},
+    ]
+    pooled = pooled_metrics(rows, ["a", "b"])
+    assert pooled["pooled/accuracy"] == pytest.approx(2 / 3)
+    assert pooled["pooled/recording_accuracy"] == pytest.approx(1.0)  # r1 mean 0.65 -> a
+
+
+@pytest.mark.slow
+def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
+    args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(tmp_path),
+            "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1"]
+    assert main(args) == 0
+    run = tmp_path / "quickstart-cv" / "version_0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["folds"] == 3
+    assert 0 <= summary["test/accuracy_mean"] <= 1 and "test/f1_macro_std" in summary
+    assert "pooled/mcc" in summary and "pooled/recording_accuracy" in summary
+    # the pooled test set is every subject exactly once
+    folds = list(csv.DictReader(open(run / "folds.csv")))
+    assert len(folds) == 9 and len({r["subject"] for r in folds}) == 9
+    tested = set()
+    for i in range(3):
+        split = dict(csv.reader(open(run / f"fold_{i}" / "split.csv")))
+        test_subjects = {s for s, v in split.items() if v == "test"}
+        assert test_subjects == {r["subject"] for r in folds if r["fold"] == str(i)}
+        assert (run / f"fold_{i}" / "metrics.json").is_file()
+        tested |= test_subjects
+    assert len(tested) == 9
+    assert "| accuracy |" in capsys.readouterr().out
+    # resuming a finished run redoes nothing
+    before = (run / "fold_0" / "metrics.json").stat().st_mtime
+    assert main([*args, "--resume", str(run)]) == 0
+    assert (run / "fold_0" / "metrics.json").stat().st_mtime == before
+    assert json.loads((run / "summary.json").read_text()) == summary
