@@ -1,0 +1,160 @@
+"""JointTask: PLAAN's joint training, a main head plus an exercise-type head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lbp_motion.errors import ConfigError
+
+from .classification import ClassificationTask
+
+#: EmoPain's exercise types (column 71, values 0-8), in label order.
+EMOPAIN_EXERCISES = (
+    "other",
+    "one_leg_stand",
+    "reach_forward",
+    "bend",
+    "sit_to_stand",
+    "stand_to_sit",
+    "sitting_still",
+    "standing_still",
+    "walking",
+)
+
+
+class JointTask(ClassificationTask):
+    """Classify windows (pain level or protective behaviour) while also predicting the
+    exercise type from the same features (PLAAN's joint training).
+
+    Both heads read ``model.features(x, mask)``: the main head is the model's own head
+    (its classes are ``data_spec["classes"]``), the exercise head a linear layer onto
+    ``data_spec["aux_classes"]``, trained on the batch's ``aux`` labels. The loss is
+    ``CE(main) + exercise_weight * CE(exercise)``; ``<stage>/loss`` logs this sum and
+    ``<stage>/main_loss`` / ``<stage>/exercise_loss`` its parts. Every metric of
+    :class:`ClassificationTask` is computed on the main head, plus
+    ``<stage>/exercise_accuracy`` per epoch; predictions are the main head's
+    probabilities.
+
+    ``exercise_weight=0`` turns joint training off: the exercise head is still built
+    (checkpoints keep one layout) but is skipped, so it gets no gradient, batches need
+    no ``aux`` and no exercise metric is logged; the task then trains exactly like
+    :class:`ClassificationTask`.
+
+    Args:
+        exercise_weight: weight of the exercise cross-entropy (SPEC: 1, "the loss is
+            the sum"); 0 disables joint training.
+        model, class_weighted_loss, label_smoothing: as in :class:`ClassificationTask`;
+            the class weights and label smoothing apply to the main head only.
+        data_spec, lr, weight_decay, lr_decay, optimizer, lr_scheduler: see
+            :class:`~lbp_motion.tasks.base.BaseTask`. ``data_spec`` needs
+            ``aux_classes`` (the exercise names) when ``exercise_weight > 0``; without
+            it and with weight 0 the head uses EmoPain's 9 exercise types.
+    """
+
+    def __init__(self, exercise_weight: float = 1.0, **kwargs: Any) -> None:
+        if exercise_weight < 0:
+            raise ConfigError(f"JointTask: exercise_weight={exercise_weight}; expected >= 0")
+        super().__init__(**kwargs)
+
+    @classmethod
+    def conformance_config(cls) -> dict[str, Any]:
+        """Synthetic TUG data with joint training off (``exercise_weight: 0``) and a small
+        LSTM-DNN: TUG batches carry no ``aux``. To be switched to the EmoPain DataModule's
+        synthetic data (batches with ``aux``) once it exists."""
+        config = super().conformance_config()
+        config["model"]["init_args"] = {
+            "exercise_weight": 0.0,
+            "model": {
+                "class_path": "lbp_motion.models.LSTMDNNClassifier",
+                "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
+            },
+        }
+        return config
+
+    @property
+    def joint(self) -> bool:
+        """Whether the exercise head is trained (``exercise_weight > 0``)."""
+        return self.hparams.exercise_weight > 0
+
+    @property
+    def aux_classes(self) -> list[str]:
+        if "aux_classes" in self.data_spec:
+            return list(self.data_spec["aux_classes"])
+        if self.joint:
+            raise ConfigError(
+                f"JointTask: exercise_weight={self.hparams.exercise_weight} but data_spec has no "
+                "'aux_classes'; use a DataModule whose batches carry 'aux' exercise labels (e.g. "
+                "EmoPainDataModule), pass data_spec={'aux_classes': [...]}, or set exercise_weight: 0"
+            )
+        return list(EMOPAIN_EXERCISES)
+
+    def configure_models(self) -> None:
+        super().configure_models()
+        feature_dim = getattr(self.model, "feature_dim", None)
+        if feature_dim is None or not hasattr(self.model, "features"):
+            raise ConfigError(
+                f"JointTask: {type(self.model).__name__} has no features()/feature_dim; the exercise "
+                "head reads model.features(x, mask) (see docs/models.md)"
+            )
+        self.exercise_head = nn.Linear(int(feature_dim), len(self.aux_classes))
+
+    def configure_metrics(self) -> None:
+        super().configure_metrics()
+        n = len(self.aux_classes)
+        self.exercise_metrics = nn.ModuleDict(
+            {
+                f"{stage}_": MulticlassAccuracy(n, average="micro")
+                for stage in ("train", "val", "test")
+            }
+        )
+
+    def main_and_features(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Main-head logits (B, C) and the shared features (B, feature_dim), from one pass
+        of the encoder when the model has a ``head`` reading its ``features`` (every
+        :class:`~lbp_motion.models.SequenceClassifier`)."""
+        features = self.model.features(x, mask)
+        head = getattr(self.model, "head", None)
+        logits = head(features) if head is not None else self.model(x, mask)
+        return logits, features
+
+    def joint_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Both heads on ``batch`` (needs ``aux``), without logging: ``logits`` (B, C),
+        ``exercise_logits`` (B, A), ``main_loss``, ``exercise_loss`` and ``loss`` =
+        ``main_loss + exercise_weight * exercise_loss``."""
+        if "aux" not in batch:
+            raise ConfigError(
+                "JointTask: the batch has no 'aux' (exercise labels); use a DataModule that "
+                "provides them or set exercise_weight: 0"
+            )
+        logits, features = self.main_and_features(batch["x"], batch["mask"])
+        exercise_logits = self.exercise_head(features)
+        main_loss = self.loss(logits, batch["y"])
+        exercise_loss = nn.functional.cross_entropy(exercise_logits, batch["aux"])
+        return {
+            "logits": logits,
+            "exercise_logits": exercise_logits,
+            "main_loss": main_loss,
+            "exercise_loss": exercise_loss,
+            "loss": main_loss + self.hparams.exercise_weight * exercise_loss,
+        }
+
+    def compute_loss(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        if not self.joint:
+            return super().compute_loss(batch, stage)
+        out = self.joint_losses(batch)
+        n = len(batch["y"])
+        self.log(f"{stage}/main_loss", out["main_loss"], on_step=False, on_epoch=True, batch_size=n)
+        self.log(
+            f"{stage}/exercise_loss",
+            out["exercise_loss"],
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+        )
+        metric = self.exercise_metrics[f"{stage}_"]
+        metric.update(out["exercise_logits"].detach(), batch["aux"])
+        self.log(f"{stage}/exercise_accuracy", metric, on_step=False, on_epoch=True, batch_size=n)
+        return out["logits"], out["loss"]
