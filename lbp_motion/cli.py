@@ -51,6 +51,23 @@ class RunOptions:
     early_stopping_patience: int | None = None
 
 
+def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
+    """``best-epochNNN.ckpt`` (the best by ``monitor``; the Trainer's checkpoint_callback,
+    used by ``ckpt_path="best"``) and ``last.ckpt``, rewritten every epoch for resuming.
+
+    Two callbacks because Lightning 2.6's ``save_last`` rewrites last.ckpt only in epochs
+    that also saved a best checkpoint when it saves at the end of training epochs.
+    """
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
+        monitor=monitor, mode=mode, save_top_k=1,
+    )
+    last = ModelCheckpoint(
+        dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+    )
+    return [best, last]
+
+
 def _data_spec(datamodule: Any) -> dict[str, Any] | None:
     spec = getattr(datamodule, "spec", None)
     return dict(spec) if spec is not None else None
@@ -152,16 +169,7 @@ class LbpCLI(LightningCLI):
         if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
             given = trainer_config.get("callbacks") or []
             if not any(isinstance(c, ModelCheckpoint) for c in given):
-                callbacks.append(
-                    ModelCheckpoint(
-                        dirpath=self.run_dir / "checkpoints",
-                        filename="best-epoch{epoch:03d}",
-                        auto_insert_metric_name=False,
-                        monitor=opts.monitor,
-                        mode=opts.monitor_mode,
-                        save_last=True,
-                    )
-                )
+                callbacks.extend(checkpoint_callbacks(self.run_dir / "checkpoints", opts.monitor, opts.monitor_mode))
         if self.subcommand == "fit" and opts.early_stopping_patience is not None:
             callbacks.append(
                 EarlyStopping(monitor=opts.monitor, mode=opts.monitor_mode, patience=opts.early_stopping_patience)

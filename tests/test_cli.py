@@ -40,6 +40,10 @@ def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
     best_val = [float(r["val/f1_macro"]) for r in history if r.get("val/f1_macro")]
     assert m["val/f1_macro"] == pytest.approx(max(best_val))
     assert (fitted / "confusion_test.png").stat().st_size > 0
+    # last.ckpt is the last epoch (for resuming), whichever epoch was best
+    import torch
+
+    assert torch.load(fitted / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
     conf = list(csv.reader(open(fitted / "confusion_test.csv")))
     assert conf[0][1:] == list(CLASSES)
     # weighted recall equals accuracy (SPEC's table has the same property)

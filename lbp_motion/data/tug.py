@@ -246,6 +246,7 @@ class TUGDataModule(MotionDataModule):
         predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
         self._datasets["predict"] = subset(predict)
         self.num_real_train_windows = len(self._datasets["train"])
+        self._real_train = self._datasets["train"]
         if self.balance != "none":
             self._datasets["train"] = balance_dataset(self._datasets["train"], self.balance, self.balance_seed)
         log.info(
@@ -267,6 +268,24 @@ class TUGDataModule(MotionDataModule):
             test_fraction=self.test_fraction,
             seed=self.split_seed,
         )
+
+    def real_train_dataset(self) -> PoseWindowDataset:
+        return self._real_train
+
+    def train_subject_info(self) -> dict[str, Any]:
+        rec = self._real_train.index[:, 0]
+        subjects = np.asarray(self.recording_subjects, dtype=object)[rec]
+        sites = [self.recording_sites[r] for r in rec]
+        return {
+            "subject": subjects,
+            "label": [self.classes[y] for y in self._real_train.window_labels()],
+            "site": None if any(s is None for s in sites) else sites,
+        }
+
+    def balance_client(self, dataset):
+        if self.balance == "none":
+            return dataset
+        return balance_dataset(dataset, self.balance, self.balance_seed)
 
     def subjects(self) -> list[str]:
         """Sorted subject ids of the folder (reads labels.csv only)."""

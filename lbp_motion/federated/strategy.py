@@ -1,0 +1,305 @@
+"""FedAvg as a Lightning strategy: any ``lbp`` config becomes federated.
+
+Choose it in a config::
+
+    trainer:
+      max_epochs: 30            # one round per epoch: 30 rounds
+      strategy:
+        class_path: lbp_motion.federated.FedAvgStrategy
+        init_args: {num_clients: 3, partition: site, local_epochs: 1}
+
+How a round runs (one training epoch). The DataModule's training loader is a
+:class:`~lbp_motion.data.federated.FederatedLoader`: for each selected client in turn
+it yields the batches of E local epochs over that client's own data, each batch
+tagged with the client id. When the client id changes, the strategy keeps the
+finished client's weights, loads the round's global weights and gives the next client
+a fresh optimiser state (or its own, with ``persist_optimizer_state``), and seeds
+torch's RNG with (seed, client, round) so dropout repeats exactly. Before validation
+(and at the end of a round without validation) the kept weights are aggregated by
+:func:`~lbp_motion.federated.fedavg.fedavg` with weights n_k, so validation,
+checkpoints and the epoch counter (= round) see the global model. The learning-rate
+schedule steps once per round: lr_r = lr x decay^r for every client.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.strategies import SingleDeviceStrategy
+
+from ..data.federated import FederationSpec, mix_seed
+from ..errors import ConfigError
+from .fedavg import AggregationError, all_finite, fedavg, server_momentum_update
+
+log = logging.getLogger(__name__)
+
+
+class _RoundHooks(pl.Callback):
+    """Aggregates at the end of a round that had no validation, and carries the
+    strategy's state (server momentum, optimiser states) in checkpoints."""
+
+    def __init__(self, strategy: FedAvgStrategy) -> None:
+        self.strategy = strategy
+
+    @property
+    def state_key(self) -> str:
+        return "FedAvgStrategy"
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.strategy.finish_round()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.strategy.server_state()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.strategy.load_server_state(state_dict)
+
+
+class FedAvgStrategy(SingleDeviceStrategy):
+    """Federated Averaging (McMahan et al., 2017) simulated on one device.
+
+    Args:
+        num_clients: number of clients K (``site`` and ``groups`` partitions imply it;
+            null then).
+        partition: how the DataModule spreads training subjects over clients:
+            ``site``, ``groups``, ``iid`` or ``dirichlet`` (see :mod:`lbp_motion.data.partition`).
+        alpha: Dirichlet concentration for ``dirichlet`` (smaller = more skew).
+        subject_groups: the subject lists of ``groups``.
+        local_epochs: E, local passes over a client's data per round.
+        client_fraction: share of clients selected each round (at least one).
+        seed: seeds partitions, client selection, shuffling and dropout per (client, round).
+        mu: FedProx proximal weight (0: FedAvg).
+        server_momentum: FedAvgM momentum beta (0: FedAvg).
+        server_lr: FedAvgM server learning rate.
+        persist_optimizer_state: keep each client's optimiser state across rounds
+            (default: a fresh optimiser state every round).
+        min_clients: a round fails unless this many clients return finite weights.
+        device: ``None`` uses the Trainer's accelerator (GPU when given one).
+    """
+
+    def __init__(
+        self,
+        num_clients: int | None = 3,
+        partition: Literal["site", "groups", "iid", "dirichlet"] = "iid",
+        alpha: float = 0.5,
+        subject_groups: list[list[str]] | None = None,
+        local_epochs: int = 1,
+        client_fraction: float = 1.0,
+        seed: int = 0,
+        mu: float = 0.0,
+        server_momentum: float = 0.0,
+        server_lr: float = 1.0,
+        persist_optimizer_state: bool = False,
+        min_clients: int = 1,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if local_epochs < 1:
+            raise ConfigError(f"strategy: local_epochs={local_epochs}; expected at least 1")
+        if mu < 0 or not 0 <= server_momentum < 1:
+            raise ConfigError(f"strategy: mu={mu} must be >= 0 and server_momentum={server_momentum} in [0, 1)")
+        super().__init__(device=torch.device(device) if device else "cpu", **kwargs)
+        self._device_given = device is not None
+        self.spec = FederationSpec(
+            num_clients=num_clients, partition=partition, alpha=alpha, subject_groups=subject_groups,
+            local_epochs=local_epochs, client_fraction=client_fraction, seed=seed,
+        )
+        self.mu = mu
+        self.server_momentum = server_momentum
+        self.server_lr = server_lr
+        self.persist_optimizer_state = persist_optimizer_state
+        self.min_clients = min_clients
+        self._global: dict[str, torch.Tensor] | None = None
+        self._velocity: dict[str, torch.Tensor] | None = None
+        self._client: int | None = None
+        self._kept: list[tuple[int, dict[str, torch.Tensor]]] = []
+        self._failed: list[int] = []
+        self._losses: dict[int, list[float]] = defaultdict(list)
+        self._optimizer_states: dict[int, dict] = {}
+        self.history: list[dict[str, Any]] = []
+
+    # -- set-up ------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer) -> None:
+        if not self._device_given:  # follow the Trainer's accelerator
+            self._root_device = _accelerator_device(trainer)
+        super().setup(trainer)
+        if trainer.state.fn != "fit":
+            return
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "client_datasets"):
+            raise ConfigError("FedAvgStrategy needs an lbp_motion DataModule that supports client partitions")
+        self.spec.round_fn = lambda: trainer.current_epoch
+        self.num_examples, self.client_subjects = dm.federate(self.spec)
+        trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
+        if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
+            trainer.callbacks.insert(0, _RoundHooks(self))
+        log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
+
+    @property
+    def restore_checkpoint_after_setup(self) -> bool:
+        return True  # so that _RoundHooks, added in setup(), gets its state back on resume
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        if self._global is None:
+            self._global = self._snapshot()
+
+    # -- one client after the other ------------------------------------------------------
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.lightning_module.state_dict().items()}
+
+    def _switch_to(self, client: int) -> None:
+        module = self.lightning_module
+        if self._client is not None:
+            self._keep_current()
+        module.load_state_dict(self._global)
+        optimizer = module.trainer.optimizers[0]
+        if self.persist_optimizer_state and client in self._optimizer_states:
+            # the client's moment estimates, but this round's learning rate (the schedule is global)
+            groups = optimizer.state_dict()["param_groups"]
+            optimizer.load_state_dict({"state": self._optimizer_states[client]["state"], "param_groups": groups})
+        else:
+            optimizer.state = defaultdict(dict)
+        torch.manual_seed(mix_seed(self.spec.seed, client, module.current_epoch, 104729))
+        self._client = client
+
+    def _keep_current(self) -> None:
+        state = self._snapshot()
+        if all_finite(state):
+            self._kept.append((self._client, state))
+        else:
+            log.warning("round %d: client %d returned non-finite weights; left out", self.lightning_module.current_epoch, self._client)
+            self._failed.append(self._client)
+        if self.persist_optimizer_state:
+            self._optimizer_states[self._client] = copy.deepcopy(self.lightning_module.trainer.optimizers[0].state_dict())
+        self._client = None
+
+    def training_step(self, *args: Any, **kwargs: Any):
+        batch = args[0]
+        client = int(batch["client"][0])
+        if client in self._failed:
+            return None  # the rest of a failed client's batches this round
+        if client != self._client:
+            self._switch_to(client)
+        try:
+            out = super().training_step(*args, **kwargs)
+        except Exception as err:  # a failing client is left out of the round
+            if isinstance(err, (ConfigError, KeyboardInterrupt)):
+                raise
+            log.warning("round %d: client %d failed (%s); left out", self.lightning_module.current_epoch, client, err)
+            self._failed.append(client)
+            self._client = None
+            self.lightning_module.load_state_dict(self._global)
+            return None
+        loss = out["loss"] if isinstance(out, dict) else out
+        if loss is not None:
+            self._losses[client].append(float(loss.detach()))
+            if self.mu > 0:
+                prox = sum(
+                    (p - self._global[name].to(p.device)).pow(2).sum()
+                    for name, p in self.lightning_module.named_parameters()
+                    if p.requires_grad
+                )
+                loss = loss + self.mu / 2 * prox
+                out = {**out, "loss": loss} if isinstance(out, dict) else loss
+        return out
+
+    # -- aggregation ---------------------------------------------------------------------
+    def finish_round(self) -> None:
+        """Aggregate the clients of this round into the global model (once per round)."""
+        if self._client is not None:
+            self._keep_current()
+        if not self._kept and not self._failed:
+            return  # nothing trained since the last aggregation (e.g. the sanity check)
+        failed = sorted(set(self._failed) - {c for c, _ in self._kept})
+        if len(self._kept) < self.min_clients:
+            raise AggregationError(
+                f"round {self.lightning_module.current_epoch}: {len(self._kept)} client(s) returned usable weights "
+                f"(failed: {failed}); at least min_clients={self.min_clients} are needed"
+            )
+        weights = [self.num_examples[c] for c, _ in self._kept]
+        averaged = fedavg([s for _, s in self._kept], weights)
+        if self.server_momentum > 0 or self.server_lr != 1.0:
+            averaged, self._velocity = server_momentum_update(
+                self._global, averaged, self._velocity, momentum=self.server_momentum, server_lr=self.server_lr
+            )
+        self._global = averaged
+        self.lightning_module.load_state_dict(averaged)
+        self._record_round(failed)
+        self._kept, self._failed, self._losses = [], [], defaultdict(list)
+
+    def _record_round(self, failed: list[int]) -> None:
+        trainer = self.lightning_module.trainer
+        round_ = trainer.current_epoch
+        metrics: dict[str, float] = {"round": round_}
+        for client, _ in self._kept:
+            losses = self._losses.get(client, [])
+            metrics[f"client_{client}/train_loss"] = sum(losses) / max(len(losses), 1)
+            metrics[f"client_{client}/n"] = self.num_examples[client]
+        metrics["clients"] = len(self._kept)
+        metrics["failed_clients"] = len(failed)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        self.history.append({**metrics, "failed": " ".join(map(str, failed))})
+
+    def on_validation_start(self) -> None:
+        super().on_validation_start()
+        if self.lightning_module.trainer.state.fn == "fit":
+            self.finish_round()
+
+    def on_validation_end(self) -> None:
+        super().on_validation_end()
+        trainer = self.lightning_module.trainer
+        if trainer.state.fn != "fit" or trainer.sanity_checking or not self.history:
+            return
+        row = self.history[-1]
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("val/"):
+                row[key] = float(value)
+        self._write_history(trainer)
+
+    def on_train_end(self) -> None:
+        self.finish_round()
+        super().on_train_end()
+
+    def _write_history(self, trainer: pl.Trainer) -> None:
+        if trainer.log_dir is None:
+            return
+        Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(trainer.log_dir) / "rounds.csv"
+        keys = sorted({k for row in self.history for k in row}, key=lambda k: (k != "round", k))
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def server_state(self) -> dict[str, Any]:
+        return {
+            "velocity": self._velocity,
+            "optimizer_states": self._optimizer_states,
+            "history": self.history,
+        }
+
+    def load_server_state(self, state: dict[str, Any]) -> None:
+        self._velocity = state.get("velocity")
+        self._optimizer_states = state.get("optimizer_states", {})
+        self.history = list(state.get("history", []))
+
+
+def _accelerator_device(trainer: pl.Trainer) -> torch.device:
+    """The device of the Trainer's accelerator: cuda:0 on a GPU, else the CPU."""
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    if isinstance(trainer.accelerator, CUDAAccelerator):
+        return torch.device("cuda", 0)
+    if isinstance(trainer.accelerator, MPSAccelerator):
+        return torch.device("mps", 0)
+    return torch.device("cpu")
