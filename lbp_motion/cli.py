@@ -208,7 +208,14 @@ def cmd_cv(argv: list[str]) -> int:
     return run(argv)
 
 
-EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv}
+def cmd_analyze(argv: list[str]) -> int:
+    """``lbp analyze``: dataset and result analyses (exercise-correlation)."""
+    from .analysis import cmd_analyze as run
+
+    return run(argv)
+
+
+EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]
@@ -283,7 +290,11 @@ def main(args: list[str] | None = None) -> int:
         print_usage()
         return 0
     if argv[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[argv[0]](argv[1:])
+        try:
+            return EXTRA_COMMANDS[argv[0]](argv[1:])
+        except LbpError as err:
+            print(f"lbp: error: {err}", file=sys.stderr)
+            return 2
     expanded = _config_from_checkpoint(argv)
     temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 import torch
 
 from ..errors import ConfigError
+from .balance import balance_dataset
 
 
 class MotionDataModule(pl.LightningDataModule):
@@ -87,11 +88,27 @@ class MotionDataModule(pl.LightningDataModule):
 
     def real_train_dataset(self) -> torch.utils.data.Dataset:
         """The training samples before any balancing."""
-        return self._datasets["train"]
+        real = getattr(self, "_real_train", None)
+        return real if real is not None else self._datasets["train"]
 
     def balance_client(self, dataset: torch.utils.data.Dataset) -> torch.utils.data.Dataset:
-        """Balance one client's data like the training split (default: unchanged)."""
-        return dataset
+        """Balance one client's data like the training split."""
+        if self.balance == "none":
+            return dataset
+        return balance_dataset(dataset, self.balance, self.balance_seed)
+
+    # -- balancing -----------------------------------------------------------------------
+    balance: str = "none"  # subclasses take ``balance`` and ``balance_seed`` arguments
+    balance_seed: int = 0
+    num_real_train_samples: int = 0
+
+    def finish_train_split(self) -> None:
+        """Call at the end of ``setup``: remembers the real training samples (n for
+        federated weighting) and balances the training split if configured."""
+        self._real_train = self._datasets["train"]
+        self.num_real_train_samples = len(self._real_train)
+        if self.balance != "none":
+            self._datasets["train"] = balance_dataset(self._real_train, self.balance, self.balance_seed)
 
     def client_datasets(self, spec) -> tuple[list[torch.utils.data.Dataset], list[int], list[list[str]]]:
         """Per-client datasets, their n_k (real samples before balancing) and subjects."""

@@ -48,6 +48,7 @@ import torch
 from ..errors import ConfigError
 from .base import MotionDataModule
 from .format import DataFormatError, _atomic_write
+from .balance import BalanceMethod
 from .splits import read_split_file, split_subjects
 
 log = logging.getLogger(__name__)
@@ -819,6 +820,9 @@ class EmoPainDataModule(MotionDataModule):
         val_fraction, test_fraction, split_seed: of ``split="subject"``.
         split_file: CSV ``subject,split`` (as in docs/data-format.md); replaces ``split``
             (the files are pooled as for ``subject``).
+        balance: resample the training split only: ``none``, ``smote``,
+            ``kmeans_smote`` or ``undersample`` (see :mod:`lbp_motion.data.balance`).
+        balance_seed: seed of the resampling.
         predict_split: samples ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
@@ -846,6 +850,8 @@ class EmoPainDataModule(MotionDataModule):
         test_fraction: float = 0.2,
         split_seed: int = 0,
         split_file: str | None = None,
+        balance: BalanceMethod = "none",
+        balance_seed: int = 0,
         predict_split: str = "test",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -904,6 +910,8 @@ class EmoPainDataModule(MotionDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.split_file = split_file
+        self.balance = balance
+        self.balance_seed = balance_seed
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
         self.window_seconds = window_seconds
@@ -1018,6 +1026,11 @@ class EmoPainDataModule(MotionDataModule):
             raise DataFormatError(f"{root}: no .mat or .csv files found")
         return files
 
+    def train_subject_info(self) -> dict[str, Any]:
+        real = self.real_train_dataset()
+        subjects = np.asarray(self.subject_names, dtype=object)[real.subject_ids[real.index[:, 0]]]
+        return {"subject": subjects, "label": [self.classes[y] for y in real.window_labels()], "site": None}
+
     def subjects(self) -> list[str]:
         """Sorted subject ids of the files the DataModule uses (file names only)."""
         files = self._files(self.resolve_root())
@@ -1116,6 +1129,7 @@ class EmoPainDataModule(MotionDataModule):
         self._datasets["predict"] = subset(
             ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
         )
+        self.finish_train_split()
         log.info(
             "EmoPain data %s (%s task): %d recordings, %s samples (train/val/test)",
             root,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .balance import BalanceMethod, balance_dataset
+from .balance import BalanceMethod
 from .base import MotionDataModule
 from .format import DataFormatError, read_labels, read_recording
 from .layouts import get_layout
@@ -143,7 +143,6 @@ class TUGDataModule(MotionDataModule):
         self.layout_name = layout
         self.balance = balance
         self.balance_seed = balance_seed
-        self.num_real_train_windows = 0
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
 
@@ -245,10 +244,7 @@ class TUGDataModule(MotionDataModule):
             self._datasets[split] = subset(side == split)
         predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
         self._datasets["predict"] = subset(predict)
-        self.num_real_train_windows = len(self._datasets["train"])
-        self._real_train = self._datasets["train"]
-        if self.balance != "none":
-            self._datasets["train"] = balance_dataset(self._datasets["train"], self.balance, self.balance_seed)
+        self.finish_train_split()
         log.info(
             "TUG data %s: %d recordings, %s windows (train/val/test)",
             root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")],
@@ -269,23 +265,16 @@ class TUGDataModule(MotionDataModule):
             seed=self.split_seed,
         )
 
-    def real_train_dataset(self) -> PoseWindowDataset:
-        return self._real_train
-
     def train_subject_info(self) -> dict[str, Any]:
-        rec = self._real_train.index[:, 0]
+        real = self.real_train_dataset()
+        rec = real.index[:, 0]
         subjects = np.asarray(self.recording_subjects, dtype=object)[rec]
         sites = [self.recording_sites[r] for r in rec]
         return {
             "subject": subjects,
-            "label": [self.classes[y] for y in self._real_train.window_labels()],
+            "label": [self.classes[y] for y in real.window_labels()],
             "site": None if any(s is None for s in sites) else sites,
         }
-
-    def balance_client(self, dataset):
-        if self.balance == "none":
-            return dataset
-        return balance_dataset(dataset, self.balance, self.balance_seed)
 
     def subjects(self) -> list[str]:
         """Sorted subject ids of the folder (reads labels.csv only)."""

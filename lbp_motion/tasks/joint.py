@@ -61,18 +61,32 @@ class JointTask(ClassificationTask):
 
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
-        """Synthetic TUG data with joint training off (``exercise_weight: 0``) and a small
-        LSTM-DNN: TUG batches carry no ``aux``. To be switched to the EmoPain DataModule's
-        synthetic data (batches with ``aux``) once it exists."""
-        config = super().conformance_config()
-        config["model"]["init_args"] = {
-            "exercise_weight": 0.0,
+        """Tiny synthetic EmoPain data (protective task, batches with ``aux``), joint
+        training on, a small LSTM-DNN."""
+        return {
             "model": {
-                "class_path": "lbp_motion.models.LSTMDNNClassifier",
-                "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
+                "class_path": f"{cls.__module__}.{cls.__qualname__}",
+                "init_args": {
+                    "exercise_weight": 1.0,
+                    "model": {
+                        "class_path": "lbp_motion.models.LSTMDNNClassifier",
+                        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
+                    },
+                },
+            },
+            "data": {
+                "class_path": "lbp_motion.data.EmoPainDataModule",
+                "init_args": {
+                    "task": "protective",
+                    "features": "coords",
+                    "batch_size": 32,
+                    "synthetic": {
+                        "num_train_patients": 2, "num_train_controls": 1,
+                        "num_val_patients": 1, "num_val_controls": 1, "frames_per_file": 900,
+                    },
+                },
             },
         }
-        return config
 
     @property
     def joint(self) -> bool:

@@ -69,7 +69,7 @@ def test_tug_balancing_touches_the_training_split_only(tiny_tug):
     bal.setup("fit")
     counts = torch.bincount(bal.train_labels(), minlength=3)
     assert counts.min() == counts.max() == torch.bincount(plain.train_labels()).max()
-    assert bal.num_real_train_windows == len(plain._datasets["train"])
+    assert bal.num_real_train_samples == len(plain._datasets["train"])
     for split in ("val", "test"):
         np.testing.assert_array_equal(bal._datasets[split].index, plain._datasets[split].index)
     batch = next(iter(bal.train_dataloader()))

@@ -572,3 +572,28 @@ def test_synthetic_label_shares_roughly_match_spec(tmp_path):
     assert all(set(np.unique(r.pain)) <= {-1, 0} for r in controls)
     feet = rec.coords[:, [3, 6], 1]  # Y up, metres: ankles near the floor, head top above them
     assert 0.0 < feet.min() and feet.max() < 0.8 and np.median(rec.coords[:, 21, 1]) > 1.4
+
+
+def test_emopain_balancing_and_federation_support(tmp_path):
+    import torch
+
+    from lbp_motion.data import EmoPainDataModule
+    from lbp_motion.data.federated import FederationSpec
+    from lbp_motion.data.synthetic import generate_emopain_dataset
+
+    root = generate_emopain_dataset(tmp_path / "ep", num_train_patients=3, num_train_controls=2, num_val_patients=1,
+                                    num_val_controls=1, frames_per_file=900, seed=3)
+    plain = EmoPainDataModule(str(root), task="protective", features="coords")
+    plain.setup("fit")
+    bal = EmoPainDataModule(str(root), task="protective", features="coords", balance="undersample")
+    bal.setup("fit")
+    counts = torch.bincount(bal.train_labels())
+    assert counts[0] == counts[1] == torch.bincount(plain.train_labels()).min()
+    assert bal.num_real_train_samples == len(plain.dataset("train"))
+    assert len(bal.dataset("val")) == len(plain.dataset("val"))
+    item = bal.dataset("train")[0]
+    assert {"aux", "subject", "x", "mask"} <= set(item)
+    n_k, clients = plain.federate(FederationSpec(num_clients=2, partition="iid", seed=0))
+    assert sum(n_k) == plain.num_real_train_samples and len(clients) == 2
+    batch = next(iter(plain.train_dataloader()))
+    assert set(batch["subject"].tolist()) <= {plain.subject_names.index(s) for s in clients[int(batch["client"][0])]}

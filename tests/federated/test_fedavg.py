@@ -73,7 +73,7 @@ def test_each_client_loader_yields_only_its_own_samples(sited_tug):
     dm.setup("fit")
     spec = FederationSpec(num_clients=3, partition="site", local_epochs=2, seed=0)
     counts, clients = dm.federate(spec)
-    assert sum(counts) == dm.num_real_train_windows
+    assert sum(counts) == dm.num_real_train_samples
     subjects_of_recording = np.asarray(dm.recording_subjects)
     loader = dm.train_dataloader()
     seen = {c: 0 for c in range(3)}
