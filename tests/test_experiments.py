@@ -9,8 +9,8 @@ import yaml
 from lbp_motion.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-# component files included by other configs (trainer: trainer.yaml, data: data.yaml)
-PARTS = {"trainer.yaml", "data.yaml"}
+# component files included by other configs (trainer: trainer.yaml, data: data.yaml, model: model.yaml)
+PARTS = {"trainer.yaml", "data.yaml", "model.yaml"}
 CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name not in PARTS and "sweeps" not in p.parts)
 
 

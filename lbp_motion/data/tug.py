@@ -92,6 +92,8 @@ class TUGDataModule(MotionDataModule):
         balance: resample the training split only: ``none``, ``smote``,
             ``kmeans_smote`` or ``undersample`` (see :mod:`lbp_motion.data.balance`).
         balance_seed: seed of the resampling.
+        train_sites: train and validate on these sites' subjects only (the ``site``
+            column); the test split stays the common one. For single-clinic baselines.
         predict_split: recordings ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
@@ -111,6 +113,7 @@ class TUGDataModule(MotionDataModule):
         layout: str = "coco17",
         balance: BalanceMethod = "none",
         balance_seed: int = 0,
+        train_sites: list[str] | None = None,
         predict_split: str = "test",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -143,6 +146,7 @@ class TUGDataModule(MotionDataModule):
         self.layout_name = layout
         self.balance = balance
         self.balance_seed = balance_seed
+        self.train_sites = list(train_sites) if train_sites else None
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
 
@@ -233,6 +237,13 @@ class TUGDataModule(MotionDataModule):
         lengths = [len(k) for k in keypoints]
         index = window_index(lengths, self.window, self.stride)
         side = np.array([self.subject_split[s] for s in subjects])
+        if self.train_sites is not None:
+            known = {s for s in sites if s is not None}
+            unknown = sorted(set(self.train_sites) - known)
+            if unknown:
+                raise ConfigError(f"data: train_sites={self.train_sites}; sites {unknown} are not in labels.csv ({sorted(known)})")
+            elsewhere = np.array([s not in self.train_sites for s in sites]) & (side != "test")
+            side[elsewhere] = "unused"
         common = dict(layout=self.layout_name, window=self.window, min_confidence=self.min_confidence)
         ids = np.arange(len(names), dtype=np.int64)
         scales_arr = np.asarray(scales, dtype=np.float32)

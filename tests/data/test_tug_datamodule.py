@@ -124,3 +124,20 @@ def test_cli_reports_bad_input_in_one_line(tiny_copy, tmp_path, capsys):
     assert code == 2
     assert "lbp: error:" in err and "labels.csv, line 2: field 'label' is 'severe'" in err
     assert "Traceback" not in err
+
+
+def test_train_sites_keep_the_common_test_split(tmp_path):
+    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.errors import ConfigError
+
+    root = generate_tug_dataset(tmp_path / "s", num_subjects=12, recordings_per_subject=1, sites=3, seed=1)
+    full = TUGDataModule(str(root), stride=15)
+    full.setup("fit")
+    one = TUGDataModule(str(root), stride=15, train_sites=["site1"])
+    one.setup("fit")
+    np.testing.assert_array_equal(one._datasets["test"].index, full._datasets["test"].index)
+    for split in ("train", "val"):
+        recs = set(one._datasets[split].index[:, 0].tolist())
+        assert recs and {one.recording_sites[r] for r in recs} == {"site1"}
+    with pytest.raises(ConfigError, match="sites \\['site9'\\] are not in labels.csv"):
+        TUGDataModule(str(root), train_sites=["site9"]).setup("fit")

@@ -197,13 +197,13 @@ def test_resume_gives_the_same_final_weights(sited_tug, tmp_path):
             "--model.model.init_args.dropout", "0.1", "--test_after_fit", "false"]
     assert main(["fit", *base, "--trainer.max_epochs", "4", "--run.out_dir", str(tmp_path / "full")]) == 0
     assert main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")]) == 0
-    half = tmp_path / "half" / "tug_fedavg" / "version_0" / "checkpoints" / "last.ckpt"
+    half = tmp_path / "half" / "tug-fedavg" / "version_0" / "checkpoints" / "last.ckpt"
     assert main(["fit", *base, "--trainer.max_epochs", "4", "--run.out_dir", str(tmp_path / "half"),
                  "--ckpt_path", str(half)]) == 0
-    full = torch.load(tmp_path / "full" / "tug_fedavg" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
-    resumed = torch.load(tmp_path / "half" / "tug_fedavg" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
+    full = torch.load(tmp_path / "full" / "tug-fedavg" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+    resumed = torch.load(tmp_path / "half" / "tug-fedavg" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
     assert full["epoch"] == resumed["epoch"] == 3
     for key, value in full["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][key], value, msg=key)
-    rounds = (tmp_path / "full" / "tug_fedavg" / "version_0" / "rounds.csv").read_text().splitlines()
+    rounds = (tmp_path / "full" / "tug-fedavg" / "version_0" / "rounds.csv").read_text().splitlines()
     assert len(rounds) == 5 and rounds[0].startswith("round,") and "val/f1_macro" in rounds[0]
