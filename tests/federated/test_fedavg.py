@@ -207,3 +207,39 @@ def test_resume_gives_the_same_final_weights(sited_tug, tmp_path):
         torch.testing.assert_close(resumed["state_dict"][key], value, msg=key)
     rounds = (tmp_path / "full" / "tug-fedavg" / "version_0" / "rounds.csv").read_text().splitlines()
     assert len(rounds) == 5 and rounds[0].startswith("round,") and "val/f1_macro" in rounds[0]
+
+
+class _Exploding(ClassificationTask):
+    """Client 2's weights become NaN after its first step."""
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if int(batch["client"][0]) == 2:
+            with torch.no_grad():
+                next(self.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_client_weights_are_left_out(sited_tug, tmp_path):
+    dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
+    dm.setup("fit")
+    task = _Exploding(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2), data_spec=dm.spec)
+    strategy = FedAvgStrategy(partition="site", num_clients=3)
+    _trainer(tmp_path, strategy, epochs=1).fit(task, datamodule=dm)
+    assert strategy.history[-1]["clients"] == 2 and strategy.history[-1]["failed"] == "2"
+    assert all(torch.isfinite(v).all() for v in task.state_dict().values() if v.is_floating_point())
+
+
+def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
+    def drift(mu):
+        pl.seed_everything(0)
+        dm = TUGDataModule(str(sited_tug), stride=15, batch_size=8)
+        dm.setup("fit")
+        task = ClassificationTask(
+            model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0),
+            data_spec=dm.spec, lr=1e-2,
+        )
+        start = [p.detach().clone() for p in task.parameters()]
+        _trainer(tmp_path / str(mu), FedAvgStrategy(partition="site", num_clients=3, mu=mu), epochs=1,
+                 limit_val_batches=0).fit(task, datamodule=dm)
+        return sum((p.detach() - s).pow(2).sum() for p, s in zip(task.parameters(), start)).sqrt().item()
+
+    assert drift(50.0) < 0.8 * drift(0.0)
