@@ -292,8 +292,11 @@ def main(args: list[str] | None = None) -> int:
     if argv[0] in EXTRA_COMMANDS:
         try:
             return EXTRA_COMMANDS[argv[0]](argv[1:])
-        except LbpError as err:
-            print(f"lbp: error: {err}", file=sys.stderr)
+        except Exception as err:
+            problem = user_error(err)
+            if problem is None:
+                raise
+            print(f"lbp: error: {problem}", file=sys.stderr)
             return 2
     expanded = _config_from_checkpoint(argv)
     temp_config = expanded[2] if expanded is not argv else None

@@ -121,8 +121,11 @@ def _table(summary: dict[str, float], pooled: dict[str, float]) -> str:
 
 def _datamodule(config_args: list[str]):
     """Instantiate only what the config describes, without running anything."""
+    import warnings
+
     from .cli import LbpCLI
 
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     cli = LbpCLI(args=config_args, run=False)
     dm = cli.datamodule
     if not hasattr(dm, "subjects"):
@@ -210,6 +213,8 @@ def cmd_cv(argv: list[str]) -> int:
     parser.add_argument("--name", default=None, help="default: <config stem>-cv")
     parser.add_argument("--resume", default=None, help="an interrupted cv run directory to finish")
     args, overrides = parser.parse_known_args(argv)
+    if args.folds != "loso" and not args.folds.isdigit():
+        parser.error(f"--folds {args.folds!r}: expected 'loso' or a number of folds")
     folds = args.folds if args.folds == "loso" else int(args.folds)
     config_args = [a for c in args.config for a in ("--config", c)] + overrides
     run = run_cv(config_args, folds=folds, val_fraction=args.val_fraction, seed=args.seed,

@@ -70,7 +70,8 @@ class RunSummary(pl.Callback):
     """Writes ``metrics.json`` into the run directory at the end of each stage.
 
     * fit: the ``val/*`` metrics of the best checkpoint (they are stored inside each
-      checkpoint when it is saved), ``best_checkpoint``, ``best_epoch``, ``monitor``;
+      checkpoint when it is saved), ``best_checkpoint``, ``best_epoch``, ``monitor``,
+      and ``final_val/*``: the validation metrics of the last epoch (federated: round);
     * validate / test: the ``val/*`` or ``test/*`` metrics, merged into the same file,
       so a fit that tests at its end holds both.
 
@@ -106,6 +107,10 @@ class RunSummary(pl.Callback):
             self.summary["monitor"] = ckpt.monitor
         else:
             self.summary.update(_scalar_metrics(trainer.callback_metrics, "val/"))
+        # the last epoch's (or federated round's) validation metrics, whichever was best
+        self.summary.update(
+            {f"final_{k}": v for k, v in _scalar_metrics(trainer.callback_metrics, "val/").items()}
+        )
         self.summary["epochs_trained"] = trainer.current_epoch
         self._write()
 

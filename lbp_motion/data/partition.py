@@ -57,6 +57,12 @@ def partition_subjects(
         if not groups:
             raise ConfigError("partition 'groups' needs subject_groups: a list of subject lists, one per client")
         known = set(subjects)
+        seen: set[str] = set()
+        for g in groups:
+            twice = sorted(seen & set(g))
+            if twice:
+                raise ConfigError(f"subject_groups name subjects {twice[:5]} in more than one group")
+            seen |= set(g)
         clients = [sorted(set(g) & known) for g in groups]
         unknown = sorted({s for g in groups for s in g} - known)
         if unknown:

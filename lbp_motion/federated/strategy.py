@@ -101,10 +101,6 @@ class FedAvgStrategy(SingleDeviceStrategy):
         device: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if local_epochs < 1:
-            raise ConfigError(f"strategy: local_epochs={local_epochs}; expected at least 1")
-        if mu < 0 or not 0 <= server_momentum < 1:
-            raise ConfigError(f"strategy: mu={mu} must be >= 0 and server_momentum={server_momentum} in [0, 1)")
         super().__init__(device=torch.device(device) if device else "cpu", **kwargs)
         self._device_given = device is not None
         self.spec = FederationSpec(
@@ -126,7 +122,28 @@ class FedAvgStrategy(SingleDeviceStrategy):
         self.history: list[dict[str, Any]] = []
 
     # -- set-up ------------------------------------------------------------------------
+    def validate_options(self) -> None:
+        """Raise :class:`ConfigError` for invalid options (checked in ``setup``, so that
+        ``lbp`` reports them as one line rather than inside jsonargparse's errors)."""
+        spec = self.spec
+        problems = []
+        if spec.local_epochs < 1:
+            problems.append(f"local_epochs={spec.local_epochs}; expected at least 1")
+        if self.mu < 0:
+            problems.append(f"mu={self.mu}; expected >= 0")
+        if not 0 <= self.server_momentum < 1:
+            problems.append(f"server_momentum={self.server_momentum}; expected a value in [0, 1)")
+        if spec.alpha <= 0:
+            problems.append(f"alpha={spec.alpha}; expected > 0")
+        if self.min_clients < 1:
+            problems.append(f"min_clients={self.min_clients}; expected at least 1")
+        if not 0 < spec.client_fraction <= 1:
+            problems.append(f"client_fraction={spec.client_fraction}; expected a value in (0, 1]")
+        if problems:
+            raise ConfigError("trainer.strategy: " + "; ".join(problems))
+
     def setup(self, trainer: pl.Trainer) -> None:
+        self.validate_options()
         if not self._device_given:  # follow the Trainer's accelerator
             self._root_device = _accelerator_device(trainer)
         super().setup(trainer)
@@ -248,6 +265,7 @@ class FedAvgStrategy(SingleDeviceStrategy):
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         self.history.append({**metrics, "failed": " ".join(map(str, failed))})
+        self._write_history(trainer)  # again after validation, with the global metrics
 
     def on_validation_start(self) -> None:
         super().on_validation_start()

@@ -243,3 +243,14 @@ def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
         return sum((p.detach() - s).pow(2).sum() for p, s in zip(task.parameters(), start)).sqrt().item()
 
     assert drift(50.0) < 0.8 * drift(0.0)
+
+
+def test_bad_strategy_options_give_one_line(tmp_path, capsys):
+    from lbp_motion.cli import main
+
+    code = main(["fit", "--config", "experiments/tug_fedavg.yaml", "--trainer.strategy.init_args.local_epochs", "0",
+                 "--trainer.strategy.init_args.alpha", "-1", "--run.wandb", "disabled", "--run.out_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "lbp: error: trainer.strategy: local_epochs=0; expected at least 1; alpha=-1.0" in err
+    with pytest.raises(ConfigError, match="more than one group"):
+        partition_subjects(["a", "b", "c"], scheme="groups", groups=[["a", "b"], ["b", "c"]])
