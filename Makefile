@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
+	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs .pytest_cache
