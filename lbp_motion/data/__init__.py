@@ -2,7 +2,15 @@
 
 from .base import MotionDataModule
 from .emopain import EmoPainDataModule as EmoPainDataModule  # re-export
-from .format import DataFormatError, LabelRow, Recording, read_labels, read_recording, write_labels, write_recording
+from .format import (
+    DataFormatError,
+    LabelRow,
+    Recording,
+    read_labels,
+    read_recording,
+    write_labels,
+    write_recording,
+)
 from .layouts import COCO17, Layout, get_layout
 from .tug import PoseWindowDataset, TUGDataModule
 

@@ -57,8 +57,11 @@ class MotionDataModule(pl.LightningDataModule):
         ds = self._datasets.get(name)
         return ds is not None and len(ds) > 0
 
-    def train_labels(self) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def train_labels(self) -> torch.Tensor:
+        """(N,) int64 labels of the training samples (after balancing; for class weights)."""
+        if "train" not in self._datasets:
+            self.setup("fit")
+        return torch.from_numpy(self._datasets["train"].window_labels())
 
     def class_weights(self) -> torch.Tensor:
         """Inverse class frequency over training samples, normalised to mean 1; a class

@@ -46,9 +46,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .balance import BalanceMethod
 from .base import MotionDataModule
 from .format import DataFormatError, _atomic_write
-from .balance import BalanceMethod
 from .splits import read_split_file, split_subjects
 
 log = logging.getLogger(__name__)
@@ -978,12 +978,6 @@ class EmoPainDataModule(MotionDataModule):
         if split not in self._datasets:
             raise ConfigError(f"data: unknown split {split!r}; expected one of {sorted(self._datasets)}")
         return self._datasets[split]
-
-    def train_labels(self) -> torch.Tensor:
-        """(N,) int64 labels of the training samples (for class weights)."""
-        if "train" not in self._datasets:
-            self.setup("fit")
-        return torch.from_numpy(self._datasets["train"].window_labels())
 
     # -- reading -------------------------------------------------------------------
     def resolve_root(self) -> Path:

@@ -167,11 +167,6 @@ class TUGDataModule(MotionDataModule):
     def describe(self) -> dict[str, Any]:
         return {**self.spec, "fps": self.fps}
 
-    def train_labels(self) -> torch.Tensor:
-        if "train" not in self._datasets:
-            self.setup("fit")
-        return torch.from_numpy(self._datasets["train"].window_labels())
-
     # -- reading -------------------------------------------------------------------
     def resolve_root(self) -> Path:
         if self.root is not None:

@@ -12,7 +12,12 @@ from torch import Tensor, nn
 
 from .base import BaseTask
 from .figures import confusion_matrix_figure
-from .metrics import classification_metrics, confusion_matrix_metric, flatten_metrics, recording_metrics
+from .metrics import (
+    classification_metrics,
+    confusion_matrix_metric,
+    flatten_metrics,
+    recording_metrics,
+)
 
 ModelFactory = Callable[[int, int], nn.Module]
 

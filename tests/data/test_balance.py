@@ -37,7 +37,9 @@ def test_oversampling_equalises_classes_and_keeps_originals(method):
     assert np.all(y[res.source] == res.y)
     np.testing.assert_array_equal(res.aux, aux[res.source])
     src = res.source[res.synthetic][0]
-    flat = lambda a, m: np.concatenate([(a * m[..., None]).ravel(), m.astype(np.float32)])
+    def flat(a, m):
+        return np.concatenate([(a * m[..., None]).ravel(), m.astype(np.float32)])
+
     d_src = np.linalg.norm(flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[src], mask[src]))
     others = [np.linalg.norm(flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[i], mask[i]))
               for i in np.flatnonzero(y == y[src])]

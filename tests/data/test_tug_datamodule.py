@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from lbp_motion.data import TUGDataModule
-from lbp_motion.data.format import DataFormatError, LabelRow, read_labels, write_labels, write_recording
+from lbp_motion.data.format import (
+    DataFormatError,
+    LabelRow,
+    read_labels,
+    write_labels,
+    write_recording,
+)
 from lbp_motion.data.splits import write_split_file
 
 

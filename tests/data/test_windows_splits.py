@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from lbp_motion.data.format import DataFormatError

@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from lbp_motion.tasks.metrics import aggregate_by_recording, classification_metrics, flatten_metrics, recording_metrics
+from lbp_motion.tasks.metrics import (
+    aggregate_by_recording,
+    classification_metrics,
+    flatten_metrics,
+    recording_metrics,
+)
 
 
 def test_metrics_match_hand_computed_values():

@@ -43,9 +43,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +50,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ..emopain import build_emopain_matrix, write_emopain_csv, write_emopain_mat
-from .tug import _default_cache_dir
+from .cache import ensure_generated
 
 __all__ = ["generate_emopain_dataset", "ensure_synthetic_emopain", "GENERATOR", "GENERATOR_VERSION"]
 
@@ -763,20 +760,4 @@ def ensure_synthetic_emopain(cache_dir: str | Path | None = None, **kwargs: obje
     loser of the race discards its copy. A folder that exists is complete.
     """
     settings, key = _settings_key(kwargs)
-    parent = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    target = parent / f"emopain-{key}"
-    if target.is_dir():
-        return target
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    try:
-        generate_emopain_dataset(tmp, **settings)  # type: ignore[arg-type]
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return ensure_generated(f"emopain-{key}", lambda folder: generate_emopain_dataset(folder, **settings), cache_dir)  # type: ignore[arg-type]

@@ -25,9 +25,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +33,7 @@ import numpy as np
 
 from ..format import LabelRow, write_labels, write_recording
 from ..layouts import COCO17
+from .cache import ensure_generated
 
 __all__ = ["generate_tug_dataset", "ensure_synthetic_tug", "GENERATOR", "GENERATOR_VERSION"]
 
@@ -726,13 +724,6 @@ def generate_tug_dataset(
     return root
 
 
-def _default_cache_dir() -> Path:
-    base = os.environ.get("LBP_CACHE")
-    if base:
-        return Path(base) / "synthetic"
-    return Path.home() / ".cache" / "lbp_motion" / "synthetic"
-
-
 def _settings_key(kwargs: dict[str, object]) -> tuple[dict[str, object], str]:
     """The full settings (defaults filled in) and a short hash naming them."""
     sig = inspect.signature(generate_tug_dataset)
@@ -758,20 +749,4 @@ def ensure_synthetic_tug(cache_dir: str | Path | None = None, **kwargs: object) 
     complete.
     """
     settings, key = _settings_key(kwargs)
-    parent = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    target = parent / f"tug-{key}"
-    if target.is_dir():
-        return target
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    try:
-        generate_tug_dataset(tmp, **settings)  # type: ignore[arg-type]
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return ensure_generated(f"tug-{key}", lambda folder: generate_tug_dataset(folder, **settings), cache_dir)  # type: ignore[arg-type]
