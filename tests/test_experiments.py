@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -45,3 +46,44 @@ def test_emopain_config_fits_and_cross_validates(tmp_path):
     assert main(["cv", "--config", config, "--folds", "2", "--out_dir", str(tmp_path / "cv"), *small]) == 0
     summary = json.loads(next((tmp_path / "cv").glob("*/version_0/summary.json")).read_text())
     assert summary["folds"] == 2 and "test/mcc_mean" in summary and "pooled/mcc" in summary
+
+
+def write_foreign_emopain(root: Path, rng) -> Path:
+    """A challenge-layout folder written with plain scipy.io.savemat, as MATLAB would
+    save it (extra variables beside `data`), not by lbp_motion's writer."""
+    from scipy.io import savemat
+
+    for split, subjects in (("train", ["P101", "P102", "C201", "C202"]), ("validation", ["P103", "C203"])):
+        (root / split).mkdir(parents=True)
+        for subject in subjects:
+            for level in "ND":
+                t = 600
+                data = np.zeros((t, 78))
+                data[:, 0:66] = np.cumsum(rng.normal(0, 0.01, (t, 66)), axis=0) + rng.normal(0, 1, 66)
+                data[:, 66:70] = np.abs(rng.normal(0, 1, (t, 4)))
+                data[:, 70] = np.repeat(rng.integers(0, 9, t // 100), 100)
+                patient = subject.startswith("P")
+                data[:, 71] = np.repeat(rng.choice([-1, 1, 2], t // 100), 100) if patient else 0
+                protective = (rng.uniform(size=t // 50) < (0.4 if patient else 0.05)).repeat(50)
+                data[:, 72] = protective
+                data[protective, 73] = 1
+                data[:, 0:66] *= np.where(protective, 0.5, 1.0)[:, None]  # guarded: smaller motion
+                savemat(root / split / f"{subject}{level}.mat", {"data": data, "subject_info": subject})
+    return root
+
+
+@pytest.mark.slow
+def test_a_foreign_challenge_folder_fits_and_cross_validates(tmp_path):
+    root = write_foreign_emopain(tmp_path / "challenge", np.random.default_rng(0))
+    config = "experiments/emopain/protective_lstm.yaml"
+    small = ["--data.root", str(root), "--model.init_args.model.init_args.hidden_sizes", "[16]",
+             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
+             "--run.wandb", "disabled"]
+    assert main(["fit", "--config", config, *small, "--run.out_dir", str(tmp_path / "fit")]) == 0
+    metrics = json.loads(next((tmp_path / "fit").glob("*/version_0/metrics.json")).read_text())
+    assert "test/f1/protective" in metrics and "test/mcc" in metrics
+    assert main(["cv", "--config", config, "--folds", "3", "--out_dir", str(tmp_path / "cv"), *small]) == 0
+    run = next((tmp_path / "cv").glob("*/version_0"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["folds"] == 3 and "test/accuracy_mean" in summary and "pooled/accuracy" in summary
+    assert all((run / f"fold_{i}" / "metrics.json").is_file() for i in range(3))
