@@ -289,15 +289,19 @@ def main(args: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print_usage()
         return 0
+    try:
+        return _dispatch(argv)
+    except Exception as err:
+        problem = user_error(err)
+        if problem is None:
+            raise
+        print(f"lbp: error: {problem}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[0] in EXTRA_COMMANDS:
-        try:
-            return EXTRA_COMMANDS[argv[0]](argv[1:])
-        except Exception as err:
-            problem = user_error(err)
-            if problem is None:
-                raise
-            print(f"lbp: error: {problem}", file=sys.stderr)
-            return 2
+        return EXTRA_COMMANDS[argv[0]](argv[1:])
     expanded = _config_from_checkpoint(argv)
     temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -305,12 +309,6 @@ def main(args: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     try:
         cli = LbpCLI(args=expanded)
-    except Exception as err:
-        problem = user_error(err)
-        if problem is None:
-            raise
-        print(f"lbp: error: {problem}", file=sys.stderr)
-        return 2
     finally:
         if temp_config:
             Path(temp_config).unlink(missing_ok=True)
