@@ -107,13 +107,18 @@ def run_exercise_correlation(root: str | Path, out: str | Path) -> Path:
 
 
 def cmd_analyze(argv: list[str]) -> int:
-    """``lbp analyze``: dataset and result analyses (exercise-correlation)."""
+    """``lbp analyze``: dataset and result analyses (exercise-correlation, anova)."""
     parser = argparse.ArgumentParser(prog="lbp analyze", description="Analyses of datasets and results.")
     sub = parser.add_subparsers(dest="what", required=True)
     corr = sub.add_parser("exercise-correlation", help="Spearman correlation of exercise types and labels (PLAAN Table 1)")
     corr.add_argument("root", help="an EmoPain folder (train/ and validation/ or the files themselves)")
     corr.add_argument("--out", default="runs/analysis", help="output folder (default: runs/analysis)")
+    from .anova import add_anova_parser, run_anova
+
+    add_anova_parser(sub)
     args = parser.parse_args(argv)
     if args.what == "exercise-correlation":
         run_exercise_correlation(args.root, args.out)
+    elif args.what == "anova":
+        run_anova(args.cv_dirs, args.metric, args.out)
     return 0
