@@ -101,7 +101,73 @@ COCO17 = Layout(
     flip_pairs=_flip_pairs(_COCO17_JOINTS),
 )
 
-LAYOUTS: dict[str, Layout] = {COCO17.name: COCO17}
+_OPENPOSE18_JOINTS = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
+    "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
+    "right_ankle", "left_hip", "left_knee", "left_ankle", "right_eye",
+    "left_eye", "right_ear", "left_ear",
+)  # fmt: skip
+
+#: OpenPose's COCO-18 model (COCO-17 plus the neck, in OpenPose's order).
+OPENPOSE18 = Layout(
+    name="openpose18",
+    joints=_OPENPOSE18_JOINTS,
+    edges=_edges(
+        _OPENPOSE18_JOINTS,
+        [
+            ("neck", "nose"), ("nose", "right_eye"), ("right_eye", "right_ear"),
+            ("nose", "left_eye"), ("left_eye", "left_ear"), ("neck", "right_shoulder"),
+            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+            ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"), ("neck", "right_hip"), ("right_hip", "right_knee"),
+            ("right_knee", "right_ankle"), ("neck", "left_hip"), ("left_hip", "left_knee"),
+            ("left_knee", "left_ankle"),
+        ],
+    ),  # fmt: skip
+    left_hip="left_hip",
+    right_hip="right_hip",
+    left_shoulder="left_shoulder",
+    right_shoulder="right_shoulder",
+    flip_pairs=_flip_pairs(_OPENPOSE18_JOINTS),
+)
+
+_BLAZEPOSE33_JOINTS = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner",
+    "right_eye", "right_eye_outer", "left_ear", "right_ear", "mouth_left",
+    "mouth_right", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index",
+    "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index",
+)  # fmt: skip
+
+#: MediaPipe's BlazePose: 33 landmarks.
+BLAZEPOSE33 = Layout(
+    name="blazepose33",
+    joints=_BLAZEPOSE33_JOINTS,
+    edges=_edges(
+        _BLAZEPOSE33_JOINTS,
+        [
+            ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
+            ("right_shoulder", "right_hip"), ("left_hip", "right_hip"),
+            ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
+            ("left_ankle", "left_heel"), ("left_heel", "left_foot_index"),
+            ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+            ("right_ankle", "right_heel"), ("right_heel", "right_foot_index"),
+            ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+            ("right_eye", "right_ear"),
+        ],
+    ),  # fmt: skip
+    left_hip="left_hip",
+    right_hip="right_hip",
+    left_shoulder="left_shoulder",
+    right_shoulder="right_shoulder",
+    flip_pairs=_flip_pairs(_BLAZEPOSE33_JOINTS),
+)
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33)}
 
 
 def register_layout(layout: Layout) -> Layout:
@@ -131,6 +197,15 @@ def conversion_table(source: Layout, target: Layout, mapping: dict[str, str] | N
         if src in source.joints:
             table[t] = source.joints.index(src)
     return table
+
+
+def to_layout(keypoints: np.ndarray, source: str, target: str = "coco17") -> np.ndarray:
+    """Convert ``keypoints (T, J_src, C)`` from layout ``source`` to ``target`` by joint
+    name (e.g. openpose18 or blazepose33 -> coco17); target joints the source lacks are
+    missing (zeros)."""
+    if source == target:
+        return keypoints
+    return convert(keypoints, conversion_table(get_layout(source), get_layout(target)))
 
 
 def convert(keypoints: np.ndarray, table: np.ndarray) -> np.ndarray:
