@@ -215,7 +215,14 @@ def cmd_analyze(argv: list[str]) -> int:
     return run(argv)
 
 
-EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze}
+def cmd_extract_poses(argv: list[str]) -> int:
+    """``lbp extract-poses``: extract keypoints from a folder of videos (resumable)."""
+    from .pose.extract import cmd_extract_poses as run
+
+    return run(argv)
+
+
+EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]
