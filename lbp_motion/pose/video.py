@@ -36,6 +36,16 @@ def _av():
     return av
 
 
+def _fps(stream) -> float:
+    """Frames per second of a PyAV video stream (30 where the container says nothing)."""
+    return float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+
+
+def _rotation(frame) -> int:
+    """Display rotation of a decoded frame in degrees (0, 90, 180, 270)."""
+    return int(getattr(frame, "rotation", 0) or 0) % 360
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Metadata of a video; :class:`VideoError` if it cannot be opened."""
     av = _av()
@@ -43,9 +53,8 @@ def probe(path: str | Path) -> VideoInfo:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
-            first = next(container.decode(video=0))
-            rotation = int(getattr(first, "rotation", 0) or 0) % 360
+            fps = _fps(stream)
+            rotation = _rotation(next(container.decode(video=0)))
             width, height = stream.width, stream.height
             if rotation in (90, 270):
                 width, height = height, width
@@ -63,12 +72,12 @@ def iter_frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float,
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            fps = float(stream.average_rate or stream.guessed_rate or 0) or 30.0
+            fps = _fps(stream)
             for index, frame in enumerate(container.decode(video=0)):
                 if index % stride:
                     continue
                 rgb = frame.to_ndarray(format="rgb24")
-                rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+                rotation = _rotation(frame)
                 if rotation:
                     rgb = np.rot90(rgb, k=-rotation // 90)
                 time_ms = float(frame.time) * 1000.0 if frame.time is not None else index * 1000.0 / fps
