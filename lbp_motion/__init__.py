@@ -7,4 +7,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "predict"]
+
+
+def predict(checkpoint, path, **kwargs):
+    """Severity of one video or keypoint file with a trained checkpoint: class
+    probabilities (mean of the window probabilities), per-window probabilities and the
+    TUG time where the pose track allows, as a dict. ``out_dir=`` also writes
+    ``prediction.json``, ``timeline.png`` and (``overlay=True``) ``overlay.mp4``. See
+    :func:`lbp_motion.pose.predict.predict` for all options and docs/pose.md."""
+    from .pose.predict import predict as _predict  # imported here: keeps `import lbp_motion` light
+
+    return _predict(checkpoint, path, **kwargs)

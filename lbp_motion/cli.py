@@ -231,7 +231,8 @@ Training and evaluation (LightningCLI; `lbp COMMAND --help` lists every option):
   fit         train, keep the best checkpoint by run.monitor, then test it
   validate    validate a checkpoint
   test        test a checkpoint
-  predict     per-window and per-recording predictions of a checkpoint
+  predict     per-window and per-recording predictions of a checkpoint;
+              `lbp predict VIDEO_OR_KEYPOINT_FILE --ckpt CKPT`: one file (docs/pose.md)
 
 Other commands:
 {extra}
@@ -309,6 +310,10 @@ def main(args: list[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     if argv[0] in EXTRA_COMMANDS:
         return EXTRA_COMMANDS[argv[0]](argv[1:])
+    if argv[0] == "predict" and len(argv) > 1 and not argv[1].startswith("-"):
+        from .pose.cli import cmd_predict_file  # `lbp predict VIDEO_OR_KEYPOINTS --ckpt CKPT`
+
+        return cmd_predict_file(argv[1:])
     expanded = _config_from_checkpoint(argv)
     temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

@@ -217,3 +217,46 @@ def convert(keypoints: np.ndarray, table: np.ndarray) -> np.ndarray:
     present = table >= 0
     out[..., present, :] = keypoints[..., table[present], :]
     return out
+
+
+#: Conversion tables as data: ``(source, target) -> {target joint: source joint}``, one
+#: entry per target joint the source provides (target joints not listed are written as
+#: missing). :func:`layout_conversion` reads them; add an entry for another pair.
+CONVERSIONS: dict[tuple[str, str], dict[str, str]] = {
+    # BlazePose's 33 landmarks hold all 17 COCO joints (its extra face, hand and foot
+    # points are dropped).
+    ("blazepose33", "coco17"): {
+        "nose": "nose",
+        "left_eye": "left_eye", "right_eye": "right_eye",
+        "left_ear": "left_ear", "right_ear": "right_ear",
+        "left_shoulder": "left_shoulder", "right_shoulder": "right_shoulder",
+        "left_elbow": "left_elbow", "right_elbow": "right_elbow",
+        "left_wrist": "left_wrist", "right_wrist": "right_wrist",
+        "left_hip": "left_hip", "right_hip": "right_hip",
+        "left_knee": "left_knee", "right_knee": "right_knee",
+        "left_ankle": "left_ankle", "right_ankle": "right_ankle",
+    },
+    # OpenPose COCO-18 is COCO-17 in another order plus a neck (dropped).
+    ("openpose18", "coco17"): {name: name for name in _COCO17_JOINTS},
+}  # fmt: skip
+
+
+def layout_conversion(source: str, target: str) -> np.ndarray:
+    """The conversion table (as :func:`conversion_table` gives) from layout ``source``
+    to ``target`` in :data:`CONVERSIONS`; the identity when they are equal; for other
+    pairs, matching by joint name (:func:`to_layout`'s rule)."""
+    src, tgt = get_layout(source), get_layout(target)
+    if source == target:
+        return np.arange(src.num_joints, dtype=np.int64)
+    mapping = CONVERSIONS.get((source, target))
+    if mapping is None:
+        return conversion_table(src, tgt)
+    table = conversion_table(src, tgt, mapping)
+    table[[name not in mapping for name in tgt.joints]] = -1
+    return table
+
+
+def convert_layout(keypoints: np.ndarray, source: str, target: str) -> np.ndarray:
+    """``keypoints (..., J_source, C)`` in layout ``source`` -> layout ``target`` with
+    :func:`layout_conversion`."""
+    return convert(keypoints, layout_conversion(source, target))

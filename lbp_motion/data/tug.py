@@ -170,7 +170,11 @@ class TUGDataModule(MotionDataModule):
     # -- reading -------------------------------------------------------------------
     def resolve_root(self) -> Path:
         if self.root is not None:
-            return Path(self.root).expanduser()
+            # a folder of videos + labels.csv: extracted once into $LBP_CACHE/poses (docs/pose.md);
+            # (a pose backend is loaded only when there are videos to extract)
+            from ..pose.extract import keypoints_for_video_folder
+
+            return keypoints_for_video_folder(Path(self.root).expanduser())
         from .synthetic import ensure_synthetic_tug
 
         return ensure_synthetic_tug(**{"classes": tuple(self.classes), **self.synthetic})

@@ -1,6 +1,41 @@
-"""Video -> keypoints: importers of keypoints made elsewhere (more to come: backends,
-the extraction runner; see issue 3)."""
+"""Video -> keypoints: pose backends, video reading, one-subject tracking, the
+``lbp extract-poses`` runner, importers of keypoints made elsewhere, and prediction on
+a video or keypoint file (:func:`lbp_motion.pose.predict.predict`, also
+``lbp_motion.predict``); see docs/pose.md.
 
-from .importers import read_keraal_json
+Importing this package does not import mediapipe, detectron2 or PyAV: they are
+imported where they are used.
+"""
 
-__all__ = ["read_keraal_json"]
+from .base import (
+    BackendUnavailable,
+    PersonPose,
+    PoseEstimator,
+    available_backends,
+    create_estimator,
+    register_backend,
+)
+from .importers import import_keypoints, read_coco_results, read_keraal_json, read_openpose_json
+
+__all__ = [
+    "BackendUnavailable",
+    "PersonPose",
+    "PoseEstimator",
+    "available_backends",
+    "create_estimator",
+    "register_backend",
+    "import_keypoints",
+    "read_coco_results",
+    "read_keraal_json",
+    "read_openpose_json",
+    "extract_folder",
+    "extract_video",
+]
+
+
+def __getattr__(name: str):
+    if name in ("extract_folder", "extract_video"):
+        from . import extract
+
+        return getattr(extract, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

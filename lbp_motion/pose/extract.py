@@ -1,71 +1,204 @@
-"""``lbp extract-poses VIDEO_DIR --out KEYPOINT_DIR``: videos -> the keypoint format.
+"""Videos -> keypoint files: the resumable runner behind ``lbp extract-poses``.
 
-Resumable and safe to interrupt: a video whose ``<stem>.npz`` exists in the output
-folder is skipped, and every file is written atomically (a temporary file renamed into
-place), so an interrupted run leaves no half file. An unreadable or corrupt video is
-reported and skipped while the others go on; the exit status is 1 if any failed.
+For each video: read frames (every ``stride``-th), run the pose backend on batches of
+frames, keep one main subject (:mod:`.tracking`), convert to the output layout
+(``coco17`` by default) and write ``<out>/<video stem>.npz`` atomically with what
+made it (backend, model, versions, stride, tracking rule). A video whose file exists
+and was made from the same source file with the same settings is skipped, so an
+interrupted run picks up where it stopped; a video that cannot be read is reported
+and skipped while the others go on.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
+import hashlib
+import math
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..data.format import LabelRow, read_labels, write_labels, write_recording
-from ..data.layouts import get_layout
-from ..errors import LbpError
-from .tracking import main_subject
-from .video import VIDEO_SUFFIXES, VideoError, iter_frames, probe
+from ..data.format import (
+    DataFormatError,
+    LabelRow,
+    read_labels,
+    read_recording,
+    write_labels,
+    write_recording,
+)
+from ..data.layouts import convert_layout, get_layout
+from .base import BackendUnavailable, PoseEstimator, create_estimator
+from .tracking import TRACKING_RULE, main_subject
+from .video import VideoError, VideoReader, is_video, list_videos, probe
+
+
+@dataclass
+class ExtractionResult:
+    """One video's main-subject keypoints and how they were made."""
+
+    keypoints: np.ndarray  # (T, J, 3) in ``layout``
+    layout: str
+    fps: float  # of the rows: the video's fps / stride
+    image_size: tuple[int, int]
+    meta: dict[str, Any]
+    seconds: float  # decoding + inference + tracking
+
+    @property
+    def frames(self) -> int:
+        return int(len(self.keypoints))
+
+    @property
+    def detected(self) -> int:
+        return int((self.keypoints[..., 2].max(axis=1) > 0).sum()) if len(self.keypoints) else 0
+
+    def write(self, path: str | Path) -> Path:
+        return write_recording(
+            path, self.keypoints, layout=self.layout, fps=self.fps, image_size=self.image_size, **self.meta
+        )
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, file=sys.stderr)
+
+
+def extract_video(
+    path: str | Path,
+    estimator: PoseEstimator,
+    *,
+    stride: int = 1,
+    layout: str = "coco17",
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> ExtractionResult:
+    """Poses of the main subject of one video (see the module docstring).
+
+    Rows are frames ``0, stride, 2 * stride, ...``; a frame where the subject was not
+    found is a row of zeros (confidence 0), so row ``i`` is always at time
+    ``i * stride / video fps``.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    path = Path(path)
+    get_layout(layout)
+    batch = max(1, batch_size or estimator.batch_size)
+    started = time.perf_counter()
+    with VideoReader(path) as reader:
+        info = reader.info
+        estimator.start_video(info.fps / stride, info.image_size)
+        detections, times = [], []
+        frames, stamps = [], []
+        total = math.ceil(info.frame_count / stride) if info.frame_count else None
+        with _progress(total, path.name, progress) as bar:
+
+            def flush() -> None:
+                if frames:
+                    detections.extend(estimator.estimate(frames, stamps))
+                    bar.update(len(frames))
+                    frames.clear()
+                    stamps.clear()
+
+            for frame in reader.frames(stride):
+                frames.append(frame.image)
+                stamps.append(int(round(frame.time_s * 1000)))
+                times.append(frame.time_s)
+                if len(frames) >= batch:
+                    flush()
+            flush()
+    if not detections:
+        raise VideoError(f"{path}: the video holds no frames")
+    src_layout = get_layout(estimator.layout)
+    subject = main_subject(detections, src_layout.num_joints, np.asarray(times) - times[0])
+    keypoints = convert_layout(subject.keypoints, src_layout.name, layout)
+    seconds = time.perf_counter() - started
+    detected = keypoints[..., 2].max(axis=1) > 0
+    import lbp_motion
+
+    meta = {
+        **estimator.info(),
+        "lbp_motion_version": lbp_motion.__version__,
+        "source_video": path.name,
+        "source_bytes": path.stat().st_size,
+        "source_fps": info.fps,
+        "source_frames": len(detections) * stride if info.frame_count <= 0 else info.frame_count,
+        "frame_stride": stride,
+        "rotation": info.rotation,
+        "video_reader": info.reader,
+        "tracking": TRACKING_RULE,
+        "num_tracks": subject.num_tracks,
+        "detection_rate": float(detected.mean()),
+    }
+    return ExtractionResult(keypoints, layout, info.fps / stride, info.image_size, meta, seconds)
 
 
 @dataclass
 class ExtractionSummary:
+    """What a folder run did; :meth:`line` is the summary printed by the command."""
+
     videos: int = 0
-    written: int = 0
-    skipped: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
+    extracted: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # already there from an earlier run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # not extracted on purpose
     frames: int = 0
     detected: int = 0
     seconds: float = 0.0
 
+    @property
+    def detection_rate(self) -> float:
+        return self.detected / self.frames if self.frames else float("nan")
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
     def line(self) -> str:
-        rate = self.detected / self.frames if self.frames else 0.0
-        fps = self.frames / self.seconds if self.seconds else 0.0
-        return (
-            f"{self.videos} videos: {self.written} written, {self.skipped} already done, {len(self.failed)} failed; "
-            f"{self.frames} frames, detection rate {rate:.1%}, {fps:.1f} frames/s"
-        )
+        parts = [f"{len(self.extracted)} written", f"{len(self.done)} already done", f"{len(self.failed)} failed"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} skipped")
+        text = f"{self.videos} videos: " + ", ".join(parts) + f"; {self.frames} frames"
+        if self.frames:
+            text += f", detection rate {100 * self.detection_rate:.1f}%, {self.frames_per_second:.1f} frames/s"
+        return text
 
 
-def make_estimator(backend: str, model: str | None = None):
-    if backend == "mediapipe":
-        from .mediapipe_backend import MediaPipePose
+def _done(out: Path, video: Path, settings: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``out`` is a finished extraction of ``video`` with ``settings``; else why not."""
+    if not out.is_file():
+        return False, "missing"
+    try:
+        rec = read_recording(out)
+    except DataFormatError as err:
+        return False, f"unreadable ({err})"
+    size = rec.meta.get("source_bytes")
+    if size is not None and int(size) != video.stat().st_size:
+        return False, "the video changed"
+    for key, want in settings.items():
+        have = rec.meta.get(key, rec.layout if key == "layout" else None)
+        if have is not None and str(have) != str(want):
+            return True, f"kept although made with {key}={have} (now {want}); use --overwrite to redo"
+    return True, ""
 
-        return MediaPipePose(model)
-    raise LbpError(f"--backend {backend!r}: unknown pose backend; available: mediapipe")
 
-
-def extract_video(path: Path, estimator, stride: int = 1, progress: bool = True) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Keypoints (T, J, 3) of the main subject in every ``stride``-th frame (zero rows
-    where nobody is found), the output fps (video fps / stride) and the image size."""
-    from tqdm import tqdm
-
-    info = probe(path)
-    detections = []
-    total = -(-info.frame_count // stride) if info.frame_count else None
-    for _, time_ms, rgb in tqdm(iter_frames(path, stride), total=total, desc=path.name, disable=not progress, leave=False):
-        detections.append(estimator.detect(rgb, time_ms))
-    if not detections:
-        raise VideoError(f"{path}: no frames decoded")
-    num_joints = get_layout(estimator.layout).num_joints
-    keypoints = main_subject(detections, (info.width, info.height), num_joints)
-    return keypoints, info.fps / stride, (info.width, info.height)
+def _read_label_file(path: Path) -> list[LabelRow]:
+    """Rows of a labels CSV of any name (validated like ``labels.csv``)."""
+    if not path.is_file():
+        raise DataFormatError(f"{path}: file not found")
+    if path.name == "labels.csv":
+        return read_labels(path.parent)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(path, Path(tmp) / "labels.csv")
+        try:
+            return read_labels(tmp)
+        except DataFormatError as err:
+            raise DataFormatError(str(err).replace(str(Path(tmp) / "labels.csv"), str(path))) from None
 
 
 def extract_folder(
@@ -73,73 +206,146 @@ def extract_folder(
     out_dir: str | Path,
     *,
     backend: str = "mediapipe",
-    model: str | None = None,
-    stride: int = 1,
+    backend_options: dict[str, Any] | None = None,
     labels: str | Path | None = None,
+    stride: int = 1,
+    layout: str = "coco17",
+    batch_size: int | None = None,
+    overwrite: bool = False,
     progress: bool = True,
-    estimator=None,
+    estimator: PoseEstimator | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ExtractionSummary:
+    """Extract every video of ``video_dir`` (or one video file) into ``out_dir``.
+
+    Args:
+        labels: a labels CSV (docs/data-format.md) naming recordings by video stem;
+            default: ``video_dir/labels.csv`` if present. With labels, only listed
+            videos are extracted and ``out_dir/labels.csv`` gets the rows of the
+            recordings present, so ``out_dir`` is a ready TUG folder.
+        backend, backend_options: the pose backend by name and its options (created
+            only if a video needs extracting); or pass a ready ``estimator``.
+        overwrite: redo videos already extracted.
+        log: where messages go (default: stderr).
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr))
     video_dir, out_dir = Path(video_dir), Path(out_dir)
-    if not video_dir.is_dir():
-        raise LbpError(f"{video_dir}: video folder not found")
-    videos = sorted(p for p in video_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if video_dir.is_file():
+        videos, folder = [video_dir], video_dir.parent
+    elif video_dir.is_dir():
+        videos, folder = list_videos(video_dir), video_dir
+    else:
+        raise DataFormatError(f"{video_dir}: folder not found")
+    label_path = Path(labels) if labels is not None else folder / "labels.csv"
+    rows = _read_label_file(label_path) if (labels is not None or label_path.is_file()) else None
     summary = ExtractionSummary(videos=len(videos))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    todo = [v for v in videos if not (out_dir / f"{v.stem}.npz").is_file()]
-    summary.skipped = len(videos) - len(todo)
-    if todo:
-        estimator = estimator or make_estimator(backend, model)
-        try:
-            for video in todo:
-                start = time.perf_counter()
-                try:
-                    keypoints, fps, size = extract_video(video, estimator, stride, progress)
-                except VideoError as err:
-                    summary.failed[video.name] = str(err)
-                    print(f"skipped: {err}", file=sys.stderr)
+    if rows is not None:
+        listed = {r.recording for r in rows}
+        for v in videos:
+            if v.stem not in listed:
+                summary.skipped.append((v.name, f"no row in {label_path}"))
+                say(f"skipped {v}: no row in {label_path}")
+        videos = [v for v in videos if v.stem in listed]
+    stems: dict[str, Path] = {}
+    owned = estimator is None
+    settings = {"backend": backend if estimator is None else estimator.name, "frame_stride": stride, "layout": layout}
+    try:
+        for video in videos:
+            if video.stem in stems:
+                reason = f"same recording name as {stems[video.stem].name}"
+                summary.failed.append((video.name, reason))
+                say(f"FAILED {video}: {reason}")
+                continue
+            stems[video.stem] = video
+            out = out_dir / f"{video.stem}.npz"
+            if not overwrite:
+                finished, note = _done(out, video, settings)
+                if finished:
+                    summary.done.append(video.stem)
+                    if note:
+                        say(f"{out}: {note}")
                     continue
-                write_recording(
-                    out_dir / f"{video.stem}.npz", keypoints, layout=estimator.layout, fps=fps, image_size=size,
-                    backend=estimator.name, model=Path(estimator.model).name, backend_version=estimator.version,
-                    source_video=video.name, frame_stride=stride,
-                )
-                summary.written += 1
-                summary.frames += len(keypoints)
-                summary.detected += int((keypoints[..., 2].max(axis=1) > 0).sum())
-                summary.seconds += time.perf_counter() - start
-        finally:
+            try:
+                if estimator is None:
+                    probe(video)  # an unreadable video fails here, before a model is loaded
+                    estimator = create_estimator(backend, **(backend_options or {}))
+                result = extract_video(video, estimator, stride=stride, layout=layout, batch_size=batch_size, progress=progress)
+                result.write(out)
+            except (KeyboardInterrupt, BackendUnavailable):
+                raise
+            except VideoError as err:
+                summary.failed.append((video.name, str(err)))
+                say(f"FAILED {err}")
+                continue
+            except Exception as err:  # a broken file can break a decoder or backend anywhere
+                summary.failed.append((video.name, f"{type(err).__name__}: {err}"))
+                say(f"FAILED {video}: {type(err).__name__}: {err}")
+                continue
+            summary.extracted.append(video.stem)
+            summary.frames += result.frames
+            summary.detected += result.detected
+            summary.seconds += result.seconds
+            say(
+                f"{video.name}: {result.frames} frames, detection rate {100 * result.detected / max(result.frames, 1):.1f}%, "
+                f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s -> {out}"
+            )
+    finally:
+        if owned and estimator is not None:
             estimator.close()
-    if labels is not None:
-        _write_labels(Path(labels), out_dir)
+    if rows is not None:
+        present = [r for r in rows if (out_dir / f"{r.recording}.npz").is_file()]
+        missing = [r.recording for r in rows if not (out_dir / f"{r.recording}.npz").is_file()]
+        if present:
+            write_labels(out_dir, present)
+        if missing:
+            say(f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else ""))
     return summary
 
 
-def _write_labels(labels: Path, out_dir: Path) -> None:
-    """Keep the rows of ``labels`` whose recording has an extracted file."""
-    rows = read_labels(labels.parent) if labels.name == "labels.csv" else None
-    if rows is None:
-        with open(labels, newline="") as fh:
-            rows = [LabelRow(r["recording"], r["subject"], r["label"], r.get("site") or None) for r in csv.DictReader(fh)]
-    done = {p.stem for p in out_dir.glob("*.npz")}
-    write_labels(out_dir, [r for r in rows if r.recording in done])
+def _video_folder_key(root: Path, backend: str, stride: int, layout: str) -> str:
+    blob = f"{root.resolve()}|{backend}|{stride}|{layout}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def keypoints_for_video_folder(
+    root: str | Path,
+    *,
+    backend: str = "mediapipe",
+    stride: int = 1,
+    layout: str = "coco17",
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """The keypoint folder to read for ``root`` (used by ``TUGDataModule``).
+
+    ``root`` itself unless it holds videos and no keypoint files; then the videos
+    (with ``root/labels.csv``) are extracted on first use into
+    ``<cache>/poses/<folder name>-<hash of its path and the settings>/`` and that
+    folder is returned. Later calls only extract videos that are new or changed.
+    """
+    root = Path(root)
+    if not root.is_dir() or any(root.glob("*.npz")):
+        return root
+    videos = [p for p in root.iterdir() if p.is_file() and is_video(p)]
+    if not videos:
+        return root
+    if not (root / "labels.csv").is_file():
+        raise DataFormatError(f"{root}: a folder of videos needs a labels.csv naming each video (by file stem)")
+    from .bundle import cache_root
+
+    base = Path(cache) if cache is not None else cache_root()
+    out = base / "poses" / f"{root.name}-{_video_folder_key(root, backend, stride, layout)}"
+    summary = extract_folder(root, out, backend=backend, stride=stride, layout=layout, progress=progress)
+    if summary.failed:
+        names = ", ".join(f"{name} ({why})" for name, why in summary.failed[:3])
+        raise DataFormatError(f"{root}: {len(summary.failed)} videos could not be extracted: {names}")
+    return out
+
 
 
 def cmd_extract_poses(argv: list[str]) -> int:
-    """``lbp extract-poses``: extract keypoints from a folder of videos."""
-    parser = argparse.ArgumentParser(prog="lbp extract-poses", description=__doc__.split("\n\n")[1])
-    parser.add_argument("video_dir")
-    parser.add_argument("--out", required=True, help="keypoint folder to write")
-    parser.add_argument("--backend", default="mediapipe", help="pose backend (default: mediapipe)")
-    parser.add_argument("--model", default=None, help="model file of the backend (default: resolved, see docs)")
-    parser.add_argument("--labels", default=None, help="a labels.csv whose rows for the extracted videos are copied")
-    parser.add_argument("--stride", type=int, default=1, help="use every N-th frame (default: 1)")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if args.stride < 1:
-        parser.error(f"--stride {args.stride}: expected at least 1")
-    summary = extract_folder(args.video_dir, args.out, backend=args.backend, model=args.model, stride=args.stride,
-                             labels=args.labels, progress=not args.no_progress)
-    print(summary.line())
-    for name, reason in summary.failed.items():
-        print(f"failed: {name}: {reason}")
-    return 1 if summary.failed else 0
+    """``lbp extract-poses`` (the handler lives in :mod:`.cli`)."""
+    from .cli import cmd_extract_poses as run
+
+    return run(argv)

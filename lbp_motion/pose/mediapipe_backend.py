@@ -1,148 +1,261 @@
-"""The MediaPipe backend: BlazePose (33 landmarks) with the Tasks API PoseLandmarker,
-on the CPU, mapped to COCO-17.
+"""MediaPipe pose-landmarker backend (33 BlazePose landmarks, Tasks API, CPU).
 
-Where its model comes from, in this order:
+The model file (a ``.task`` bundle) is found in this order (:func:`resolve_model`):
 
-1. ``model_path`` (the config's ``--model``);
-2. a cached copy: ``$LBP_CACHE/models/pose_landmarker_full.task`` (default cache
-   ``~/.cache/lbp_motion``);
-3. the official model, downloaded once into that cache from Google's model host
-   (``OFFICIAL_MODEL_URL``); skipped when ``LBP_OFFLINE=1`` is set;
-4. where the host cannot be reached: the bundle built from the BlazePose models inside
-   the mediapipe 0.10.21 wheel (:mod:`.bundle`), taken from
-   ``$LBP_CACHE/registry/wheels`` or downloaded there with ``pip download`` from the
-   package registry, and cached as ``pose_landmarker_offline.task``.
+1. the path given (``model=`` / ``--model``);
+2. a cached copy in ``<cache>/models/``: the official bundle if it was downloaded
+   before, else the offline bundle if it was built before;
+3. the official model, downloaded once from Google's storage into ``<cache>/models/``
+   (skipped when ``LBP_OFFLINE=1`` or ``download=False``);
+4. the offline bundle built from the mediapipe 0.10.21 wheel on the package registry
+   (see :mod:`.bundle`), so a machine that reaches only a package mirror still works.
+
+``<cache>`` is ``$LBP_CACHE`` or ``~/.cache/lbp_motion``. Delete a cached bundle to
+make the next run look again.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import subprocess
-import sys
-import tempfile
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..data.layouts import to_layout
-from ..errors import LbpError
-from .bundle import bundle_from_wheel
+from .base import BackendUnavailable, PersonPose, PoseEstimator
+from .bundle import BUNDLE_NAME, _write_atomic, build_offline_bundle, cache_root, is_pose_bundle
 
-log = logging.getLogger(__name__)
-
+#: The official pose-landmarker model ("full" variant, the network of the offline bundle).
 OFFICIAL_MODEL_URL = (
-    "https://storage.googleapis.com/mediapipe-models/pose_landmarker/pose_landmarker_full/float16/latest/"
-    "pose_landmarker_full.task"
+    "https://storage.googleapis.com/mediapipe-models/pose_landmarker/"
+    "pose_landmarker_full/float16/latest/pose_landmarker_full.task"
 )
-WHEEL_REQUIREMENT = "mediapipe==0.10.21"
+OFFICIAL_MODEL_NAME = "pose_landmarker_full.task"
+DOWNLOAD_TIMEOUT_S = 20.0
+INSTALL_HINT = "pip install 'lbp-motion[pose]' (or: pip install 'mediapipe>=1.2.2')"
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LBP_CACHE") or Path.home() / ".cache" / "lbp_motion")
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A pose-landmarker bundle and where it came from (stored in keypoint files)."""
+
+    path: Path
+    source: str  # "config", "cache", "download" or "offline-bundle"
+    description: str
 
 
-def _download(url: str, out: Path, timeout: float = 20.0) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh, urllib.request.urlopen(url, timeout=timeout) as response:
-            fh.write(response.read())
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return out
+def _describe(path: Path, source: str) -> str:
+    if path.name == BUNDLE_NAME:
+        what = "pose_landmarker_full built from the mediapipe 0.10.21 wheel"
+    elif path.name == OFFICIAL_MODEL_NAME:
+        what = f"pose_landmarker_full from {OFFICIAL_MODEL_URL}"
+    else:
+        what = str(path)
+    return f"{what} ({source})"
 
 
-def _offline_bundle(models: Path) -> Path:
-    out = models / "pose_landmarker_offline.task"
-    if out.is_file():
-        return out
-    wheels = cache_root() / "registry" / "wheels"
-    found = sorted(wheels.glob("mediapipe-0.10.21-*.whl"))
-    if not found:
-        wheels.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(wheels), WHEEL_REQUIREMENT]
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            raise LbpError(
-                "no MediaPipe pose model: pass --model PATH, or let lbp reach Google's model host "
-                f"or the package registry ({WHEEL_REQUIREMENT})"
-            )
-        found = sorted(wheels.glob("mediapipe-0.10.21-*.whl"))
-    log.info("building the offline pose model bundle from %s", found[0])
-    return bundle_from_wheel(found[0], out)
+def offline() -> bool:
+    """``LBP_OFFLINE`` set to 1/true/yes: never download models."""
+    return os.environ.get("LBP_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def resolve_model(model_path: str | Path | None = None) -> Path:
-    """The ``.task`` file to use (see the module docstring for the order)."""
-    if model_path:
-        path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise LbpError(f"{path}: MediaPipe model file not found")
-        return path
-    models = cache_root() / "models"
-    cached = models / "pose_landmarker_full.task"
-    if cached.is_file():
-        return cached
-    if os.environ.get("LBP_OFFLINE") != "1":
-        try:
-            return _download(OFFICIAL_MODEL_URL, cached)
-        except OSError as err:
-            log.warning("could not download the official pose model (%s); building the offline bundle", err)
-    return _offline_bundle(models)
+def download_official_model(dest: Path, url: str = OFFICIAL_MODEL_URL, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download the official bundle to ``dest`` atomically; raises ``OSError`` when the
+    host cannot be reached and ``ValueError`` when the answer is not a pose bundle."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https URL
+        data = response.read()
+    _write_atomic(dest, data)
+    if not is_pose_bundle(dest):
+        dest.unlink(missing_ok=True)
+        raise ValueError(f"{url} did not return a pose-landmarker bundle")
+    return dest
 
 
-class MediaPipePose:
-    """BlazePose via ``mediapipe.tasks.vision.PoseLandmarker`` (VIDEO mode), returning
-    COCO-17 keypoints in pixels with the landmark visibility as confidence.
+def resolve_model(
+    path: str | Path | None = None, *, download: bool | None = None, cache: str | Path | None = None
+) -> ResolvedModel:
+    """The pose-landmarker bundle to use (order in the module docstring).
 
     Args:
-        model_path: a ``.task`` file; None resolves one (module docstring).
-        num_poses: people to look for per frame (the tracker keeps one).
-        min_confidence: detection and presence thresholds of the landmarker.
+        path: an explicit ``.task`` file; an error if it does not exist.
+        download: allow the official download; default: unless ``LBP_OFFLINE`` is set.
+        cache: the cache root (default ``$LBP_CACHE`` or ``~/.cache/lbp_motion``).
+    """
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BackendUnavailable(f"{p}: pose model file not found")
+        return ResolvedModel(p, "config", _describe(p, "config"))
+    models = (Path(cache) if cache is not None else cache_root()) / "models"
+    official, bundle = models / OFFICIAL_MODEL_NAME, models / BUNDLE_NAME
+    for p in (official, bundle):
+        if p.is_file() and is_pose_bundle(p):
+            return ResolvedModel(p, "cache", _describe(p, "cache"))
+    download = (not offline()) if download is None else download
+    problems = []
+    if download:
+        try:
+            download_official_model(official)
+            return ResolvedModel(official, "download", _describe(official, "download"))
+        except (OSError, ValueError) as err:
+            problems.append(f"download from {OFFICIAL_MODEL_URL} failed ({err})")
+    try:
+        built = build_offline_bundle(bundle, registry=models.parent / "registry")
+    except BackendUnavailable as err:
+        problems.append(str(err))
+        raise BackendUnavailable(
+            "no MediaPipe pose model: " + "; ".join(problems) + ". Pass a .task file with --model"
+        ) from None
+    return ResolvedModel(built, "offline-bundle", _describe(built, "offline-bundle"))
+
+
+class MediaPipePoseEstimator(PoseEstimator):
+    """MediaPipe ``PoseLandmarker`` (Tasks API) in VIDEO running mode on CPU.
+
+    Args:
+        model: a ``.task`` bundle; default: see :func:`resolve_model`.
+        num_poses: people the landmarker reports per frame (2 by default, so that a
+            second person cannot hide the subject; the tracker keeps one).
+        min_detection_confidence, min_presence_confidence, min_tracking_confidence:
+            the landmarker's thresholds.
+        max_image_side: frames whose longer side exceeds it are downscaled before
+            inference (keypoints are returned in the original pixels); None: never.
+        download: allow downloading the official model (default: unless LBP_OFFLINE).
+
+    Confidence of a landmark: ``min(visibility, presence)``; landmarks outside the
+    frame are written as missing (zeros).
     """
 
     name = "mediapipe"
-    layout = "coco17"
+    layout = "blazepose33"
+    batch_size = 8  # frames handed over per call; the landmarker itself runs one by one
 
-    def __init__(self, model_path: str | Path | None = None, num_poses: int = 2, min_confidence: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        num_poses: int = 2,
+        min_detection_confidence: float = 0.5,
+        min_presence_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        max_image_side: int | None = 1280,
+        download: bool | None = None,
+        device: str = "cpu",
+    ) -> None:
         try:
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
-        except ImportError:
-            raise LbpError("the MediaPipe backend needs mediapipe: pip install 'lbp-motion[pose]'") from None
-        self._mp = mp
-        path = resolve_model(model_path)
-        self.model = str(path)
-        self.version = mp.__version__
-        options = vision.PoseLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(path)),
-            running_mode=vision.RunningMode.VIDEO,
-            num_poses=num_poses,
-            min_pose_detection_confidence=min_confidence,
-            min_pose_presence_confidence=min_confidence,
-        )
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
-        self._last_ms = -1
+        except ImportError as err:
+            raise BackendUnavailable(f"the mediapipe backend needs mediapipe ({err}); {INSTALL_HINT}") from None
+        if device not in ("cpu", "auto"):
+            raise BackendUnavailable(f"the mediapipe backend runs on CPU only (device={device!r})")
+        self._mp, self._vision, self._base_options = mp, vision, BaseOptions
+        self.model = resolve_model(model, download=download)
+        self.num_poses = num_poses
+        self.thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
+        self.max_image_side = max_image_side
+        self._landmarker = None
+        self._last_ts = -1
 
-    def detect(self, frame: np.ndarray, time_ms: float) -> list[np.ndarray]:
-        ms = max(int(round(time_ms)), self._last_ms + 1)  # strictly increasing
-        self._last_ms = ms
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        result = self._landmarker.detect_for_video(image, ms)
-        h, w = frame.shape[:2]
-        people = []
-        for landmarks in result.pose_landmarks:
-            blaze = np.array([[p.x * w, p.y * h, min(max(p.visibility, 0.0), 1.0)] for p in landmarks], np.float32)
-            people.append(to_layout(blaze[None], "blazepose33", "coco17")[0])
-        return people
+    def info(self) -> dict[str, str]:
+        return {
+            "backend": self.name,
+            "model": self.model.path.name,
+            "model_source": self.model.description,
+            "backend_version": str(getattr(self._mp, "__version__", "?")),
+        }
+
+    def _open(self):
+        _ignore_sigprof()
+        vision = self._vision
+        det, pres, track = self.thresholds
+        options = vision.PoseLandmarkerOptions(
+            base_options=self._base_options(model_asset_path=str(self.model.path)),
+            running_mode=vision.RunningMode.VIDEO,
+            num_poses=self.num_poses,
+            min_pose_detection_confidence=det,
+            min_pose_presence_confidence=pres,
+            min_tracking_confidence=track,
+        )
+        return vision.PoseLandmarker.create_from_options(options)
+
+    def start_video(self, fps: float, image_size: tuple[int, int]) -> None:
+        # VIDEO mode tracks across frames and needs increasing timestamps: one session per video
+        self.close()
+        self._landmarker = self._open()
+        self._last_ts = -1
+
+    def estimate(self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]) -> list[list[PersonPose]]:
+        if self._landmarker is None:
+            self.start_video(30.0, (0, 0))
+        out = []
+        for frame, ts in zip(frames, timestamps_ms):
+            h, w = frame.shape[:2]
+            image = frame
+            if self.max_image_side and max(h, w) > self.max_image_side:
+                import cv2
+
+                s = self.max_image_side / max(h, w)
+                image = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+            ts = max(int(ts), self._last_ts + 1)
+            self._last_ts = ts
+            mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+            result = self._landmarker.detect_for_video(mp_image, ts)
+            out.append([landmarks_to_pose(lms, (w, h)) for lms in result.pose_landmarks])
+        return out
 
     def close(self) -> None:
-        self._landmarker.close()
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
 
-    def __enter__(self) -> MediaPipePose:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+def _ignore_sigprof() -> None:
+    """Ignore SIGPROF unless someone handles it.
+
+    libmediapipe.so carries a CPU profiler that arms a per-thread SIGPROF timer in each
+    thread it starts and sets SIGPROF to "ignore" from C, behind Python's back. Code
+    that later restores "the previous" handlers from Python's view (Lightning's
+    signal connector does, after every fit) resets SIGPROF to the default action, and
+    the next timer tick then kills the process ("Profiling timer expired"). Ignoring
+    it from Python keeps Python's view right. A handler someone installed (a sampling
+    profiler) is left alone.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGPROF) in (
+        signal.SIG_DFL,
+        None,
+    ):
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)
+
+
+def landmarks_to_pose(landmarks, image_size: tuple[int, int]) -> PersonPose:
+    """One person's normalised landmarks (objects with x, y, visibility, presence) ->
+    a :class:`PersonPose` in pixels of ``image_size`` (width, height), blazepose33."""
+    w, h = image_size
+    arr = np.array(
+        [
+            (
+                lm.x,
+                lm.y,
+                1.0 if lm.visibility is None else lm.visibility,
+                1.0 if lm.presence is None else lm.presence,
+            )
+            for lm in landmarks
+        ],
+        dtype=np.float64,
+    )
+    kp = np.zeros((len(arr), 3), dtype=np.float32)
+    inside = (arr[:, 0] >= 0) & (arr[:, 0] <= 1) & (arr[:, 1] >= 0) & (arr[:, 1] <= 1)
+    conf = np.clip(np.minimum(arr[:, 2], arr[:, 3]), 0.0, 1.0)
+    kp[:, 0] = arr[:, 0] * w
+    kp[:, 1] = arr[:, 1] * h
+    kp[:, 2] = conf
+    kp[~inside] = 0.0
+    pts = arr[:, :2] * (w, h)
+    box = np.concatenate([pts.min(axis=0), pts.max(axis=0)])  # all 33 landmarks, inside or not
+    return PersonPose(kp, "blazepose33", score=float(conf.mean()), box=box)

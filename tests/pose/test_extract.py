@@ -1,73 +1,119 @@
-"""`lbp extract-poses` on a real video beside a corrupt one: one keypoint file written,
-the other reported, exit status 1, and a rerun redoes nothing. Offline: the MediaPipe
-model is the bundle built from the mediapipe 0.10.21 wheel fetched by `make test-data`."""
+"""The extraction runner and `lbp extract-poses`, with a fake pose backend on small
+generated videos (the real MediaPipe backend on a real video: test_real_video.py)."""
 
 import os
-import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from lbp_motion.cli import main
+from lbp_motion.data import TUGDataModule
 from lbp_motion.data.format import read_labels, read_recording
 from lbp_motion.data.layouts import COCO17
-from lbp_motion.pose.tracking import link_tracks, main_subject
+from lbp_motion.pose.extract import extract_folder, extract_video, keypoints_for_video_folder
+from lbp_motion.pose.tracking import TRACKING_RULE
+from tests.pose.conftest import FakeBackend, write_video
 
-CACHE = Path(os.environ.get("LBP_CACHE") or Path.home() / ".cache" / "lbp_motion") / "registry"
-WHEELS = sorted((CACHE / "wheels").glob("mediapipe-0.10.21-*.whl"))
-VIDEO = CACHE / "sports2d-0.8.34" / "Sports2D" / "Demo" / "demo.mp4"
-
-
-def _person(x, y, conf=1.0):
-    p = np.zeros((17, 3), np.float32)
-    p[:, 0], p[:, 1], p[:, 2] = x, y, conf
-    return p
+pytest.importorskip("av", reason="the pose extra (PyAV) is not installed")
 
 
-def test_the_main_subject_is_the_track_that_travels_farthest():
-    # a bystander standing at x=100 and a walker going from x=300 to x=700
-    detections = [[_person(100, 400), _person(300 + 40 * t, 400)] for t in range(11)]
-    detections[5] = [_person(100, 400)]  # the walker is missed once
-    tracks = link_tracks(detections, (1000, 800))
-    assert sorted(len(t.frames) for t in tracks) == [10, 11]
-    keypoints = main_subject(detections, (1000, 800), 17)
-    assert keypoints[0, 0, 0] == 300 and keypoints[10, 0, 0] == 700
-    assert (keypoints[5] == 0).all()  # the missed frame keeps its place as a zero row
+def test_extract_video_tracks_the_walker_and_keeps_missed_frames(tmp_path):
+    video = write_video(tmp_path / "walk.mp4", frames=40, size=(200, 100))
+    backend = FakeBackend(miss_ms=[round(1000 * 10 / 30)])  # nobody found in frame 10
+    result = extract_video(video, backend, stride=2, progress=False)
+    assert backend.calls == [4, 4, 4, 4, 4]  # 20 frames, in batches of the backend's size
+    assert result.keypoints.shape == (20, 17, 3) and result.fps == 15.0 and result.image_size == (200, 100)
+    assert (result.keypoints[5] == 0).all() and result.detected == 19  # frame 10 = row 5
+    hip_x = result.keypoints[:, COCO17.index("left_hip"), 0]
+    assert hip_x[0] < 60 and hip_x[-1] > 140  # the walker (20 % -> 80 %), not the bystander at 10 %
+    meta = result.meta
+    assert (meta["backend"], meta["model"], meta["backend_version"]) == ("fake", "stick-figures", "1")
+    assert meta["source_video"] == "walk.mp4" and meta["frame_stride"] == 2 and meta["tracking"] == TRACKING_RULE
 
 
-@pytest.mark.skipif(not WHEELS or not VIDEO.is_file(),
-                    reason=f"the mediapipe 0.10.21 wheel or the Sports2D video is not in {CACHE} (run `make test-data`)")
-def test_extract_poses_real_video_corrupt_file_and_resume(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("mediapipe", reason="the pose extra (mediapipe) is not installed")
-    monkeypatch.setenv("LBP_OFFLINE", "1")  # no model download in tests: the offline bundle
-    monkeypatch.setenv("LBP_CACHE", str(CACHE.parent))
+def test_extract_poses_command_is_resumable_and_reports_corrupt_files(tmp_path, fake_backend, capsys):
+    videos, out = tmp_path / "videos", tmp_path / "keypoints"
+    videos.mkdir()
+    for name in ("p1", "p2"):
+        write_video(videos / f"{name}.mp4", frames=40)
+    (videos / "p3.mp4").write_bytes(b"not a video at all" * 100)
+    (videos / "labels.csv").write_text("recording,subject,label\np1,s1,low\np2,s2,high\np3,s3,low\n")
+    args = ["extract-poses", str(videos), "--out", str(out), "--backend", "fake", "--no-progress"]
+
+    assert main(args) == 1  # p3 failed
+    printed = capsys.readouterr()
+    assert "3 videos: 2 written, 0 already done, 1 failed; 80 frames, detection rate 100.0%" in printed.out
+    assert "failed: p3.mp4" in printed.out and "p3.mp4" in printed.err
+    assert sorted(p.name for p in out.iterdir()) == ["labels.csv", "p1.npz", "p2.npz"]  # no temporary files left
+    assert [r.recording for r in read_labels(out)] == ["p1", "p2"]
+    rec = read_recording(out / "p1.npz")
+    assert rec.layout == "coco17" and rec.num_frames == 40 and rec.meta["backend"] == "fake"
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+    assert main(args) == 1  # the corrupt file still fails ...
+    assert "0 written, 2 already done, 1 failed; 0 frames" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")} == stamps  # ... the others are not redone
+    assert len(fake_backend) == 1  # and no backend was even created the second time
+
+    (videos / "p3.mp4").unlink()
+    assert main(args) == 0
+
+
+def test_a_changed_or_half_written_file_is_redone(tmp_path, fake_backend):
+    videos, out = tmp_path / "videos", tmp_path / "kp"
+    videos.mkdir()
+    write_video(videos / "a.mp4", frames=40)
+    write_video(videos / "b.mp4", frames=40)
+    summary = extract_folder(videos, out, backend="fake", progress=False)
+    assert summary.extracted == ["a", "b"]
+    (out / "a.npz").write_bytes(b"half a file")  # e.g. copied in by hand and cut off
+    write_video(videos / "b.mp4", frames=36)  # the video was replaced
+    summary = extract_folder(videos, out, backend="fake", progress=False)
+    assert sorted(summary.extracted) == ["a", "b"] and summary.done == []
+    assert read_recording(out / "b.npz").num_frames == 36
+
+
+def test_labels_limit_the_videos_and_unknown_backends_are_one_line_errors(tmp_path, fake_backend, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
-    shutil.copy(VIDEO, videos / "walker.mp4")
-    (videos / "broken.mp4").write_bytes(VIDEO.read_bytes()[:20000])
-    (videos / "labels.csv").write_text("recording,subject,label\nwalker,s1,low\nbroken,s2,high\n")
-    out = tmp_path / "keypoints"
-    args = ["extract-poses", str(videos), "--out", str(out), "--stride", "6", "--no-progress",
-            "--labels", str(videos / "labels.csv")]
-    assert main(args) == 1  # one video failed
-    printed = capsys.readouterr()
-    assert "failed: broken.mp4" in printed.out and "1 written" in printed.out
+    write_video(videos / "a.mp4", frames=40)
+    write_video(videos / "extra.mp4", frames=40)
+    labels = tmp_path / "my_labels.csv"
+    labels.write_text("recording,subject,label\na,s1,low\n")
+    summary = extract_folder(videos, tmp_path / "kp", backend="fake", labels=labels, progress=False)
+    assert summary.extracted == ["a"] and summary.skipped[0][0] == "extra.mp4"
+    assert [r.recording for r in read_labels(tmp_path / "kp")] == ["a"]
 
-    rec = read_recording(out / "walker.npz")
-    assert rec.layout == "coco17" and rec.image_size == (1768, 994) and rec.fps == pytest.approx(5.0)
-    assert rec.num_frames == 39  # 230 frames, every 6th: timing kept, misses as zero rows
-    assert rec.meta["backend"] == "mediapipe" and rec.meta["model"] == "pose_landmarker_offline.task"
-    k = rec.keypoints
-    hips = [COCO17.index("left_hip"), COCO17.index("right_hip")]
-    ankles = [COCO17.index("left_ankle"), COCO17.index("right_ankle")]
-    found = k[:, hips + ankles, 2].min(axis=1) > 0.3
-    assert found.mean() > 0.5  # hips and ankles of the main subject in most frames
-    assert (k[found][:, ankles, 1].mean(1) > k[found][:, hips, 1].mean(1)).mean() > 0.9  # ankles below hips
-    assert [r.recording for r in read_labels(out)] == ["walker"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no half-written files
+    assert main(["extract-poses", str(videos), "--out", str(tmp_path / "x"), "--backend", "nope"]) == 2
+    assert "lbp: error: unknown pose backend 'nope'" in capsys.readouterr().err
+    assert main(["extract-poses", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
-    stamp = (out / "walker.npz").stat().st_mtime_ns
-    assert main(args) == 1  # the broken file still fails ...
-    assert "1 already done" in capsys.readouterr().out
-    assert (out / "walker.npz").stat().st_mtime_ns == stamp  # ... and the done one is not redone
+
+def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypatch):
+    """A folder of videos + labels.csv is extracted once into $LBP_CACHE/poses."""
+    from lbp_motion.pose import base
+
+    monkeypatch.setitem(base._REGISTERED, "mediapipe", base._REGISTERED["fake"])  # the default backend
+    monkeypatch.setenv("LBP_CACHE", str(tmp_path / "cache"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rows = ["recording,subject,label"]
+    for i in range(6):
+        write_video(videos / f"v{i}.mp4", frames=36)
+        rows.append(f"v{i},s{i},{['low', 'high'][i % 2]}")
+    (videos / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    dm = TUGDataModule(root=str(videos), classes=["low", "high"], window=30, stride=5, val_fraction=0.2, test_fraction=0.2)
+    dm.setup("fit")
+    folder = keypoints_for_video_folder(videos)
+    assert folder.parent == tmp_path / "cache" / "poses" and len(list(folder.glob("*.npz"))) == 6
+    assert sorted(dm.recording_names) == [f"v{i}" for i in range(6)]
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape[1:] == (30, 51)
+    assert len(fake_backend) == 1  # the second resolution found everything done
+    assert keypoints_for_video_folder(tmp_path) == tmp_path  # not a video folder: unchanged
+    (videos / "labels.csv").unlink()
+    from lbp_motion.data.format import DataFormatError
+
+    with pytest.raises(DataFormatError, match="needs a labels.csv"):
+        keypoints_for_video_folder(videos)
+    assert os.environ["LBP_OFFLINE"] == "1"

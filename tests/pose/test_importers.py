@@ -94,3 +94,83 @@ def test_bad_keraal_files_are_named(tmp_path):
     bad.write_text(json.dumps({"positions": {"1.0": {"Tail": [0.1, 0.2]}}}))
     with pytest.raises(DataFormatError, match="bad.json: joint keys"):
         read_keraal_json(bad)
+
+
+# -- COCO results, OpenPose JSON, the dispatcher -----------------------------------------
+def _coco_kp(x, y, score=0.9):
+    return [v for j in range(17) for v in (x + j, y + 2 * j, score)]
+
+
+def test_coco_results_keep_the_main_subject_and_frame_numbers(tmp_path):
+    from lbp_motion.pose import read_coco_results
+
+    results = []
+    for t in range(0, 12):
+        if t == 4:
+            continue  # nobody in frame 4
+        results.append({"image_id": f"{t + 1:06d}.jpg", "category_id": 1, "keypoints": _coco_kp(100 + 10 * t, 50),
+                        "score": 0.95, "box": [90 + 10 * t, 40, 40, 60]})  # AlphaPose style, 1-based names
+        results.append({"image_id": f"{t + 1:06d}.jpg", "category_id": 1, "keypoints": _coco_kp(600, 50, 0.5),
+                        "score": 0.7})  # a bystander standing still
+    results.append({"image_id": 1, "category_id": 2, "keypoints": _coco_kp(0, 0), "score": 1.0})  # not a person
+    path = tmp_path / "alphapose-results.json"
+    path.write_text(json.dumps(results))
+    rec = read_coco_results(path, fps=25.0, image_size=(960, 544))
+    assert rec.layout == "coco17" and rec.keypoints.shape == (12, 17, 3) and rec.fps == 25.0
+    assert (rec.keypoints[4] == 0).all()  # frame 5 of the file (row 4) is a zero row
+    np.testing.assert_allclose(rec.keypoints[0, 0], [100, 50, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(rec.keypoints[11, 3, :2], [100 + 110 + 3, 50 + 6])
+    assert rec.meta["first_frame"] == 1 and rec.meta["num_tracks"] == 2
+
+
+def test_coco_results_with_logit_scores_are_squashed(tmp_path):
+    from lbp_motion.pose import read_coco_results
+
+    path = tmp_path / "d2.json"
+    path.write_text(json.dumps([{"image_id": t, "keypoints": _coco_kp(10, 10, 3.0), "score": 0.9} for t in range(3)]))
+    rec = read_coco_results(path)
+    assert 0.9 < rec.keypoints[0, 0, 2] < 1.0 and rec.image_size == (27, 43)  # extent of the keypoints
+
+
+def test_openpose_folder_coco18_and_body25(tmp_path):
+    from lbp_motion.pose import read_openpose_json
+
+    for model, n in (("openpose18", 18), ("openpose_body25", 25)):
+        folder = tmp_path / model
+        folder.mkdir()
+        layout = get_layout(model)
+        for t in range(5):
+            flat = np.zeros((n, 3))
+            flat[:, 0], flat[:, 1], flat[:, 2] = 200 + t, 300, 0.8
+            flat[layout.index("left_knee")] = (150 + t, 400, 0.7)
+            flat[layout.index("right_ankle"), 2] = 0.0  # not detected
+            people = [] if t == 2 else [{"person_id": [-1], "pose_keypoints_2d": flat.ravel().tolist()}]
+            (folder / f"clip_{t:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
+        rec = read_openpose_json(folder, fps=30.0, image_size=(640, 480))
+        assert rec.layout == "coco17" and rec.keypoints.shape == (5, 17, 3)
+        np.testing.assert_allclose(rec.keypoints[3, COCO17.index("left_knee")], [153, 400, 0.7], rtol=1e-6)
+        assert rec.keypoints[0, COCO17.index("right_ankle"), 2] == 0 and (rec.keypoints[2] == 0).all()
+
+
+def test_import_keypoints_picks_the_reader(tmp_path):
+    from lbp_motion.pose import import_keypoints
+
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps([{"image_id": 0, "keypoints": _coco_kp(5, 5)}]))
+    assert import_keypoints(coco).meta["source"] == "coco-results"
+    op = tmp_path / "one_000000000000_keypoints.json"
+    op.write_text(json.dumps({"people": [{"pose_keypoints_2d": [10.0, 10.0, 0.9] * 18}]}))
+    assert import_keypoints(op).meta["source"] == "openpose-json"
+    write_recording(tmp_path / "r.npz", np.ones((3, 17, 3), np.float32), layout="coco17", fps=30, image_size=(10, 10))
+    assert import_keypoints(tmp_path / "r.npz").keypoints.shape == (3, 17, 3)
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(DataFormatError, match="other.json: not a known keypoint file"):
+        import_keypoints(tmp_path / "other.json")
+
+
+@needs_keraal
+def test_import_keypoints_reads_keraal_as_coco17():
+    from lbp_motion.pose import import_keypoints
+
+    rec = import_keypoints(KERAAL / "G3-BP-CTK-P1T1-Unknown-C-0.json")
+    assert rec.layout == "coco17" and rec.keypoints.shape == (196, 17, 3) and rec.image_size == (960, 544)
