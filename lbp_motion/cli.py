@@ -217,7 +217,7 @@ def cmd_analyze(argv: list[str]) -> int:
 
 def cmd_extract_poses(argv: list[str]) -> int:
     """``lbp extract-poses``: extract keypoints from a folder of videos (resumable)."""
-    from .pose.extract import cmd_extract_poses as run
+    from .pose.cli import cmd_extract_poses as run
 
     return run(argv)
 

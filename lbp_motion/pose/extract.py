@@ -341,11 +341,3 @@ def keypoints_for_video_folder(
         names = ", ".join(f"{name} ({why})" for name, why in summary.failed[:3])
         raise DataFormatError(f"{root}: {len(summary.failed)} videos could not be extracted: {names}")
     return out
-
-
-
-def cmd_extract_poses(argv: list[str]) -> int:
-    """``lbp extract-poses`` (the handler lives in :mod:`.cli`)."""
-    from .cli import cmd_extract_poses as run
-
-    return run(argv)
