@@ -36,6 +36,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
+	LBP_CACHE=$(CACHE) OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pose_bench.py || echo "pose benchmark skipped (needs make test-data)"
 
 clean:
 	rm -rf $(VENV) $(CACHE) runs .pytest_cache

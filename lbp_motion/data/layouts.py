@@ -167,7 +167,41 @@ BLAZEPOSE33 = Layout(
     flip_pairs=_flip_pairs(_BLAZEPOSE33_JOINTS),
 )
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33)}
+_BODY25_JOINTS = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
+    "left_shoulder", "left_elbow", "left_wrist", "mid_hip", "right_hip",
+    "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe",
+    "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel",
+)  # fmt: skip
+
+#: OpenPose's BODY_25 model (its default): COCO-18 plus the mid-hip and six foot points.
+OPENPOSE_BODY25 = Layout(
+    name="openpose_body25",
+    joints=_BODY25_JOINTS,
+    edges=_edges(
+        _BODY25_JOINTS,
+        [
+            ("neck", "nose"), ("nose", "right_eye"), ("right_eye", "right_ear"),
+            ("nose", "left_eye"), ("left_eye", "left_ear"), ("neck", "right_shoulder"),
+            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+            ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"), ("neck", "mid_hip"), ("mid_hip", "right_hip"),
+            ("mid_hip", "left_hip"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+            ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("left_ankle", "left_heel"),
+            ("left_ankle", "left_big_toe"), ("left_big_toe", "left_small_toe"),
+            ("right_ankle", "right_heel"), ("right_ankle", "right_big_toe"),
+            ("right_big_toe", "right_small_toe"),
+        ],
+    ),  # fmt: skip
+    left_hip="left_hip",
+    right_hip="right_hip",
+    left_shoulder="left_shoulder",
+    right_shoulder="right_shoulder",
+    flip_pairs=_flip_pairs(_BODY25_JOINTS),
+)
+
+LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33, OPENPOSE_BODY25)}
 
 
 def register_layout(layout: Layout) -> Layout:

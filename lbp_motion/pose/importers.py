@@ -306,32 +306,3 @@ def import_keypoints(
         rec = Recording(rec.name, convert_layout(rec.keypoints, rec.layout, layout), layout, rec.fps, rec.image_size, rec.meta)
     return rec
 
-
-# OpenPose BODY_25 (the default OpenPose model): registered so its files can be read.
-_BODY25_JOINTS = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-    "left_shoulder", "left_elbow", "left_wrist", "mid_hip", "right_hip",
-    "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear", "left_big_toe",
-    "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel",
-)  # fmt: skip
-
-
-def _register_body25() -> None:
-    from ..data.layouts import LAYOUTS, Layout, _flip_pairs, register_layout
-
-    if "openpose_body25" not in LAYOUTS:
-        register_layout(
-            Layout(
-                name="openpose_body25",
-                joints=_BODY25_JOINTS,
-                left_hip="left_hip",
-                right_hip="right_hip",
-                left_shoulder="left_shoulder",
-                right_shoulder="right_shoulder",
-                flip_pairs=_flip_pairs(_BODY25_JOINTS),
-            )
-        )
-
-
-_register_body25()

@@ -40,3 +40,12 @@ def test_pairs_without_a_table_go_by_name_and_missing_joints_are_zero():
     assert (op[:, get_layout("openpose18").index("neck")] == 0).all() and op[..., 2].sum() == 2 * 17
     with pytest.raises(ValueError, match="unknown joint layout"):
         layout_conversion("coco17", "nope")
+
+
+def test_openpose_body25_is_a_layout_with_a_drawable_skeleton():
+    # BODY_25: COCO-18's order with mid_hip inserted at 8 and six foot points at the end
+    lay = get_layout("openpose_body25")
+    assert lay.num_joints == 25 and lay.hip_indices() == (12, 9)
+    assert layout_conversion("openpose_body25", "coco17").tolist() == [0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11]
+    assert all(0 <= a < 25 and 0 <= b < 25 and a != b for a, b in lay.edges) and len(lay.edges) == 24
+    assert (lay.index("left_heel"), lay.index("right_heel")) in lay.flip_pairs
