@@ -10,6 +10,7 @@ over all folds.
 
 Layout of the run directory ``<out_dir>/<name>/version_<n>/``::
 
+    cv.json                   the settings (folds, seed, val_fraction), checked on resume
     folds.csv                 subject -> fold
     fold_<i>/split.csv        the fold's split file
     fold_<i>/metrics.json     the fold's metrics (copied from its fit run)
@@ -20,7 +21,8 @@ Layout of the run directory ``<out_dir>/<name>/version_<n>/``::
     summary.md                the same as a readable table
 
 A fold whose ``metrics.json`` and ``predictions.csv`` exist is not run again: rerun
-with ``--resume RUN_DIR`` to finish an interrupted cross-validation.
+with ``--resume RUN_DIR`` to finish an interrupted cross-validation (with the same
+``--folds``, ``--seed`` and ``--val_fraction``: a resume with others is refused).
 """
 
 from __future__ import annotations
@@ -133,6 +135,23 @@ def _datamodule(config_args: list[str]):
     return dm
 
 
+def _check_resume(run: Path, settings: dict) -> None:
+    """A resumed cross-validation must use the folds it started with: compare the
+    settings stored in ``cv.json`` (one error naming the first that differs)."""
+    if not run.is_dir():
+        raise ConfigError(f"--resume {run}: folder not found")
+    stored_path = run / "cv.json"
+    if not stored_path.is_file():
+        return  # a run from before cv.json: nothing to compare
+    stored = json.loads(stored_path.read_text())
+    for key, value in settings.items():
+        if key in stored and stored[key] != value:
+            raise ConfigError(
+                f"{stored_path}: field {key!r} is {stored[key]!r} but this run asks for {value!r}; "
+                f"resume with the original settings, or start a new cross-validation"
+            )
+
+
 def run_cv(
     config_args: list[str],
     *,
@@ -155,6 +174,9 @@ def run_cv(
         name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
     run = Path(resume) if resume else make_run_dir(out_dir, name)
     plan = subject_folds(subjects, folds, seed)
+    settings = {"folds": str(folds), "seed": seed, "val_fraction": val_fraction, "subjects": len(subjects)}
+    _check_resume(run, settings) if resume else None
+    write_json_atomic(run / "cv.json", {**settings, "config_args": list(config_args)})
     with open(run / "folds.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["subject", "fold"])

@@ -72,3 +72,8 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     assert main([*args, "--resume", str(run)]) == 0
     assert (run / "fold_0" / "metrics.json").stat().st_mtime == before
     assert json.loads((run / "summary.json").read_text()) == summary
+    # resuming with other folds would mix two cross-validations: one clear error
+    capsys.readouterr()
+    assert main([*args[:4], "4", *args[5:], "--resume", str(run)]) == 2
+    assert "cv.json: field 'folds' is '3' but this run asks for '4'" in capsys.readouterr().err
+    assert (run / "fold_0" / "metrics.json").stat().st_mtime == before
