@@ -219,3 +219,18 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     calls.clear()
     assert main(argv) == 0  # finished: nothing runs again
     assert calls == []
+
+    # `lbp report` over the sweep and its runs: one page, every figure a file that loads
+    from tests.test_report import browser_probe, find_browser, parse_report
+
+    report_dir = tmp_path / "report"
+    assert main(["report", str(sweep_dir), *(r["run_dir"] for r in runs), "--out", str(report_dir)]) == 0
+    page = report_dir / "report.html"
+    parsed = parse_report(page)
+    assert "Runs compared" in page.read_text() and "Sweep runs, best first" in page.read_text()
+    best = max(r["metrics"]["val/f1_macro"] for r in runs)
+    assert (f"{best:.4f}", best) in parsed.cells
+    assert len(parsed.imgs) == 1 + 4 and all((report_dir / s).is_file() for s in parsed.imgs)  # 1 epoch: no curves
+    if find_browser() is not None:  # the browser check proper is in test_report.py
+        shown = browser_probe(page, tmp_path)
+        assert all(i["width"] > 0 for i in shown["imgs"]) and f"{best:.4f}" in shown["text"]
