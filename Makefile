@@ -8,7 +8,7 @@ CACHE ?= $(CURDIR)/.cache
 STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install test-data bench lint clean
+.PHONY: demo test install test-data bench lint docs clean
 
 install: $(STAMP)
 
@@ -37,5 +37,15 @@ bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
 
+# The documentation site (mkdocs + Material, API reference from docstrings) into site/;
+# strict: a warning (broken link or anchor, bad docstring) fails the build.
+DOCS_STAMP := $(VENV)/.lbp-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c $(VENV)/constraints.txt -e ".[$(EXTRAS),docs]"
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(CACHE) runs .pytest_cache
+	rm -rf $(VENV) $(CACHE) runs .pytest_cache site

@@ -43,7 +43,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import product
@@ -449,7 +449,7 @@ def run_sweep(
     out_dir: str | Path = "runs",
     seed: int = 0,
     overrides: list[str] | None = None,
-    log=print,
+    log: Callable[[str], Any] = print,
 ) -> Path:
     """Run (or resume) a sweep locally; returns the sweep directory (module docstring).
 
