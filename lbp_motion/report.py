@@ -308,7 +308,7 @@ def rounds_section(sec: Section, path: Path, figures: Figures, prefix: str) -> N
     if not rows:
         return
     rounds = [int(float(r["round"])) for r in rows]
-    val_keys = _metric_order([k for k in rows[0] if k.startswith("val/") and "/" not in k[4:]])
+    val_keys = [k for k in ("val/f1_macro", "val/accuracy", "val/mcc", "val/loss") if k in rows[0]]
     series = {k: (rounds, [_float(r[k]) for r in rows]) for k in val_keys if all(_float(r[k]) is not None for r in rows)}
     if series:
         file = figures.save(_line_figure(series, "round", "global model, validation per round"), prefix, "rounds_val")
@@ -325,7 +325,8 @@ def rounds_section(sec: Section, path: Path, figures: Figures, prefix: str) -> N
     shown = ["round", "clients", *val_keys[:4]]
     shown = [k for k in shown if k in rows[0]]
     sec.tables.append(Table("Federated rounds", shown,
-                            [[num(int(float(r["round"])) if k == "round" else _float(r[k])) for k in shown] for r in rows]))
+                            [[num(int(float(r[k])) if k in ("round", "clients") else _float(r[k])) for k in shown]
+                             for r in rows]))
 
 
 # -- sections per kind of run directory ----------------------------------------------------

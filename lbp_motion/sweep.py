@@ -468,6 +468,8 @@ def run_sweep(
     spec = load_sweep(sweep_file)
     if spec.method == "bayes":
         log("lbp sweep: note: Bayesian search needs the W&B server; running random search instead")
+    if spec.raw.get("early_terminate"):
+        log("lbp sweep: note: early_terminate needs the W&B server; every run goes to its end")
     if count is None:
         if spec.method == "grid":
             count = grid_size(spec)
