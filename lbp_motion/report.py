@@ -359,7 +359,8 @@ def _fit_section(run: Path, name: str, figures: Figures) -> Section:
 def _cv_section(run: Path, name: str, figures: Figures) -> Section:
     summary = json.loads((run / "summary.json").read_text())
     sec = Section(name, str(run), "cross-validation")
-    sec.facts.append(("folds", f"{fmt(summary.get('folds'))} ({summary.get('folds_spec', '')})"))
+    spec = str(summary.get("folds_spec", ""))
+    sec.facts.append(("folds", fmt(summary.get("folds")) + (f" ({spec})" if spec and spec != str(summary.get("folds")) else "")))
     means = sorted(k[: -len("_mean")] for k in summary if k.endswith("_mean"))
     rows = []
     for key in _metric_order([k.split("/", 1)[1] for k in means]):
