@@ -234,3 +234,47 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     if find_browser() is not None:  # the browser check proper is in test_report.py
         shown = browser_probe(page, tmp_path)
         assert all(i["width"] > 0 for i in shown["imgs"]) and f"{best:.4f}" in shown["text"]
+
+
+def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatch):
+    """The runner's bookkeeping with a stand-in for `lbp fit` (no training)."""
+    import lbp_motion.cli as cli
+    from lbp_motion.results import make_run_dir
+    from lbp_motion.sweep import run_sweep
+
+    calls = []
+
+    def fake_fit(argv):  # metric = lr * 100; an lr above 2e-3 "fails"
+        calls.append(argv)
+        run_dir = make_run_dir(argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1])
+        lr = float(next(a for a in argv if a.startswith("--model.init_args.lr=")).split("=", 1)[1])
+        if lr > 2e-3:
+            return 1
+        (run_dir / "metrics.json").write_text(json.dumps({"val/f1_macro": lr * 100}))
+        return 0
+
+    monkeypatch.setattr(cli, "main", fake_fit)
+    notes = []
+    sweep = ROOT / "experiments" / "sweeps" / "quickstart_bayes.yaml"
+    sweep_dir = run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)
+    assert any("running random search instead" in n for n in notes)
+    assert len(calls) == 6 and all(c[0] == "fit" and c[1:3] == ["--config", "experiments/quickstart.yaml"] for c in calls)
+    for c in calls:  # the command's --config, then lbp sweep's options, then the parameters
+        first_param = next(i for i, a in enumerate(c) if a.startswith("--model.init_args.lr="))
+        assert c.index("--config") < c.index("--run.wandb") < first_param
+        assert c[c.index("--run.wandb") + 1] == "offline" and "--run.wandb=online" in c[:first_param]
+    state = json.loads((sweep_dir / "state.json").read_text())
+    lrs = [r["params"]["model.init_args.lr"] for r in state["runs"]]
+    assert all(1e-4 <= lr <= 3e-3 for lr in lrs) and len(set(lrs)) == 6
+    failed = [r["name"] for r in state["runs"] if r["status"] == "failed"]
+    assert failed and failed == [r["name"] for r in state["runs"] if r["params"]["model.init_args.lr"] > 2e-3]
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    finished = [float(r["val/f1_macro"]) for r in rows if r["status"] == "finished"]
+    assert finished == sorted(finished, reverse=True) and [r["status"] for r in rows[len(finished):]] == ["failed"] * len(failed)
+    # a rerun retries only the failed runs, with the same parameters
+    calls.clear()
+    run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)
+    assert [c[c.index("--run.name") + 1] for c in calls] == failed
+    # the same folder with another seed is refused rather than mixed
+    with pytest.raises(ConfigError, match="other parameters, command or seed"):
+        run_sweep(sweep, count=6, out_dir=tmp_path, seed=4, log=notes.append)
