@@ -493,9 +493,14 @@ def run_sweep(
                 f"sweep directory {sweep_dir} holds a sweep with other parameters, command or seed; "
                 "delete it or give the sweep another name (the file's name field)"
             )
+        if state.get("overrides") != list(overrides or []):
+            log(f"lbp sweep: note: the runs before were started with the options {state.get('overrides')}, "
+                f"the runs from now on with {list(overrides or [])}")
+            state["overrides"] = list(overrides or [])
     else:
         state = {"sweep": spec.name, "sweep_file": str(sweep_file), "method": spec.method, "seed": seed,
-                 "metric": spec.metric, "goal": spec.goal, "fingerprint": spec.fingerprint(), "runs": []}
+                 "metric": spec.metric, "goal": spec.goal, "fingerprint": spec.fingerprint(),
+                 "overrides": list(overrides or []), "runs": []}
         shutil.copyfile(sweep_file, sweep_dir / "sweep.yaml")
     runs: list[dict[str, Any]] = state["runs"]
 
@@ -581,6 +586,9 @@ def cmd_sweep(argv: list[str]) -> int:
         print(f"lbp sweep: no run finished; see {sweep_dir}", file=sys.stderr)
         return 1
     value = (best["metrics"] or {}).get(spec.metric) if spec.metric else None
+    if spec.metric and value is None:
+        print(f"lbp sweep: note: no run's metrics.json has {spec.metric!r} (metric.name of the sweep file); "
+              "the table is in run order")
     print(f"Best: {best['name']}" + (f" ({spec.metric} = {_fmt(value)})" if spec.metric else "")
           + ": " + " ".join(format_arguments(best["params"])))
     print(f"Best run: {best['run_dir']}")

@@ -278,3 +278,10 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
     # the same folder with another seed is refused rather than mixed
     with pytest.raises(ConfigError, match="other parameters, command or seed"):
         run_sweep(sweep, count=6, out_dir=tmp_path, seed=4, log=notes.append)
+    # other options on a resume: said, recorded, and passed to the runs from then on
+    notes.clear()
+    calls.clear()
+    run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, overrides=["--trainer.max_epochs", "1"], log=notes.append)
+    assert any("started with the options []" in n for n in notes)
+    assert calls and all("--trainer.max_epochs" in c for c in calls)
+    assert json.loads((sweep_dir / "state.json").read_text())["overrides"] == ["--trainer.max_epochs", "1"]
