@@ -564,6 +564,7 @@ def cmd_sweep(argv: list[str]) -> int:
     """``lbp sweep``: run a W&B sweep file locally and offline (grid, random), resumable."""
     parser = argparse.ArgumentParser(
         prog="lbp sweep",
+        allow_abbrev=False,  # `--out` or `--se...` must reach lbp fit, not match our options
         description="Run a Weights & Biases sweep file locally without a W&B server: each run is an "
         "`lbp fit` logged offline to W&B and CSV; the table of runs goes to <out_dir>/<sweep>/results.md. "
         "Rerun the same command to resume. Options not listed here (e.g. --data.root DIR) are passed "
