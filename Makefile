@@ -8,7 +8,7 @@ CACHE ?= $(CURDIR)/.cache
 STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install test-data bench lint clean
+.PHONY: demo test install test-data bench lint docs clean
 
 install: $(STAMP)
 
@@ -38,5 +38,15 @@ bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
 	LBP_CACHE=$(CACHE) OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pose_bench.py || echo "pose benchmark skipped (needs make test-data)"
 
+# The documentation site (mkdocs + Material, API reference from docstrings) into site/;
+# strict: a warning (broken link or anchor, bad docstring) fails the build.
+DOCS_STAMP := $(VENV)/.lbp-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -c $(VENV)/constraints.txt -e ".[$(EXTRAS),docs]"
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) $(CACHE) runs .pytest_cache
+	rm -rf $(VENV) $(CACHE) runs .pytest_cache site

@@ -222,7 +222,22 @@ def cmd_extract_poses(argv: list[str]) -> int:
     return run(argv)
 
 
-EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses}
+def cmd_sweep(argv: list[str]) -> int:
+    """``lbp sweep``: run a W&B sweep file locally and offline (grid, random), resumable."""
+    from .sweep import cmd_sweep as run
+
+    return run(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    """``lbp report``: an HTML and Markdown report of run directories, with figures."""
+    from .report import cmd_report as run
+
+    return run(argv)
+
+
+EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses,
+                  "sweep": cmd_sweep, "report": cmd_report}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]
