@@ -26,6 +26,7 @@ BatchNorm model (``CNN1DClassifier``) trained with DP is a GroupNorm model.
 from __future__ import annotations
 
 import logging
+import types
 from collections import OrderedDict
 
 import torch
@@ -128,6 +129,42 @@ def _align_state_dict(module: nn.Module, original_keys: list[str], from_dp, to_d
 
     module._register_state_dict_hook(save_hook)
     module.register_load_state_dict_pre_hook(load_pre_hook)
+
+
+# -- packed sequences ------------------------------------------------------------------------
+UNSORT_ATTR = "_lbp_unsorted_indices"
+
+
+def _track_packing(rnn: nn.Module) -> None:
+    """Opacus' DP RNNs compute the per-sample gradients of a ``PackedSequence`` in the
+    packed (length-sorted) order and never put them back in batch order, so sample i's
+    recurrent gradient would be clipped together with another sample's other gradients.
+    The RNN's forward (bound to the instance, so copies stay right) marks its parameters
+    with the permutation that :func:`restore_sample_order` applies after the backward pass."""
+    rnn.forward = types.MethodType(_tracked_rnn_forward, rnn)
+
+
+def _tracked_rnn_forward(self, input, *args, **kwargs):
+    from torch.nn.utils.rnn import PackedSequence
+
+    if self.training and torch.is_grad_enabled():
+        unsorted = input.unsorted_indices if isinstance(input, PackedSequence) else None
+        if unsorted is not None and torch.equal(unsorted, torch.arange(len(unsorted), device=unsorted.device)):
+            unsorted = None
+        for p in self.parameters():
+            setattr(p, UNSORT_ATTR, unsorted)
+    return type(self).forward(self, input, *args, **kwargs)
+
+
+def restore_sample_order(params) -> None:
+    """Put the per-sample gradients (``p.grad_sample``) of packed-sequence RNN
+    parameters back in batch order; call once after each backward pass."""
+    for p in params:
+        unsorted = getattr(p, UNSORT_ATTR, None)
+        if unsorted is not None and isinstance(getattr(p, "grad_sample", None), Tensor):
+            p.grad_sample = p.grad_sample[unsorted.to(p.grad_sample.device)]
+        if hasattr(p, UNSORT_ATTR):
+            setattr(p, UNSORT_ATTR, None)
 
 
 # -- layers ----------------------------------------------------------------------------------
@@ -248,6 +285,7 @@ def make_private_model(module: nn.Module) -> nn.Module:
             _align_state_dict(m, originals[name], _mha_keys_from_dp, _mha_keys_to_dp)
         elif isinstance(m, (DPLSTM, DPGRU)) and name in originals:
             _align_state_dict(m, originals[name], _rnn_keys_from_dp, _rnn_keys_to_dp)
+            _track_packing(m)
         elif type(m) is nn.TransformerEncoderLayer:
             m.__class__ = _SlowPathEncoderLayer
         elif type(m) is nn.TransformerEncoder:

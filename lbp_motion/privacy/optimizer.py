@@ -13,6 +13,9 @@ additions:
   only (the analysis counts it; skipping it would leak that the batch was empty). A batch
   on which no backward pass ran for another reason (a task's ``training_step`` returned
   None, a failed federated client) is no step at all, and costs no privacy.
+* **Packed sequences.** The per-sample gradients of Opacus' DP LSTMs fed a
+  ``PackedSequence`` come in length-sorted order; they are put back in batch order
+  (:func:`~lbp_motion.privacy.convert.restore_sample_order`) before clipping.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import torch
 from opacus.optimizers.optimizer import DPOptimizer, _check_processed_flag, _mark_as_processed
 from torch import Tensor
+
+from .convert import restore_sample_order
 
 
 class UnitDPOptimizer(DPOptimizer):
@@ -38,6 +43,7 @@ class UnitDPOptimizer(DPOptimizer):
 
     def pre_step(self, closure=None) -> bool:
         params = self.params
+        restore_sample_order(params)
         have = [p for p in params if getattr(p, "grad_sample", None) is not None]
         if not have:
             if not self.empty_batch:
