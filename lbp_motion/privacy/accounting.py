@@ -7,6 +7,7 @@ list of ``(noise_multiplier, sample_rate, steps)`` entries, the same as Opacus'
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +27,17 @@ def epsilon_of(history: Sequence[tuple[float, float, int]], delta: float, mechan
     """Epsilon at ``delta`` after the steps of ``history`` (0 before any step)."""
     if not history:
         return 0.0
+    return _epsilon(tuple((float(s), float(q), int(n)) for s, q, n in history), float(delta), mechanism)
+
+
+@functools.lru_cache(maxsize=256)  # an RDP evaluation takes 0.1-1 s; rounds ask again
+def _epsilon(history: tuple, delta: float, mechanism: str) -> float:
     accountant = make_accountant(mechanism)
-    accountant.history = [tuple(h) for h in history]
+    accountant.history = list(history)
     return float(accountant.get_epsilon(delta=delta))
 
 
+@functools.lru_cache(maxsize=64)  # clients with the same q and steps share one search
 def noise_for_target(target_epsilon: float, delta: float, sample_rate: float, steps: int, mechanism: str = "rdp") -> float:
     """The noise multiplier with which ``steps`` steps at ``sample_rate`` spend at most
     ``target_epsilon`` at ``delta`` (Opacus' ``get_noise_multiplier``; the result's
