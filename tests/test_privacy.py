@@ -326,3 +326,16 @@ def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(r
     plain = ClassificationTask(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
                                data_spec=dm.spec)
     plain.load_state_dict(ckpt["state_dict"])
+
+
+def test_state_file_carries_the_accountant_across_fits(tiny_tug, tmp_path):
+    """A Flower client runs one fit per round with a new callback each time."""
+    state = tmp_path / "client" / "dp_state.json"
+    for _ in range(2):
+        dp = DifferentialPrivacy(noise_multiplier=1.0, state_file=str(state))
+        _fit(tiny_tug, dp, epochs=1)
+    one_run = DifferentialPrivacy(noise_multiplier=1.0)
+    _fit(tiny_tug, one_run, epochs=2)
+    assert dp.run_summary()["dp/steps"] == one_run.run_summary()["dp/steps"] > 0
+    assert dp.run_summary()["dp/epsilon"] == pytest.approx(one_run.run_summary()["dp/epsilon"])
+    assert json.loads(state.read_text())["parties"]["-1"]["history"]
