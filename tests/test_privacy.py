@@ -339,3 +339,27 @@ def test_state_file_carries_the_accountant_across_fits(tiny_tug, tmp_path):
     assert dp.run_summary()["dp/steps"] == one_run.run_summary()["dp/steps"] > 0
     assert dp.run_summary()["dp/epsilon"] == pytest.approx(one_run.run_summary()["dp/epsilon"])
     assert json.loads(state.read_text())["parties"]["-1"]["history"]
+
+
+def test_resumed_centralised_dp_run_ends_where_an_uninterrupted_one_does(tiny_tug, tmp_path):
+    from lbp_motion.cli import main
+    from tests.conftest import TINY_ARGS
+
+    fixed_noise = tmp_path / "noise.yaml"
+    fixed_noise.write_text(json.dumps({"trainer": {"callbacks": [{
+        "class_path": "lbp_motion.privacy.DifferentialPrivacy",
+        "init_args": {"noise_multiplier": 1.0, "target_epsilon": None},
+    }]}}))
+    base = ["--config", "experiments/tug_dp.yaml", "--config", str(fixed_noise), "--data.root", str(tiny_tug),
+            *TINY_ARGS, "--model.init_args.model.init_args.dropout", "0.0", "--test_after_fit", "false"]
+    assert main(["fit", *base, "--trainer.max_epochs", "3", "--run.out_dir", str(tmp_path / "full")]) == 0
+    assert main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")]) == 0
+    half = tmp_path / "half" / "tug-dp" / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(["fit", *base, "--trainer.max_epochs", "3", "--run.out_dir", str(tmp_path / "half"),
+                 "--ckpt_path", str(half)]) == 0
+    runs = {name: tmp_path / name / "tug-dp" / version for name, version in (("full", "version_0"), ("half", "version_1"))}
+    full, resumed = (json.loads((r / "metrics.json").read_text()) for r in runs.values())
+    assert resumed["dp/steps"] == full["dp/steps"] and resumed["dp/epsilon"] == pytest.approx(full["dp/epsilon"])
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in runs.values())
+    for key, value in a.items():  # the same Poisson batches and the same noise after resuming
+        torch.testing.assert_close(b[key], value, msg=key)

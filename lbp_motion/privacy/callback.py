@@ -215,9 +215,13 @@ class DifferentialPrivacy(pl.Callback):
             raise ConfigError("DifferentialPrivacy: the training loader must be a map-style DataLoader")
         subjects = _subjects_of(dm, dataset)
         party = self._party(CENTRAL, dataset, subjects, loader.batch_size or 1, trainer, 1)
-        generator = torch.Generator().manual_seed(mix_seed(self._seed, trainer.current_epoch, 2718))
+        seed = self._seed  # each epoch's draws depend on (seed, epoch) only: resumable
+
+        def epoch_seed() -> int:
+            return mix_seed(seed, trainer.current_epoch, 2718)
+
         return poisson_loader(
-            dataset, subjects if self.unit == "subject" else None, party.sample_rate, generator,
+            dataset, subjects if self.unit == "subject" else None, party.sample_rate, epoch_seed,
             max_windows_per_subject=self.max_windows_per_subject, num_workers=loader.num_workers,
         )
 
@@ -252,6 +256,15 @@ class DifferentialPrivacy(pl.Callback):
         return party
 
     # -- each step ---------------------------------------------------------------------------
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._optimizer is None:
+            return
+        if getattr(trainer.datamodule, "federation", None) is not None:
+            self._optimizer.generator = None  # the FedAvg strategy seeds torch per (client, round)
+        else:  # noise seeded per epoch, so a resumed run adds the noise an uninterrupted one would
+            generator = torch.Generator(device=pl_module.device)
+            self._optimizer.generator = generator.manual_seed(mix_seed(self._seed, trainer.current_epoch, 31337))
+
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._optimizer is None or not isinstance(batch, dict) or GROUP_KEY not in batch:
             return

@@ -18,7 +18,7 @@ repeat exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,9 @@ class PoissonBatchSampler(torch.utils.data.Sampler[list[int]]):
             ``window``, one per subject for unit ``subject``).
         sample_rate: q, the inclusion probability of a unit per step.
         steps: batches per pass.
-        generator: the source of randomness.
+        generator: the source of randomness, or a function that returns the seed of
+            each pass (called when a pass starts; e.g. from the epoch, so that a resumed
+            run draws what an uninterrupted one would).
         max_per_group: keep at most this many indices of an included group (drawn at
             random each time); ``None`` keeps all.
     """
@@ -52,7 +54,7 @@ class PoissonBatchSampler(torch.utils.data.Sampler[list[int]]):
         groups: Sequence[Sequence[int]],
         sample_rate: float,
         steps: int,
-        generator: torch.Generator,
+        generator: torch.Generator | Callable[[], int],
         max_per_group: int | None = None,
     ) -> None:
         self.groups = [list(g) for g in groups]
@@ -66,13 +68,16 @@ class PoissonBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         n = len(self.groups)
+        gen = self.generator
+        if not isinstance(gen, torch.Generator):
+            gen = torch.Generator().manual_seed(int(gen()))
         for _ in range(self.steps):
-            chosen = torch.nonzero(torch.rand(n, generator=self.generator) < self.sample_rate).flatten().tolist()
+            chosen = torch.nonzero(torch.rand(n, generator=gen) < self.sample_rate).flatten().tolist()
             batch: list[int] = []
             for g in chosen:
                 members = self.groups[g]
                 if self.max_per_group is not None and len(members) > self.max_per_group:
-                    keep = torch.randperm(len(members), generator=self.generator)[: self.max_per_group]
+                    keep = torch.randperm(len(members), generator=gen)[: self.max_per_group]
                     members = [members[i] for i in sorted(keep.tolist())]
                 batch.extend(members)
             yield batch
@@ -133,7 +138,7 @@ def poisson_loader(
     dataset: torch.utils.data.Dataset,
     subjects: Sequence[str] | None,
     sample_rate: float,
-    generator: torch.Generator,
+    generator: torch.Generator | Callable[[], int],
     *,
     max_windows_per_subject: int | None = None,
     num_workers: int = 0,
