@@ -176,6 +176,8 @@ class DifferentialPrivacy(pl.Callback):
             )
         if getattr(trainer.strategy, "mu", 0) > 0:
             problems.append("FedProx (trainer.strategy mu > 0): its proximal gradient is not part of the DP step; set mu: 0")
+        if trainer.world_size > 1:
+            problems.append("runs on one device (trainer.devices: 1); Opacus' distributed DP is not wired here")
         if trainer.accumulate_grad_batches != 1:
             problems.append("trainer.accumulate_grad_batches must be 1 (a Poisson batch is one step)")
         if problems:
