@@ -112,6 +112,9 @@ class RunSummary(pl.Callback):
             {f"final_{k}": v for k, v in _scalar_metrics(trainer.callback_metrics, "val/").items()}
         )
         self.summary["epochs_trained"] = trainer.current_epoch
+        for callback in trainer.callbacks:  # e.g. DifferentialPrivacy: the dp/* keys
+            if callable(getattr(callback, "run_summary", None)):
+                self.summary.update(callback.run_summary())
         self._write()
 
     def on_validation_end(self, trainer, pl_module) -> None:

@@ -200,7 +200,8 @@ class FedAvgStrategy(SingleDeviceStrategy):
 
     def training_step(self, *args: Any, **kwargs: Any):
         batch = args[0]
-        client = int(batch["client"][0])
+        # an empty (Poisson-sampled, differential privacy) batch names its client in client_id
+        client = int(batch["client_id"]) if "client_id" in batch else int(batch["client"][0])
         if client in self._failed:
             return None  # the rest of a failed client's batches this round
         if client != self._client:
@@ -262,6 +263,9 @@ class FedAvgStrategy(SingleDeviceStrategy):
             metrics[f"client_{client}/n"] = self.num_examples[client]
         metrics["clients"] = len(self._kept)
         metrics["failed_clients"] = len(failed)
+        for callback in trainer.callbacks:  # e.g. DifferentialPrivacy: each client's epsilon
+            if callable(getattr(callback, "round_metrics", None)):
+                metrics.update(callback.round_metrics([c for c, _ in self._kept]))
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
         self.history.append({**metrics, "failed": " ".join(map(str, failed))})
