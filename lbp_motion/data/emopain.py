@@ -839,7 +839,9 @@ class EmoPainDataModule(MotionDataModule):
         keep_classes: keep only the samples whose (voted) label is one of these classes
             of the task, e.g. ``[low, high]`` for a pain-only estimator (PLAAN's
             hierarchical stage 2); ``classes`` and the labels then follow this list
-            (``low`` -> 0, ``high`` -> 1) in every split. None keeps all.
+            (``low`` -> 0, ``high`` -> 1) in every split. The standardisation is still
+            fitted on all training samples, so a model trained on the kept classes sees
+            features scaled as in a run on all classes. None keeps all.
         frame_protective: add ``frame_protective`` (B, T) int64 to every batch: the
             per-frame protective-behaviour label (column 73, 0 on padded frames), for
             tasks that supervise a per-frame protective detector (the cascade).
@@ -1082,16 +1084,18 @@ class EmoPainDataModule(MotionDataModule):
 
         # instances and samples per recording
         per_rec: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (index rows, labels, aux)
+        fitted: list[list[tuple[int, int]]] = []  # (start, real) of every sample, kept or not
         for r, rec in enumerate(recs):
             frame_labels = rec.pain if self.task == "pain" else rec.protective
             keep = rec.pain >= 0 if (self.task == "pain" or self.drop_unlabelled) else None
-            rows, ys, aux = [], [], []
+            rows, ys, aux, spans = [], [], [], []
             for start, stop, ex in exercise_instances(rec.exercise, keep):
                 for off in segment_starts(stop - start, self.sample_length, self.sample_stride):
                     s = start + int(off)
                     real = min(self.sample_length, stop - s)
                     threshold = self.vote_threshold if self.task == "protective" else None
                     label = majority_label(frame_labels[s : s + real], threshold=threshold)
+                    spans.append((s, real))  # the standardisation sees every class
                     if label not in self._label_map:  # keep_classes leaves it out
                         continue
                     ys.append(self._label_map[label])
@@ -1104,6 +1108,7 @@ class EmoPainDataModule(MotionDataModule):
                     np.asarray(aux, np.int64),
                 )
             )
+            fitted.append(spans)
 
         # features, standardised with the training split's real frames
         feats = [
@@ -1118,7 +1123,7 @@ class EmoPainDataModule(MotionDataModule):
             if "train" not in sides[r]:
                 continue
             used = np.zeros(rec.num_frames, dtype=bool)
-            for _, s, real in per_rec[r][0]:
+            for s, real in fitted[r]:
                 used[s : s + real] = True
             f = feats[r][used].astype(np.float64)
             total += f.sum(axis=0)
