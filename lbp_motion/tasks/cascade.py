@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from lbp_motion.errors import ConfigError
 
 from .anomaly import AnomalyTask, _tiny_emopain
+from .hierarchical import load_stage
 from .joint import JointTask
-from .registry import load_task
 
 ModelFactory = Callable[[int, int], nn.Module]
 
@@ -100,7 +100,7 @@ class CascadeTask(JointTask):
         self.exercise_head = nn.Linear(int(feature_dim), len(self.aux_classes))
         path = self.hparams.stage1_checkpoint
         if path:
-            task = load_task(path)
+            task = load_stage(path)
             theirs = task.data_spec.get("num_features")
             if theirs is not None and int(theirs) != f:
                 raise ConfigError(

@@ -45,6 +45,16 @@ ModelFactory = Callable[[int, int], nn.Module]
 PAIN_CLASSES = ["no_pain", "low", "high"]
 
 
+def load_stage(path: str):
+    """The task of a stage checkpoint (:func:`~.registry.load_task`), loaded in a fresh
+    context: Lightning keeps the hyperparameters of the task being instantiated (this
+    one, inside ``lbp``) in a context variable that the stage's own ``__init__`` would
+    otherwise take for its own."""
+    import contextvars
+
+    return contextvars.Context().run(load_task, path)
+
+
 def combine_hierarchical(is_pain: Tensor, stage2_pred: Tensor) -> Tensor:
     """Three-class prediction (B,) from stage 1's ``is_pain`` (B,) bool and stage 2's
     ``stage2_pred`` (B,) (0 low, 1 high): 0 where stage 1 says no pain (stage 2 ignored),
@@ -128,7 +138,7 @@ class HierarchicalTask(BaseTask):
 
     # -- stages ----------------------------------------------------------------------
     def _load(self, path: str, what: str):
-        task = load_task(path)
+        task = load_stage(path)
         f = int(self.spec_value("num_features"))
         theirs = task.data_spec.get("num_features")
         if theirs is not None and int(theirs) != f:
