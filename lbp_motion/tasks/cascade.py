@@ -128,6 +128,13 @@ class CascadeTask(JointTask):
         self.train_stage1 = not (path and self.hparams.freeze_loaded)
         self.stage1.requires_grad_(self.train_stage1)
 
+    def train(self, mode: bool = True):
+        """A frozen stage 1 stays in eval mode (no dropout in the probability it gives)."""
+        super().train(mode)
+        if not getattr(self, "train_stage1", True):
+            self.stage1.eval()
+        return self
+
     # -- the cascade ---------------------------------------------------------------------
     def stage1_probability(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Per-frame protective probability (B, T) of stage 1, 0 at padded frames, detached."""

@@ -192,6 +192,15 @@ class HierarchicalTask(BaseTask):
         if self.estimator_exercise_head is not None:
             self.estimator_exercise_head.requires_grad_(self.train_estimator)
 
+    def train(self, mode: bool = True):
+        """Frozen stages stay in eval mode (no dropout)."""
+        super().train(mode)
+        if not getattr(self, "train_detector", True):
+            self.detector.eval()
+        if not getattr(self, "train_estimator", True):
+            self.estimator.eval()
+        return self
+
     def configure_metrics(self) -> None:
         self._outputs: dict[str, list[tuple[Tensor, ...]]] = {"val": [], "test": []}
 
