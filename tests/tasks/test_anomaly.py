@@ -195,3 +195,14 @@ def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tm
     rows = list(csv.DictReader(open(predicted / "predictions.csv")))
     assert rows and {r["predicted"] for r in rows} == {"non_protective"}
     assert {r["label"] for r in rows} == {"non_protective", "protective"}
+
+
+def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
+    from lbp_motion.cli import main
+
+    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
+             "--model.init_args.model.init_args.dense_sizes", "[8]"]
+    assert main(["cv", "--config", "experiments/emopain/anomaly/pain_loss.yaml", "--folds", "2",
+                 "--out_dir", str(tmp_path), *small, *FAST]) == 0
+    summary = json.loads(next(tmp_path.glob("*/version_0/summary.json")).read_text())
+    assert summary["folds"] == 2 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
