@@ -142,6 +142,7 @@ def test_bad_configurations_are_config_errors():
                     model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(4,), dense_sizes=(4,)))
 
 
+@pytest.mark.slow
 def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
              "--model.init_args.model.init_args.dense_sizes", "[8]"]
@@ -167,6 +168,7 @@ def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     assert again["test/accuracy"] == pytest.approx(metrics["test/accuracy"])
 
 
+@pytest.mark.slow
 def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
     small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
              "--model.init_args.model.init_args.latent_size", "4"]
@@ -177,6 +179,7 @@ def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
     assert (run / "roc_test.png").is_file() and (run / "scores_test.png").is_file()
 
 
+@pytest.mark.slow
 def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tmp_path):
     small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
              "--model.init_args.model.init_args.dense_sizes", "[8]"]
@@ -197,6 +200,7 @@ def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tm
     assert {r["label"] for r in rows} == {"non_protective", "protective"}
 
 
+@pytest.mark.slow
 def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
     from lbp_motion.cli import main
 

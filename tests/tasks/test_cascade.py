@@ -73,6 +73,7 @@ def test_stage_2_loss_never_trains_stage_1_and_stage_1_learns_from_frame_labels(
         task.compute_loss(b, "train")
 
 
+@pytest.mark.slow
 def test_cascade_config_trains_both_stages_and_reports_three_classes(run_lbp):
     args = []
     for part in ("model", "stage1_model"):
@@ -85,6 +86,7 @@ def test_cascade_config_trains_both_stages_and_reports_three_classes(run_lbp):
     assert (run / "confusion_test.png").is_file()
 
 
+@pytest.mark.slow
 def test_cascade_from_a_protective_run_keeps_stage_1_frozen(run_lbp):
     small_args = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
                   "--model.init_args.model.init_args.dense_sizes", "[8]"]

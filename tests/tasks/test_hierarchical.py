@@ -75,6 +75,7 @@ def test_stage_2_learns_from_pain_segments_only():
     assert task.detector.model.head[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lbp):
     small_args = [a.replace("model.init_args.model", "model.init_args.detector_model") for a in SMALL]
     small_args += [a.replace("model.init_args.model", "model.init_args.estimator_model") for a in SMALL]
@@ -87,6 +88,7 @@ def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lb
         assert (run / png).is_file(), png
 
 
+@pytest.mark.slow
 def test_stages_trained_apart_combine_from_their_checkpoints(run_lbp):
     stage1 = run_lbp("fit", "--config", "experiments/emopain/anomaly/pain_loss.yaml", *SMALL, *FAST, tiny=False)
     stage2 = run_lbp("fit", "--config", "experiments/emopain/hierarchical_stage2.yaml", *SMALL, *FAST, tiny=False)

@@ -62,6 +62,7 @@ def test_channels_get_their_skewed_batches_and_the_head_reads_all_features():
     torch.testing.assert_close(task(b["x"], b["mask"]), task.model.head(feats))
 
 
+@pytest.mark.slow
 def test_mil_config_fits_end_to_end(run_lbp):
     small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
              "--model.init_args.model.init_args.dense_sizes", "[8]"]
