@@ -1,7 +1,9 @@
 """LSTM encoder-decoder for PLAAN's reconstruction-based anomaly score.
 
 The encoder (stacked LSTM) reads the real frames of a sequence and keeps the output at
-the last real frame; a dense layer maps it to a latent vector (``features``). The
+the last real frame; an optional dense stack (``dense_sizes``, Linear + ReLU each: the
+"DNN" of PLAAN's LSTM-DNN encoder-decoder) and a dense layer map it to a latent vector
+(``features``). The
 decoder repeats the latent vector at every frame, runs a stacked LSTM over it and maps
 each step back to the ``F`` input features (:meth:`LSTMAutoencoder.reconstruct`). So
 the whole sequence has to pass through one vector: a bottleneck that a model trained
@@ -30,6 +32,8 @@ class LSTMAutoencoder(SequenceClassifier):
         num_classes: outputs of the head on the latent vector (e.g. 9 exercise types).
         hidden_sizes: widths of the encoder's LSTM layers; the decoder uses them reversed.
         latent_size: width of the latent vector (``feature_dim``).
+        dense_sizes: widths of dense layers between the encoder and the latent layer
+            (none by default).
         dropout: between LSTM layers and before the head.
     """
 
@@ -40,12 +44,18 @@ class LSTMAutoencoder(SequenceClassifier):
         *,
         hidden_sizes: Sequence[int] = (128, 64),
         latent_size: int = 32,
+        dense_sizes: Sequence[int] = (),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_features = in_features
         self.encoder = StackedLSTM(in_features, hidden_sizes, dropout=dropout)
-        self.to_latent = nn.Sequential(nn.Linear(self.encoder.output_dim, latent_size), nn.Tanh())
+        layers: list[nn.Module] = []
+        width = self.encoder.output_dim
+        for size in dense_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.to_latent = nn.Sequential(*layers, nn.Linear(width, latent_size), nn.Tanh())
         self.decoder = StackedLSTM(latent_size, list(hidden_sizes)[::-1], dropout=dropout)
         self.to_frames = nn.Linear(self.decoder.output_dim, in_features)
         self.feature_dim = latent_size

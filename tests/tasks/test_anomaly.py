@@ -210,3 +210,13 @@ def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
                  "--out_dir", str(tmp_path), *small, *FAST]) == 0
     summary = json.loads(next(tmp_path.glob("*/version_0/summary.json")).read_text())
     assert summary["folds"] == 2 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
+
+
+def test_autoencoder_reconstructs_every_frame_through_its_bottleneck():
+    torch.manual_seed(0)
+    model = LSTMAutoencoder(F, 3, hidden_sizes=(8,), latent_size=4, dense_sizes=(6,)).eval()
+    b = batch()
+    recon = model.reconstruct(b["x"], b["mask"])
+    assert recon.shape == b["x"].shape and (recon[~b["mask"]] == 0).all()
+    assert model.features(b["x"], b["mask"]).shape == (6, 4) and model(b["x"], b["mask"]).shape == (6, 3)
+    assert [m.out_features for m in model.to_latent if isinstance(m, torch.nn.Linear)] == [6, 4]
