@@ -210,6 +210,8 @@ def run_cv(
             rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
 
     summary = summarize(fold_metrics)
+    if rows:  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
+        classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
     pooled = pooled_metrics(rows, classes) if rows and "label" in rows[0] else {}
     summary.update(pooled)
     summary["folds_spec"] = str(folds)

@@ -720,6 +720,7 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
         subject_ids: np.ndarray,
         *,
         length: int,
+        frame_targets: list[np.ndarray] | None = None,
     ) -> None:
         self.features = features
         self.index = np.asarray(index, dtype=np.int64).reshape(-1, 3)
@@ -729,6 +730,7 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
         self.subject_ids = np.asarray(subject_ids, dtype=np.int64)
         self.length = length
         self.num_features = int(features[0].shape[1]) if features else 0
+        self.frame_targets = frame_targets
 
     def __len__(self) -> int:
         return len(self.index)
@@ -743,7 +745,7 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
         x[:real] = self.features[r][start : start + real]
         mask = np.zeros(self.length, dtype=bool)
         mask[:real] = True
-        return {
+        out = {
             "x": torch.from_numpy(x),
             "mask": torch.from_numpy(mask),
             "y": torch.tensor(self.labels[i], dtype=torch.long),
@@ -752,6 +754,11 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
             "subject": torch.tensor(self.subject_ids[r], dtype=torch.long),
             "start": torch.tensor(start, dtype=torch.long),
         }
+        if self.frame_targets is not None:
+            frames = np.zeros(self.length, dtype=np.int64)
+            frames[:real] = self.frame_targets[r][start : start + real]
+            out["frame_protective"] = torch.from_numpy(frames)
+        return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """All samples stacked: ``x`` (N, T, F), ``mask`` (N, T), ``y``, ``aux``,
@@ -763,7 +770,7 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
             x[i, :real] = torch.from_numpy(self.features[r][start : start + real])
             mask[i, :real] = True
         r = self.index[:, 0]
-        return {
+        out = {
             "x": x,
             "mask": mask,
             "y": torch.from_numpy(self.labels.copy()),
@@ -772,6 +779,9 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
             "subject": torch.from_numpy(self.subject_ids[r]),
             "start": torch.from_numpy(self.index[:, 1].copy()),
         }
+        if self.frame_targets is not None:
+            out["frame_protective"] = torch.stack([self[i]["frame_protective"] for i in range(n)]) if n else torch.zeros(0, self.length, dtype=torch.long)
+        return out
 
 
 _TASK_CLASSES = {"pain": list(PAIN_CLASSES), "protective": list(PROTECTIVE_CLASSES)}
@@ -826,6 +836,15 @@ class EmoPainDataModule(MotionDataModule):
         predict_split: samples ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
+        keep_classes: keep only the samples whose (voted) label is one of these classes
+            of the task, e.g. ``[low, high]`` for a pain-only estimator (PLAAN's
+            hierarchical stage 2); ``classes`` and the labels then follow this list
+            (``low`` -> 0, ``high`` -> 1) in every split. The standardisation is still
+            fitted on all training samples, so a model trained on the kept classes sees
+            features scaled as in a run on all classes. None keeps all.
+        frame_protective: add ``frame_protective`` (B, T) int64 to every batch: the
+            per-frame protective-behaviour label (column 73, 0 on padded frames), for
+            tasks that supervise a per-frame protective detector (the cascade).
     """
 
     def __init__(
@@ -856,6 +875,8 @@ class EmoPainDataModule(MotionDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         synthetic: dict[str, Any] | None = None,
+        keep_classes: list[str] | None = None,
+        frame_protective: bool = False,
     ) -> None:
         if task not in _TASK_CLASSES:
             raise ConfigError(f"data: task={task!r}; expected 'pain' or 'protective'")
@@ -864,7 +885,16 @@ class EmoPainDataModule(MotionDataModule):
             raise ConfigError(
                 f"data: classes={list(classes)}; the {task} task's classes are {fixed} (leave classes unset)"
             )
-        super().__init__(fixed, batch_size, num_workers)
+        kept = fixed if keep_classes is None else list(keep_classes)
+        if not set(kept) <= set(fixed):
+            raise ConfigError(
+                f"data: keep_classes={list(kept)}; expected classes of the {task} task {fixed}"
+            )
+        super().__init__(kept, batch_size, num_workers)
+        self.keep_classes = keep_classes
+        self.frame_protective = frame_protective
+        #: voted label of the task -> label of the kept classes
+        self._label_map = {fixed.index(c): i for i, c in enumerate(kept)}
         feature_names(features)  # validates ``features``
         if not fps > 0:
             raise ConfigError(f"data: fps={fps}; expected a positive number")
@@ -1054,16 +1084,21 @@ class EmoPainDataModule(MotionDataModule):
 
         # instances and samples per recording
         per_rec: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (index rows, labels, aux)
+        fitted: list[list[tuple[int, int]]] = []  # (start, real) of every sample, kept or not
         for r, rec in enumerate(recs):
             frame_labels = rec.pain if self.task == "pain" else rec.protective
             keep = rec.pain >= 0 if (self.task == "pain" or self.drop_unlabelled) else None
-            rows, ys, aux = [], [], []
+            rows, ys, aux, spans = [], [], [], []
             for start, stop, ex in exercise_instances(rec.exercise, keep):
                 for off in segment_starts(stop - start, self.sample_length, self.sample_stride):
                     s = start + int(off)
                     real = min(self.sample_length, stop - s)
                     threshold = self.vote_threshold if self.task == "protective" else None
-                    ys.append(majority_label(frame_labels[s : s + real], threshold=threshold))
+                    label = majority_label(frame_labels[s : s + real], threshold=threshold)
+                    spans.append((s, real))  # the standardisation sees every class
+                    if label not in self._label_map:  # keep_classes leaves it out
+                        continue
+                    ys.append(self._label_map[label])
                     rows.append((r, s, real))
                     aux.append(ex)
             per_rec.append(
@@ -1073,6 +1108,7 @@ class EmoPainDataModule(MotionDataModule):
                     np.asarray(aux, np.int64),
                 )
             )
+            fitted.append(spans)
 
         # features, standardised with the training split's real frames
         feats = [
@@ -1087,7 +1123,7 @@ class EmoPainDataModule(MotionDataModule):
             if "train" not in sides[r]:
                 continue
             used = np.zeros(rec.num_frames, dtype=bool)
-            for _, s, real in per_rec[r][0]:
+            for s, real in fitted[r]:
                 used[s : s + real] = True
             f = feats[r][used].astype(np.float64)
             total += f.sum(axis=0)
@@ -1103,6 +1139,7 @@ class EmoPainDataModule(MotionDataModule):
             std = np.where(std > 1e-8 * np.maximum(np.abs(mean), 1.0), std, 1.0)
             self.feature_mean, self.feature_std = mean.astype(np.float32), std.astype(np.float32)
             feats = [((f - self.feature_mean) / self.feature_std).astype(np.float32) for f in feats]
+        frame_targets = [rec.protective for rec in recs] if self.frame_protective else None
         del recs
 
         rec_ids = np.arange(len(feats), dtype=np.int64)
@@ -1115,7 +1152,8 @@ class EmoPainDataModule(MotionDataModule):
             labels = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
             aux = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0, np.int64)
             return EmoPainSegmentDataset(
-                feats, index, labels, aux, rec_ids, subj_ids, length=self.sample_length
+                feats, index, labels, aux, rec_ids, subj_ids, length=self.sample_length,
+                frame_targets=frame_targets,
             )
 
         for name in ("train", "val", "test"):

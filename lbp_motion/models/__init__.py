@@ -1,8 +1,10 @@
 """Pure torch models (no Lightning, no files): see :mod:`.common` for the convention
 and ``docs/models.md`` for the model zoo."""
 
+from .autoencoder import LSTMAutoencoder
 from .cnn import CNN1DClassifier
 from .common import SequenceClassifier
+from .mil import MultiChannelClassifier
 from .recurrent import (
     AttentionLSTMClassifier,
     BiLSTMClassifier,
@@ -16,8 +18,10 @@ __all__ = [
     "AttentionLSTMClassifier",
     "BiLSTMClassifier",
     "CNN1DClassifier",
+    "LSTMAutoencoder",
     "LSTMClassifier",
     "LSTMDNNClassifier",
+    "MultiChannelClassifier",
     "SequenceClassifier",
     "StackedLSTM",
     "TransformerClassifier",
