@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from .errors import LbpError
+from .federated.flower.deploy import cmd_federate
 from .results import PredictionFiles, RunSummary, make_run_dir
 from .tasks.base import BaseTask
 from .tasks.registry import registered_tasks
@@ -222,7 +223,7 @@ def cmd_extract_poses(argv: list[str]) -> int:
     return run(argv)
 
 
-EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses}
+EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses, "federate": cmd_federate}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]
