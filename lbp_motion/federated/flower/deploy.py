@@ -251,7 +251,8 @@ def cmd_server(argv: list[str]) -> int:
         with open(flower_dir / "superlink.log", "ab") as logf:
             superlink = subprocess.Popen(
                 [_flower_bin("flower-superlink"), "--host", args.host, "--port", str(args.port),
-                 "--disable-runtime-dependency-installation", *transport],
+                 "--disable-runtime-dependency-installation", "--database", str(flower_dir / "superlink.db"),
+                 *transport],
                 stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(flower_dir),
             )
         wait_for_port(connect_host, args.port, args.startup_timeout, superlink)

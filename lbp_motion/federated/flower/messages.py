@@ -55,7 +55,7 @@ def state_to_arrays(state: Mapping[str, torch.Tensor]) -> ArrayRecord:
 def _array(value: torch.Tensor):
     from flwr.app import Array
 
-    return Array.from_numpy_ndarray(np.ascontiguousarray(value.detach().cpu().numpy()))
+    return Array.from_numpy_ndarray(np.array(value.detach().cpu().numpy(), order="C", copy=True))
 
 
 def arrays_to_state(record: ArrayRecord) -> dict[str, torch.Tensor]:

@@ -1,0 +1,292 @@
+"""The Flower federation: one server and three client processes on loopback.
+
+The end-to-end tests start real ``lbp federate server`` / ``lbp federate client``
+processes (Flower's SuperLink, SuperNodes, ServerApp and ClientApp processes) on free
+ports of 127.0.0.1, on small synthetic data with three sites. Every process group is
+stopped at the end of a test, also when it fails. Timeouts are generous for two loaded
+cores; on such a machine the two tests take about 1.5 and 2.5 minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("flwr")
+
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
+
+from lbp_motion.federated.flower.deploy import free_port, stop_process_group  # noqa: E402
+from lbp_motion.federated.flower.messages import (  # noqa: E402
+    MessageContentError,
+    array_spec,
+    arrays_to_state,
+    check_reply_content,
+    state_to_arrays,
+    train_reply_content,
+)
+from lbp_motion.federated.flower.strategy import select_nodes  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SITES = ["site1", "site2", "site3"]  # client k = sorted site k, as in the simulation's `site` partition
+SMALL = [
+    "--model.model.init_args.d_model", "16",
+    "--model.model.init_args.num_layers", "1",
+    "--model.model.init_args.num_heads", "2",
+    "--data.stride", "15",
+    "--data.batch_size", "32",
+    "--trainer.max_epochs", "2",
+    "--trainer.accelerator", "cpu",
+    "--trainer.enable_progress_bar", "false",
+    "--run.wandb", "disabled",
+]  # fmt: skip
+
+
+# -- messages, without processes -------------------------------------------------------------
+def _state():
+    return {"w": torch.randn(3, 2), "b": torch.zeros(2), "bn.num_batches_tracked": torch.tensor(7)}
+
+
+def test_state_round_trips_through_an_array_record_with_dtypes_kept():
+    state = _state()
+    back = arrays_to_state(state_to_arrays(state))
+    assert list(back) == list(state)
+    for key in state:
+        assert back[key].dtype == state[key].dtype and torch.equal(back[key], state[key])
+
+
+def test_reply_check_accepts_parameters_and_scalars_only():
+    state = _state()
+    spec = array_spec(state)
+    good = train_reply_content(state, {"num-examples": 12, "train/loss": torch.tensor(0.5), "dp/epsilon": 2.0,
+                                       "subject": "S001", "probs": torch.ones(4)})
+    check_reply_content(good, spec)  # strings and tensors of several values were dropped
+    assert set(good["metrics"]) == {"num-examples", "train/loss", "dp/epsilon"}
+    leaky = train_reply_content(state, {"num-examples": 12})
+    leaky["config"] = ConfigRecord({"subject": "S001"})
+    with pytest.raises(MessageContentError, match="records"):
+        check_reply_content(leaky, spec)
+    extra = dict(state, samples=torch.zeros(5, 30, 51))
+    with pytest.raises(MessageContentError, match="extra \\['samples'\\]"):
+        check_reply_content(train_reply_content(extra, {"num-examples": 12}), spec)
+    reshaped = dict(state, w=torch.zeros(6))
+    with pytest.raises(MessageContentError, match="'w'"):
+        check_reply_content(train_reply_content(reshaped, {"num-examples": 12}), spec)
+    listy = RecordDict({"arrays": state_to_arrays(state), "metrics": MetricRecord({"num-examples": 3, "x": [1.0, 2.0]})})
+    with pytest.raises(MessageContentError, match="'x'"):
+        check_reply_content(listy, spec)
+    with pytest.raises(MessageContentError, match="num-examples"):
+        check_reply_content(train_reply_content(state, {"train/loss": 1.0}), spec)
+    assert isinstance(good["arrays"], ArrayRecord)
+
+
+def test_node_selection_is_seeded_and_respects_min_clients():
+    nodes = [11, 5, 7, 3, 9]
+    assert select_nodes(nodes, 1.0, 2, 0, 1) == [3, 5, 7, 9, 11]
+    picks = select_nodes(nodes, 0.2, 2, 0, 1)
+    assert len(picks) == 2 and picks == select_nodes(nodes, 0.2, 2, 0, 1)
+
+
+def test_app_folder_is_a_valid_flower_app(tmp_path):
+    import tomli
+    from flwr.common.config import validate_config
+
+    from lbp_motion.federated.flower.deploy import write_app
+
+    folder = write_app(tmp_path / "app")
+    config = tomli.loads((folder / "pyproject.toml").read_text())
+    ok, errors, _ = validate_config(config, check_module=True, project_dir=folder)
+    assert ok, errors
+
+
+def test_insecure_transport_needs_the_explicit_flag(capsys):
+    from lbp_motion.cli import main
+
+    code = main(["federate", "client", "--config", "experiments/tug_fedavg.yaml", "--server", "127.0.0.1:1"])
+    assert code == 2 and "--insecure" in capsys.readouterr().err
+
+
+# -- real processes on loopback ----------------------------------------------------------------
+class Processes:
+    """Children in their own process groups; all stopped by :meth:`stop_all`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.children: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+        log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen([sys.executable, "-m", "lbp_motion.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=ROOT, start_new_session=True)
+        log.close()
+        self.children[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.children.pop(name)
+        try:
+            os.killpg(os.getpgid(proc.pid), sig)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.children.values():
+            stop_process_group(proc, grace=5.0)
+        self.children.clear()
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.folder / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def wait(self, name: str, timeout: float) -> int:
+        try:
+            return self.children[name].wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} did not finish within {timeout:.0f} s:\n{self.tail(name)}")
+
+
+@pytest.fixture
+def processes(tmp_path):
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def _wait_for(path: Path, timeout: float, procs: Processes, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} did not appear within {timeout:.0f} s:\n{procs.tail(name)}")
+        if name in procs.children and procs.children[name].poll() is not None:
+            pytest.fail(f"{name} exited early:\n{procs.tail(name)}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def three_sites(tmp_path_factory):
+    from lbp_motion.data.synthetic import generate_tug_dataset
+
+    return generate_tug_dataset(tmp_path_factory.mktemp("flower_sites"), num_subjects=12, recordings_per_subject=1,
+                                sites=3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def simulated(three_sites, tmp_path_factory):
+    """The in-process FedAvg simulation of the same config: final global state."""
+    from lbp_motion.cli import main
+
+    out = tmp_path_factory.mktemp("flower_sim")
+    args = ["fit", "--config", "experiments/tug_fedavg.yaml", "--data.root", str(three_sites), *SMALL,
+            "--test_after_fit", "false", "--run.out_dir", str(out)]
+    assert main(args) == 0
+    ckpt = next(out.glob("*/version_0/checkpoints/last.ckpt"))
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _common(data: Path, out: Path) -> list[str]:
+    return ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(data), *SMALL, "--run.out_dir", str(out)]
+
+
+def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3)) -> None:
+    for k in which:
+        procs.start(f"client{k}", "federate", "client", *common, "--data.train_sites", f"[{SITES[k]}]",
+                    "--client-id", str(k), "--server", f"127.0.0.1:{port}", "--insecure", "--skip-check",
+                    "--work-dir", str(work / f"site{k}"))
+
+
+def _rounds(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "rounds.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_three_clients_train_the_simulations_model_and_send_only_parameters(three_sites, simulated, processes, tmp_path):
+    port = free_port()
+    common = _common(three_sites, tmp_path / "runs")
+    started = time.monotonic()
+    processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port), "--insecure")
+    _start_clients(processes, common, port, tmp_path)
+    assert processes.wait("server", timeout=420) == 0, processes.tail("server")
+    elapsed = time.monotonic() - started
+    run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))
+
+    # (a) the final global model is the simulation's, exactly: the same initial weights,
+    # batches, seeds and learning rates at each site, and fedavg() over the clients in
+    # the simulation's order (float sums in the same order)
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["flower"]["rounds_completed"] == 2
+    assert list(final["state_dict"]) == list(simulated)
+    diff = max((final["state_dict"][k].double() - v.double()).abs().max().item() for k, v in simulated.items())
+    assert diff == 0.0, f"max abs difference to the simulation: {diff}"
+    for key, value in simulated.items():
+        assert final["state_dict"][key].dtype == value.dtype
+
+    # (b) what every client sent, as the server received it: only the model's arrays and scalars
+    replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
+    assert len(replies) == 6 and not any(r["error"] for r in replies)
+    spec = {k: [list(v.shape), str(v.numpy().dtype)] for k, v in simulated.items()}
+    subjects = {row.split(",")[1] for row in (three_sites / "labels.csv").read_text().splitlines()[1:]}
+    for reply in replies:
+        assert reply["records"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord"}
+        assert reply["arrays"] == {"arrays": spec}
+        assert set(reply["metrics"]["metrics"].values()) <= {"int", "float"}
+        assert "num-examples" in reply["metrics"]["metrics"]
+        assert not any(s in json.dumps(reply) for s in subjects)
+
+    rounds = _rounds(run_dir)
+    assert [r["round"] for r in rounds] == ["0", "1"] and all(r["clients"] == "3" for r in rounds)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["rounds_completed"] == 2
+    per_round = ", ".join(f"{float(r['round_seconds']):.1f} s" for r in rounds)
+    print(f"3 clients x 2 rounds: {elapsed:.0f} s in all; rounds {per_round}")
+
+
+@pytest.mark.slow
+def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites, simulated, processes, tmp_path):
+    port = free_port()
+    common = _common(three_sites, tmp_path / "runs") + [
+        "--trainer.strategy.init_args.min_clients", "2", "--flower.round_timeout", "45",
+    ]
+    server = ["federate", "server", *common, "--host", "127.0.0.1", "--port", str(port), "--insecure"]
+    processes.start("server", *server)
+    _start_clients(processes, common, port, tmp_path)
+
+    # client 2 dies while it trains round 0; the round completes with the two others
+    _wait_for(tmp_path / "site2" / "round-000.started", 240, processes, "server")
+    processes.kill("client2")
+    (tmp_path / "site2" / "round-000.started").unlink()
+    _start_clients(processes, common, port, tmp_path, which=[2])  # it comes back, for the next round
+
+    # the server dies right after checkpointing round 0, and is restarted from that checkpoint
+    run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))
+    _wait_for(run_dir / "checkpoints" / "round-000.ckpt", 240, processes, "server")
+    processes.kill("server")
+    assert _rounds(run_dir)[0]["clients"] == "2"
+    processes.start("server2", *server, "--resume", str(run_dir))
+    assert processes.wait("server2", timeout=300) == 0, processes.tail("server2")
+
+    rounds = _rounds(run_dir)
+    assert [r["round"] for r in rounds] == ["0", "1"]
+    assert rounds[0]["clients"] == "2" and rounds[0]["failed_clients"] == "1"
+    assert rounds[1]["clients"] == "3"  # the returning client took part again
+    assert "client_2/n" in rounds[1] and rounds[1]["client_2/n"]
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["flower"]["rounds_completed"] == 2 and final["epoch"] == 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["rounds_completed"] == 2
+    replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
+    assert sorted({r["round"] for r in replies}) == [0, 1]
+    assert "resuming" in processes.tail("server2", 400) or final["flower"]["rounds_completed"] == 2
