@@ -141,9 +141,21 @@ class Processes:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
+        """Stop every child's process group; then SIGKILL any descendant still alive
+        after a grace period (Flower's helpers in other groups watch their parent)."""
+        family = {d for proc in self.children.values() for d in _descendants(proc.pid)}
         for proc in self.children.values():
             stop_process_group(proc, grace=5.0)
         self.children.clear()
+        deadline = time.monotonic() + 15
+        while family and time.monotonic() < deadline:
+            family = {pid for pid in family if _alive(pid)}
+            time.sleep(0.5)
+        for pid in family:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.folder / f"{name}.log"
@@ -154,6 +166,32 @@ class Processes:
             return self.children[name].wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{name} did not finish within {timeout:.0f} s:\n{self.tail(name)}")
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.fixture
@@ -258,7 +296,7 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(thre
 def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites, simulated, processes, tmp_path):
     port = free_port()
     common = _common(three_sites, tmp_path / "runs") + [
-        "--trainer.strategy.init_args.min_clients", "2", "--flower.round_timeout", "45",
+        "--trainer.strategy.init_args.min_clients", "2", "--flower.round_timeout", "60",
     ]
     server = ["federate", "server", *common, "--host", "127.0.0.1", "--port", str(port), "--insecure"]
     processes.start("server", *server)

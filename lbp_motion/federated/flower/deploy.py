@@ -12,8 +12,10 @@
 * ``lbp federate app DIR`` writes the Flower app folder, for ``flwr run`` by hand.
 
 Any other ``--section.key value`` argument overrides the config, as with ``lbp fit``.
-All children run in their own process group and are stopped (SIGTERM, then SIGKILL)
-when the command ends, also on an error or a signal.
+The children stay in the command's process group (a signal to the group reaches them
+all) and are stopped (SIGTERM, then SIGKILL) when the command ends, also on an error
+or a SIGTERM/SIGINT. Flower's own helpers (SuperExec, ServerApp and ClientApp
+processes) watch their parent's pid and exit with it.
 """
 
 from __future__ import annotations
@@ -110,6 +112,18 @@ def stop_process_group(process: subprocess.Popen | None, grace: float = 10.0) ->
             except ProcessLookupError:
                 return
             time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM one child (in our own process group), then SIGKILL it after ``grace`` s."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10.0)
 
 
 def _flower_bin(name: str) -> str:
@@ -253,14 +267,14 @@ def cmd_server(argv: list[str]) -> int:
                 [_flower_bin("flower-superlink"), "--host", args.host, "--port", str(args.port),
                  "--disable-runtime-dependency-installation", "--database", str(flower_dir / "superlink.db"),
                  *transport],
-                stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=str(flower_dir),
+                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
             )
         wait_for_port(connect_host, args.port, args.startup_timeout, superlink)
         print(f"lbp federate server: SuperLink listening on {args.host}:{args.port}; waiting for clients", flush=True)
         submit = subprocess.Popen(
             [_flower_bin("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream",
              "--run-config", f'lbp-server="{settings_path}"'],
-            env=env, start_new_session=True, cwd=str(flower_dir),
+            env=env, cwd=str(flower_dir),
         )
         while submit.poll() is None:
             if superlink.poll() is not None:
@@ -274,8 +288,8 @@ def cmd_server(argv: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop_process_group(submit, grace=3.0)
-        stop_process_group(superlink)
+        stop_process(submit, grace=3.0)
+        stop_process(superlink)
     status = _status(run_dir)
     if status != "finished":
         raise FederateError(f"the federation ended with status {status!r}; see {run_dir / 'metrics.json'} and "
@@ -338,7 +352,7 @@ def cmd_client(argv: list[str]) -> int:
         node = subprocess.Popen(
             [_flower_bin("flower-supernode"), "--superlink", args.server, "--host", "127.0.0.1", "--port", str(port),
              "--node-config", f'lbp-client="{settings_path}"', *transport],
-            env=_child_env(work_dir / "flwr-home"), start_new_session=True, cwd=str(work_dir),
+            env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
         )
         print(f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}", flush=True)
         return node.wait()
@@ -346,7 +360,7 @@ def cmd_client(argv: list[str]) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop_process_group(node)
+        stop_process(node)
 
 
 # -- app ---------------------------------------------------------------------------------------
