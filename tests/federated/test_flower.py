@@ -328,3 +328,130 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites,
     replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
     assert sorted({r["round"] for r in replies}) == [0, 1]
     assert "resuming" in processes.tail("server2", 400) or final["flower"]["rounds_completed"] == 2
+
+
+# -- the server loop in this process, with a grid that calls the ClientApp directly --------------
+class LoopbackGrid:
+    """A Flower Grid stand-in: each message goes straight to lbp's ClientApp function in
+    this process (node k = client k); ``fail`` nodes answer with an error."""
+
+    def __init__(self, settings: dict[int, Path], fail: set[int] = frozenset()) -> None:
+        self.settings = settings
+        self.fail = set(fail)
+        self.rounds: list[int] = []
+
+    def get_node_ids(self):
+        return list(self.settings)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        from flwr.app import Context, Error, Message
+        from flwr.supercore.task_identity import TaskIdentity
+
+        from lbp_motion.federated.flower.apps import CLIENT_KEY, client_train
+
+        replies = []
+        for msg in messages:
+            node = int(msg.metadata.dst_node_id)
+            self.rounds.append(int(msg.content["config"]["lbp-round"]))
+            TaskIdentity.node_id = node
+            try:
+                if node in self.fail:
+                    replies.append(Message(Error(code=0, reason="site offline"), reply_to=msg))
+                    continue
+                context = Context(run_id=1, node_id=node, node_config={CLIENT_KEY: str(self.settings[node])},
+                                  state=RecordDict(), run_config={})
+                replies.append(client_train(msg, context))
+            finally:
+                TaskIdentity.node_id = 0
+        return replies
+
+
+class _FakeDP:
+    """Stands in for a DP-SGD callback of the config: logs ``dp/epsilon``."""
+
+    def __new__(cls, epsilon: float):
+        import lightning.pytorch as pl
+
+        class FakeDP(pl.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                pl_module.log("dp/epsilon", epsilon)
+
+        return FakeDP()
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+
+
+def _loopback(three_sites, tmp_path, extra=(), epsilons=(1.0, 2.5, 0.5)):
+    from lbp_motion.federated.flower import apps
+
+    common = _common(three_sites, tmp_path / "runs")[2:] + list(extra)  # without --config
+    config = str(ROOT / "experiments" / "tug_fedavg.yaml")
+    settings = {}
+    for k in range(3):
+        data = {"config": config, "client_id": k, "work_dir": str(tmp_path / f"site{k}"),
+                "overrides": [*common, "--data.train_sites", f"[{SITES[k]}]", "--trainer.callbacks+=LearningRateMonitor"]}
+        path = tmp_path / f"client{k}.json"
+        path.write_text(json.dumps(data))
+        apps._client_experiment(data).callbacks.append(_FakeDP(epsilons[k]))  # the config's callbacks + "DP"
+        settings[k] = path
+    server = {"config": config, "overrides": common, "run_dir": str(tmp_path / "run" / "version_0"), "resume": False}
+    return settings, server
+
+
+def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(three_sites, simulated, tmp_path, task_identity):
+    from lbp_motion.federated.flower.apps import run_federation
+
+    settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1"])
+    grid = LoopbackGrid(settings)
+    run_federation(grid, server)
+    run_dir = Path(server["run_dir"])
+    (row,) = _rounds(run_dir)
+    assert row["clients"] == "3" and float(row["client_1/dp/epsilon"]) == 2.5
+    assert "client_0/lr-AdamW" in row and "client_0/train_loss" in row  # a config callback's logged scalar
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dp/epsilon"] == 2.5 and metrics["client_2/dp/epsilon"] == 0.5 and metrics["status"] == "finished"
+
+    # resume with two rounds in all: only round 1 is trained, and the result is the simulation's
+    resumed = dict(server, resume=True, overrides=server["overrides"] + ["--trainer.max_epochs", "2"])
+    grid = LoopbackGrid(settings)
+    final = run_federation(grid, resumed)
+    assert grid.rounds == [1, 1, 1] and [r["round"] for r in _rounds(run_dir)] == ["0", "1"]
+    for key, value in simulated.items():
+        assert torch.equal(final[key], value), key
+
+
+def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(three_sites, tmp_path, task_identity):
+    from lbp_motion.federated.fedavg import AggregationError
+    from lbp_motion.federated.flower.apps import run_federation
+
+    settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1",
+                                                               "--trainer.strategy.init_args.min_clients", "2"])
+    run_federation(LoopbackGrid(settings, fail={1}), server)
+    (row,) = _rounds(Path(server["run_dir"]))
+    assert row["clients"] == "2" and row["failed"] == "1" and "client_1/n" not in row
+    strict = dict(server, run_dir=str(tmp_path / "strict" / "version_0"))
+    with pytest.raises(AggregationError, match="min_clients=2"):
+        run_federation(LoopbackGrid(settings, fail={0, 2}), strict)
+    assert json.loads((Path(strict["run_dir"]) / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_identity):
+    from lbp_motion.federated.flower.apps import run_federation
+
+    settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1"])
+    plain = run_federation(LoopbackGrid(settings), server)
+    noisy_server = dict(server, run_dir=str(tmp_path / "dp" / "version_0"),
+                        overrides=server["overrides"] + ["--flower.dp_noise_multiplier", "1.0",
+                                                         "--flower.dp_clipping_norm", "0.1"])
+    noisy = run_federation(LoopbackGrid(settings), noisy_server)
+    (row,) = _rounds(Path(noisy_server["run_dir"]))
+    assert float(row["server_dp/noise_std"]) == pytest.approx(1.0 * 0.1 / 1)  # min_clients = 1
+    assert any(not torch.equal(plain[k], noisy[k]) for k in plain if plain[k].is_floating_point())
+    assert all(noisy[k].dtype == plain[k].dtype for k in plain)

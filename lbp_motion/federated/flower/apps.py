@@ -162,6 +162,10 @@ class _ServerRecords:
 
         run = experiment.run
         version = int(self.run_dir.name.split("_")[-1]) if self.run_dir.name.startswith("version_") else 0
+        import warnings
+
+        # the run folder already holds the server's files (and, resumed, earlier rounds)
+        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
         loggers: list[Any] = [CSVLogger(save_dir=str(self.run_dir.parent.parent), name=self.run_dir.parent.name, version=version)]
         if run.wandb != "disabled":
             try:

@@ -181,6 +181,16 @@ def _absolute_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
+def _configs(configs: list[str], overrides: list[str]) -> tuple[str, list[str]]:
+    """The first config file, and the others as ``--config`` overrides (absolute paths)."""
+    for path in configs:
+        if not Path(path).is_file():
+            raise ConfigError(f"--config {path}: no such file")
+    first, *more = [str(Path(c).resolve()) for c in configs]
+    extra = [a for c in more for a in ("--config", c)]
+    return first, extra + _absolute_overrides(overrides)
+
+
 def _transport(args: argparse.Namespace, role: str) -> list[str]:
     if role == "server":
         given = [args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile]
@@ -217,7 +227,7 @@ def _transport(args: argparse.Namespace, role: str) -> list[str]:
 def _server_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbp federate server", allow_abbrev=False,
                                 description="Run the federation's server: Flower's SuperLink plus the lbp ServerApp.")
-    p.add_argument("--config", required=True, help="the lbp config (as for lbp fit)")
+    p.add_argument("--config", required=True, action="append", help="the lbp config (as for lbp fit; repeatable, merged in order)")
     p.add_argument("--host", default="0.0.0.0", help="address the SuperLink listens on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=9092, help="port of the SuperLink's API (Fleet, Control, Runtime; default 9092)")
     p.add_argument("--insecure", action="store_true", help="no TLS: unencrypted traffic (trusted networks and tests only)")
@@ -232,8 +242,7 @@ def _server_parser() -> argparse.ArgumentParser:
 def cmd_server(argv: list[str]) -> int:
     args, overrides = _server_parser().parse_known_args(argv)
     transport = _transport(args, "server")
-    config = str(Path(args.config).resolve())
-    overrides = _absolute_overrides(overrides)
+    config, overrides = _configs(args.config, overrides)
     from .experiment import load_experiment
 
     experiment = load_experiment(config, overrides)  # a bad config fails here, in one line
@@ -313,7 +322,8 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 def _client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbp federate client", allow_abbrev=False,
                                 description="Run one site of the federation: Flower's SuperNode plus the lbp ClientApp.")
-    p.add_argument("--config", required=True, help="the lbp config (the server's; --data.root points at this site's data)")
+    p.add_argument("--config", required=True, action="append",
+                   help="the lbp config (the server's; repeatable; --data.root points at this site's data)")
     p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink's address")
     p.add_argument("--client-id", type=int, default=0,
                    help="this site's number (0, 1, ...): seeds its shuffling and dropout like client K of the simulation")
@@ -329,8 +339,7 @@ def _client_parser() -> argparse.ArgumentParser:
 def cmd_client(argv: list[str]) -> int:
     args, overrides = _client_parser().parse_known_args(argv)
     transport = _transport(args, "client")
-    config = str(Path(args.config).resolve())
-    overrides = _absolute_overrides(overrides)
+    config, overrides = _configs(args.config, overrides)
     from .experiment import load_experiment
 
     experiment = load_experiment(config, overrides)

@@ -101,10 +101,14 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
     """Parse ``--config FILE`` plus command-line style ``overrides`` (e.g.
     ``["--data.root", "/data/site1"]``) like ``lbp fit`` does, and instantiate the task
     and DataModule (the model's initial weights follow ``seed_everything``)."""
+    import warnings
+
     from ..strategy import FedAvgStrategy
 
     args = (["--config", str(config)] if config else []) + list(overrides or [])
-    cli = _cli_class()(args=args, run=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = _cli_class()(args=args, run=False)
     config_ns = cli.config
     init = cli.config_init
     trainer_cfg = dict(cli._get(init, "trainer", default={}) or {})
