@@ -238,10 +238,10 @@ def _common(data: Path, out: Path) -> list[str]:
     return ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(data), *SMALL, "--run.out_dir", str(out)]
 
 
-def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3)) -> None:
+def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3), tls=("--insecure",)) -> None:
     for k in which:
         procs.start(f"client{k}", "federate", "client", *common, "--data.train_sites", f"[{SITES[k]}]",
-                    "--client-id", str(k), "--server", f"127.0.0.1:{port}", "--insecure", "--skip-check",
+                    "--client-id", str(k), "--server", f"127.0.0.1:{port}", *tls, "--skip-check",
                     "--work-dir", str(work / f"site{k}"))
 
 
@@ -250,13 +250,49 @@ def _rounds(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("lbp-test-ca")).issuer_name(name("lbp-test-ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(san, critical=False).sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"ca": folder / "ca.crt", "cert": folder / "server.pem", "key": folder / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
 @pytest.mark.slow
 def test_three_clients_train_the_simulations_model_and_send_only_parameters(three_sites, simulated, processes, tmp_path):
     port = free_port()
     common = _common(three_sites, tmp_path / "runs")
+    certs = _certificates(tmp_path / "certs")  # this run uses TLS; the other --insecure
     started = time.monotonic()
-    processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port), "--insecure")
-    _start_clients(processes, common, port, tmp_path)
+    processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port),
+                    "--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
+                    "--ssl-keyfile", str(certs["key"]))
+    _start_clients(processes, common, port, tmp_path, tls=["--root-certificates", str(certs["ca"])])
     assert processes.wait("server", timeout=420) == 0, processes.tail("server")
     elapsed = time.monotonic() - started
     run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))

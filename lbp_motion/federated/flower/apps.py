@@ -75,7 +75,6 @@ def client_train(msg: Message, context: Context) -> Message:
     work_dir.mkdir(parents=True, exist_ok=True)
     lbp_round = int(msg.content[CONFIG]["lbp-round"])
     (work_dir / f"round-{lbp_round:03d}.started").touch()  # progress marker (tests, operators)
-    torch.set_num_threads(int(os.environ.get("LBP_TORCH_THREADS", torch.get_num_threads())))
     experiment = _client_experiment(settings)
     from .local import train_locally
 

@@ -134,7 +134,6 @@ def _flower_bin(name: str) -> str:
 
 def _child_env(flwr_home: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
     if flwr_home is not None:
