@@ -115,6 +115,19 @@ def test_insecure_transport_needs_the_explicit_flag(capsys):
     assert code == 2 and "--insecure" in capsys.readouterr().err
 
 
+def test_federation_settings_come_from_the_config(capsys):
+    from lbp_motion.cli import main
+    from lbp_motion.federated.flower.experiment import load_experiment
+
+    exp = load_experiment("experiments/tug_flower.yaml", ["--flower.round_timeout", "90"])
+    fed = exp.federation
+    assert (fed.rounds, fed.local_epochs, fed.min_clients, fed.client_fraction) == (20, 2, 2, 1.0)
+    assert fed.flower.round_timeout == 90 and not fed.flower.server_validation
+    code = main(["federate", "server", "--config", "experiments/tug_flower.yaml", "--insecure",
+                 "--trainer.strategy.init_args.mu", "0.1"])
+    assert code == 2 and "FedProx" in capsys.readouterr().err
+
+
 # -- real processes on loopback ----------------------------------------------------------------
 class Processes:
     """Children in their own process groups; all stopped by :meth:`stop_all`."""
