@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
@@ -133,17 +133,18 @@ def _reply_summary(server_round: int, msg: Message) -> dict[str, Any]:
         return out
     content: RecordDict = msg.content
     out["records"] = {name: type(rec).__name__ for name, rec in content.items()}
-    arrays = {}
-    metrics = {}
+    arrays, metrics, other = {}, {}, {}
     for name, rec in content.items():
         if isinstance(rec, ArrayRecord):
             arrays[name] = {k: [list(a.shape), a.dtype] for k, a in rec.items()}
-        elif type(rec).__name__ == "MetricRecord":
+        elif isinstance(rec, MetricRecord):
             metrics[name] = {k: type(v).__name__ for k, v in rec.items()}
-        else:
-            metrics[name] = {k: type(v).__name__ for k, v in rec.items()}
+        else:  # e.g. a ConfigRecord: its keys and value types, never its values
+            other[name] = {k: type(v).__name__ for k, v in rec.items()}
     out["arrays"] = arrays
     out["metrics"] = metrics
+    if other:
+        out["other"] = other
     return out
 
 
@@ -262,7 +263,7 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         if list(ckpt["state_dict"]) != list(state):
             raise ConfigError(f"{ckpt_path}: the checkpoint's model does not match the config's")
         state, done, history, velocity = ckpt["state_dict"], int(flower["rounds_completed"]), list(flower["history"]), flower.get("velocity")
-        log.info("resuming from %s after round %d", ckpt_path, done - 1)
+        print(f"lbp ServerApp: resuming from {ckpt_path} after round {done - 1}", flush=True)
     records = _ServerRecords(run_dir, experiment, history)
     inner = LbpFedAvg(state, client_fraction=fed.client_fraction, min_clients=fed.min_clients, seed=fed.seed)
     strategy = inner
