@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 pytest.importorskip("flwr")
 
@@ -468,6 +469,8 @@ def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(three_sites, si
     assert "client_0/lr-AdamW" in row and "client_0/train_loss" in row  # a config callback's logged scalar
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["dp/epsilon"] == 2.5 and metrics["client_2/dp/epsilon"] == 0.5 and metrics["status"] == "finished"
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert "flower" not in yaml.safe_load(ckpt["lbp_motion"]["config"])  # so `lbp test --ckpt_path` reads it
 
     # resume with two rounds in all: only round 1 is trained, and the result is the simulation's
     resumed = dict(server, resume=True, overrides=server["overrides"] + ["--trainer.max_epochs", "2"])

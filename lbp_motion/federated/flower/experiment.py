@@ -156,6 +156,16 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         callbacks=callbacks,
         federation=federation,
         run=cli._get(config_ns, "run"),
-        config_yaml=cli.parser.dump(config_ns),
+        config_yaml=_lbp_config_yaml(cli.parser.dump(config_ns)),
         seed=int(seed) if isinstance(seed, int) else 0,
     )
+
+
+def _lbp_config_yaml(dumped: str) -> str:
+    """The config as ``lbp fit`` knows it (without the ``flower`` section), so that a
+    checkpoint of the federation works with ``lbp test --ckpt_path``."""
+    import yaml
+
+    config = yaml.safe_load(dumped)
+    config.pop("flower", None)
+    return yaml.safe_dump(config, sort_keys=False)
