@@ -249,7 +249,8 @@ def simulated(three_sites, tmp_path_factory):
 
 
 def _common(data: Path, out: Path) -> list[str]:
-    return ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(data), *SMALL, "--run.out_dir", str(out)]
+    return ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(data), *SMALL, "--run.out_dir", str(out),
+            "--flower.min_available_clients", "3"]  # round 0 waits for all three sites
 
 
 def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3), tls=("--insecure",)) -> None:

@@ -277,7 +277,8 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
     for server_round in range(done + 1, fed.rounds + 1):
         lbp_round = server_round - 1
         started = time.perf_counter()
-        nodes = _wait_for_nodes(grid, fed.min_clients, fed.flower.connect_timeout)
+        wanted = fed.flower.min_available_clients or fed.min_clients
+        nodes = _wait_for_nodes(grid, wanted, fed.flower.connect_timeout)
         if len(nodes) < fed.min_clients:
             records.summary("failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"})
             raise AggregationError(f"round {lbp_round}: {len(nodes)} client(s) connected within "

@@ -27,8 +27,12 @@ class FlowerOptions:
         rounds: number of rounds; default: ``trainer.max_epochs`` (as in the simulation).
         round_timeout: seconds the server waits for the replies of a round; clients that
             have not answered by then are left out of it.
-        connect_timeout: seconds the server waits, before a round, for ``min_clients``
-            clients to be connected.
+        connect_timeout: seconds the server waits, before a round, for
+            ``min_available_clients`` clients to be connected.
+        min_available_clients: connected clients a round waits for (at most
+            ``connect_timeout``) before it starts; default: the strategy's ``min_clients``.
+            Set it to the number of sites so that the first round does not start with
+            the first site that connects.
         server_validation: validate the global model after every round on the server's
             own validation split (the ``data`` section as the server sees it). Off by
             default: the server holds no patient data.
@@ -44,6 +48,7 @@ class FlowerOptions:
     rounds: int | None = None
     round_timeout: float = 600.0
     connect_timeout: float = 600.0
+    min_available_clients: int | None = None
     server_validation: bool = False
     dp_noise_multiplier: float = 0.0
     dp_clipping_norm: float = 1.0
@@ -132,6 +137,11 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
     rounds = flower.rounds if flower.rounds is not None else (max_epochs if max_epochs not in (None, -1) else 1)
     if rounds < 1:
         raise ConfigError(f"flower.rounds={rounds}; expected at least 1")
+    if flower.min_available_clients is not None and flower.min_available_clients < fed.min_clients:
+        raise ConfigError(
+            f"flower.min_available_clients={flower.min_available_clients}; expected at least "
+            f"trainer.strategy.init_args.min_clients={fed.min_clients}"
+        )
     if flower.round_timeout <= 0 or flower.connect_timeout <= 0:
         raise ConfigError("flower: round_timeout and connect_timeout must be positive")
     federation = Federation(
