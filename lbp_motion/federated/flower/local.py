@@ -143,7 +143,11 @@ def train_locally(
     )
     if work_dir is not None:
         kwargs["default_root_dir"] = work_dir
-    callbacks = [_RoundStart(fed.seed, client_id, lbp_round), *experiment.callbacks]
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    # checkpoints and early stopping are the server's business (they watch val/* of the global model)
+    own = [c for c in experiment.callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))]
+    callbacks = [_RoundStart(fed.seed, client_id, lbp_round), *own]
     trainer = pl.Trainer(callbacks=callbacks, **kwargs)
     start = time.perf_counter()
     with warnings.catch_warnings():
