@@ -390,4 +390,8 @@ def cmd_federate(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: lbp federate {server,client,app} [options]   (lbp federate server --help; docs/deploy.md)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    import importlib.util
+
+    if argv[0] != "app" and importlib.util.find_spec("flwr") is None:
+        raise ConfigError("lbp federate needs Flower: pip install \"lbp-motion[fl]\" (flwr 1.41)")
     return COMMANDS[argv[0]](argv[1:])
