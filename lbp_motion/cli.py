@@ -236,8 +236,15 @@ def cmd_report(argv: list[str]) -> int:
     return run(argv)
 
 
+def cmd_federate(argv: list[str]) -> int:
+    """``lbp federate``: server or client of a real federation on Flower (docs/deploy.md)."""
+    from .federated.flower.deploy import cmd_federate as run
+
+    return run(argv)
+
+
 EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses,
-                  "sweep": cmd_sweep, "report": cmd_report}
+                  "sweep": cmd_sweep, "report": cmd_report, "federate": cmd_federate}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
 USAGE = """usage: lbp COMMAND [options]

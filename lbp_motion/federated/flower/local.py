@@ -1,0 +1,164 @@
+"""A site's local training in one round: the project's normal Lightning training.
+
+:func:`train_locally` builds a ``Trainer`` from the config's own trainer settings and
+callbacks (so whatever the config switches on, e.g. a differential-privacy callback,
+applies unchanged), loads the global weights into the config's task and fits it for
+one "epoch" made of E = ``local_epochs`` passes over the site's training data. Every
+random choice repeats the in-process simulation (:class:`~lbp_motion.federated.FedAvgStrategy`)
+for the same seed, client and round, so that the Flower run and the simulation give
+the same global model:
+
+* pass ``e`` is shuffled by a generator seeded with (seed, client, round, e);
+* torch's RNG (dropout) is seeded with (seed, client, round) before the first step;
+* the optimiser starts fresh and its schedule is stepped ``round`` times first, so the
+  learning rate is the round's (``lr * decay^round`` with the default schedule).
+
+The metrics returned are every finite scalar the Trainer logged (``train/loss``,
+``dp/epsilon``, ...), whether through ``self.log`` or a logger's ``log_metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+
+from ...data.federated import mix_seed
+from .messages import scalar_metrics
+
+
+class SiteRoundLoader:
+    """The training batches of one site in one round: E shuffled passes over its data,
+    each batch tagged with the site's ``client`` id (as in the simulation)."""
+
+    def __init__(self, dataset, batch_size: int, *, seed: int, client: int, round_: int, local_epochs: int) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed, self.client, self.round, self.local_epochs = seed, client, round_, local_epochs
+
+    def pass_loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.client, self.round, epoch))
+        return torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size) * self.local_epochs
+
+    def __iter__(self) -> Iterator[dict]:
+        for epoch in range(self.local_epochs):
+            for batch in self.pass_loader(epoch):
+                batch["client"] = torch.full((len(batch["y"]),), self.client, dtype=torch.long)
+                yield batch
+
+
+class _RoundStart(pl.Callback):
+    """Puts the learning-rate schedule at the round and seeds torch's RNG like the
+    simulation does when a client starts its turn."""
+
+    def __init__(self, seed: int, client: int, round_: int) -> None:
+        self.seed, self.client, self.round = seed, client, round_
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for config in trainer.lr_scheduler_configs:
+                for _ in range(self.round):
+                    config.scheduler.step()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            torch.manual_seed(mix_seed(self.seed, self.client, self.round, 104729))
+
+
+class MetricsCapture(Logger):
+    """A logger that keeps the last value of every scalar logged (nothing written)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: dict[str, float] = {}
+
+    @property
+    def name(self) -> str:
+        return "capture"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> None:
+        return None
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        self.values.update(scalar_metrics(metrics))
+
+
+def site_training_data(datamodule) -> tuple[Any, int]:
+    """The site's training dataset as one client of the simulation sees it (balanced
+    like the training split when the config balances) and n_k: its real training
+    windows before balancing."""
+    if not getattr(datamodule, "_datasets", None):
+        datamodule.setup("fit")
+    real = datamodule.real_train_dataset()
+    n = len(real)
+    if n == 0:
+        from ...errors import ConfigError
+
+        raise ConfigError("data: this site has no training samples (check data.root, the split and data.train_sites)")
+    dataset = datamodule.balance_client(torch.utils.data.Subset(real, list(range(n))))
+    return dataset, n
+
+
+def train_locally(
+    experiment,
+    global_state: dict[str, torch.Tensor],
+    *,
+    lbp_round: int,
+    client_id: int,
+    work_dir: str | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, float | int]]:
+    """One round of local training at a site; returns its state dict and metrics
+    (``num-examples`` = n_k, ``client-id``, ``train-seconds`` and the logged scalars)."""
+    task, dm, fed = experiment.task, experiment.datamodule, experiment.federation
+    dataset, n_k = site_training_data(dm)
+    loader = SiteRoundLoader(
+        dataset, dm.batch_size, seed=fed.seed, client=client_id, round_=lbp_round, local_epochs=fed.local_epochs
+    )
+    dm.train_dataloader = lambda: loader  # this round's batches; validation stays the DataModule's
+    task.load_state_dict(global_state)
+    capture = MetricsCapture()
+    kwargs = dict(experiment.trainer_kwargs)
+    kwargs.update(
+        max_epochs=1, logger=[capture], enable_checkpointing=False, num_sanity_val_steps=0,
+        limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+        reload_dataloaders_every_n_epochs=0,
+    )
+    if work_dir is not None:
+        kwargs["default_root_dir"] = work_dir
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    # checkpoints and early stopping are the server's business (they watch val/* of the global model)
+    own = [c for c in experiment.callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))]
+    callbacks = [_RoundStart(fed.seed, client_id, lbp_round), *own]
+    trainer = pl.Trainer(callbacks=callbacks, **kwargs)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        trainer.fit(task, datamodule=dm)
+    seconds = time.perf_counter() - start
+    metrics: dict[str, float | int] = {}
+    metrics.update(capture.values)
+    metrics.update(scalar_metrics(trainer.callback_metrics))
+    metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step")}
+    metrics.update({"num-examples": int(n_k), "client-id": int(client_id), "train-seconds": float(seconds)})
+    state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
+    return state, metrics
