@@ -354,9 +354,11 @@ class DifferentialPrivacy(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state_file:
+            from ..results import write_json_atomic
+
             path = Path(self.state_file)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(self.state_dict(), indent=1))
+            write_json_atomic(path, self.state_dict())  # a killed site never leaves half a ledger
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":

@@ -441,18 +441,19 @@ def task_identity(monkeypatch):
     monkeypatch.setattr(TaskIdentity, "_node_id", 0)
 
 
-def _loopback(three_sites, tmp_path, extra=(), epsilons=(1.0, 2.5, 0.5)):
+def _loopback(three_sites, tmp_path, extra=(), epsilons=(1.0, 2.5, 0.5), config="tug_fedavg.yaml"):
     from lbp_motion.federated.flower import apps
 
     common = _common(three_sites, tmp_path / "runs")[2:] + list(extra)  # without --config
-    config = str(ROOT / "experiments" / "tug_fedavg.yaml")
+    config = str(ROOT / "experiments" / config)
     settings = {}
     for k in range(3):
         data = {"config": config, "client_id": k, "work_dir": str(tmp_path / f"site{k}"),
                 "overrides": [*common, "--data.train_sites", f"[{SITES[k]}]", "--trainer.callbacks+=LearningRateMonitor"]}
         path = tmp_path / f"client{k}.json"
         path.write_text(json.dumps(data))
-        apps._client_experiment(data).callbacks.append(_FakeDP(epsilons[k]))  # the config's callbacks + "DP"
+        if epsilons:
+            apps._client_experiment(data).callbacks.append(_FakeDP(epsilons[k]))  # the config's callbacks + "DP"
         settings[k] = path
     server = {"config": config, "overrides": common, "run_dir": str(tmp_path / "run" / "version_0"), "resume": False}
     return settings, server
@@ -510,3 +511,47 @@ def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_id
     assert float(row["server_dp/noise_std"]) == pytest.approx(1.0 * 0.1 / 1)  # min_clients = 1
     assert any(not torch.equal(plain[k], noisy[k]) for k in plain if plain[k].is_floating_point())
     assert all(noisy[k].dtype == plain[k].dtype for k in plain)
+
+
+def test_dp_sgd_at_each_site_spends_its_budget_over_all_rounds(three_sites, tmp_path, task_identity):
+    """experiments/tug_fl/fedavg_dp.yaml on Flower: each site runs the real DifferentialPrivacy
+    callback of the config; its privacy state persists across rounds (each a separate fit),
+    the noise is calibrated for rounds x E passes, and the server reports epsilon."""
+    from lbp_motion.federated.flower.apps import run_federation
+    from lbp_motion.privacy.accounting import epsilon_of
+
+    settings, server = _loopback(three_sites, tmp_path, epsilons=None, config="tug_fl/fedavg_dp.yaml")
+    final = run_federation(LoopbackGrid(settings), server)
+    run_dir = Path(server["run_dir"])
+    rows = _rounds(run_dir)
+    assert [r["round"] for r in rows] == ["0", "1"]
+    for k in range(3):
+        eps = [float(r[f"client_{k}/dp/epsilon"]) for r in rows]
+        assert 0 < eps[0] < eps[1] <= 8.0 + 1e-6  # spends over both rounds, never more than the target
+        assert eps[1] > 6.0  # calibrated for the whole plan (2 rounds x E = 2), not for one round
+        state = json.loads((tmp_path / f"site{k}" / "dp_state.json").read_text())
+        assert len(state["parties"]) == 1
+        party = next(iter(state["parties"].values()))
+        assert epsilon_of(party["history"], 1e-5, "rdp") == pytest.approx(eps[1], rel=1e-6)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["dp/epsilon"] == pytest.approx(max(float(rows[-1][f"client_{k}/dp/epsilon"]) for k in range(3)))
+    assert all(torch.isfinite(v.float()).all() for v in final.values())
+
+
+def test_uniform_weights_for_server_side_dp_average_plainly(task_identity):
+    """With server-side DP the sites' weights are averaged plainly (the wrapper's noise is
+    calibrated for a mean of clipped updates); otherwise by n_k, as in the simulation."""
+    from flwr.app import Message
+
+    from lbp_motion.federated.flower.messages import ARRAYS, arrays_to_state, train_reply_content
+    from lbp_motion.federated.flower.strategy import LbpFedAvg
+
+    states = [{"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(3)}]
+    replies = [Message(content=train_reply_content(s, {"num-examples": n, "client-id": k}), dst_node_id=k + 1,
+                       message_type="train") for k, (s, n) in enumerate(zip(states, (1, 3)))]
+    weighted, _ = LbpFedAvg(states[0]).aggregate_train(1, replies)
+    uniform, _ = LbpFedAvg(states[0], uniform_weights=True).aggregate_train(1, replies)
+    assert torch.allclose(arrays_to_state(weighted)["w"], torch.tensor([3.0, 5.0]))  # (1 x a + 3 x b) / 4
+    assert torch.allclose(arrays_to_state(uniform)["w"], torch.tensor([2.0, 4.0]))   # (a + b) / 2
+    assert arrays_to_state(uniform)["n"].dtype == torch.int64
+    assert ARRAYS in replies[0].content

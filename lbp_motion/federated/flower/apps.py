@@ -265,7 +265,10 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         state, done, history, velocity = ckpt["state_dict"], int(flower["rounds_completed"]), list(flower["history"]), flower.get("velocity")
         print(f"lbp ServerApp: resuming from {ckpt_path} after round {done - 1}", flush=True)
     records = _ServerRecords(run_dir, experiment, history)
-    inner = LbpFedAvg(state, client_fraction=fed.client_fraction, min_clients=fed.min_clients, seed=fed.seed)
+    # server-side DP bounds one site's effect on a plain mean: weighting by n_k would let a
+    # large site move the average by more than the noise is calibrated for
+    inner = LbpFedAvg(state, client_fraction=fed.client_fraction, min_clients=fed.min_clients, seed=fed.seed,
+                      uniform_weights=fed.flower.dp_noise_multiplier > 0)
     strategy = inner
     if fed.flower.dp_noise_multiplier > 0:
         from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping

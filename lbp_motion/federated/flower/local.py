@@ -117,6 +117,36 @@ def site_training_data(datamodule) -> tuple[Any, int]:
     return dataset, n
 
 
+def _is_private(callback: Any) -> bool:
+    try:
+        from ...privacy import DifferentialPrivacy
+    except ImportError:  # the dp extra is not installed: no DP callback can be configured either
+        return False
+    return isinstance(callback, DifferentialPrivacy)
+
+
+def _prepare_private_round(callbacks, dataset, dm, trainer_kwargs: dict, *, fed, client_id: int, lbp_round: int,
+                           work_dir: str | None) -> None:
+    """DP-SGD at a site (docs/privacy.md, docs/deploy.md). The site is one party with
+    its own accountant: the callback draws its own Poisson batches from the site's
+    training windows (so E local passes are E Trainer epochs, not the simulation's
+    shuffled passes), and its privacy state (accountant history, noise multiplier)
+    persists across rounds, each a separate fit (often a separate process), in
+    ``<work_dir>/dp_state.json``; ``target_epsilon`` is calibrated for rounds x E passes.
+    Torch is seeded per (seed, site, round) first, so the Poisson draws and the noise
+    of one round are never those of another."""
+    from pathlib import Path
+
+    for callback in callbacks:
+        if callback.state_file is None:
+            callback.state_file = str(Path(work_dir or ".") / "dp_state.json")
+        if callback.epochs is None:
+            callback.epochs = fed.rounds * fed.local_epochs
+    dm.train_dataloader = lambda: torch.utils.data.DataLoader(dataset, batch_size=dm.batch_size)
+    trainer_kwargs["max_epochs"] = fed.local_epochs
+    torch.manual_seed(mix_seed(fed.seed, client_id, lbp_round, 7919))
+
+
 def train_locally(
     experiment,
     global_state: dict[str, torch.Tensor],
@@ -147,6 +177,10 @@ def train_locally(
 
     # checkpoints and early stopping are the server's business (they watch val/* of the global model)
     own = [c for c in experiment.callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))]
+    private = [c for c in own if _is_private(c)]
+    if private:
+        _prepare_private_round(private, dataset, dm, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round,
+                               work_dir=work_dir)
     callbacks = [_RoundStart(fed.seed, client_id, lbp_round), *own]
     trainer = pl.Trainer(callbacks=callbacks, **kwargs)
     start = time.perf_counter()

@@ -60,10 +60,12 @@ class LbpFedAvg(FedAvg):
     Args:
         global_state: the initial global state dict (fixes the arrays a reply may hold).
         client_fraction, min_clients, seed: client selection (as in the simulation).
+        uniform_weights: average the sites' weights with equal weights instead of n_k
+            (what Flower's server-side DP wrapper's guarantee assumes; docs/deploy.md).
     """
 
     def __init__(self, global_state: dict[str, torch.Tensor], *, client_fraction: float = 1.0,
-                 min_clients: int = 1, seed: int = 0) -> None:
+                 min_clients: int = 1, seed: int = 0, uniform_weights: bool = False) -> None:
         super().__init__(
             fraction_train=client_fraction, fraction_evaluate=0.0, min_train_nodes=min_clients,
             min_evaluate_nodes=0, min_available_nodes=min_clients, weighted_by_key=NUM_EXAMPLES,
@@ -74,6 +76,7 @@ class LbpFedAvg(FedAvg):
         self.client_fraction = client_fraction
         self.min_clients = min_clients
         self.seed = seed
+        self.uniform_weights = uniform_weights
         self.rejected: list[dict[str, Any]] = []  # replies left out in the last round, and why
         self.accepted: list[dict[str, Any]] = []  # the metrics of the replies averaged in the last round
 
@@ -112,7 +115,7 @@ class LbpFedAvg(FedAvg):
             return None, None
         states = [arrays_to_state(m.content[ARRAYS]) for m in replies]
         weights = [float(m.content[METRICS][NUM_EXAMPLES]) for m in replies]
-        averaged = fedavg(states, weights)
+        averaged = fedavg(states, [1.0] * len(states) if self.uniform_weights else weights)
         averaged = {k: v.to(self.dtypes[k]) for k, v in averaged.items()}
         self.accepted = [{"node": int(m.metadata.src_node_id), **dict(m.content[METRICS])} for m in replies]
         total = sum(weights)
