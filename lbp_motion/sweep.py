@@ -344,11 +344,16 @@ def command_for(spec: SweepSpec, params: dict[str, Any], extra: list[str] | None
     """The ``lbp`` argument list of one run: the sweep's command with its macro filled
     in; ``extra`` options go just before the parameters (after the command's
     ``--config``, which would otherwise override them; before the parameters, which
-    therefore win)."""
+    therefore win). A parameter named ``config`` (a sweep over config files) goes
+    before ``extra``, for the same reason."""
     out: list[str] = []
+    # a swept `config` (a sweep over configs, e.g. a model comparison) goes first: a
+    # config file set after `extra` would reset what `extra` sets (e.g. --data.root)
+    configs = {k: v for k, v in params.items() if k == "config"}
+    others = {k: v for k, v in params.items() if k != "config"}
     for token in spec.lbp_args:
         if token in ("${args}", "${args_no_equals}"):
-            out.extend([*(extra or []), *format_arguments(params, token)])
+            out.extend([*format_arguments(configs, token), *(extra or []), *format_arguments(others, token)])
         else:
             out.append(token)
     return out

@@ -1,12 +1,11 @@
-"""The run lists of experiments/emopain/sweeps/ (PLAAN's comparisons and the
-segment-length ablation): every entry names an existing config with valid overrides."""
+"""The run lists of experiments/emopain/sweeps/ (PLAAN's comparisons) name existing
+configs with valid overrides; the segment-length ablation is a W&B sweep per model
+(experiments/sweeps/emopain_segment_length*.yaml, also parsed by tests/test_sweep.py)."""
 
 from pathlib import Path
 
 import pytest
 import yaml
-
-from lbp_motion.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTS = sorted((ROOT / "experiments" / "emopain" / "sweeps").glob("*.yaml"))
@@ -28,18 +27,15 @@ def test_every_run_names_a_config_and_overrides(path):
         assert all(isinstance(a, str) for a in r["overrides"])
 
 
-def test_the_lists_cover_the_issue():
-    assert {p.stem for p in LISTS} >= {"network_comparison", "sota_pain", "sota_protective",
-                                       "cascade_comparison", "segment_length"}
-    lengths = {int(r["overrides"][1]) for r in load(ROOT / "experiments/emopain/sweeps/segment_length.yaml")}
-    assert lengths == set(range(100, 1001, 100))
+def test_the_lists_and_sweeps_cover_the_issue():
+    from lbp_motion.sweep import grid_values, load_sweep
 
-
-@pytest.mark.parametrize("index", [0, 1, 19])
-def test_segment_length_overrides_parse(index, capsys):
-    run = load(ROOT / "experiments/emopain/sweeps/segment_length.yaml")[index]
-    with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--config", str(ROOT / run["config"]), *run["overrides"], "--print_config"])
-    assert exit_.value.code == 0
-    parsed = yaml.safe_load(capsys.readouterr().out)
-    assert parsed["data"]["init_args"]["segment_length"] == int(run["overrides"][1])
+    assert {p.stem for p in LISTS} >= {"network_comparison", "sota_pain", "sota_protective", "cascade_comparison"}
+    bases = set()
+    for stem in ("emopain_segment_length", "emopain_segment_length_lstm_dnn", "emopain_segment_length_anomaly"):
+        spec = load_sweep(ROOT / "experiments" / "sweeps" / f"{stem}.yaml")
+        key = "data.init_args.segment_length"
+        assert grid_values(key, spec.parameters[key]) == list(range(100, 1001, 100))
+        bases.add(spec.lbp_args[2])
+    assert bases == {"experiments/emopain/pain_lstm.yaml", "experiments/emopain/pain_lstm_dnn.yaml",
+                     "experiments/emopain/anomaly/pain_loss.yaml"}

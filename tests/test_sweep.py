@@ -136,6 +136,11 @@ def test_command_forms(monkeypatch):
     module = parse_sweep({**base, "command": ["${env}", "${interpreter}", "-m", "lbp_motion.cli", "fit",
                                               "--config", "${envvar:BASE_CONFIG}", "${args_no_equals}"]})
     assert command_for(module, {"a": 1}) == ["fit", "--config", "experiments/quickstart.yaml", "--a", "1"]
+    # a sweep over config files: the swept config goes before the runner's options, which it would reset
+    over_configs = parse_sweep({"method": "grid", "parameters": {"x": {"value": 1}, "config": {"values": ["a.yaml"]}},
+                                "command": ["${env}", "lbp", "fit", "${args}"]})
+    assert command_for(over_configs, {"x": 1, "config": "a.yaml"}, ["--data.root", "D"]) == [
+        "fit", "--config=a.yaml", "--data.root", "D", "--x=1"]
 
 
 def test_lbp_sweep_prints_one_line_errors(tmp_path, capsys):
