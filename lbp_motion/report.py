@@ -158,8 +158,9 @@ def _metric_order(names) -> list[str]:
     return sorted(names, key=lambda m: (MAIN_METRICS.index(m) if m in MAIN_METRICS else len(MAIN_METRICS), m))
 
 
-def metrics_tables(metrics: dict[str, Any], title_prefix: str = "") -> list[Table]:
-    """The final-metrics table (metric x stage) and one per-class table per stage."""
+def metrics_tables(metrics: dict[str, Any], title_prefix: str = "", classes: list[str] | None = None) -> list[Table]:
+    """The final-metrics table (metric x stage) and one per-class table per stage, its
+    rows in the order of ``classes`` (the task's) where given, else by name."""
     overall, per_class = split_metrics(metrics)
     tables = []
     stages = _stages(overall)
@@ -170,9 +171,11 @@ def metrics_tables(metrics: dict[str, Any], title_prefix: str = "") -> list[Tabl
                             "val: the best checkpoint's validation; final_val: the last epoch's; "
                             "test: the best checkpoint on the test split."))
     for stage in _stages(per_class):
-        classes = per_class[stage]
-        names = sorted({m for c in classes.values() for m in c})
-        rows = [[text(c), *(num(classes[c].get(m)) for m in names)] for c in classes]
+        by_class = per_class[stage]
+        order = list(classes or [])
+        names = sorted({m for c in by_class.values() for m in c})
+        rows = [[text(c), *(num(by_class[c].get(m)) for m in names)]
+                for c in sorted(by_class, key=lambda c: (order.index(c) if c in order else len(order), c))]
         tables.append(Table(f"{title_prefix}Per class ({stage})", ["class", *names], rows))
     return tables
 
@@ -340,8 +343,10 @@ def _fit_section(run: Path, name: str, figures: Figures) -> Section:
                        ("epochs_trained", "epochs trained"), ("best_checkpoint", "best checkpoint")):
         if key in metrics:
             sec.facts.append((label, fmt(metrics[key])))
-    sec.tables.extend(metrics_tables(metrics))
-    for path in sorted(run.glob("confusion_*.csv")):
+    confusions = sorted(run.glob("confusion_*.csv"))
+    classes = read_confusion(confusions[0])[0] if confusions else None  # the task's class order
+    sec.tables.extend(metrics_tables(metrics, classes=classes))
+    for path in confusions:
         confusion_section(sec, path, figures, name)
     if (run / "predictions.csv").is_file():
         roc_section(sec, _read_csv(run / "predictions.csv"), figures, name, "ROC curves (predictions.csv)")

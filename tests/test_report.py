@@ -218,3 +218,13 @@ def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r3")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_per_class_rows_follow_the_tasks_class_order():
+    from lbp_motion.report import metrics_tables
+
+    metrics = {"test/f1/high": 0.9, "test/f1/low": 0.7, "test/f1/medium": 0.6, "test/accuracy": 0.8}
+    per_class = [t for t in metrics_tables(metrics, classes=["low", "medium", "high"]) if t.title.startswith("Per class")]
+    assert [row[0].text for row in per_class[0].rows] == ["low", "medium", "high"]
+    by_name = [t for t in metrics_tables(metrics) if t.title.startswith("Per class")]
+    assert [row[0].text for row in by_name[0].rows] == ["high", "low", "medium"]
