@@ -149,6 +149,7 @@ class LbpCLI(LightningCLI):
         if trainer_config.get("logger") in (None, True):
             loggers: list[Any] = [CSVLogger(save_dir=opts.out_dir, name=name, version=version)]
             if opts.wandb != "disabled":
+                finish_wandb_run()  # a run left open in this process would swallow this one's logs
                 loggers.append(
                     WandbLogger(
                         project=opts.wandb_project,
@@ -311,6 +312,14 @@ def _config_from_checkpoint(argv: list[str]) -> list[str]:
     return [argv[0], "--config", path, *argv[1:]]
 
 
+def finish_wandb_run() -> None:
+    """Close this process's open W&B run, if any: Lightning's WandbLogger reuses an open
+    ``wandb.run``, so the next ``lbp`` run in the same process would log into it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``lbp`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -346,6 +355,7 @@ def _dispatch(argv: list[str]) -> int:
     finally:
         if temp_config:
             Path(temp_config).unlink(missing_ok=True)
+        finish_wandb_run()  # several runs in one process (lbp cv, lbp sweep, tests) each get their own
     if cli.run_dir is not None:
         print(f"Results: {cli.run_dir.resolve()}")
     return 0

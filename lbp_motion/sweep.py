@@ -434,14 +434,6 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _finish_wandb() -> None:
-    """Close the W&B run of the previous ``lbp fit``: Lightning's WandbLogger would
-    otherwise log the next run into it (it reuses ``wandb.run``)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
-
-
 def _latest_version(run_parent: Path) -> Path | None:
     versions = [p for p in run_parent.glob("version_*") if p.name.split("_")[1].isdigit()]
     return max(versions, key=lambda p: int(p.name.split("_")[1])) if versions else None
@@ -468,6 +460,7 @@ def run_sweep(
             parameters (so a swept parameter always wins), e.g. ``--data.root DIR``.
         log: where progress lines go.
     """
+    from .cli import finish_wandb_run
     from .cli import main as lbp_main
 
     spec = load_sweep(sweep_file)
@@ -543,7 +536,7 @@ def run_sweep(
             code = 1
             log(f"lbp sweep: {name} failed: {type(exc).__name__}: {exc}")
         finally:
-            _finish_wandb()
+            finish_wandb_run()
         run_dir = _latest_version(sweep_dir / name)
         metrics_file = run_dir / "metrics.json" if run_dir else None
         if code == 0 and metrics_file and metrics_file.is_file():

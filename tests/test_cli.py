@@ -93,9 +93,15 @@ def test_lbp_tasks_lists_the_builtin_task(capsys):
     assert "classification  lbp_motion.tasks.classification.ClassificationTask" in capsys.readouterr().out
 
 
-def test_wandb_offline_run_is_written(run_lbp, tiny_tug):
+def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
+    import wandb
+
+    # a W&B run left open in this process (an earlier in-process run, a notebook) must not
+    # swallow this run's logs: Lightning's WandbLogger would reuse it
+    stale = wandb.init(mode="offline", dir=str(tmp_path), project="stale")
     run = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--trainer.max_epochs", "1",
                   "--run.wandb", "offline")
+    assert wandb.run is None and stale.id not in str(list((run / "wandb").glob("*")))
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline, "expected an offline W&B run to sync later"
     assert list(offline[0].glob("*.wandb"))

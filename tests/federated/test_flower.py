@@ -378,9 +378,11 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites,
     assert metrics["status"] == "finished" and metrics["rounds_completed"] == 2
     replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
     assert sorted({r["round"] for r in replies}) == [0, 1]
-    # the restarted server did not train round 0 again: site 0 trained rounds 0 and 1 once each
+    # the restarted server did not train round 0 again (site 0 may have trained round 1
+    # twice: once for the killed server, if its round-1 message left before the kill)
     with open(tmp_path / "site0" / "rounds.csv", newline="") as fh:
-        assert [r["round"] for r in csv.DictReader(fh)] == ["0", "1"]
+        trained = [r["round"] for r in csv.DictReader(fh)]
+    assert trained.count("0") == 1 and "1" in trained and set(trained) == {"0", "1"}
 
 
 # -- the server loop in this process, with a grid that calls the ClientApp directly --------------
