@@ -29,6 +29,11 @@ Layout of the sweep directory ``<out_dir>/<sweep name>/``::
 
 A run whose status is ``finished`` is never run again: rerunning the same command
 resumes an interrupted sweep; a larger ``--count`` extends it.
+
+A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``, e.g.
+PLAAN's comparisons in ``experiments/emopain/sweeps/``) runs the same way, one
+``lbp fit --config CONFIG OVERRIDES`` per entry, in ``<name>/version_<n>/``, ranked by
+its ``metric`` (default ``test/mcc``, maximised).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -97,10 +103,12 @@ class SweepSpec:
     run_cap: int | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: a run list's runs (``name``, ``config``, ``overrides``); None for a W&B sweep
+    runs: list[dict[str, Any]] | None = None
 
     def fingerprint(self) -> str:
         """A hash of what decides the runs (method, parameters, command)."""
-        key = json.dumps([self.method, self.parameters, self.lbp_args], sort_keys=True, default=str)
+        key = json.dumps([self.method, self.parameters, self.lbp_args, self.runs], sort_keys=True, default=str)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -120,11 +128,47 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return parse_sweep(raw, source=path)
 
 
+def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> SweepSpec:
+    """A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``;
+    optional ``metric``, default ``test/mcc``, maximised) as a sweep whose runs are
+    the list's entries, in order; each is ``lbp fit --config CONFIG OVERRIDES...``."""
+    where = f"run list {source}"
+    runs = raw.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise ConfigError(f"{where}: runs must be a non-empty list of name, config, overrides")
+    checked, names = [], set()
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or not isinstance(run.get("config"), str):
+            raise ConfigError(f"{where}: runs[{i}] must be a mapping with a config (and name, overrides)")
+        name = str(run.get("name") or f"run-{i}")
+        overrides = run.get("overrides") or []
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in names:
+            raise ConfigError(f"{where}: runs[{i}].name {name!r}: expected a unique name of letters, digits, '.', '_', '-'")
+        if not isinstance(overrides, list) or not all(isinstance(a, str) for a in overrides):
+            raise ConfigError(f"{where}: runs[{i}].overrides must be a list of strings")
+        names.add(name)
+        checked.append({"name": name, "config": run["config"], "overrides": list(overrides)})
+    metric = raw.get("metric") or {"name": "test/mcc", "goal": "maximize"}
+    if not isinstance(metric, dict) or "name" not in metric or metric.get("goal", "maximize") not in ("maximize", "minimize"):
+        raise ConfigError(f"{where}: metric must be a mapping with a name and goal maximize or minimize")
+    return SweepSpec(
+        name=str(raw.get("name") or ("runs" if str(source).startswith("<") else Path(str(source)).stem)),
+        method="grid", metric=metric["name"], goal=metric.get("goal", "maximize"),
+        parameters={"config": {"distribution": "categorical", "values": [r["config"] for r in checked]},
+                    "overrides": {"distribution": "categorical", "values": [" ".join(r["overrides"]) for r in checked]}},
+        lbp_args=["fit", "${args}"], path=Path(source) if not str(source).startswith("<") else None,
+        raw=raw, runs=checked,
+    )
+
+
 def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
-    """Check a sweep config (the mapping of a W&B sweep file) and return its spec."""
+    """Check a sweep config (the mapping of a W&B sweep file) and return its spec; a run
+    list (``kind: run_list``, :func:`parse_run_list`) is read as a sweep of its runs."""
     where = f"sweep file {source}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping with method, parameters and command")
+    if raw.get("kind") == "run_list":
+        return parse_run_list(raw, source)
     method = raw.get("method")
     if method not in METHODS:
         raise ConfigError(f"{where}: method {method!r}; expected one of {', '.join(METHODS)}")
@@ -313,6 +357,8 @@ def grid_values(key: str, spec: dict[str, Any], where: str = "sweep file") -> li
 
 
 def grid_size(spec: SweepSpec) -> int:
+    if spec.runs is not None:
+        return len(spec.runs)
     return math.prod(len(grid_values(k, p)) for k, p in spec.parameters.items())
 
 
@@ -320,6 +366,9 @@ def run_parameters(spec: SweepSpec, k: int, seed: int = 0) -> dict[str, Any]:
     """The parameters of run ``k`` (0-based). Grid: the k-th combination (the last
     parameter varies fastest); random (and bayes): drawn from a generator seeded with
     ``(seed, k)``, so run k gets the same values however often the sweep resumes."""
+    if spec.runs is not None:
+        run = spec.runs[k]
+        return {"config": run["config"], "overrides": " ".join(run["overrides"])}
     if spec.method == "grid":
         axes = [grid_values(key, p) for key, p in spec.parameters.items()]
         combos = product(*axes)
@@ -340,12 +389,22 @@ def format_arguments(params: dict[str, Any], macro: str = "${args}") -> list[str
     return [f"--{key}={value}" for key, value in params.items()]
 
 
+def describe(spec: SweepSpec, params: dict[str, Any]) -> str:
+    """A run's parameters as a user reads them: ``--key=value ...``, or for a run list
+    ``--config CONFIG OVERRIDES``."""
+    if spec.runs is not None:
+        return f"--config {params['config']} {params['overrides']}".strip()
+    return " ".join(format_arguments(params))
+
+
 def command_for(spec: SweepSpec, params: dict[str, Any], extra: list[str] | None = None) -> list[str]:
     """The ``lbp`` argument list of one run: the sweep's command with its macro filled
     in; ``extra`` options go just before the parameters (after the command's
     ``--config``, which would otherwise override them; before the parameters, which
     therefore win). A parameter named ``config`` (a sweep over config files) goes
     before ``extra``, for the same reason."""
+    if spec.runs is not None:  # a run list: lbp fit --config CONFIG [extra] OVERRIDES
+        return ["fit", "--config", params["config"], *(extra or []), *shlex.split(params["overrides"])]
     out: list[str] = []
     # a swept `config` (a sweep over configs, e.g. a model comparison) goes first: a
     # config file set after `extra` would reset what `extra` sets (e.g. --data.root)
@@ -507,7 +566,7 @@ def run_sweep(
 
     overrides = list(overrides or [])
     for k in range(count):
-        name = f"run-{k}"
+        name = spec.runs[k]["name"] if spec.runs is not None else f"run-{k}"
         if k < len(runs) and runs[k]["status"] == "finished":
             log(f"lbp sweep: {name} finished before; skipping")
             continue
@@ -521,7 +580,7 @@ def run_sweep(
         args = command_for(spec, params)
         argv = [*command_for(spec, params, ["--run.wandb", "offline", *overrides]),
                 "--run.out_dir", str(sweep_dir), "--run.name", name]
-        log(f"lbp sweep: {name} ({k + 1}/{count}): " + " ".join(format_arguments(params)))
+        log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
         started = time.monotonic()
         try:
             with _environment(WANDB_RUN_GROUP=spec.name, WANDB_JOB_TYPE="sweep"):
@@ -568,7 +627,8 @@ def cmd_sweep(argv: list[str]) -> int:
         "Rerun the same command to resume. Options not listed here (e.g. --data.root DIR) are passed "
         "to every run.",
     )
-    parser.add_argument("sweep_file", help="a W&B sweep file (experiments/sweeps/*.yaml)")
+    parser.add_argument("sweep_file", help="a W&B sweep file (experiments/sweeps/*.yaml) or a run list "
+                        "(kind: run_list, e.g. experiments/emopain/sweeps/*.yaml)")
     parser.add_argument("--count", type=int, default=None,
                         help="number of runs in all (default: the whole grid, or run_cap)")
     parser.add_argument("--out_dir", default="runs", help="parent of the sweep directory (default: runs)")
@@ -589,7 +649,7 @@ def cmd_sweep(argv: list[str]) -> int:
         print(f"lbp sweep: note: no run's metrics.json has {spec.metric!r} (metric.name of the sweep file); "
               "the table is in run order")
     print(f"Best: {best['name']}" + (f" ({spec.metric} = {_fmt(value)})" if spec.metric else "")
-          + ": " + " ".join(format_arguments(best["params"])))
+          + ": " + describe(spec, best["params"]))
     print(f"Best run: {best['run_dir']}")
     if failed:
         print(f"lbp sweep: {len(failed)} run(s) did not finish: {', '.join(failed)}; rerun to retry them")

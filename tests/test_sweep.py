@@ -290,3 +290,41 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
     assert any("started with the options []" in n for n in notes)
     assert calls and all("--trainer.max_epochs" in c for c in calls)
     assert json.loads((sweep_dir / "state.json").read_text())["overrides"] == ["--trainer.max_epochs", "1"]
+
+
+def test_plaan_run_lists_are_sweeps_of_their_entries():
+    spec = load_sweep(ROOT / "experiments" / "emopain" / "sweeps" / "cascade_comparison.yaml")
+    entries = yaml.safe_load((ROOT / "experiments" / "emopain" / "sweeps" / "cascade_comparison.yaml").read_text())["runs"]
+    assert grid_size(spec) == len(entries) and spec.metric == "test/mcc" and spec.goal == "maximize"
+    for k, entry in enumerate(entries):
+        params = run_parameters(spec, k)
+        assert command_for(spec, params, ["--data.root", "D"]) == [
+            "fit", "--config", entry["config"], "--data.root", "D", *entry["overrides"]]
+    with pytest.raises(ConfigError, match=r"runs\[1\].name 'a'"):
+        parse_sweep({"kind": "run_list", "runs": [{"name": "a", "config": "x.yaml"}, {"name": "a", "config": "y.yaml"}]})
+
+
+@pytest.mark.slow
+def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
+    run_list = tmp_path / "compare.yaml"
+    run_list.write_text(yaml.safe_dump({"kind": "run_list", "metric": {"name": "test/accuracy", "goal": "maximize"},
+                                        "runs": [{"name": "slow", "config": "experiments/quickstart.yaml",
+                                                  "overrides": ["--model.init_args.lr", "1e-5"]},
+                                                 {"name": "fast", "config": "experiments/quickstart.yaml",
+                                                  "overrides": ["--model.init_args.lr", "3e-3"]}]}))
+    argv = ["sweep", str(run_list), "--out_dir", str(tmp_path / "out"), "--data.root", str(tiny_tug), *TINY_ARGS,
+            "--trainer.max_epochs", "1"]
+    assert main(argv) == 0
+    sweep_dir = tmp_path / "out" / "compare"
+    state = json.loads((sweep_dir / "state.json").read_text())
+    assert [r["name"] for r in state["runs"]] == ["slow", "fast"] and {r["status"] for r in state["runs"]} == {"finished"}
+    for r, lr in zip(state["runs"], (1e-5, 3e-3)):
+        config = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
+        assert Path(r["run_dir"]).parent.name == r["name"] and config["model"]["init_args"]["lr"] == pytest.approx(lr)
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    values = [float(r["test/accuracy"]) for r in rows]
+    assert values == sorted(values, reverse=True) and {r["config"] for r in rows} == {"experiments/quickstart.yaml"}
+    before = (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime
+    assert main(argv) == 0  # finished runs are not run again
+    assert (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime == before
+    assert "finished before; skipping" in capsys.readouterr().out
