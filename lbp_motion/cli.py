@@ -210,7 +210,7 @@ def cmd_cv(argv: list[str]) -> int:
 
 
 def cmd_analyze(argv: list[str]) -> int:
-    """``lbp analyze``: dataset and result analyses (exercise-correlation)."""
+    """``lbp analyze``: dataset and result analyses (exercise-correlation, anova)."""
     from .analysis import cmd_analyze as run
 
     return run(argv)
