@@ -519,7 +519,6 @@ def run_sweep(
             parameters (so a swept parameter always wins), e.g. ``--data.root DIR``.
         log: where progress lines go.
     """
-    from .cli import finish_wandb_run
     from .cli import main as lbp_main
 
     spec = load_sweep(sweep_file)
@@ -594,8 +593,6 @@ def run_sweep(
         except Exception as exc:  # a failed run does not stop the sweep, as with wandb agent
             code = 1
             log(f"lbp sweep: {name} failed: {type(exc).__name__}: {exc}")
-        finally:
-            finish_wandb_run()
         run_dir = _latest_version(sweep_dir / name)
         metrics_file = run_dir / "metrics.json" if run_dir else None
         if code == 0 and metrics_file and metrics_file.is_file():
@@ -610,10 +607,9 @@ def run_sweep(
     return sweep_dir
 
 
-def best_run(spec: SweepSpec, sweep_dir: Path) -> dict[str, Any] | None:
-    """The best finished run of a sweep directory by the sweep's metric, or None."""
-    state = json.loads((Path(sweep_dir) / STATE_FILE).read_text())
-    ranked = [r for r in ranked_runs(spec, state["runs"]) if r["status"] == "finished"]
+def best_run(spec: SweepSpec, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best finished run of a sweep's ``state.json`` runs by its metric, or None."""
+    ranked = [r for r in ranked_runs(spec, runs) if r["status"] == "finished"]
     return ranked[0] if ranked else None
 
 
@@ -638,9 +634,9 @@ def cmd_sweep(argv: list[str]) -> int:
                           overrides=overrides)
     spec = load_sweep(args.sweep_file)
     print((sweep_dir / "results.md").read_text())
-    best = best_run(spec, sweep_dir)
-    state = json.loads((sweep_dir / STATE_FILE).read_text())
-    failed = [r["name"] for r in state["runs"] if r["status"] != "finished"]
+    runs = json.loads((sweep_dir / STATE_FILE).read_text())["runs"]
+    best = best_run(spec, runs)
+    failed = [r["name"] for r in runs if r["status"] != "finished"]
     if best is None:
         print(f"lbp sweep: no run finished; see {sweep_dir}", file=sys.stderr)
         return 1

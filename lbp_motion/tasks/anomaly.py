@@ -384,15 +384,18 @@ class AnomalyTask(BaseTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint.setdefault("lbp_motion", {})["threshold"] = {
-            "value": self.threshold,
-            "rule": self.hparams.threshold_rule,
-            "q": self.hparams.threshold_q,
-            "scorer": self.hparams.scorer,
-        }
+        store_threshold(checkpoint, self, scorer=self.hparams.scorer)
 
 
 # -- helpers shared with the hierarchical task --------------------------------------------
+def store_threshold(checkpoint: dict[str, Any], task, **extra: Any) -> None:
+    """Record the task's decision threshold and how it was chosen in
+    ``checkpoint["lbp_motion"]["threshold"]`` (the value itself travels as a buffer)."""
+    checkpoint.setdefault("lbp_motion", {})["threshold"] = {
+        "value": task.threshold, "rule": task.hparams.threshold_rule, "q": task.hparams.threshold_q, **extra,
+    }
+
+
 def choose_threshold(scores: Tensor, labels: Tensor, rule: str, q: float, current: float) -> float:
     """:func:`~.thresholds.select_threshold`, or ``current`` (with a warning) when the
     rule cannot be applied to these scores (e.g. one class only)."""

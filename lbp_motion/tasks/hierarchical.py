@@ -35,6 +35,7 @@ from .anomaly import (
     binary_auroc,
     choose_threshold,
     save_anomaly_figures,
+    store_threshold,
 )
 from .base import BaseTask
 from .decisions import decision_metrics, save_confusion
@@ -310,8 +311,4 @@ class HierarchicalTask(BaseTask):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint.setdefault("lbp_motion", {})["threshold"] = {
-            "value": self.threshold,
-            "rule": self.hparams.threshold_rule,
-            "q": self.hparams.threshold_q,
-        }
+        store_threshold(checkpoint, self)

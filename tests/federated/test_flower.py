@@ -36,20 +36,11 @@ from lbp_motion.federated.flower.messages import (  # noqa: E402
     train_reply_content,
 )
 from lbp_motion.federated.flower.strategy import select_nodes  # noqa: E402
+from tests.conftest import TINY_ARGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = ["site1", "site2", "site3"]  # client k = sorted site k, as in the simulation's `site` partition
-SMALL = [
-    "--model.model.init_args.d_model", "16",
-    "--model.model.init_args.num_layers", "1",
-    "--model.model.init_args.num_heads", "2",
-    "--data.stride", "15",
-    "--data.batch_size", "32",
-    "--trainer.max_epochs", "2",
-    "--trainer.accelerator", "cpu",
-    "--trainer.enable_progress_bar", "false",
-    "--run.wandb", "disabled",
-]  # fmt: skip
+SMALL = TINY_ARGS  # the tiny model and 2 epochs (= rounds) of tests/conftest.py
 
 
 # -- messages, without processes -------------------------------------------------------------
