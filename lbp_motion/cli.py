@@ -7,6 +7,7 @@ modules it calls (``results``, ``tasks.registry``, ``data``).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -15,15 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from .errors import LbpError
+from .errors import ConfigError, LbpError
+from .interrupts import Interrupted, exit_on_signals
 from .results import PredictionFiles, RunSummary, make_run_dir
 from .tasks.base import BaseTask
 from .tasks.registry import registered_tasks
+from .trust import check_class_paths, lbp_info, load_checkpoint
 
 
 @dataclass
@@ -73,16 +75,60 @@ def _data_spec(datamodule: Any) -> dict[str, Any] | None:
     return dict(spec) if spec is not None else None
 
 
+_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+          "- Expected a <class 'NoneType'>", "- Problem with given class_path", "Problem with given class_path",
+          "tip:")
+
+
+def one_line_error(message: str) -> str:
+    """jsonargparse's nested, multi-line parse error as one line: the dotted field and the
+    innermost reason (``model.lr: Not of type PositiveFloat: -0.001 does not conform ...``)."""
+    keys: list[str] = []
+    for key in re.findall(r'Parser key "([^"]+)"', message):
+        if not keys or keys[-1] != key:
+            keys.append(key)
+    reasons = [ln.strip().lstrip("- ").strip() for ln in message.splitlines()
+               if ln.strip() and "Parser key" not in ln and not ln.strip().startswith(_NOISE)]
+    reason = reasons[0] if reasons else " ".join(message.split())
+    given = re.findall(r"Given value: (.+)", message)
+    if given:
+        value = given[-1].strip()
+        nested = re.fullmatch(r"NestedArg\(key='[^']*', val='(.*)'\)", value)
+        value = nested.group(1) if nested else value
+        if len(value) <= 80 and value not in reason:
+            reason = f"{reason}, got {value}"
+    return f"{'.'.join(keys)}: {reason}" if keys else reason
+
+
+class LbpArgumentParser(LightningArgumentParser):
+    """Parse errors as one line (no usage dump, no nested union report), exit status 2."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line_error(message)} (see {prog} --help)\n")
+        raise SystemExit(2)
+
+
 class LbpCLI(LightningCLI):
     """LightningCLI with lbp_motion's defaults: any :class:`BaseTask` and any
     LightningDataModule by ``class_path``; run directories; metrics.json; CSV + W&B
     logging; best-checkpoint selection on a validation metric; test after fit."""
 
-    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, args: list[str] | None = None, trust: tuple[str, ...] = (), **kwargs: Any) -> None:
         self.run_dir: Path | None = None
         registered_tasks()  # import plugin tasks so configs may name them by class name
+        for path in config_files(sys.argv[1:] if args is None else args):
+            check_class_paths(read_yaml(path), path, extra=trust)
         try:
             self._init(args, **kwargs)
+        except Interrupted as stop:
+            last = self.run_dir / "checkpoints" / "last.ckpt" if self.run_dir else None
+            if last is not None and last.is_file():
+                stop.resume_with(f"resume with the same command and --ckpt_path {last}")
+            self._remove_run_dir_without_results()
+            raise
         except BaseException:
             self._remove_run_dir_without_results()
             raise
@@ -107,12 +153,15 @@ class LbpCLI(LightningCLI):
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,
+            parser_class=LbpArgumentParser,
             args=args,
             **kwargs,
         )
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        # checkpoints are read as tensors and plain data only (lbp_motion.trust)
+        parser.set_defaults(weights_only=True)
         if subcommand == "fit":
             parser.add_argument(
                 "--test_after_fit",
@@ -121,6 +170,39 @@ class LbpCLI(LightningCLI):
                 help="After fitting, test the best checkpoint when the data have a test split.",
             )
         return parser
+
+    def instantiate_classes(self) -> None:
+        """A constructor that rejects a config value (``ValueError``/``TypeError``, e.g. a
+        model width of -5) is a config error: one line naming the class, not a traceback."""
+        try:
+            super().instantiate_classes()
+        except LbpError:
+            raise
+        except (ValueError, TypeError) as err:
+            problem = user_error(err)
+            if problem is not None:
+                raise problem from None
+            root, seen = err, set()
+            while (root.__cause__ or root.__context__) is not None and id(root) not in seen:
+                seen.add(id(root))
+                root = root.__cause__ or root.__context__
+            text = " ".join(str(root).split())[:300]
+            raise ConfigError(f"a class in the config rejected its arguments: {type(root).__name__}: {text}") from err
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if config is None:
+            return
+        if config.get("weights_only", True) is not True:
+            raise ConfigError(
+                f"weights_only = {config.get('weights_only')!r}: lbp reads checkpoints as tensors and plain "
+                "data only (weights_only: true); a checkpoint that needs more is refused"
+            )
+        trainer = config.get("trainer") or {}
+        for key in ("max_epochs", "max_steps"):
+            value = trainer.get(key)
+            if value is not None and (value < -1 or value == 0):
+                raise ConfigError(f"trainer.{key} = {value}: expected a positive number (or -1: no limit)")
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
@@ -247,6 +329,11 @@ def cmd_federate(argv: list[str]) -> int:
 EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses,
                   "sweep": cmd_sweep, "report": cmd_report, "federate": cmd_federate}
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
+#: How an interrupted command resumes (``lbp fit`` and ``lbp cv`` name their files).
+RESUME_HINTS = {
+    "extract-poses": "run the same command again: finished videos are kept and skipped",
+    "sweep": "run the same command again: finished runs are kept and the sweep continues",
+}
 
 USAGE = """usage: lbp COMMAND [options]
 
@@ -283,27 +370,98 @@ def user_error(err: BaseException) -> LbpError | None:
     return None
 
 
-def _config_from_checkpoint(argv: list[str]) -> list[str]:
-    """``lbp predict --ckpt_path X`` without ``--config``: write the config stored in X
-    to a temporary file and put ``--config`` that file in front. The caller removes it."""
-    if not argv or argv[0] not in CHECKPOINT_COMMANDS or any(a in ("--config", "-c") or a.startswith("--config=") for a in argv):
-        return argv
-    ckpt = None
+def config_files(argv: list[str]) -> list[str]:
+    """The ``--config``/``-c`` files named in ``argv``, in order."""
+    out = []
     for i, a in enumerate(argv):
-        if a == "--ckpt_path" and i + 1 < len(argv):
-            ckpt = argv[i + 1]
-        elif a.startswith("--ckpt_path="):
-            ckpt = a.split("=", 1)[1]
-    if not ckpt or not Path(ckpt).is_file():
-        return argv
-    stored = torch.load(ckpt, map_location="cpu", weights_only=False).get("lbp_motion", {}).get("config")
-    if not stored:
-        return argv
+        if a in ("--config", "-c") and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--config="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML config file's data, or one clear error naming the file and the problem."""
     import yaml
 
-    config = yaml.safe_load(stored)
-    config.pop("test_after_fit", None)
-    config.pop("ckpt_path", None)
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the config as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (the last one)."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def _pop_trust(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """Take ``--trust_module PACKAGE`` (repeatable) out of ``argv``."""
+    rest, trust, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--trust_module" and i + 1 < len(argv):
+            trust.append(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--trust_module="):
+            trust.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    return rest, tuple(trust)
+
+
+def _config_from_checkpoint(argv: list[str], trust: tuple[str, ...] = ()) -> list[str]:
+    """Check ``--ckpt_path`` (a local, readable lbp checkpoint) and, for ``lbp
+    validate|test|predict --ckpt_path X`` without ``--config``, write the config stored
+    in X to a temporary file and put ``--config`` that file in front. The caller
+    removes it."""
+    if not argv or argv[0] not in CHECKPOINT_COMMANDS | {"fit"} or "-h" in argv or "--help" in argv:
+        return argv
+    has_config = bool(config_files(argv))
+    ckpt = _option(argv, "--ckpt_path")
+    if ckpt is None or ckpt in ("best", "last", "null", "hpc", "registry"):
+        if not has_config and argv[0] in CHECKPOINT_COMMANDS:
+            raise ConfigError(
+                f"lbp {argv[0]}: give --ckpt_path CHECKPOINT (the config stored in it is used) or --config FILE"
+            )
+        return argv
+    if "://" in ckpt:
+        raise ConfigError(f"--ckpt_path {ckpt}: lbp reads local checkpoint files only; download it first")
+    ckpt_data = load_checkpoint(ckpt)
+    info = lbp_info(ckpt_data, ckpt)
+    stored = info.get("config")
+    if has_config:
+        return argv
+    if not isinstance(stored, str) or not stored.strip():
+        raise ConfigError(f"{ckpt}: the checkpoint stores no config; give --config FILE too")
+    import yaml
+
+    try:
+        config = yaml.safe_load(stored)
+    except yaml.YAMLError:
+        config = None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{ckpt}: lbp_motion.config is not a YAML mapping; give --config FILE too")
+    check_class_paths(config, f"{ckpt} (stored config)", extra=trust)
+    for key in ("test_after_fit", "ckpt_path", "weights_only"):
+        config.pop(key, None)
     for key in ("callbacks", "logger"):
         (config.get("trainer") or {}).pop(key, None)
     fd, path = tempfile.mkstemp(prefix="lbp-ckpt-config-", suffix=".yaml")
@@ -329,7 +487,16 @@ def main(args: list[str] | None = None) -> int:
         print_usage()
         return 0
     try:
-        return _dispatch(argv)
+        with exit_on_signals() as outermost:
+            try:
+                return _dispatch(argv)
+            except Interrupted as stop:
+                if not outermost:
+                    raise
+                if argv[0] in RESUME_HINTS:
+                    stop.resume_with(RESUME_HINTS[argv[0]])
+                print(f"lbp: {stop.message()}", file=sys.stderr)
+                return stop.status
     except Exception as err:
         problem = user_error(err)
         if problem is None:
@@ -345,13 +512,14 @@ def _dispatch(argv: list[str]) -> int:
         from .pose.cli import cmd_predict_file  # `lbp predict VIDEO_OR_KEYPOINTS --ckpt CKPT`
 
         return cmd_predict_file(argv[1:])
-    expanded = _config_from_checkpoint(argv)
+    argv, trust = _pop_trust(argv)
+    expanded = _config_from_checkpoint(argv, trust)
     temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # the run directory already holds config.yaml and wandb/ when the CSV logger starts
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     try:
-        cli = LbpCLI(args=expanded)
+        cli = LbpCLI(args=expanded, trust=trust)
     finally:
         if temp_config:
             Path(temp_config).unlink(missing_ok=True)

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from .data.splits import split_subjects, write_split_file
-from .errors import ConfigError
+from .errors import ConfigError, LbpError
+from .interrupts import resume_hint
 from .results import make_run_dir, write_json_atomic
 
 
@@ -184,30 +185,31 @@ def run_cv(
             w.writerows([s, i] for s in test)
 
     fold_metrics, rows = [], []
-    for i, test in enumerate(plan):
-        fold = run / f"fold_{i}"
-        fold.mkdir(exist_ok=True)
-        done = (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
-        if not done:
-            split = write_split_file(
-                fold / "split.csv",
-                fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
-            )
-            common = ["--data.split_file", str(split), "--run.out_dir", str(run), "--run.name", f"fold_{i}"]
-            if lbp_main(["fit", *config_args, *common]) != 0:
-                raise RuntimeError(f"fold {i}: lbp fit failed")
-            fit_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-            metrics = json.loads((fit_dir / "metrics.json").read_text())
-            predict = ["predict", *config_args, *common, "--ckpt_path", metrics["best_checkpoint"],
-                       "--data.predict_split", "test"]
-            if lbp_main(predict) != 0:
-                raise RuntimeError(f"fold {i}: lbp predict failed")
-            pred_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-            shutil.copy(pred_dir / "predictions.csv", fold / "predictions.csv")
-            write_json_atomic(fold / "metrics.json", metrics)
-        fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
-        with open(fold / "predictions.csv", newline="") as fh:
-            rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
+    with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
+        for i, test in enumerate(plan):
+            fold = run / f"fold_{i}"
+            fold.mkdir(exist_ok=True)
+            done = (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
+            if not done:
+                split = write_split_file(
+                    fold / "split.csv",
+                    fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
+                )
+                common = ["--data.split_file", str(split), "--run.out_dir", str(run), "--run.name", f"fold_{i}"]
+                if lbp_main(["fit", *config_args, *common]) != 0:
+                    raise LbpError(f"fold {i}: lbp fit failed (see the error above); finished folds are kept: --resume {run}")
+                fit_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+                metrics = json.loads((fit_dir / "metrics.json").read_text())
+                predict = ["predict", *config_args, *common, "--ckpt_path", metrics["best_checkpoint"],
+                           "--data.predict_split", "test"]
+                if lbp_main(predict) != 0:
+                    raise LbpError(f"fold {i}: lbp predict failed (see the error above)")
+                pred_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+                shutil.copy(pred_dir / "predictions.csv", fold / "predictions.csv")
+                write_json_atomic(fold / "metrics.json", metrics)
+            fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
+            with open(fold / "predictions.csv", newline="") as fh:
+                rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
 
     summary = summarize(fold_metrics)
     if rows:  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])

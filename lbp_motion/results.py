@@ -21,6 +21,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 
+from .trust import load_checkpoint
+
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 
@@ -100,7 +102,7 @@ class RunSummary(pl.Callback):
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, "best_model_path", "") if isinstance(ckpt, ModelCheckpoint) else ""
         if best and Path(best).is_file():
-            stored = torch.load(best, map_location="cpu", weights_only=False).get("lbp_motion", {})
+            stored = load_checkpoint(best).get("lbp_motion", {})
             self.summary.update(stored.get("val_metrics", {}))
             self.summary["best_checkpoint"] = str(Path(best).resolve())
             self.summary["best_epoch"] = stored.get("epoch")

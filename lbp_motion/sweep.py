@@ -60,6 +60,7 @@ import numpy as np
 import yaml
 
 from .errors import ConfigError
+from .interrupts import Interrupted
 from .results import write_json_atomic
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -584,6 +585,10 @@ def run_sweep(
         try:
             with _environment(WANDB_RUN_GROUP=spec.name, WANDB_JOB_TYPE="sweep"):
                 code = lbp_main(argv)
+        except Interrupted:  # recorded, so that the resumed sweep runs it again
+            entry["status"] = "interrupted"
+            save()
+            raise
         except SystemExit as exc:  # the argument parser rejected the run's arguments
             entry["status"] = "failed"
             save()

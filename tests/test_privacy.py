@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from lbp_motion.trust import load_checkpoint
+
 pytest.importorskip("opacus")
 
 from opacus.accountants import PRVAccountant, RDPAccountant  # noqa: E402
@@ -321,7 +323,7 @@ def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(r
     values = [float(r.split(",")[column]) for r in per_epoch[1:] if r.split(",")[column]]
     assert len(values) == 2 and values[0] < values[1] == pytest.approx(metrics["dp/epsilon"], rel=1e-6)
     # the DP-trained checkpoint is a plain model's: it loads without any DP option
-    ckpt = torch.load(metrics["best_checkpoint"], weights_only=False)
+    ckpt = load_checkpoint(metrics["best_checkpoint"])
     dm = TUGDataModule(str(tiny_tug), stride=15)
     plain = ClassificationTask(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
                                data_spec=dm.spec)
@@ -360,6 +362,6 @@ def test_resumed_centralised_dp_run_ends_where_an_uninterrupted_one_does(tiny_tu
     runs = {name: tmp_path / name / "tug-dp" / version for name, version in (("full", "version_0"), ("half", "version_1"))}
     full, resumed = (json.loads((r / "metrics.json").read_text()) for r in runs.values())
     assert resumed["dp/steps"] == full["dp/steps"] and resumed["dp/epsilon"] == pytest.approx(full["dp/epsilon"])
-    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for r in runs.values())
+    a, b = (load_checkpoint(r / "checkpoints" / "last.ckpt")["state_dict"] for r in runs.values())
     for key, value in a.items():  # the same Poisson batches and the same noise after resuming
         torch.testing.assert_close(b[key], value, msg=key)

@@ -6,10 +6,15 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 import lbp_motion
-from lbp_motion.errors import ConfigError
+from lbp_motion.errors import ConfigError, LbpError
+
+
+class NonFiniteLossError(LbpError):
+    """Training produced a NaN or infinite loss; the run stops instead of reporting NaN."""
 
 
 class BaseTask(pl.LightningModule):
@@ -34,13 +39,15 @@ class BaseTask(pl.LightningModule):
     def __init__(
         self,
         data_spec: dict[str, Any] | None = None,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
-        lr_decay: float = 0.99,
+        lr: PositiveFloat = 5e-4,
+        weight_decay: NonNegativeFloat = 0.01,
+        lr_decay: PositiveFloat = 0.99,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
+        # plain floats in the hyperparameters: checkpoints hold plain data only (lbp_motion.trust)
+        lr, weight_decay, lr_decay = float(lr), float(weight_decay), float(lr_decay)
         self.save_hyperparameters()
         self.data_spec: dict[str, Any] = dict(data_spec or {})
         self.optimizer_factory = optimizer
@@ -99,6 +106,17 @@ class BaseTask(pl.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Stop at the first non-finite training loss, with the epoch, batch and lr."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+            lrs = [g["lr"] for opt in self.trainer.optimizers for g in opt.param_groups] if self._trainer else []
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().float().mean().item()} at epoch {self.current_epoch}, "
+                f"batch {batch_idx} (learning rate {lrs[0] if lrs else self.hparams.get('lr')}): training "
+                "diverged; lower model.lr, or check the data for non-finite values"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Make the checkpoint describe itself: data (classes, layout, normalisation,

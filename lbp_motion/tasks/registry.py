@@ -14,9 +14,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 
-from lbp_motion.errors import LbpError
+from lbp_motion.trust import UntrustedFileError, check_class_paths, lbp_info, load_checkpoint
 
 GROUP = "lbp_motion.tasks"
 
@@ -39,20 +40,30 @@ def registered_tasks() -> dict[str, type]:
 
 
 def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """The self-description ``lbp_motion`` stores in a checkpoint (version, task, data)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return dict(ckpt.get("lbp_motion", {}))
+    """The self-description ``lbp_motion`` stores in a checkpoint (version, task, data).
+    The file is read with :func:`lbp_motion.trust.load_checkpoint` (no code runs)."""
+    return dict(lbp_info(load_checkpoint(path), path))
 
 
-def load_task(path: str | Path, map_location: str | torch.device = "cpu"):
+def load_task(path: str | Path, map_location: str | torch.device = "cpu", trust: tuple[str, ...] = ()):
     """Load a task from a checkpoint alone: the task class, its hyperparameters and its
-    data description all travel in the file. Only load checkpoints you trust (they are
-    unpickled)."""
+    data description all travel in the file.
+
+    Safe on a file from anyone: tensors and plain data only (``weights_only=True``), and
+    the task class and every ``class_path`` in the stored hyperparameters must come from
+    a trusted package (:mod:`lbp_motion.trust`; ``trust`` adds packages).
+    """
     import importlib
 
-    info = read_checkpoint_info(path)
-    if "task" not in info:
-        raise LbpError(f"{path}: not an lbp_motion checkpoint (no 'lbp_motion' entry)")
-    module, _, name = info["task"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
+    ckpt = load_checkpoint(path, map_location=map_location)
+    info = lbp_info(ckpt, path)
+    task = info.get("task")
+    if not isinstance(task, str) or "." not in task:
+        raise UntrustedFileError(f"{path}: lbp_motion.task = {task!r} is not a dotted class name")
+    check_class_paths({"lbp_motion": {"class_path": task}, "hyper_parameters": ckpt.get("hyper_parameters")},
+                      path, extra=trust)
+    module, _, name = task.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, pl.LightningModule)):
+        raise UntrustedFileError(f"{path}: lbp_motion.task = {task!r} is not a LightningModule class")
+    return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)

@@ -9,6 +9,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from lbp_motion.trust import load_checkpoint
+
 pytest.importorskip("opacus")
 
 from opacus.accountants import RDPAccountant  # noqa: E402
@@ -106,7 +108,7 @@ def test_resumed_dp_run_keeps_counting_privacy(sited_tug, tmp_path):
     resumed = json.loads((tmp_path / "half" / "tug-fedavg-dp" / "version_1" / "metrics.json").read_text())
     assert resumed["dp/steps"] == full["dp/steps"]
     assert resumed["dp/epsilon"] == pytest.approx(full["dp/epsilon"], rel=1e-9)
-    a = torch.load(tmp_path / "full" / "tug-fedavg-dp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
-    b = torch.load(tmp_path / "half" / "tug-fedavg-dp" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
+    a = load_checkpoint(tmp_path / "full" / "tug-fedavg-dp" / "version_0" / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(tmp_path / "half" / "tug-fedavg-dp" / "version_1" / "checkpoints" / "last.ckpt")
     for key, value in a["state_dict"].items():  # the same noise, the same batches
         torch.testing.assert_close(b["state_dict"][key], value, msg=key)

@@ -52,9 +52,25 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _reattach_log_handlers() -> None:
+    """Point logging handlers left on an earlier test's (closed) captured stderr at the
+    current one; otherwise a log record prints a 'Logging error' traceback."""
+    import logging
+    import sys
+
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.stream = sys.stderr
+
+
 def replay(case: Case, tmp_path: Path, capsys) -> None:
     """Run one case and assert its status, its one-line message and its check."""
     argv = case.setup(tmp_path)
+    _reattach_log_handlers()
     capsys.readouterr()
     status = run_lbp(argv)
     err = capsys.readouterr().err

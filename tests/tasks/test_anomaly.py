@@ -12,6 +12,7 @@ from lbp_motion.errors import ConfigError
 from lbp_motion.models import LSTMAutoencoder, LSTMDNNClassifier
 from lbp_motion.tasks import AnomalyTask
 from lbp_motion.tasks.anomaly import decision_probs, frame_normal_nll, reconstruction_error
+from lbp_motion.trust import load_checkpoint
 
 F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
@@ -154,7 +155,7 @@ def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     for png in ("roc_test.png", "scores_test.png", "confusion_test.png"):
         assert (run / png).stat().st_size > 0, png
     assert (run / "scores_test.csv").is_file()
-    ckpt = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(metrics["best_checkpoint"])
     saved = float(ckpt["state_dict"]["detector.threshold"])
     assert ckpt["lbp_motion"]["threshold"]["value"] == pytest.approx(saved)
     assert ckpt["lbp_motion"]["threshold"]["rule"] == "f1"
@@ -185,8 +186,7 @@ def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tm
              "--model.init_args.model.init_args.dense_sizes", "[8]"]
     run = run_lbp("fit", "--config", "experiments/emopain/anomaly/protective_loss.yaml", *small, *FAST,
                   "--test_after_fit", "false", tiny=False)
-    ckpt = torch.load(json.loads((run / "metrics.json").read_text())["best_checkpoint"], map_location="cpu",
-                      weights_only=False)
+    ckpt = load_checkpoint(json.loads((run / "metrics.json").read_text())["best_checkpoint"])
     ckpt["state_dict"]["detector.threshold"] = torch.tensor(1e6)  # nothing scores this high
     edited = tmp_path / "edited.ckpt"
     torch.save(ckpt, edited)

@@ -9,6 +9,7 @@ import torch
 from lbp_motion.errors import ConfigError
 from lbp_motion.models import LSTMDNNClassifier
 from lbp_motion.tasks import CascadeTask
+from lbp_motion.trust import load_checkpoint
 
 F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
@@ -97,8 +98,8 @@ def test_cascade_from_a_protective_run_keeps_stage_1_frozen(run_lbp):
                   "--model.init_args.stage1_checkpoint", ckpt1, tiny=False)
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test/f1/high" in metrics and "test/mcc" in metrics
-    before = torch.load(ckpt1, map_location="cpu", weights_only=False)["state_dict"]
-    after = torch.load(metrics["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+    before = load_checkpoint(ckpt1)["state_dict"]
+    after = load_checkpoint(metrics["best_checkpoint"])["state_dict"]
     stage1_keys = [k for k in after if k.startswith("stage1.")]
     assert stage1_keys
     for key in stage1_keys:

@@ -3,6 +3,7 @@ import torch
 from lbp_motion.models import LSTMClassifier
 from lbp_motion.tasks import ClassificationTask, load_task
 from lbp_motion.tasks.registry import read_checkpoint_info
+from lbp_motion.trust import load_checkpoint
 
 SPEC = {"num_features": 12, "classes": ["low", "medium", "high"]}
 
@@ -58,5 +59,5 @@ def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
     assert "normalization" in data and info["version"]
     task = load_task(ckpt)
     assert isinstance(task, ClassificationTask) and task.model.feature_dim == 16
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = load_checkpoint(ckpt)["state_dict"]
     torch.testing.assert_close(task.state_dict()["model.head.1.weight"], state["model.head.1.weight"])

@@ -242,7 +242,10 @@ def _server_validation(experiment, state: dict[str, torch.Tensor], run_dir: Path
 
 
 def load_server_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The server's checkpoint, read as tensors and plain data only (no code runs)."""
+    from ...trust import load_checkpoint
+
+    return load_checkpoint(path)
 
 
 def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tensor]:
