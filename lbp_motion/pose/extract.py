@@ -27,9 +27,10 @@ import numpy as np
 from ..data.format import (
     DataFormatError,
     LabelRow,
+    check_labels_merge,
+    merge_labels,
     read_labels,
     read_recording,
-    write_labels,
     write_recording,
 )
 from ..data.layouts import convert_layout, get_layout
@@ -221,8 +222,11 @@ def extract_folder(
     Args:
         labels: a labels CSV (docs/data-format.md) naming recordings by video stem;
             default: ``video_dir/labels.csv`` if present. With labels, only listed
-            videos are extracted and ``out_dir/labels.csv`` gets the rows of the
-            recordings present, so ``out_dir`` is a ready TUG folder.
+            videos are extracted and the rows of the recordings present are merged
+            into ``out_dir/labels.csv`` (:func:`~lbp_motion.data.format.merge_labels`:
+            rows already there are kept, new ones added; a recording listed there with
+            other fields is refused before anything is extracted), so ``out_dir`` is a
+            ready TUG folder.
         backend, backend_options: the pose backend by name and its options (created
             only if a video needs extracting); or pass a ready ``estimator``.
         overwrite: redo videos already extracted.
@@ -239,6 +243,10 @@ def extract_folder(
     label_path = Path(labels) if labels is not None else folder / "labels.csv"
     rows = _read_label_file(label_path) if (labels is not None or label_path.is_file()) else None
     summary = ExtractionSummary(videos=len(videos))
+    if rows is not None:
+        # refuse a labels file that conflicts with out_dir's before any video is extracted
+        # (merge_labels checks again when it writes)
+        check_labels_merge(out_dir, rows, source=label_path)
     if rows is not None:
         listed = {r.recording for r in rows}
         for v in videos:
@@ -296,7 +304,7 @@ def extract_folder(
         present = [r for r in rows if (out_dir / f"{r.recording}.npz").is_file()]
         missing = [r.recording for r in rows if not (out_dir / f"{r.recording}.npz").is_file()]
         if present:
-            write_labels(out_dir, present)
+            merge_labels(out_dir, present, source=label_path)
         if missing:
             say(f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
                 + (" ..." if len(missing) > 5 else ""))
