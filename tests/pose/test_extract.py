@@ -110,6 +110,9 @@ def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypat
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape[1:] == (30, 51)
     assert len(fake_backend) == 1  # the second resolution found everything done
+    # the cached folder mirrors the video folder's labels.csv: an edited label is taken over
+    (videos / "labels.csv").write_text("\n".join(rows).replace("v0,s0,low", "v0,s0,high") + "\n")
+    assert {r.recording: r.label for r in read_labels(keypoints_for_video_folder(videos))}["v0"] == "high"
     assert keypoints_for_video_folder(tmp_path) == tmp_path  # not a video folder: unchanged
     (videos / "labels.csv").unlink()
     from lbp_motion.data.format import DataFormatError
