@@ -75,7 +75,10 @@ class RunSummary(pl.Callback):
       checkpoint when it is saved), ``best_checkpoint``, ``best_epoch``, ``monitor``,
       and ``final_val/*``: the validation metrics of the last epoch (federated: round);
     * validate / test: the ``val/*`` or ``test/*`` metrics, merged into the same file,
-      so a fit that tests at its end holds both.
+      so a fit that tests at its end holds both;
+    * ``absent_classes``: ``{split: [class, ...]}`` for the splits of the stage (fit:
+      train and val; validate: val; test: test) that have samples but none of some
+      class (the DataModule's ``absent_classes``); absent when there are none.
 
     Args:
         run_dir: where metrics.json goes.
@@ -90,6 +93,12 @@ class RunSummary(pl.Callback):
     def _write(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / METRICS_FILE, self.summary)
+
+    def _note_absent_classes(self, trainer, splits: tuple[str, ...]) -> None:
+        absent = getattr(getattr(trainer, "datamodule", None), "absent_classes", None) or {}
+        noted = {split: list(absent[split]) for split in splits if absent.get(split)}
+        if noted:
+            self.summary.setdefault("absent_classes", {}).update(noted)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         info = checkpoint.setdefault("lbp_motion", {})
@@ -117,15 +126,18 @@ class RunSummary(pl.Callback):
         for callback in trainer.callbacks:  # e.g. DifferentialPrivacy: the dp/* keys
             if callable(getattr(callback, "run_summary", None)):
                 self.summary.update(callback.run_summary())
+        self._note_absent_classes(trainer, ("train", "val"))
         self._write()
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.state.fn == "validate":
             self.summary.update(_scalar_metrics(trainer.callback_metrics, "val/"))
+            self._note_absent_classes(trainer, ("val",))
             self._write()
 
     def on_test_end(self, trainer, pl_module) -> None:
         self.summary.update(_scalar_metrics(trainer.callback_metrics, "test/"))
+        self._note_absent_classes(trainer, ("test",))
         self._write()
 
 

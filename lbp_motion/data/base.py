@@ -22,13 +22,18 @@ Batches are dicts: ``x`` (B, T, F) float32, ``mask`` (B, T) bool (True = real fr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 from ..errors import ConfigError
 from .balance import balance_dataset
+from .format import DataFormatError
+
+log = logging.getLogger(__name__)
 
 
 class MotionDataModule(pl.LightningDataModule):
@@ -43,6 +48,9 @@ class MotionDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self._datasets: dict[str, torch.utils.data.Dataset] = {}
         self.recording_names: list[str] = []
+        #: classes without samples in a split that has samples, e.g. {"test": ["high"]};
+        #: set by ``finish_train_split``, warned about, written to metrics.json
+        self.absent_classes: dict[str, list[str]] = {}
 
     @property
     def spec(self) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -105,11 +113,51 @@ class MotionDataModule(pl.LightningDataModule):
     balance_seed: int = 0
     num_real_train_samples: int = 0
 
-    def finish_train_split(self) -> None:
-        """Call at the end of ``setup``: remembers the real training samples (n for
-        federated weighting) and balances the training split if configured."""
+    def finish_train_split(self, stage: str | None = None, pooled_train_labels: np.ndarray | None = None) -> None:
+        """Call at the end of ``setup``: checks the splits' classes, remembers the real
+        training samples (n for federated weighting) and balances the training split if
+        configured.
+
+        When fitting (``stage`` ``"fit"`` or None) a training split with fewer than two
+        classes is an error. A class without samples in a split that has samples is
+        logged as a warning and kept in :attr:`absent_classes`.
+
+        ``pooled_train_labels``: when the training split is one site's part of a larger
+        one (``train_sites``), the labels of that larger split; the two-class check is
+        made on them (one site of a federation may hold one class; the absent classes
+        of the site's split are still warned about).
+        """
         self._real_train = self._datasets["train"]
         self.num_real_train_samples = len(self._real_train)
+        present: dict[str, set[int]] = {}
+        for split in ("train", "val", "test"):
+            ds = self._datasets.get(split)
+            labels = ds.window_labels() if ds is not None and len(ds) else np.zeros(0, np.int64)
+            present[split] = {int(y) for y in np.unique(labels)}
+        pooled = present["train"] if pooled_train_labels is None else {int(y) for y in np.unique(pooled_train_labels)}
+        if stage in (None, "fit") and len(pooled) < 2:
+            have = [self.classes[i] for i in sorted(pooled)]
+            what = "no samples" if not have else f"samples of one class only ({have[0]!r})"
+            raise DataFormatError(
+                f"data: the training split has {what}; training needs at least two of the classes "
+                f"{self.classes} (check the labels, data.classes and the split settings)"
+            )
+        self.absent_classes = {
+            split: [c for i, c in enumerate(self.classes) if i not in have]
+            for split, have in present.items()
+            if have and len(have) < len(self.classes)
+        }
+        for split, missing in self.absent_classes.items():
+            names = ", ".join(repr(c) for c in missing)
+            them = "it" if len(missing) == 1 else "them"
+            effect = (
+                f"the model never sees {them}" if split == "train"
+                else f"per-class {split} metrics of {them} are 0 by definition, not a measurement"
+            )
+            log.warning(
+                "data: the %s split has no samples of class%s %s; %s (listed in metrics.json under absent_classes)",
+                split, "es" if len(missing) > 1 else "", names, effect,
+            )
         if self.balance != "none":
             self._datasets["train"] = balance_dataset(self._real_train, self.balance, self.balance_seed)
 

@@ -1161,7 +1161,7 @@ class EmoPainDataModule(MotionDataModule):
         self._datasets["predict"] = subset(
             ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
         )
-        self.finish_train_split()
+        self.finish_train_split(stage)  # refuses fewer than two training classes when fitting
         log.info(
             "EmoPain data %s (%s task): %d recordings, %s samples (train/val/test)",
             root,

@@ -21,7 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .format import DataFormatError
 from .layouts import Layout
+
+#: the largest spread of one frame's visible joints, in body scales, that is believable;
+#: beyond it the scale (or a coordinate) is broken and the features would be absurd
+MAX_SPREAD_IN_SCALES = 1e4
 
 
 def visible_mask(keypoints: np.ndarray, min_confidence: float) -> np.ndarray:
@@ -92,3 +97,23 @@ def normalize_skeleton(
     out[..., 2] = 1.0
     out[~vis] = 0.0
     return out
+
+
+def check_scale(keypoints: np.ndarray, scale: float, *, min_confidence: float, source: str) -> None:
+    """Raise :class:`DataFormatError` naming ``source`` and a frame unless ``scale`` (the
+    recording's :func:`body_scale`) is finite, positive and believable: no frame's visible
+    joints may spread over more than :data:`MAX_SPREAD_IN_SCALES` body scales."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise DataFormatError(f"{source}: body scale is {scale:g} pixels; expected a positive finite size")
+    vis = visible_mask(keypoints, min_confidence)
+    frames = np.flatnonzero(vis.any(axis=1))
+    if not len(frames):
+        return
+    xy = np.where(vis[frames, :, None], keypoints[frames, :, :2].astype(np.float64), np.nan)
+    spread = np.linalg.norm(np.nanmax(xy, axis=1) - np.nanmin(xy, axis=1), axis=-1)
+    worst = int(np.argmax(spread))
+    if spread[worst] > MAX_SPREAD_IN_SCALES * scale:
+        raise DataFormatError(
+            f"{source}: body scale (median torso length) is {scale:g} pixels but frame {frames[worst]}'s "
+            f"visible joints spread over {spread[worst]:g} pixels; check the hip and shoulder coordinates"
+        )

@@ -15,7 +15,7 @@ from .balance import BalanceMethod
 from .base import MotionDataModule
 from .format import DataFormatError, read_labels, read_recording
 from .layouts import get_layout
-from .normalize import body_scale, normalize_skeleton, visible_mask
+from .normalize import body_scale, check_scale, normalize_skeleton, visible_mask
 from .splits import majority, read_split_file, split_subjects
 from .windows import window_index
 
@@ -196,6 +196,7 @@ class TUGDataModule(MotionDataModule):
         class_index = {c: i for i, c in enumerate(self.classes)}
         keypoints, scales, labels, names, subjects, sites = [], [], [], [], [], []
         fps_values = []
+        too_short, invisible = 0, 0
         for line, row in enumerate(rows, start=2):
             path = root / f"{row.recording}.npz"
             if row.label not in class_index:
@@ -212,21 +213,36 @@ class TUGDataModule(MotionDataModule):
                     "%s: %d frames, shorter than one window of %d; skipped",
                     path, rec.num_frames, self.window,
                 )
+                too_short += 1
                 continue
             if rec.layout != self.layout_name:
                 raise DataFormatError(
                     f"{path}: field 'layout' is {rec.layout!r} but the config says data.layout={self.layout_name!r}; "
                     "set data.layout or convert the recordings"
                 )
+            if not visible_mask(rec.keypoints, self.min_confidence).any():
+                log.warning(
+                    "%s: no joint is visible (confidence >= %g) in any of its %d frames; skipped",
+                    path, self.min_confidence, rec.num_frames,
+                )
+                invisible += 1
+                continue
+            scale = body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence)
+            check_scale(rec.keypoints, scale, min_confidence=self.min_confidence, source=str(path))
             keypoints.append(rec.keypoints)
-            scales.append(body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence))
+            scales.append(scale)
             labels.append(class_index[row.label])
             names.append(row.recording)
             subjects.append(row.subject)
             sites.append(row.site)
             fps_values.append(rec.fps)
-        if not keypoints:
+        if not keypoints and not invisible:
             raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
+        if not keypoints:
+            raise DataFormatError(
+                f"{root}: no usable recording: {invisible} have no visible joint (confidence >= "
+                f"{self.min_confidence:g}) and {too_short} are shorter than {self.window} frames"
+            )
         self.fps = float(np.median(fps_values))
         self.recording_names = names
         self.recording_subjects = subjects
@@ -236,6 +252,7 @@ class TUGDataModule(MotionDataModule):
         lengths = [len(k) for k in keypoints]
         index = window_index(lengths, self.window, self.stride)
         side = np.array([self.subject_split[s] for s in subjects])
+        pooled_train = labels_arr[side == "train"]  # before train_sites, for the two-class check
         if self.train_sites is not None:
             known = {s for s in sites if s is not None}
             unknown = sorted(set(self.train_sites) - known)
@@ -254,7 +271,7 @@ class TUGDataModule(MotionDataModule):
             self._datasets[split] = subset(side == split)
         predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
         self._datasets["predict"] = subset(predict)
-        self.finish_train_split()
+        self.finish_train_split(stage, pooled_train if self.train_sites is not None else None)
         log.info(
             "TUG data %s: %d recordings, %s windows (train/val/test)",
             root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")],

@@ -27,6 +27,8 @@ import numpy as np
 from ..data.format import (
     DataFormatError,
     LabelRow,
+    check_labels_merge,
+    merge_labels,
     read_labels,
     read_recording,
     write_labels,
@@ -215,18 +217,25 @@ def extract_folder(
     progress: bool = True,
     estimator: PoseEstimator | None = None,
     log: Callable[[str], None] | None = None,
+    merge: bool = True,
 ) -> ExtractionSummary:
     """Extract every video of ``video_dir`` (or one video file) into ``out_dir``.
 
     Args:
         labels: a labels CSV (docs/data-format.md) naming recordings by video stem;
             default: ``video_dir/labels.csv`` if present. With labels, only listed
-            videos are extracted and ``out_dir/labels.csv`` gets the rows of the
-            recordings present, so ``out_dir`` is a ready TUG folder.
+            videos are extracted and the rows of the recordings present are merged
+            into ``out_dir/labels.csv`` (:func:`~lbp_motion.data.format.merge_labels`:
+            rows already there are kept, new ones added; a recording listed there with
+            other fields is refused before anything is extracted), so ``out_dir`` is a
+            ready TUG folder.
         backend, backend_options: the pose backend by name and its options (created
             only if a video needs extracting); or pass a ready ``estimator``.
         overwrite: redo videos already extracted.
         log: where messages go (default: stderr).
+        merge: merge the rows into ``out_dir/labels.csv`` (above); False replaces it with
+            the rows of the recordings present (for a folder that mirrors ``labels``,
+            such as the cache of :func:`keypoints_for_video_folder`).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr))
     video_dir, out_dir = Path(video_dir), Path(out_dir)
@@ -239,6 +248,10 @@ def extract_folder(
     label_path = Path(labels) if labels is not None else folder / "labels.csv"
     rows = _read_label_file(label_path) if (labels is not None or label_path.is_file()) else None
     summary = ExtractionSummary(videos=len(videos))
+    if rows is not None and merge:
+        # refuse a labels file that conflicts with out_dir's before any video is extracted
+        # (merge_labels checks again when it writes)
+        check_labels_merge(out_dir, rows, source=label_path)
     if rows is not None:
         listed = {r.recording for r in rows}
         for v in videos:
@@ -295,7 +308,9 @@ def extract_folder(
     if rows is not None:
         present = [r for r in rows if (out_dir / f"{r.recording}.npz").is_file()]
         missing = [r.recording for r in rows if not (out_dir / f"{r.recording}.npz").is_file()]
-        if present:
+        if present and merge:
+            merge_labels(out_dir, present, source=label_path)
+        elif present:
             write_labels(out_dir, present)
         if missing:
             say(f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
@@ -336,7 +351,8 @@ def keypoints_for_video_folder(
 
     base = Path(cache) if cache is not None else cache_root()
     out = base / "poses" / f"{root.name}-{_video_folder_key(root, backend, stride, layout)}"
-    summary = extract_folder(root, out, backend=backend, stride=stride, layout=layout, progress=progress)
+    # the cache mirrors root/labels.csv: an edited label replaces the old one
+    summary = extract_folder(root, out, backend=backend, stride=stride, layout=layout, progress=progress, merge=False)
     if summary.failed:
         names = ", ".join(f"{name} ({why})" for name, why in summary.failed[:3])
         raise DataFormatError(f"{root}: {len(summary.failed)} videos could not be extracted: {names}")

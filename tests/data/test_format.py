@@ -63,8 +63,12 @@ def test_missing_field_and_corrupt_file(tmp_path):
         read_recording(path)
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="not a readable .npz"):
+    with pytest.raises(DataFormatError, match="not a keypoint .npz file \\(it is a text file starting 'not a zip'"):
         read_recording(corrupt)
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes((tmp_path / "nofps.npz").read_bytes()[:200])  # a zip cut off
+    with pytest.raises(DataFormatError, match="damaged.npz: not a readable keypoint .npz file"):
+        read_recording(damaged)
 
 
 def test_labels_roundtrip_and_errors(tmp_path):

@@ -110,6 +110,9 @@ def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypat
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape[1:] == (30, 51)
     assert len(fake_backend) == 1  # the second resolution found everything done
+    # the cached folder mirrors the video folder's labels.csv: an edited label is taken over
+    (videos / "labels.csv").write_text("\n".join(rows).replace("v0,s0,low", "v0,s0,high") + "\n")
+    assert {r.recording: r.label for r in read_labels(keypoints_for_video_folder(videos))}["v0"] == "high"
     assert keypoints_for_video_folder(tmp_path) == tmp_path  # not a video folder: unchanged
     (videos / "labels.csv").unlink()
     from lbp_motion.data.format import DataFormatError
@@ -117,3 +120,32 @@ def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypat
     with pytest.raises(DataFormatError, match="needs a labels.csv"):
         keypoints_for_video_folder(videos)
     assert os.environ["LBP_OFFLINE"] == "1"
+
+
+def test_a_second_folder_merges_into_the_labels_and_a_conflict_is_refused_first(tmp_path, fake_backend, capsys):
+    """Issue 12: extracting into an existing keypoint folder used to replace its labels.csv
+    with only the new folder's rows."""
+    out = tmp_path / "kp"
+    for folder, names in (("clinic_a", ["a1", "a2"]), ("clinic_b", ["b1"])):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            write_video(tmp_path / folder / f"{name}.mp4", frames=36)
+        rows = "".join(f"{n},s_{n},low\n" for n in names) + ("a2,s_a2,low\n" if folder == "clinic_b" else "")
+        (tmp_path / folder / "labels.csv").write_text("recording,subject,label\n" + rows)
+        assert main(["extract-poses", str(tmp_path / folder), "--out", str(out), "--backend", "fake", "--no-progress"]) == 0
+    # clinic_b lists a2 again, identically: kept once; a1 and a2 are not lost
+    assert [r.recording for r in read_labels(out)] == ["a1", "a2", "b1"]
+
+    (tmp_path / "clinic_c").mkdir()
+    write_video(tmp_path / "clinic_c" / "c1.mp4", frames=36)
+    (tmp_path / "clinic_c" / "labels.csv").write_text("recording,subject,label\nc1,s_c1,low\na1,s_a1,high\n")
+    before = (out / "labels.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["extract-poses", str(tmp_path / "clinic_c"), "--out", str(out), "--backend", "fake", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"lbp: error: {out / 'labels.csv'}: recording 'a1' is listed with subject 's_a1', label 'low', but "
+        f"{tmp_path / 'clinic_c' / 'labels.csv'} says subject 's_a1', label 'high'; nothing was written: "
+        "correct one of the two files"
+    )
+    assert (out / "labels.csv").read_bytes() == before and not (out / "c1.npz").exists()  # refused before extracting
