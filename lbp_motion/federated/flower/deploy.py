@@ -248,6 +248,7 @@ def _server_parser() -> argparse.ArgumentParser:
 
 
 def _check_public_keys(paths: list[str]) -> list[Path]:
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -258,7 +259,7 @@ def _check_public_keys(paths: list[str]) -> list[Path]:
             raise ConfigError(f"--authorized-keys {path}: no such file")
         try:
             key = serialization.load_ssh_public_key(file.read_bytes())
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, UnsupportedAlgorithm) as err:
             raise ConfigError(f"--authorized-keys {path}: not an OpenSSH public key ({err})") from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
             raise ConfigError(f"--authorized-keys {path}: not an EC public key (make keys with `lbp federate keys`)")

@@ -32,9 +32,11 @@ def allowed(path: str) -> bool:
 
 def make_app(upstream: str, ca_certfile: str | None):
     """The ASGI app: forward Fleet API requests to ``upstream`` (``http(s)://host:port``)."""
+    import ssl
+
     import httpx
 
-    verify = ca_certfile if ca_certfile else False
+    verify = ssl.create_default_context(cafile=ca_certfile) if ca_certfile else False
     client = httpx.AsyncClient(base_url=upstream, verify=verify, timeout=httpx.Timeout(600.0, connect=10.0))
 
     async def app(scope, receive, send):
