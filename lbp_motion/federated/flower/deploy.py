@@ -551,7 +551,7 @@ def _supernode_failure(lines: list[str]) -> str:
     """The likely reason in the last lines a SuperNode printed before it exited."""
     text = "\n".join(lines)
     low = text.lower()
-    if "activation_failed" in low or "no supernode found" in low or "401" in low or "registration" in low \
+    if "failed to activate" in low or "activation_failed" in low or "no supernode found" in low or "401" in low or "registration" in low \
             or "invalid supernode authentication" in low:
         return ("the server does not know this site's SuperNode key: give --auth-key PRIVATE_KEY and have the "
                 "server list its public key in --authorized-keys")
@@ -607,18 +607,33 @@ def cmd_client(argv: list[str]) -> int:
              "--node-config", f'lbp-client="{settings_path}"', *auth, *transport],
             env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True,  # its helpers (SuperExec) go with it: stop_process_group below
         )
         print(f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}", flush=True)
-        for line in node.stdout:  # relay the SuperNode's output, keep its last lines
-            sys.stderr.write(line)
-            sys.stderr.flush()
-            tail = (tail + [line.rstrip("\n")])[-40:]
+        import threading
+
+        def relay() -> None:  # the SuperNode's output to ours; keep its last lines
+            for line in node.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line.rstrip("\n"))
+                del tail[:-40]
+
+        reader = threading.Thread(target=relay, daemon=True)
+        reader.start()
         code = node.wait()
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # its group (pgid = its pid): e.g. a SuperExec left retrying
+            try:
+                os.killpg(node.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(1.0)
+        reader.join(timeout=5.0)
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop_process(node)
+        stop_process_group(node, grace=10.0)
     if code == 0:
         return 0
     reason = probe_server(args.server, root_ca) or _supernode_failure(tail)
