@@ -484,7 +484,8 @@ def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(three_s
                                                                "--trainer.strategy.init_args.min_clients", "2"])
     run_federation(LoopbackGrid(settings, fail={1}), server)
     (row,) = _rounds(Path(server["run_dir"]))
-    assert row["clients"] == "2" and row["failed"] == "1" and "client_1/n" not in row
+    assert row["clients"] == "2" and row["failed_nodes"] == "1" and "client_1/n" not in row
+    assert row["failed"] == "node:1" and "site offline" in row["left_out"]  # no client id in its reply
     strict = dict(server, run_dir=str(tmp_path / "strict" / "version_0"))
     with pytest.raises(AggregationError, match="min_clients=2"):
         run_federation(LoopbackGrid(settings, fail={0, 2}), strict)

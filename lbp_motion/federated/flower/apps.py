@@ -36,6 +36,7 @@ from flwr.serverapp import Grid, ServerApp
 from ...errors import ConfigError
 from ..fedavg import AggregationError, server_momentum_update
 from .messages import ARRAYS, CONFIG, arrays_to_state, state_to_arrays, train_reply_content
+from .messages import METRICS as METRICS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,46 @@ def _client_experiment(settings: dict[str, Any]):
     return _EXPERIMENTS[key]
 
 
+CLIENT_ERROR_PREFIX = "lbp client "
+
+
+def _shape_mismatch(task_state: dict[str, torch.Tensor], global_state: dict[str, torch.Tensor]) -> str | None:
+    """Why the global weights do not fit this site's model (another config), or None."""
+    if list(task_state) != list(global_state):
+        extra = sorted(set(global_state) - set(task_state))[:3]
+        missing = sorted(set(task_state) - set(global_state))[:3]
+        return f"the global model's parameters differ from this site's model (extra {extra}, missing {missing})"
+    for key, value in task_state.items():
+        if tuple(value.shape) != tuple(global_state[key].shape):
+            return (f"shape mismatch: {key} is {tuple(global_state[key].shape)} in the global model and "
+                    f"{tuple(value.shape)} here (does this site's config differ, e.g. d_model?)")
+    return None
+
+
 @client_app.train()
 def client_train(msg: Message, context: Context) -> Message:
     """One round at a site: local training from the global weights; the reply holds the
-    site's weights and scalar metrics only."""
+    site's weights and scalar metrics only. A failure is answered with an error reply
+    whose reason starts with ``lbp client K:`` so that the server names the site."""
     settings = read_settings(context.node_config[CLIENT_KEY])
+    client_id = int(settings.get("client_id", 0))
+    try:
+        return _client_round(msg, settings, client_id)
+    except Exception as err:  # the server must learn which site failed, and why
+        from flwr.app import Error
+
+        reason = f"{CLIENT_ERROR_PREFIX}{client_id}: {type(err).__name__}: {err}".splitlines()[0][:500]
+        if isinstance(err, SiteMismatch):
+            reason = f"{CLIENT_ERROR_PREFIX}{client_id}: {err}"
+        log.error(reason)
+        return Message(Error(code=1, reason=reason), reply_to=msg)
+
+
+class SiteMismatch(ConfigError):
+    """The global model does not fit this site's model."""
+
+
+def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Message:
     work_dir = Path(settings["work_dir"])
     work_dir.mkdir(parents=True, exist_ok=True)
     lbp_round = int(msg.content[CONFIG]["lbp-round"])
@@ -78,9 +114,12 @@ def client_train(msg: Message, context: Context) -> Message:
     experiment = _client_experiment(settings)
     from .local import train_locally
 
+    global_state = arrays_to_state(msg.content[ARRAYS])
+    mismatch = _shape_mismatch(experiment.task.state_dict(), global_state)
+    if mismatch:
+        raise SiteMismatch(mismatch)
     state, metrics = train_locally(
-        experiment, arrays_to_state(msg.content[ARRAYS]), lbp_round=lbp_round,
-        client_id=int(settings.get("client_id", 0)), work_dir=str(work_dir),
+        experiment, global_state, lbp_round=lbp_round, client_id=client_id, work_dir=str(work_dir),
     )
     _append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
     return Message(content=train_reply_content(state, metrics), reply_to=msg)
@@ -125,11 +164,33 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _reply_summary(server_round: int, msg: Message) -> dict[str, Any]:
-    """What a reply held, by name, type, shape and dtype (never values): the record of
-    what crossed the wire (``flower/replies.jsonl``)."""
-    out: dict[str, Any] = {"round": server_round - 1, "node": int(msg.metadata.src_node_id), "error": msg.has_error()}
+def client_of_reply(msg: Message) -> int | None:
+    """The lbp client id a reply names: its ``client-id`` metric, or the ``lbp client K:``
+    prefix of an error reply's reason; None when it names none."""
     if msg.has_error():
+        reason = msg.error.reason or ""
+        if reason.startswith(CLIENT_ERROR_PREFIX):
+            head = reason[len(CLIENT_ERROR_PREFIX):].split(":", 1)[0]
+            return int(head) if head.isdigit() else None
+        return None
+    try:
+        value = msg.content[METRICS_KEY].get("client-id")
+    except (KeyError, AttributeError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _reply_summary(server_round: int, msg: Message, node: int, client: int | None,
+                   left_out: str | None = None) -> dict[str, Any]:
+    """What a reply held, by name, type, shape and dtype (never values): the record of
+    what crossed the wire (``flower/replies.jsonl``). ``node`` is the node the round's
+    message went to (a reply the SuperLink makes for a lost node comes from node 1),
+    ``client`` the site's lbp client id when known; ``left_out`` why it was not averaged."""
+    out: dict[str, Any] = {"round": server_round - 1, "node": node, "client": client, "error": msg.has_error()}
+    if left_out:
+        out["left_out"] = left_out
+    if msg.has_error():
+        out["reason"] = msg.error.reason
         return out
     content: RecordDict = msg.content
     out["records"] = {name: type(rec).__name__ for name, rec in content.items()}
@@ -175,10 +236,10 @@ class _ServerRecords:
                 log.warning("W&B logging is off: %s", err)
         return loggers
 
-    def replies(self, server_round: int, replies: list[Message]) -> None:
+    def replies(self, server_round: int, rows: list[dict[str, Any]]) -> None:
         with open(self.run_dir / "flower" / "replies.jsonl", "a") as fh:
-            for msg in replies:
-                fh.write(json.dumps(_reply_summary(server_round, msg)) + "\n")
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
 
     def round(self, row: dict[str, Any], step: int) -> None:
         self.history.append(row)
@@ -280,6 +341,7 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             inner, fed.flower.dp_noise_multiplier, fed.flower.dp_clipping_norm, fed.min_clients
         )
     records.summary("running", done)
+    known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
     for server_round in range(done + 1, fed.rounds + 1):
         lbp_round = server_round - 1
         started = time.perf_counter()
@@ -292,16 +354,45 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         messages = list(strategy.configure_train(server_round, state_to_arrays(state), ConfigRecord(), grid))
         sampled = [int(m.metadata.dst_node_id) for m in messages]
         replies = list(grid.send_and_receive(messages, timeout=fed.flower.round_timeout))
-        records.replies(server_round, replies)
+        to_node = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages if m.metadata.message_id}
+
+        def node_of(reply: Message, to_node=to_node) -> int:  # the node the round's message went to
+            return to_node.get(reply.metadata.reply_to_message_id or "", int(reply.metadata.src_node_id))
+
         inner.rejected = []
         usable = inner.usable_replies(replies)
-        answered = {int(m.metadata.src_node_id) for m in usable}
-        failed = sorted(set(sampled) - answered)
+        usable_ids = {id(m) for m in usable}
+        rejected = {id(r["message"]): r["reason"] for r in inner.rejected}
+        summaries, left_out = [], {}
+        for msg in replies:
+            node = node_of(msg)
+            client = client_of_reply(msg)
+            if client is not None:
+                known_clients[node] = client
+            reason = None
+            if id(msg) not in usable_ids:
+                reason = rejected.get(id(msg), "left out")
+                left_out[node] = reason
+            summaries.append(_reply_summary(server_round, msg, node, known_clients.get(node), reason))
+        answered = {node_of(m) for m in usable}
+        for node in sampled:
+            if node not in answered and node not in left_out:
+                left_out[node] = f"no reply within flower.round_timeout ({fed.flower.round_timeout:.0f} s)"
+        records.replies(server_round, summaries)
+        failed = sorted(left_out)
+
+        def site(node: int, known_clients=known_clients) -> str:
+            return str(known_clients[node]) if node in known_clients else f"node:{node}"
+
+        for node in failed:
+            print(f"lbp ServerApp: round {lbp_round}: left out client {site(node)} (node {node}): {left_out[node]}",
+                  flush=True)
         if len(usable) < fed.min_clients:
             records.summary("failed", server_round - 1, {"error": f"round {lbp_round}: {len(usable)} usable replies"})
             raise AggregationError(
-                f"round {lbp_round}: {len(usable)} client(s) returned usable weights (failed nodes: {failed}; "
-                f"{inner.rejected}); at least min_clients={fed.min_clients} are needed"
+                f"round {lbp_round}: {len(usable)} client(s) returned usable weights (left out: "
+                f"{'; '.join(f'client {site(n)}: {left_out[n]}' for n in failed)}); "
+                f"at least min_clients={fed.min_clients} are needed"
             )
         arrays, _ = strategy.aggregate_train(server_round, usable)
         if arrays is None:
@@ -312,7 +403,9 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
                                                         server_lr=fed.server_lr)
         state = averaged
         row: dict[str, Any] = {"round": lbp_round, "clients": len(usable), "failed_clients": len(failed),
-                               "failed": " ".join(map(str, failed))}
+                               "failed": " ".join(site(n) for n in failed),
+                               "failed_nodes": " ".join(map(str, failed)),
+                               "left_out": "; ".join(f"client {site(n)}: {left_out[n]}" for n in failed)}
         for info in inner.accepted:
             k = int(info.get("client-id", -1))
             row[f"client_{k}/n"] = int(info["num-examples"])

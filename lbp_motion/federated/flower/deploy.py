@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -57,6 +58,8 @@ clientapp = "lbp_motion.federated.flower.apps:client_app"
 [tool.flwr.app.config]
 # path of the server's settings file (written by `lbp federate server`, docs/deploy.md)
 lbp-server = ""
+# a random token by which `lbp federate server` recognises the run it submitted
+lbp-token = ""
 """
 
 CONNECTION_NAME = "lbp"
@@ -227,8 +230,14 @@ def _server_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbp federate server", allow_abbrev=False,
                                 description="Run the federation's server: Flower's SuperLink plus the lbp ServerApp.")
     p.add_argument("--config", required=True, action="append", help="the lbp config (as for lbp fit; repeatable, merged in order)")
-    p.add_argument("--host", default="0.0.0.0", help="address the SuperLink listens on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=9092, help="port of the SuperLink's API (Fleet, Control, Runtime; default 9092)")
+    p.add_argument("--host", default="0.0.0.0", help="address the public port listens on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=9092, help="the public port: Flower's Fleet API only, for the clinics' "
+                   "SuperNodes (default 9092)")
+    p.add_argument("--control-port", type=int, default=None, help="port of the SuperLink itself (Control and Runtime "
+                   "APIs), on 127.0.0.1 only (default: a free one)")
+    p.add_argument("--authorized-keys", nargs="+", metavar="PUBLIC_KEY", default=None,
+                   help="the clinics' SuperNode public keys (OpenSSH EC, `lbp federate keys`): only these nodes may "
+                   "join (Flower's SuperNode authentication; needs TLS)")
     p.add_argument("--insecure", action="store_true", help="no TLS: unencrypted traffic (trusted networks and tests only)")
     p.add_argument("--ssl-ca-certfile", help="CA certificate (PEM)")
     p.add_argument("--ssl-certfile", help="the server's certificate (PEM), signed by the CA")
@@ -238,9 +247,34 @@ def _server_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_public_keys(paths: list[str]) -> list[Path]:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    out = []
+    for path in paths:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"--authorized-keys {path}: no such file")
+        try:
+            key = serialization.load_ssh_public_key(file.read_bytes())
+        except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+            raise ConfigError(f"--authorized-keys {path}: not an OpenSSH public key ({err})") from None
+        if not isinstance(key, ec.EllipticCurvePublicKey):
+            raise ConfigError(f"--authorized-keys {path}: not an EC public key (make keys with `lbp federate keys`)")
+        out.append(file.resolve())
+    return out
+
+
 def cmd_server(argv: list[str]) -> int:
     args, overrides = _server_parser().parse_known_args(argv)
     transport = _transport(args, "server")
+    keys = None
+    if args.authorized_keys:
+        if args.insecure:
+            raise ConfigError("lbp federate server: --authorized-keys (SuperNode authentication) needs TLS, not --insecure")
+        keys = _check_public_keys(args.authorized_keys)
     config, overrides = _configs(args.config, overrides)
     from .experiment import load_experiment
 
@@ -263,30 +297,48 @@ def cmd_server(argv: list[str]) -> int:
     settings_path.write_text(json.dumps(settings, indent=2) + "\n")
     app_dir = write_app(flower_dir / "app")
     home = flower_dir / "home"
-    connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
-    write_connection(home, f"{connect_host}:{args.port}", args.ssl_ca_certfile)
+    control_port = args.control_port or free_port()
+    control = f"127.0.0.1:{control_port}"
+    write_connection(home, control, args.ssl_ca_certfile)
     env = _child_env(home)
+    token = secrets.token_hex(16)
     print(f"lbp federate server: run folder {run_dir}", flush=True)
-    superlink = submit = None
+    superlink = gateway = submit = watcher = None
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with open(flower_dir / "superlink.log", "ab") as logf:
             superlink = subprocess.Popen(
-                [_flower_bin("flower-superlink"), "--host", args.host, "--port", str(args.port),
+                [_flower_bin("flower-superlink"), "--host", "127.0.0.1", "--port", str(control_port),
                  "--disable-runtime-dependency-installation", "--database", str(flower_dir / "superlink.db"),
-                 *transport],
+                 *(["--enable-supernode-auth"] if keys else []), *transport],
                 stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
             )
-        wait_for_port(connect_host, args.port, args.startup_timeout, superlink)
-        print(f"lbp federate server: SuperLink listening on {args.host}:{args.port}; waiting for clients", flush=True)
+        wait_for_port("127.0.0.1", control_port, args.startup_timeout, superlink)
+        tls = [] if args.insecure else transport
+        with open(flower_dir / "gateway.log", "ab") as logf:
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "lbp_motion.federated.flower.gateway", "--listen", f"{args.host}:{args.port}",
+                 "--upstream", control, *tls], stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
+            )
+        connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        wait_for_port(connect_host, args.port, args.startup_timeout, gateway)
+        runs = RunWatcher(control, args.ssl_ca_certfile, home, token)
+        for key in keys or []:
+            runs.register_node(key)
+        print(f"lbp federate server: Fleet API on {args.host}:{args.port} (nothing else is served there); "
+              f"SuperLink on {control} (local only){'; SuperNode authentication on, ' + str(len(keys)) + ' key(s)' if keys else ''}; "
+              "waiting for clients", flush=True)
         submit = subprocess.Popen(
             [_flower_bin("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream",
-             "--run-config", f'lbp-server="{settings_path}"'],
+             "--run-config", f'lbp-server="{settings_path}" lbp-token="{token}"'],
             env=env, cwd=str(flower_dir),
         )
+        watcher = runs.start()
         while submit.poll() is None:
             if superlink.poll() is not None:
                 raise FederateError(f"the SuperLink exited with status {superlink.returncode}; see {flower_dir / 'superlink.log'}")
+            if gateway.poll() is not None:
+                raise FederateError(f"the gateway exited with status {gateway.returncode}; see {flower_dir / 'gateway.log'}")
             if _status(run_dir) in ("finished", "failed"):
                 time.sleep(2.0)  # let the stream print the last lines
                 break
@@ -296,7 +348,10 @@ def cmd_server(argv: list[str]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if watcher is not None:
+            runs.stop()
         stop_process(submit, grace=3.0)
+        stop_process(gateway, grace=3.0)
         stop_process(superlink)
     status = _status(run_dir)
     if status != "finished":
@@ -304,6 +359,93 @@ def cmd_server(argv: list[str]) -> int:
                             f"{flower_dir / 'superlink.log'}")
     print(f"Results: {run_dir}")
     return 0
+
+
+class RunWatcher:
+    """Watches the runs of the SuperLink through its (local) Control API: prints every
+    run it sees, and stops any run that is not the one this server submitted (the one
+    whose run config holds this server's random ``lbp-token``)."""
+
+    def __init__(self, address: str, root_certificates: str | None, home: Path, token: str, interval: float = 2.0):
+        self.address, self.root_certificates, self.home, self.token = address, root_certificates, home, token
+        self.interval = interval
+        self.seen: dict[int, str] = {}
+        self.ours: int | None = None
+        self._stop = None
+
+    def _client(self):
+        os.environ["FLWR_HOME"] = str(self.home)
+        from flwr.cli.typing import SuperLinkConnection
+        from flwr.cli.utils import init_http_client_from_connection
+
+        connection = SuperLinkConnection(CONNECTION_NAME, address=self.address,
+                                         root_certificates=str(Path(self.root_certificates).resolve())
+                                         if self.root_certificates else None,
+                                         insecure=self.root_certificates is None)
+        return init_http_client_from_connection(connection)
+
+    def register_node(self, public_key: Path) -> None:
+        """Register a clinic's SuperNode public key (what ``flwr supernode register`` does)."""
+        from flwr.cli.supernode.register import try_load_public_key
+        from flwr.proto.control_pb2 import RegisterNodeRequest
+
+        client = self._client()
+        try:
+            client.RegisterNode(RegisterNodeRequest(public_key=try_load_public_key(public_key), name=public_key.stem))
+            print(f"lbp federate server: SuperNode key {public_key.name} registered", flush=True)
+        except Exception as err:  # a resumed server's database already holds the key
+            if "already" not in str(err).lower() and "in use" not in str(err).lower():
+                raise FederateError(f"--authorized-keys {public_key}: the SuperLink refused it: {err}") from None
+            print(f"lbp federate server: SuperNode key {public_key.name} was registered before", flush=True)
+        finally:
+            client.close()
+
+    def check(self, client) -> None:
+        from flwr.proto.control_pb2 import ListRunsRequest, StopRunRequest
+
+        response = client.ListRuns(ListRunsRequest())
+        for run_id, run in sorted(response.run_dict.items()):
+            run_id = int(run_id)
+            token = run.override_config["lbp-token"].string if "lbp-token" in run.override_config else ""
+            mine = token == self.token
+            if mine and self.ours is None:
+                self.ours = run_id
+            status = run.status.status + (f":{run.status.sub_status}" if run.status.sub_status else "")
+            if run_id not in self.seen:
+                who = "submitted by this server" if mine else "NOT submitted by this server"
+                print(f"lbp federate server: run {run_id}: app @{run.fab_id}=={run.fab_version} "
+                      f"(FAB sha256 {run.fab_hash[:16]}...), {status}, {who}", flush=True)
+            self.seen[run_id] = status
+            if not mine and run.status.status != "finished":
+                try:
+                    client.StopRun(StopRunRequest(run_id=run_id))
+                    print(f"lbp federate server: stopped run {run_id}: this server did not submit it", flush=True)
+                except Exception as err:  # e.g. it finished meanwhile
+                    print(f"lbp federate server: could not stop run {run_id}: {err}", flush=True)
+
+    def start(self):
+        import threading
+
+        self._stop = threading.Event()
+        thread = threading.Thread(target=self._loop, name="lbp-run-watcher", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _loop(self) -> None:
+        client = None
+        while not self._stop.is_set():
+            try:
+                client = client or self._client()
+                self.check(client)
+            except Exception as err:  # the SuperLink restarting; keep watching
+                log_line = f"lbp federate server: could not list runs: {type(err).__name__}: {err}"
+                print(log_line[:300], file=sys.stderr, flush=True)
+                client = None
+            self._stop.wait(self.interval)
 
 
 def _status(run_dir: Path) -> str | None:
@@ -331,13 +473,109 @@ def _client_parser() -> argparse.ArgumentParser:
                    "(default: <run.out_dir>/<run name>-site<K>)")
     p.add_argument("--insecure", action="store_true", help="no TLS: unencrypted traffic (trusted networks and tests only)")
     p.add_argument("--root-certificates", help="CA certificate (PEM) that signed the server's certificate")
+    p.add_argument("--auth-key", metavar="PRIVATE_KEY", help="this site's SuperNode private key (OpenSSH EC, "
+                   "`lbp federate keys`); the server must hold its public key (--authorized-keys)")
+    p.add_argument("--approve-app-hash", action="append", default=[], metavar="SHA256",
+                   help="also run the Flower app bundle with this hash (default: only the lbp app of this "
+                   "installation); repeatable")
+    p.add_argument("--connect-retries", type=int, default=10,
+                   help="attempts to reach the server before giving up with the reason (default 10)")
+    p.add_argument("--connect-wait", type=float, default=300.0,
+                   help="seconds to keep trying to reach the server before giving up (default 300)")
     p.add_argument("--skip-check", action="store_true", help="do not load the site's data before joining")
     return p
+
+
+def probe_server(server: str, root_certificates: str | None, timeout: float = 5.0) -> str | None:
+    """Why this site cannot talk to ``server`` now (one line), or None when it can:
+    unreachable, TLS on one side only, or a certificate that the CA did not sign."""
+    import ssl
+
+    host, _, port = server.rpartition(":")
+    host = host.strip("[]")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except socket.gaierror as err:
+        return f"cannot resolve the server name {host!r} ({err.strerror})"
+    except TimeoutError:
+        return f"cannot reach {server}: no answer within {timeout:.0f} s (host down, or a firewall drops the traffic)"
+    except OSError as err:
+        return f"cannot reach {server}: {err.strerror or err} (is the server running and the port open?)"
+    with sock:
+        sock.settimeout(timeout)
+        if root_certificates is None:  # plain HTTP: a TLS server answers with an alert or closes
+            try:
+                sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                head = sock.recv(16)
+            except OSError:
+                head = b""
+            if head.startswith(b"HTTP/"):
+                return None
+            return (f"{server} did not answer plain HTTP: the server runs TLS; give --root-certificates CA_CERT "
+                    "instead of --insecure")
+        context = ssl.create_default_context(cafile=root_certificates)
+        try:
+            with context.wrap_socket(sock, server_hostname=host):
+                return None
+        except ssl.SSLCertVerificationError as err:
+            if "hostname" in str(err.verify_message).lower() or "ip address mismatch" in str(err).lower():
+                return f"the server's certificate does not name {host!r}: {err.verify_message}"
+            return (f"the server's certificate is not signed by --root-certificates {root_certificates} "
+                    f"(wrong CA?): {err.verify_message}")
+        except ssl.SSLError as err:
+            if "WRONG_VERSION_NUMBER" in str(err) or "record layer" in str(err).lower() or "packet length" in str(err):
+                return f"{server} does not speak TLS (the server runs --insecure?): {err.reason}"
+            return f"TLS handshake with {server} failed: {err.reason or err}"
+        except OSError as err:
+            return f"TLS handshake with {server} failed: {err}"
+
+
+def wait_for_server(server: str, root_certificates: str | None, attempts: int, wait: float) -> None:
+    """Probe the server up to ``attempts`` times within ``wait`` seconds; raise
+    :class:`FederateError` with the reason. TLS problems fail at once (retrying cannot
+    fix them); an unreachable server is retried (it may not be up yet)."""
+    deadline = time.monotonic() + wait
+    for attempt in range(1, max(attempts, 1) + 1):
+        reason = probe_server(server, root_certificates)
+        if reason is None:
+            return
+        if not reason.startswith(("cannot reach", "cannot resolve")):
+            raise FederateError(reason)
+        if attempt >= attempts or time.monotonic() + min(2.0 * attempt, 30.0) > deadline:
+            raise FederateError(f"{reason}; gave up after {attempt} attempt(s)")
+        print(f"lbp federate client: {reason}; retrying ({attempt}/{attempts})", file=sys.stderr, flush=True)
+        time.sleep(min(2.0 * attempt, 30.0))
+
+
+def _supernode_failure(lines: list[str]) -> str:
+    """The likely reason in the last lines a SuperNode printed before it exited."""
+    text = "\n".join(lines)
+    low = text.lower()
+    if "failed to activate" in low or "activation_failed" in low or "no supernode found" in low or "401" in low or "registration" in low \
+            or "invalid supernode authentication" in low:
+        return ("the server does not know this site's SuperNode key: give --auth-key PRIVATE_KEY and have the "
+                "server list its public key in --authorized-keys")
+    if "certificate" in low or "ssl" in low or "tls" in low:
+        return "TLS failed between this site and the server (check --root-certificates and the server's certificate)"
+    for line in reversed(lines):
+        if line.strip() and "error" in line.lower():
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "no output"
 
 
 def cmd_client(argv: list[str]) -> int:
     args, overrides = _client_parser().parse_known_args(argv)
     transport = _transport(args, "client")
+    if args.auth_key:
+        if args.insecure:
+            raise ConfigError("lbp federate client: --auth-key (SuperNode authentication) needs TLS, not --insecure")
+        if not Path(args.auth_key).is_file():
+            raise ConfigError(f"lbp federate client: --auth-key {args.auth_key}: no such file")
+    if args.connect_retries < 1 or args.connect_wait <= 0:
+        raise ConfigError("lbp federate client: --connect-retries must be at least 1 and --connect-wait positive")
+    for value in args.approve_app_hash:
+        if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            raise ConfigError(f"--approve-app-hash {value}: expected a SHA-256 in hex (64 characters)")
     config, overrides = _configs(args.config, overrides)
     from .experiment import load_experiment
 
@@ -353,22 +591,83 @@ def cmd_client(argv: list[str]) -> int:
     settings = {"config": config, "overrides": overrides, "client_id": args.client_id, "work_dir": str(work_dir)}
     settings_path = work_dir / "client.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    root_ca = None if args.insecure else str(Path(args.root_certificates).resolve())
+    wait_for_server(args.server, root_ca, args.connect_retries, args.connect_wait)
     port = args.port or free_port()
+    auth = ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())] if args.auth_key else []
     node = None
+    tail: list[str] = []
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         node = subprocess.Popen(
-            [_flower_bin("flower-supernode"), "--superlink", args.server, "--host", "127.0.0.1", "--port", str(port),
-             "--node-config", f'lbp-client="{settings_path}"', *transport],
+            [sys.executable, "-m", "lbp_motion.federated.flower.guard",
+             "--approved", ",".join(args.approve_app_hash), "--log", str(work_dir / "refused-runs.jsonl"), "--",
+             "--superlink", args.server, "--host", "127.0.0.1", "--port", str(port),
+             "--max-retries", str(args.connect_retries), "--max-wait-time", str(args.connect_wait),
+             "--node-config", f'lbp-client="{settings_path}"', *auth, *transport],
             env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            start_new_session=True,  # its helpers (SuperExec) go with it: stop_process_group below
         )
         print(f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}", flush=True)
-        return node.wait()
+        import threading
+
+        def relay() -> None:  # the SuperNode's output to ours; keep its last lines
+            for line in node.stdout:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                tail.append(line.rstrip("\n"))
+                del tail[:-40]
+
+        reader = threading.Thread(target=relay, daemon=True)
+        reader.start()
+        code = node.wait()
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # its group (pgid = its pid): e.g. a SuperExec left retrying
+            try:
+                os.killpg(node.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(1.0)
+        reader.join(timeout=5.0)
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop_process(node)
+        stop_process_group(node, grace=10.0)
+    if code == 0:
+        return 0
+    reason = probe_server(args.server, root_ca) or _supernode_failure(tail)
+    raise FederateError(f"client {args.client_id}: the SuperNode stopped (status {code}): {reason}")
+
+
+# -- keys --------------------------------------------------------------------------------------
+def cmd_keys(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="lbp federate keys",
+                                description="Make SuperNode key pairs (EC P-384, OpenSSH format) for the clinics.")
+    p.add_argument("folder")
+    p.add_argument("--sites", type=int, required=True, help="number of clinics: writes site0 ... site<N-1> (+ .pub)")
+    args = p.parse_args(argv)
+    if args.sites < 1:
+        raise ConfigError("lbp federate keys: --sites must be at least 1")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(args.sites):
+        private, public = folder / f"site{k}", folder / f"site{k}.pub"
+        if private.exists() or public.exists():
+            raise ConfigError(f"lbp federate keys: {private} exists; not overwriting a key")
+        key = ec.generate_private_key(ec.SECP384R1())
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                       serialization.NoEncryption()))
+        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                         serialization.PublicFormat.OpenSSH) + b"\n")
+    print(f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth-key); "
+          "the server lists the .pub files (--authorized-keys)")
+    return 0
 
 
 # -- app ---------------------------------------------------------------------------------------
@@ -382,16 +681,16 @@ def cmd_app(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app}
+COMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app, "keys": cmd_keys}
 
 
 def cmd_federate(argv: list[str]) -> int:
     """``lbp federate``: real multi-site FedAvg on Flower (server, client, app)."""
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: lbp federate {server,client,app} [options]   (lbp federate server --help; docs/deploy.md)")
+        print("usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     import importlib.util
 
-    if argv[0] != "app" and importlib.util.find_spec("flwr") is None:
+    if argv[0] not in ("app", "keys") and importlib.util.find_spec("flwr") is None:
         raise ConfigError("lbp federate needs Flower: pip install \"lbp-motion[fl]\" (flwr 1.41)")
     return COMMANDS[argv[0]](argv[1:])

@@ -95,15 +95,15 @@ class LbpFedAvg(FedAvg):
         for msg in replies:
             node = int(msg.metadata.src_node_id)
             if msg.has_error():
-                self.rejected.append({"node": node, "reason": f"error reply: {msg.error.reason}"})
+                self.rejected.append({"node": node, "reason": f"error reply: {msg.error.reason}", "message": msg})
                 continue
             try:
                 check_reply_content(msg.content, self.spec)
             except MessageContentError as err:
-                self.rejected.append({"node": node, "reason": str(err)})
+                self.rejected.append({"node": node, "reason": str(err), "message": msg})
                 continue
             if not all_finite(arrays_to_state(msg.content[ARRAYS])):
-                self.rejected.append({"node": node, "reason": "non-finite weights"})
+                self.rejected.append({"node": node, "reason": "non-finite weights", "message": msg})
                 continue
             client = int(msg.content[METRICS].get(CLIENT_ID, -1))
             good.append(((client, node), msg))
