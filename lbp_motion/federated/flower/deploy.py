@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from ...errors import ConfigError, LbpError
+from ...interrupts import Interrupted
 
 APP_PYPROJECT = """\
 # The lbp_motion Flower app (written by `lbp federate`). Its components live in the
@@ -304,7 +305,6 @@ def cmd_server(argv: list[str]) -> int:
     token = secrets.token_hex(16)
     print(f"lbp federate server: run folder {run_dir}", flush=True)
     superlink = gateway = submit = watcher = None
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with open(flower_dir / "superlink.log", "ab") as logf:
             superlink = subprocess.Popen(
@@ -343,11 +343,9 @@ def cmd_server(argv: list[str]) -> int:
                 time.sleep(2.0)  # let the stream print the last lines
                 break
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        print("lbp federate server: stopped; resume with --resume " + str(run_dir), file=sys.stderr)
-        return 130
+    except Interrupted as stop:  # SIGTERM/SIGINT (lbp's entry point): status 128 + signal
+        raise stop.resume_with(f"resume with the same command and --resume {run_dir}") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if watcher is not None:
             runs.stop()
         stop_process(submit, grace=3.0)
@@ -453,10 +451,6 @@ def _status(run_dir: Path) -> str | None:
         return json.loads((run_dir / "metrics.json").read_text()).get("status")
     except (OSError, ValueError):
         return None
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 # -- client ----------------------------------------------------------------------------------
@@ -597,7 +591,6 @@ def cmd_client(argv: list[str]) -> int:
     auth = ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())] if args.auth_key else []
     node = None
     tail: list[str] = []
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         node = subprocess.Popen(
             [sys.executable, "-m", "lbp_motion.federated.flower.guard",
@@ -629,10 +622,9 @@ def cmd_client(argv: list[str]) -> int:
                 break
             time.sleep(1.0)
         reader.join(timeout=5.0)
-    except KeyboardInterrupt:
-        return 0
+    except Interrupted as stop:  # SIGTERM/SIGINT (lbp's entry point): status 128 + signal
+        raise stop.resume_with("start the client again: the site rejoins at the next round") from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
         stop_process_group(node, grace=10.0)
     if code == 0:
         return 0
