@@ -32,6 +32,7 @@ import csv
 import json
 import shutil
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,8 +76,16 @@ def fold_assignment(
         raise ConfigError("cross-validation needs at least two subjects outside each fold's test subjects")
     strata = {s: (labels or {}).get(s, "all") for s in rest}
     inner = split_subjects(strata, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
+    if labels:  # a class whose only subjects went to val would be missing from training
+        trained = {strata[s] for s in rest if inner[s] == "train"}
+        for s in sorted(rest):
+            if inner[s] == "val" and strata[s] not in trained:
+                inner[s] = "train"
+                trained.add(strata[s])
     if "val" not in inner.values():  # tiny data: make sure something validates
-        inner[sorted(rest)[0]] = "val"
+        per_class = Counter(strata[s] for s in rest if inner[s] == "train")
+        spare = [s for s in sorted(rest) if per_class[strata[s]] > 1]  # keeps every class in train
+        inner[(spare or sorted(rest))[0]] = "val"
     if "train" not in inner.values():
         raise ConfigError("cross-validation left no training subject in a fold; lower --val_fraction")
     return {**inner, **{s: "test" for s in test}}

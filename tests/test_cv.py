@@ -77,3 +77,14 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     assert main([*args[:4], "4", *args[5:], "--resume", str(run)]) == 2
     assert "cv.json: field 'folds' is '3' but this run asks for '4'" in capsys.readouterr().err
     assert (run / "fold_0" / "metrics.json").stat().st_mtime == before
+
+
+def test_fold_assignment_keeps_every_class_of_the_rest_in_training():
+    """A class with one subject outside the test fold trains; it is not spent on validation."""
+    from lbp_motion.cv import fold_assignment
+
+    labels = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "t1": "A"}
+    for seed in range(5):
+        split = fold_assignment(list(labels), ["t1"], val_fraction=0.5, seed=seed, labels=labels)
+        assert split["b1"] == "train" and split["t1"] == "test"
+        assert "val" in split.values() and {labels[s] for s, v in split.items() if v == "train"} == {"A", "B"}

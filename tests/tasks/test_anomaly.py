@@ -206,10 +206,11 @@ def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
 
     small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
              "--model.init_args.model.init_args.dense_sizes", "[8]"]
-    assert main(["cv", "--config", "experiments/emopain/anomaly/pain_loss.yaml", "--folds", "2",
+    # 3 folds: with 2, a fold's training subjects are the two controls only (one class), now refused
+    assert main(["cv", "--config", "experiments/emopain/anomaly/pain_loss.yaml", "--folds", "3",
                  "--out_dir", str(tmp_path), *small, *FAST]) == 0
     summary = json.loads(next(tmp_path.glob("*/version_0/summary.json")).read_text())
-    assert summary["folds"] == 2 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
+    assert summary["folds"] == 3 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
 
 
 def test_autoencoder_reconstructs_every_frame_through_its_bottleneck():
