@@ -8,6 +8,7 @@ certificate and a tiny Flower app whose ClientApp would copy the site's ``labels
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -172,3 +173,64 @@ def test_rogue_runs_and_unknown_supernodes_are_refused(tmp_path, processes):
     time.sleep(5)
     assert not (loot / "stolen.txt").exists()
     print(f"rogue flwr run refused at the public port in {rogue_seconds:.0f} s")
+
+
+def _start_command(procs: Processes, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Like :meth:`Processes.start`, for any command: own process group, output to NAME.log."""
+    log = open(procs.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    log.close()
+    procs.children[name] = proc
+    return proc
+
+
+@pytest.mark.slow
+def test_the_guarded_supernode_refuses_another_app_with_no_watcher(tmp_path, processes):
+    """The clinic's own defence, alone: a plain SuperLink (no lbp server, no run watcher)
+    sends the guarded SuperNode a message of the rogue app; the SuperNode refuses it,
+    logs the app's hash, runs none of its code, and stays up."""
+    from flwr.cli.build import build_fab_from_disk
+
+    from lbp_motion.federated.flower.deploy import wait_for_port
+
+    loot = tmp_path / "loot"
+    rogue = _rogue_app(tmp_path / "rogue", loot)
+    rogue_hash = hashlib.sha256(build_fab_from_disk(rogue)).hexdigest()
+    refused = tmp_path / "refused.jsonl"
+    port, node_port = free_port(), free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", FLWR_TELEMETRY_ENABLED="0")
+    link_env = dict(env, FLWR_HOME=str(tmp_path / "link-home"), PYTHONPATH=os.pathsep.join([str(rogue), str(ROOT)]))
+    link = _start_command(processes, "superlink", [
+        str(Path(sys.executable).with_name("flower-superlink")), "--insecure", "--host", "127.0.0.1", "--port", str(port),
+        "--disable-runtime-dependency-installation", "--database", str(tmp_path / "superlink.db")], link_env)
+    wait_for_port("127.0.0.1", port, 90, link)
+    node_env = dict(env, FLWR_HOME=str(tmp_path / "node-home"), PYTHONPATH=str(ROOT))
+    _start_command(processes, "supernode", [
+        sys.executable, "-m", "lbp_motion.federated.flower.guard", "--log", str(refused), "--",
+        "--superlink", f"127.0.0.1:{port}", "--insecure", "--host", "127.0.0.1", "--port", str(node_port),
+        "--max-retries", "5", "--max-wait-time", "60"], node_env)
+    _wait_for_text(processes, "supernode", "SuperNode ID:", 90)
+
+    home = tmp_path / "rogue-home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[superlink]\ndefault = "x"\n\n[superlink.x]\naddress = "127.0.0.1:{port}"\n'
+                                      "insecure = true\n")
+    started = time.monotonic()
+    result = _flwr(home, rogue, "run", str(rogue), "x")
+    assert result.returncode == 0, result.stdout + result.stderr  # a plain SuperLink accepts the run
+
+    deadline = time.monotonic() + 90
+    while not (refused.exists() and refused.read_text().strip()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no refusal logged within 90 s\nsupernode:\n{processes.tail('supernode')}\n"
+                        f"superlink:\n{processes.tail('superlink')}\nloot: {sorted(os.listdir(loot)) if loot.exists() else []}")
+        assert processes.children["supernode"].poll() is None, processes.tail("supernode")
+        time.sleep(0.5)
+    records = [json.loads(line) for line in refused.read_text().splitlines() if line.strip()]
+    assert records[0]["fab_hash"] == rogue_hash, records
+    assert (loot / "server-ran.txt").exists()  # the rogue's ServerApp did run at the coordinator and sent its query
+    time.sleep(5)  # time for a ClientApp to have run, had one been started
+    assert not (loot / "stolen.txt").exists(), processes.tail("supernode")
+    assert processes.children["supernode"].poll() is None, processes.tail("supernode")
+    assert "refused run" in processes.tail("supernode", 200)
+    print(f"guarded SuperNode refused the rogue app {time.monotonic() - started:.0f} s after flwr run")
