@@ -454,6 +454,17 @@ def _status(run_dir: Path) -> str | None:
 
 
 # -- client ----------------------------------------------------------------------------------
+def _own_group_dying_with_parent() -> None:
+    """In the child before exec: a new session, and SIGKILL when the parent dies (Linux)."""
+    os.setsid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the finally block below still stops it
+        pass
+
+
 def _client_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lbp federate client", allow_abbrev=False,
                                 description="Run one site of the federation: Flower's SuperNode plus the lbp ClientApp.")
@@ -600,7 +611,10 @@ def cmd_client(argv: list[str]) -> int:
              "--node-config", f'lbp-client="{settings_path}"', *auth, *transport],
             env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-            start_new_session=True,  # its helpers (SuperExec) go with it: stop_process_group below
+            # its own group, so that its helpers (SuperExec) go with it (stop_process_group
+            # below), and killed with this process even by SIGKILL: no orphan SuperNode
+            # goes on taking part in rounds after its lbp client is gone
+            preexec_fn=_own_group_dying_with_parent,
         )
         print(f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}", flush=True)
         import threading
