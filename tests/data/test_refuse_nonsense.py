@@ -3,7 +3,6 @@ class, recordings without a visible joint, a broken body scale, a class missing 
 split."""
 
 import logging
-import shutil
 
 import numpy as np
 import pytest
@@ -18,13 +17,6 @@ from lbp_motion.data.format import (
 )
 from lbp_motion.data.layouts import COCO17
 from lbp_motion.data.splits import write_split_file
-
-
-@pytest.fixture
-def tiny_copy(tiny_tug, tmp_path):
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_tug, dst)
-    return dst
 
 
 def test_one_class_is_refused_when_fitting_but_not_when_testing(tiny_copy):

@@ -16,13 +16,6 @@ from lbp_motion.data.format import (
 from lbp_motion.data.splits import write_split_file
 
 
-@pytest.fixture
-def tiny_copy(tiny_tug, tmp_path):
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_tug, dst)
-    return dst
-
-
 def test_windows_batches_and_no_subject_on_two_sides(tiny_tug):
     dm = TUGDataModule(str(tiny_tug), window=30, stride=5, batch_size=8)
     dm.setup("fit")
