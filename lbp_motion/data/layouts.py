@@ -24,6 +24,9 @@ class Layout:
         left_hip, right_hip, left_shoulder, right_shoulder: joint names used to centre
             and scale a skeleton; ``None`` where the layout lacks them.
         flip_pairs: pairs of joint indices that swap under a left/right mirror.
+        parents: for each joint, the index of its parent on the skeleton tree used for
+            bones (child minus parent, :mod:`.streams`); the root is its own parent.
+            Empty where the layout defines no tree (the bone streams then refuse it).
     """
 
     name: str
@@ -34,6 +37,7 @@ class Layout:
     left_shoulder: str | None = None
     right_shoulder: str | None = None
     flip_pairs: tuple[tuple[int, int], ...] = field(default=())
+    parents: tuple[int, ...] = ()
 
     @property
     def num_joints(self) -> int:
@@ -56,9 +60,33 @@ class Layout:
             return None
         return self.index(self.left_shoulder), self.index(self.right_shoulder)
 
+    def bone_parents(self) -> np.ndarray:
+        """(J,) int64 parent index of every joint (the root's is itself); a ``ValueError``
+        naming the layout if it defines no tree."""
+        if not self.parents:
+            raise ValueError(f"layout {self.name!r} defines no parent per joint (Layout.parents); bones need them")
+        return np.asarray(self.parents, dtype=np.int64)
+
 
 def _edges(joints: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
     return tuple((joints.index(a), joints.index(b)) for a, b in pairs)
+
+
+def _parents(joints: tuple[str, ...], root: str, parent_of: dict[str, str]) -> tuple[int, ...]:
+    """Parent indices from ``{child: parent}`` names; ``root`` is its own parent. Every
+    joint but the root needs a parent and every joint must lead to the root."""
+    missing = [j for j in joints if j != root and j not in parent_of]
+    if missing or root not in joints:
+        raise ValueError(f"skeleton tree: root {root!r}, joints without a parent: {missing}")
+    parents = tuple(joints.index(root) if j == root else joints.index(parent_of[j]) for j in joints)
+    for j in range(len(joints)):
+        seen, k = set(), j
+        while parents[k] != k:
+            if k in seen:
+                raise ValueError(f"skeleton tree: joint {joints[j]!r} does not lead to the root {root!r}")
+            seen.add(k)
+            k = parents[k]
+    return parents
 
 
 def _flip_pairs(joints: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
@@ -99,6 +127,17 @@ COCO17 = Layout(
     left_shoulder="left_shoulder",
     right_shoulder="right_shoulder",
     flip_pairs=_flip_pairs(_COCO17_JOINTS),
+    # the tree of skeleton action recognition for COCO (PySKL's JointToBone): root nose
+    parents=_parents(
+        _COCO17_JOINTS, "nose",
+        {
+            "left_eye": "nose", "right_eye": "nose", "left_ear": "left_eye", "right_ear": "right_eye",
+            "left_shoulder": "nose", "right_shoulder": "nose", "left_elbow": "left_shoulder",
+            "right_elbow": "right_shoulder", "left_wrist": "left_elbow", "right_wrist": "right_elbow",
+            "left_hip": "nose", "right_hip": "nose", "left_knee": "left_hip", "right_knee": "right_hip",
+            "left_ankle": "left_knee", "right_ankle": "right_knee",
+        },
+    ),  # fmt: skip
 )
 
 _OPENPOSE18_JOINTS = (
@@ -129,6 +168,18 @@ OPENPOSE18 = Layout(
     left_shoulder="left_shoulder",
     right_shoulder="right_shoulder",
     flip_pairs=_flip_pairs(_OPENPOSE18_JOINTS),
+    # PySKL's 'openpose' tree: root nose, the body hangs from the neck
+    parents=_parents(
+        _OPENPOSE18_JOINTS, "nose",
+        {
+            "neck": "nose", "right_shoulder": "neck", "right_elbow": "right_shoulder",
+            "right_wrist": "right_elbow", "left_shoulder": "neck", "left_elbow": "left_shoulder",
+            "left_wrist": "left_elbow", "right_hip": "right_shoulder", "right_knee": "right_hip",
+            "right_ankle": "right_knee", "left_hip": "left_shoulder", "left_knee": "left_hip",
+            "left_ankle": "left_knee", "right_eye": "nose", "left_eye": "nose",
+            "right_ear": "right_eye", "left_ear": "left_eye",
+        },
+    ),  # fmt: skip
 )
 
 _BLAZEPOSE33_JOINTS = (
@@ -165,6 +216,24 @@ BLAZEPOSE33 = Layout(
     left_shoulder="left_shoulder",
     right_shoulder="right_shoulder",
     flip_pairs=_flip_pairs(_BLAZEPOSE33_JOINTS),
+    # COCO's tree (root nose) for the COCO joints; face, hand and foot points hang from
+    # their neighbours on MediaPipe's connections
+    parents=_parents(
+        _BLAZEPOSE33_JOINTS, "nose",
+        {
+            "left_eye_inner": "nose", "left_eye": "left_eye_inner", "left_eye_outer": "left_eye",
+            "right_eye_inner": "nose", "right_eye": "right_eye_inner", "right_eye_outer": "right_eye",
+            "left_ear": "left_eye_outer", "right_ear": "right_eye_outer",
+            "mouth_left": "nose", "mouth_right": "nose",
+            "left_shoulder": "nose", "right_shoulder": "nose", "left_elbow": "left_shoulder",
+            "right_elbow": "right_shoulder", "left_wrist": "left_elbow", "right_wrist": "right_elbow",
+            "left_pinky": "left_wrist", "right_pinky": "right_wrist", "left_index": "left_wrist",
+            "right_index": "right_wrist", "left_thumb": "left_wrist", "right_thumb": "right_wrist",
+            "left_hip": "nose", "right_hip": "nose", "left_knee": "left_hip", "right_knee": "right_hip",
+            "left_ankle": "left_knee", "right_ankle": "right_knee", "left_heel": "left_ankle",
+            "right_heel": "right_ankle", "left_foot_index": "left_heel", "right_foot_index": "right_heel",
+        },
+    ),  # fmt: skip
 )
 
 _BODY25_JOINTS = (
@@ -199,6 +268,20 @@ OPENPOSE_BODY25 = Layout(
     left_shoulder="left_shoulder",
     right_shoulder="right_shoulder",
     flip_pairs=_flip_pairs(_BODY25_JOINTS),
+    # OpenPose's own limbs as a tree: root nose, the legs hang from the mid-hip
+    parents=_parents(
+        _BODY25_JOINTS, "nose",
+        {
+            "neck": "nose", "right_shoulder": "neck", "right_elbow": "right_shoulder",
+            "right_wrist": "right_elbow", "left_shoulder": "neck", "left_elbow": "left_shoulder",
+            "left_wrist": "left_elbow", "mid_hip": "neck", "right_hip": "mid_hip",
+            "right_knee": "right_hip", "right_ankle": "right_knee", "left_hip": "mid_hip",
+            "left_knee": "left_hip", "left_ankle": "left_knee", "right_eye": "nose",
+            "left_eye": "nose", "right_ear": "right_eye", "left_ear": "left_eye",
+            "left_big_toe": "left_ankle", "left_small_toe": "left_big_toe", "left_heel": "left_ankle",
+            "right_big_toe": "right_ankle", "right_small_toe": "right_big_toe", "right_heel": "right_ankle",
+        },
+    ),  # fmt: skip
 )
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33, OPENPOSE_BODY25)}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -17,6 +18,14 @@ from .format import DataFormatError, read_labels, read_recording
 from .layouts import get_layout
 from .normalize import body_scale, check_scale, normalize_skeleton, visible_mask
 from .splits import majority, read_split_file, split_subjects
+from .streams import (
+    DEFAULT_STREAMS,
+    Stream,
+    check_streams,
+    describe_features,
+    num_features,
+    stream_features,
+)
 from .windows import window_index
 
 log = logging.getLogger(__name__)
@@ -28,8 +37,13 @@ class PoseWindowDataset(torch.utils.data.Dataset):
     """Windows of normalised skeletons cut on the fly from per-recording arrays.
 
     ``index`` rows are ``(recording position, start frame)``; nothing is copied until a
-    window is asked for. Items are dicts (see :mod:`.base`); ``x`` is (window, J * 3):
-    x', y', visible for every joint.
+    window is asked for. Items are dicts (see :mod:`.base`); ``x`` is (window,
+    len(streams) * J * 3): the input streams of :mod:`.streams` (``["joint"]``: x', y',
+    visible for every joint).
+
+    A recording shorter than ``window`` (an index row of a padded short recording, see
+    ``short_recordings`` of :class:`TUGDataModule`) is padded at the end to one window:
+    the padded frames have zero features and ``mask`` False.
     """
 
     def __init__(
@@ -43,6 +57,7 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         layout: str,
         window: int,
         min_confidence: float,
+        streams: Sequence[str] = DEFAULT_STREAMS,
     ) -> None:
         self.keypoints = keypoints
         self.scales = scales
@@ -52,6 +67,11 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         self.layout = get_layout(layout)
         self.window = window
         self.min_confidence = min_confidence
+        self.streams = check_streams(streams, self.layout)
+
+    @property
+    def num_features(self) -> int:
+        return num_features(self.layout, self.streams)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -62,10 +82,16 @@ class PoseWindowDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, start = (int(v) for v in self.index[i])
         kp = self.keypoints[r][start : start + self.window]
-        x = normalize_skeleton(kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r])
+        joints = normalize_skeleton(kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r])
+        mask = visible_mask(kp, self.min_confidence).any(axis=1)
+        if len(kp) < self.window:  # a short recording padded into one window: zeros, masked
+            pad = self.window - len(kp)
+            joints = np.concatenate([joints, np.zeros((pad, *joints.shape[1:]), dtype=joints.dtype)])
+            mask = np.concatenate([mask, np.zeros(pad, dtype=bool)])
+        x = stream_features(joints, self.layout, self.streams)
         return {
-            "x": torch.from_numpy(x.reshape(self.window, -1)),
-            "mask": torch.from_numpy(visible_mask(kp, self.min_confidence).any(axis=1)),
+            "x": torch.from_numpy(x),
+            "mask": torch.from_numpy(mask),
             "y": torch.tensor(self.labels[r], dtype=torch.long),
             "recording": torch.tensor(self.recording_ids[r], dtype=torch.long),
             "start": torch.tensor(start, dtype=torch.long),
@@ -87,8 +113,15 @@ class TUGDataModule(MotionDataModule):
             split (ignored with ``split_file``).
         split_seed: seed of that split.
         split_file: CSV ``subject,split`` fixing the split instead (docs/data-format.md).
-        layout: joint layout of the recordings (every file must name it); fixes the
-            number of features the model sees (joints x 3).
+        layout: joint layout of the recordings (every file must name it); with
+            ``streams`` it fixes the number of features the model sees.
+        streams: input streams concatenated per frame (:mod:`lbp_motion.data.streams`):
+            any of ``joint``, ``bone``, ``joint_motion``, ``bone_motion``; the model's
+            input width is ``len(streams) * joints * 3``. Default ``[joint]``: x', y',
+            visible per joint.
+        short_recordings: a recording shorter than ``window``: ``skip`` it (warned) or
+            ``pad`` it at the end into one window whose padded frames are masked.
+            Either way one line logs how many were padded and skipped.
         balance: resample the training split only: ``none``, ``smote``,
             ``kmeans_smote`` or ``undersample`` (see :mod:`lbp_motion.data.balance`).
         balance_seed: seed of the resampling.
@@ -111,6 +144,8 @@ class TUGDataModule(MotionDataModule):
         split_seed: int = 0,
         split_file: str | None = None,
         layout: str = "coco17",
+        streams: list[Stream] = ["joint"],  # noqa: B006 - shown in --help
+        short_recordings: Literal["skip", "pad"] = "skip",
         balance: BalanceMethod = "none",
         balance_seed: int = 0,
         train_sites: list[str] | None = None,
@@ -129,9 +164,12 @@ class TUGDataModule(MotionDataModule):
                 f"data: val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1"
             )
         try:
-            get_layout(layout)
+            lay = get_layout(layout)
         except ValueError as err:
             raise ConfigError(f"data: layout: {err}") from None
+        streams = check_streams(streams, lay)
+        if short_recordings not in ("skip", "pad"):
+            raise ConfigError(f"data: short_recordings={short_recordings!r}; expected skip or pad")
         self.save_hyperparameters()
         self.root = root
         self.window = window
@@ -144,6 +182,8 @@ class TUGDataModule(MotionDataModule):
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
         self.layout_name = layout
+        self.streams = streams
+        self.short_recordings = short_recordings
         self.balance = balance
         self.balance_seed = balance_seed
         self.train_sites = list(train_sites) if train_sites else None
@@ -154,14 +194,16 @@ class TUGDataModule(MotionDataModule):
     @property
     def spec(self) -> dict[str, Any]:
         return {
-            "num_features": get_layout(self.layout_name).num_joints * 3,
+            "num_features": num_features(get_layout(self.layout_name), self.streams),
             "classes": list(self.classes),
             "layout": self.layout_name,
             "window": self.window,
             "stride": self.stride,
             "min_confidence": self.min_confidence,
             "normalization": NORMALIZATION,
-            "features": "x,y,visible per joint",
+            "features": describe_features(self.streams),
+            "streams": list(self.streams),
+            "short_recordings": self.short_recordings,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -196,7 +238,8 @@ class TUGDataModule(MotionDataModule):
         class_index = {c: i for i, c in enumerate(self.classes)}
         keypoints, scales, labels, names, subjects, sites = [], [], [], [], [], []
         fps_values = []
-        too_short, invisible = 0, 0
+        too_short, invisible, padded = 0, 0, 0
+        pad = self.short_recordings == "pad"
         for line, row in enumerate(rows, start=2):
             path = root / f"{row.recording}.npz"
             if row.label not in class_index:
@@ -208,9 +251,9 @@ class TUGDataModule(MotionDataModule):
                     f"{labels_path}, line {line}: recording {row.recording!r} has no file {path.name}"
                 )
             rec = read_recording(path)
-            if rec.num_frames < self.window:
+            if rec.num_frames < self.window and not (pad and rec.num_frames > 0):
                 log.warning(
-                    "%s: %d frames, shorter than one window of %d; skipped",
+                    "%s: %d frames, shorter than one window of %d; skipped (data.short_recordings: pad keeps it)",
                     path, rec.num_frames, self.window,
                 )
                 too_short += 1
@@ -236,6 +279,13 @@ class TUGDataModule(MotionDataModule):
             subjects.append(row.subject)
             sites.append(row.site)
             fps_values.append(rec.fps)
+            padded += rec.num_frames < self.window
+        if padded or too_short:
+            (log.warning if too_short else log.info)(
+                "TUG data %s: of %d recordings shorter than one window of %d frames, %d padded into one "
+                "masked window and %d skipped (data.short_recordings=%s)",
+                root, padded + too_short, self.window, padded, too_short, self.short_recordings,
+            )
         if not keypoints and not invisible:
             raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
         if not keypoints:
@@ -250,7 +300,7 @@ class TUGDataModule(MotionDataModule):
         labels_arr = np.asarray(labels, dtype=np.int64)
         self.subject_split = self._split(subjects, labels_arr)
         lengths = [len(k) for k in keypoints]
-        index = window_index(lengths, self.window, self.stride)
+        index = window_index(lengths, self.window, self.stride, pad_short=pad)
         side = np.array([self.subject_split[s] for s in subjects])
         pooled_train = labels_arr[side == "train"]  # before train_sites, for the two-class check
         if self.train_sites is not None:
@@ -260,7 +310,9 @@ class TUGDataModule(MotionDataModule):
                 raise ConfigError(f"data: train_sites={self.train_sites}; sites {unknown} are not in labels.csv ({sorted(known)})")
             elsewhere = np.array([s not in self.train_sites for s in sites]) & (side != "test")
             side[elsewhere] = "unused"
-        common = dict(layout=self.layout_name, window=self.window, min_confidence=self.min_confidence)
+        common = dict(
+            layout=self.layout_name, window=self.window, min_confidence=self.min_confidence, streams=self.streams
+        )
         ids = np.arange(len(names), dtype=np.int64)
         scales_arr = np.asarray(scales, dtype=np.float32)
 

@@ -9,9 +9,12 @@
 2. they are converted to the checkpoint's layout and, where their frame rate differs
    from the training data's by more than 5 %, resampled to it (nearest frame), since
    the model's windows count frames;
-3. windows and normalisation come from the checkpoint (``window``, ``stride``,
-   ``min_confidence``, ``layout``; normalisation by the same
-   :class:`~lbp_motion.data.tug.PoseWindowDataset` the DataModule uses);
+3. windows, normalisation and input streams come from the checkpoint (``window``,
+   ``stride``, ``min_confidence``, ``layout``, ``streams`` (absent: ``["joint"]``),
+   ``short_recordings``; computed by the same
+   :class:`~lbp_motion.data.tug.PoseWindowDataset` the DataModule uses); a recording
+   shorter than one window is an error, or, where the model was trained with
+   ``short_recordings: pad``, one padded and masked window;
 4. every window gets class probabilities (the task's ``predict_step``); the recording's
    probabilities are their **mean**, and its class the most probable one: the same
    aggregation as ``ClassificationTask``'s recording metrics and ``lbp predict``'s
@@ -186,6 +189,7 @@ def _resample(keypoints: np.ndarray, fps: float, target_fps: float) -> np.ndarra
 
 
 def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    from ..data.streams import DEFAULT_STREAMS, check_streams
     from ..data.tug import NORMALIZATION
     from ..tasks.registry import read_checkpoint_info
 
@@ -201,6 +205,9 @@ def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{checkpoint}: its data were normalised by {data['normalization']!r}; this lbp_motion predicts "
             f"with {NORMALIZATION!r} only"
         )
+    # checkpoints from before input streams were joint positions only
+    data["streams"] = check_streams(data.get("streams") or DEFAULT_STREAMS, what=f"{checkpoint}: data streams")
+    data.setdefault("short_recordings", "skip")
     return info, data
 
 
@@ -296,7 +303,8 @@ def predict(
     resampled_from = None
     if model_fps and abs(rate - float(model_fps)) > 0.05 * float(model_fps):
         keypoints, resampled_from, rate = _resample(keypoints, rate, float(model_fps)), rate, float(model_fps)
-    starts = window_starts(len(keypoints), window, win_stride)
+    pad_short = data["short_recordings"] == "pad"
+    starts = window_starts(len(keypoints), window, win_stride, pad_short=pad_short)
     if not len(starts):
         raise LbpError(
             f"{rec.name}: {len(keypoints)} frames ({len(keypoints) / rate:.1f} s at {rate:g} fps); "
@@ -312,6 +320,7 @@ def predict(
         layout=layout,
         window=window,
         min_confidence=min_conf,
+        streams=data["streams"],
     )
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -340,6 +349,8 @@ def predict(
         "aggregation": AGGREGATION,
         "window": window,
         "stride": win_stride,
+        "streams": list(data["streams"]),
+        "padded": bool(len(keypoints) < window),
         "fps": rate,
         "resampled_from_fps": resampled_from,
         "frames": int(len(keypoints)),
@@ -349,7 +360,7 @@ def predict(
             {
                 "start": int(s),
                 "start_s": round(int(s) / rate, 3),
-                "end_s": round((int(s) + window) / rate, 3),
+                "end_s": round(min(int(s) + window, len(keypoints)) / rate, 3),  # a padded window ends with the recording
                 "predicted": classes[int(p.argmax())],
                 "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
             }
