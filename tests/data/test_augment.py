@@ -297,6 +297,19 @@ def test_tug_augmentation_is_seeded_per_epoch_and_item(tiny_tug):
     assert {e for e, _ in loader.sampler} == {7} and sorted(i for _, i in loader.sampler) == list(range(len(ds)))
 
 
+def test_tug_augmentation_does_not_depend_on_the_loader_workers(tiny_tug):
+    dm = tug(tiny_tug)
+    torch.manual_seed(0)
+    alone = list(dm.train_dataloader())
+    dm.num_workers = 2
+    loader = dm.train_dataloader()
+    for epoch in range(2):  # persistent workers: the epoch still reaches every item
+        loader.sampler.set_epoch(epoch)
+        torch.manual_seed(0)
+        batches = list(loader)
+        assert all(same(a, b) for a, b in zip(alone, batches, strict=True)) == (epoch == 0)
+
+
 def test_tug_eval_loaders_see_the_original_data(tiny_tug):
     plain, augmented = tug(tiny_tug, augment=None, predict_split="all"), tug(tiny_tug, predict_split="all")
     for name in ("val", "test", "predict"):
