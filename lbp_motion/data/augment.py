@@ -69,6 +69,9 @@ class Skeleton:
         vertical: the vertical axis of 3D coordinates (rotation is about it, the mirror
             reflects the first other axis); None for 2D (rotation in the image plane,
             the mirror reflects x).
+        origin: the centre the transforms act about; None: :meth:`centre` computes it.
+            :meth:`Pipeline.skeleton` fixes it to the window's centre before its first
+            transform (rotation, scaling, shear and mirror keep that point in place).
     """
 
     coords: np.ndarray
@@ -76,17 +79,20 @@ class Skeleton:
     scale: float = 1.0
     flip_pairs: tuple[tuple[int, int], ...] = ()
     vertical: int | None = None
+    origin: np.ndarray | None = None
 
     @property
     def visible(self) -> np.ndarray:
         return self.confidence > 0
 
     def centre(self) -> np.ndarray:
-        """(D,) mean of the visible joints over the window (zeros if none)."""
-        vis = self.visible
-        if not vis.any():
-            return np.zeros(self.coords.shape[-1])
-        return self.coords[vis].mean(axis=0)
+        """(D,) :attr:`origin`, or the mean of the visible joints over the window (zeros
+        if none)."""
+        if self.origin is not None:
+            return self.origin
+        w = self.visible[..., None]
+        n = w.sum()
+        return (self.coords * w).sum(axis=(0, 1)) / n if n else np.zeros(self.coords.shape[-1])
 
     def linear(self, matrix: np.ndarray) -> Skeleton:
         """Apply ``matrix`` (D, D) to the positions about :meth:`centre`."""
@@ -359,6 +365,8 @@ class Pipeline:
         return span.times
 
     def skeleton(self, sk: Skeleton, rng: np.random.Generator) -> Skeleton:
+        if self.spatial:
+            sk = dataclasses.replace(sk, origin=sk.centre())
         for t in self.spatial:
             sk = t(sk, rng)
         return sk
@@ -406,7 +414,7 @@ def interpolate_frames(frames: np.ndarray, times: np.ndarray) -> np.ndarray:
     a = np.clip(np.floor(times).astype(np.int64), 0, len(frames) - 1)
     b = np.minimum(a + 1, len(frames) - 1)
     w = (times - a).reshape((-1,) + (1,) * (frames.ndim - 1))
-    return frames[a] * (1 - w) + frames[b] * w
+    return frames[a].astype(np.float64) * (1 - w) + frames[b].astype(np.float64) * w
 
 
 def torso_length(coords: np.ndarray, layout: Layout) -> float:
@@ -444,7 +452,7 @@ def augment_features(
     after; a dropped joint's columns are 0 (as padding is).
     """
     times = pipeline.times(start, real, start, start + real - 1, rng)
-    out = interpolate_frames(features.astype(np.float64), times)
+    out = interpolate_frames(features, times)
     if pipeline.spatial and coord_columns:
         mean = np.zeros(coord_columns) if mean is None else np.asarray(mean[:coord_columns], np.float64)
         std = np.ones(coord_columns) if std is None else np.asarray(std[:coord_columns], np.float64)

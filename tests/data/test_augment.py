@@ -115,6 +115,20 @@ def test_shear_and_noise_keep_the_mask_and_noise_moves_visible_joints_only(dims)
     assert 0.5 * 0.05 * sk.scale < spread < 1.5 * 0.05 * sk.scale  # std is in body sizes
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_linear_transforms_and_the_mirror_keep_the_centre_in_place(dims):
+    # (why a pipeline may fix the centre once, before its first spatial transform)
+    sk = skeleton(dims)
+    for t in (Rotate(degrees=90), Scale(factor=(0.5, 2.0)), Shear(max=0.5), Mirror(p=1.0)):
+        np.testing.assert_allclose(t(sk, np.random.default_rng(3)).centre(), sk.centre(), atol=1e-9)
+    pipe = build_pipeline([{"name": "rotate"}, {"name": "mirror"}, {"name": "shear"}])
+    rng_a, rng_b = np.random.default_rng(4), np.random.default_rng(4)
+    direct = sk
+    for t in pipe.transforms:
+        direct = t(direct, rng_a)
+    np.testing.assert_allclose(pipe.skeleton(sk, rng_b).coords, direct.coords, atol=1e-9)
+
+
 def test_dropout_makes_joints_missing_and_nothing_else():
     sk = skeleton(2)
     out = Dropout(rate=0.3)(sk, np.random.default_rng(0))
