@@ -68,11 +68,16 @@ class PoseWindowDataset(torch.utils.data.Dataset):
     def augment_window(self, kp: np.ndarray, r: int, start: int) -> np.ndarray:
         """The raw window ``kp`` (window, J, 3) of recording ``r`` at ``start``; when an
         item is being augmented, the pipeline's window instead (read anywhere in the
-        recording by the temporal transforms, then transformed in pixels)."""
+        recording by the temporal transforms, then transformed in pixels). A window
+        that does not fit in its recording (a short recording padded to the window) is
+        resampled within ``kp`` itself."""
         if self._rng is None:
             return kp
+        source = self.keypoints[r]
+        if start + self.window > len(source):
+            source, start = kp, 0
         return self.transform.keypoints(
-            self.keypoints[r], start, self.window, self._rng,
+            source, start, self.window, self._rng,
             scale=float(self.scales[r]), flip_pairs=self.layout.flip_pairs,
         )
 

@@ -293,6 +293,27 @@ def test_tug_dropout_masks_the_dropped_joints(tiny_tug):
         assert torch.equal(item["mask"], item["x"].reshape(30, 17, 3)[..., 2].bool().any(1))
 
 
+def test_tug_a_padded_short_recording_is_resampled_within_its_window():
+    from lbp_motion.data.tug import PoseWindowDataset
+
+    rng = np.random.default_rng(0)
+    short = rng.uniform(100, 200, size=(20, 17, 3)).astype(np.float32)
+    short[..., 2] = 0.9
+    padded = np.concatenate([short, np.zeros((10, 17, 3), np.float32)])  # missing past the end
+    ds = PoseWindowDataset(
+        [short], np.array([50.0], np.float32), np.array([1]), np.array([0]), np.array([[0, 0]]),
+        layout="coco17", window=30, min_confidence=0.3,
+    )
+    for config in ([{"name": "rotate"}, {"name": "dropout", "rate": 0.1}], [{"name": "speed", "factor": [0.5, 0.5]}]):
+        ds.transform, ds._rng = build_pipeline(config), np.random.default_rng(1)
+        out = ds.augment_window(padded, 0, 0)
+        assert out.shape == (30, 17, 3)
+        if config[0]["name"] == "rotate":
+            assert (out[20:, :, 2] == 0).all() and (out[:20, :, 2] > 0).mean() > 0.8
+        else:  # frames 7.25 to 21.75 of the padded window, slowed down: the padding starts later
+            assert (out[:25, :, 2] > 0).all() and (out[25:, :, 2] == 0).all()
+
+
 def test_tug_augmentation_is_seeded_per_epoch_and_item(tiny_tug):
     one, two = tug(tiny_tug), tug(tiny_tug)
     torch.manual_seed(0)
