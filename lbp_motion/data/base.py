@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .augment import AugmentedDataset, Pipeline, build_pipeline
 from .balance import balance_dataset
 from .format import DataFormatError
 
@@ -81,10 +82,13 @@ class MotionDataModule(pl.LightningDataModule):
     def _loader(self, name: str, shuffle: bool) -> torch.utils.data.DataLoader:
         if not self._datasets:
             self.setup("fit")
+        ds = self._datasets[name]
+        sampler = ds.sampler(shuffle) if isinstance(ds, AugmentedDataset) else None
         return torch.utils.data.DataLoader(
-            self._datasets[name],
+            ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -107,6 +111,22 @@ class MotionDataModule(pl.LightningDataModule):
         if self.balance == "none":
             return dataset
         return balance_dataset(dataset, self.balance, self.balance_seed)
+
+    # -- augmentation ----------------------------------------------------------------------
+    augment_pipeline: Pipeline | None = None
+    augment_seed: int = 0
+
+    def init_augment(self, augment: list[dict[str, Any]] | None, augment_seed: int) -> None:
+        """Validate the ``augment`` config (see :mod:`.augment`); call in ``__init__``
+        after ``self.balance`` is set. ``finish_train_split`` then wraps the training
+        split (only it) in an :class:`~.augment.AugmentedDataset`."""
+        self.augment_pipeline = build_pipeline(augment)
+        self.augment_seed = int(augment_seed)
+        if self.augment_pipeline is not None and self.balance != "none":
+            raise ConfigError(
+                f"data: augment and balance={self.balance!r} cannot be combined (balancing stores "
+                "normalised features, augmentation works on raw joints); set one of them"
+            )
 
     # -- balancing -----------------------------------------------------------------------
     balance: str = "none"  # subclasses take ``balance`` and ``balance_seed`` arguments
@@ -160,6 +180,8 @@ class MotionDataModule(pl.LightningDataModule):
             )
         if self.balance != "none":
             self._datasets["train"] = balance_dataset(self._real_train, self.balance, self.balance_seed)
+        if self.augment_pipeline is not None:
+            self._datasets["train"] = AugmentedDataset(self._real_train, self.augment_pipeline, self.augment_seed)
 
     def client_datasets(self, spec) -> tuple[list[torch.utils.data.Dataset], list[int], list[list[str]]]:
         """Per-client datasets, their n_k (real samples before balancing) and subjects."""

@@ -49,6 +49,7 @@ from ..errors import ConfigError
 from .balance import BalanceMethod
 from .base import MotionDataModule
 from .format import DataFormatError, _atomic_write
+from .layouts import EMOPAIN22
 from .splits import read_split_file, split_subjects
 
 log = logging.getLogger(__name__)
@@ -708,7 +709,15 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
     ``index`` rows are ``(recording position, start frame, real frames)``; the sample is
     ``features[r][start:start + real]`` zero-padded to ``length`` frames. Items are the
     batch dict of :mod:`.base` plus ``aux`` (exercise type) and ``subject``.
+
+    A training dataset wrapped in :class:`~.augment.AugmentedDataset` has its samples'
+    real frames augmented by :meth:`augment_frames` (``augment_context``: the keyword
+    arguments of :func:`~.augment.augment_features`, set by the DataModule).
     """
+
+    transform = None  # the augmentation Pipeline, set by AugmentedDataset
+    _rng = None  # the generator of the item being augmented; None: no augmentation
+    augment_context: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -739,10 +748,20 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
         """(N,) int64 sample labels (the name TUG's dataset uses)."""
         return self.labels
 
+    def augment_frames(self, frames: np.ndarray, r: int, start: int) -> np.ndarray:
+        """The real frames (real, F) of a sample of recording ``r`` at ``start``; when an
+        item is being augmented, the pipeline's frames instead."""
+        if self._rng is None:
+            return frames
+        from .augment import augment_features
+
+        return augment_features(self.transform, self.features[r], start, len(frames), self._rng, **self.augment_context)
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, start, real = (int(v) for v in self.index[i])
         x = np.zeros((self.length, self.num_features), dtype=np.float32)
         x[:real] = self.features[r][start : start + real]
+        x[:real] = self.augment_frames(x[:real], r, start)
         mask = np.zeros(self.length, dtype=bool)
         mask[:real] = True
         out = {
@@ -845,6 +864,12 @@ class EmoPainDataModule(MotionDataModule):
         frame_protective: add ``frame_protective`` (B, T) int64 to every batch: the
             per-frame protective-behaviour label (column 73, 0 on padded frames), for
             tasks that supervise a per-frame protective detector (the cascade).
+        augment: skeleton augmentation of the training samples only, a list of
+            transforms as for TUG (docs/data-format.md, "Augmentation"; docs/emopain.md
+            says which apply). Spatial transforms need ``features`` coords or both and
+            no joint angles or energies; temporal ones (speed, crop) not with
+            ``frame_protective``; none with ``balance``.
+        augment_seed: seed of the augmentation.
     """
 
     def __init__(
@@ -877,6 +902,8 @@ class EmoPainDataModule(MotionDataModule):
         synthetic: dict[str, Any] | None = None,
         keep_classes: list[str] | None = None,
         frame_protective: bool = False,
+        augment: list[dict[str, Any]] | None = None,
+        augment_seed: int = 0,
     ) -> None:
         if task not in _TASK_CLASSES:
             raise ConfigError(f"data: task={task!r}; expected 'pain' or 'protective'")
@@ -942,6 +969,19 @@ class EmoPainDataModule(MotionDataModule):
         self.split_file = split_file
         self.balance = balance
         self.balance_seed = balance_seed
+        self.init_augment(augment, augment_seed)
+        pipe = self.augment_pipeline
+        if pipe is not None and pipe.spatial and (features == "emg" or joint_angles or joint_energies):
+            raise ConfigError(
+                f"data: augment: {pipe.spatial[0].name} moves joints, but features={features!r}, "
+                f"joint_angles={joint_angles}, joint_energies={joint_energies}; spatial transforms need "
+                "features coords or both and no joint angles or energies (or keep to speed and crop)"
+            )
+        if pipe is not None and pipe.temporal and frame_protective:
+            raise ConfigError(
+                f"data: augment: {pipe.temporal[0].name} resamples time, which the per-frame targets "
+                "of frame_protective=true would not follow; drop speed and crop or frame_protective"
+            )
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
         self.window_seconds = window_seconds
@@ -1160,6 +1200,10 @@ class EmoPainDataModule(MotionDataModule):
             self._datasets[name] = subset([name])
         self._datasets["predict"] = subset(
             ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
+        )
+        self._datasets["train"].augment_context = dict(
+            layout=EMOPAIN22, coord_columns=3 * NUM_JOINTS if self.features != "emg" else 0,
+            mean=self.feature_mean, std=self.feature_std,
         )
         self.finish_train_split(stage)  # refuses fewer than two training classes when fitting
         log.info(

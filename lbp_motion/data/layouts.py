@@ -284,6 +284,38 @@ OPENPOSE_BODY25 = Layout(
     ),  # fmt: skip
 )
 
+_EMOPAIN22_JOINTS = (
+    "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "spine", "chest",
+    "right_collar", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
+    "left_collar", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
+    "neck", "head", "head_top",
+)  # fmt: skip
+
+#: The 22-joint 3D motion-capture graph of EmoPain (lbp_motion.data.emopain: its
+#: ``JOINT_NAMES`` and ``JOINT_EDGES`` are these; the challenge does not publish names,
+#: the sides are an assumption). Not a keypoint-file layout (not in :data:`LAYOUTS`);
+#: its ``flip_pairs`` are what the augmentation's mirror swaps.
+EMOPAIN22 = Layout(
+    name="emopain22",
+    joints=_EMOPAIN22_JOINTS,
+    edges=(
+        (0, 1), (0, 4), (0, 7),
+        (1, 2), (2, 3),
+        (4, 5), (5, 6),
+        (7, 8),
+        (8, 9), (8, 14), (8, 19),
+        (9, 10), (10, 11), (11, 12), (12, 13),
+        (14, 15), (15, 16), (16, 17), (17, 18),
+        (19, 20), (20, 21),
+    ),  # fmt: skip
+    left_hip="left_hip",
+    right_hip="right_hip",
+    left_shoulder="left_shoulder",
+    right_shoulder="right_shoulder",
+    flip_pairs=_flip_pairs(_EMOPAIN22_JOINTS),
+)
+
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33, OPENPOSE_BODY25)}
 
 

@@ -44,7 +44,13 @@ class PoseWindowDataset(torch.utils.data.Dataset):
     A recording shorter than ``window`` (an index row of a padded short recording, see
     ``short_recordings`` of :class:`TUGDataModule`) is padded at the end to one window:
     the padded frames have zero features and ``mask`` False.
+
+    A training dataset wrapped in :class:`~.augment.AugmentedDataset` has its raw
+    windows augmented (before normalisation) by :meth:`augment_window`.
     """
+
+    transform = None  # the augmentation Pipeline, set by AugmentedDataset
+    _rng = None  # the generator of the item being augmented; None: no augmentation
 
     def __init__(
         self,
@@ -79,9 +85,26 @@ class PoseWindowDataset(torch.utils.data.Dataset):
     def window_labels(self) -> np.ndarray:
         return self.labels[self.index[:, 0]] if len(self.index) else np.zeros(0, dtype=np.int64)
 
+    def augment_window(self, kp: np.ndarray, r: int, start: int) -> np.ndarray:
+        """The raw window ``kp`` (window, J, 3) of recording ``r`` at ``start``; when an
+        item is being augmented, the pipeline's window instead (read anywhere in the
+        recording by the temporal transforms, then transformed in pixels). A window
+        that does not fit in its recording (a short recording padded to the window) is
+        resampled within ``kp`` itself."""
+        if self._rng is None:
+            return kp
+        source = self.keypoints[r]
+        if start + self.window > len(source):
+            source, start = kp, 0
+        return self.transform.keypoints(  # a short recording keeps its length (then padded)
+            source, start, len(kp), self._rng,
+            scale=float(self.scales[r]), flip_pairs=self.layout.flip_pairs,
+        )
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, start = (int(v) for v in self.index[i])
         kp = self.keypoints[r][start : start + self.window]
+        kp = self.augment_window(kp, r, start)
         joints = normalize_skeleton(kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r])
         mask = visible_mask(kp, self.min_confidence).any(axis=1)
         if len(kp) < self.window:  # a short recording padded into one window: zeros, masked
@@ -130,6 +153,11 @@ class TUGDataModule(MotionDataModule):
         predict_split: recordings ``lbp predict`` runs on: train, val, test or all.
         batch_size, num_workers: of the DataLoaders.
         synthetic: settings of the synthetic data when ``root`` is None.
+        augment: skeleton augmentation of the training windows only, a list of
+            transforms ``[{name: rotate, degrees: 15}, {name: mirror, p: 0.5}, ...]``
+            (docs/data-format.md, "Augmentation"); None: none. Not with ``balance``.
+        augment_seed: seed of the augmentation (item i of epoch e draws from
+            ``default_rng([augment_seed, e, i])``).
     """
 
     def __init__(
@@ -153,6 +181,8 @@ class TUGDataModule(MotionDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         synthetic: dict[str, Any] | None = None,
+        augment: list[dict[str, Any]] | None = None,
+        augment_seed: int = 0,
     ) -> None:
         super().__init__(classes, batch_size, num_workers)
         if window <= 0 or stride <= 0:
@@ -186,6 +216,7 @@ class TUGDataModule(MotionDataModule):
         self.short_recordings = short_recordings
         self.balance = balance
         self.balance_seed = balance_seed
+        self.init_augment(augment, augment_seed)
         self.train_sites = list(train_sites) if train_sites else None
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
