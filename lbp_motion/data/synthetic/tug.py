@@ -17,6 +17,11 @@ stiffness, sit-to-stand duration and strategy (hands pushing on the thighs) and 
 turn (slower, in several steps, trunk turning "en bloc"). Subjects also have their own
 style (height, speed, arm swing, lean) and every recording varies a little.
 
+The opt-in ``nuisance`` setting adds strong subject-level traits unrelated to the label
+(body proportions, personal gait style, a camera placement per subject, tracking
+errors, a per-subject missed-joint profile), drawn from ``(seed, subject)`` only, so
+that a model that memorises subjects fails on held-out ones (docs/data-format.md).
+
 Public API: :func:`generate_tug_dataset` and :func:`ensure_synthetic_tug`.
 """
 
