@@ -17,6 +17,11 @@ stiffness, sit-to-stand duration and strategy (hands pushing on the thighs) and 
 turn (slower, in several steps, trunk turning "en bloc"). Subjects also have their own
 style (height, speed, arm swing, lean) and every recording varies a little.
 
+The opt-in ``nuisance`` setting adds strong subject-level traits unrelated to the label
+(body proportions, personal gait style, a camera placement per subject, tracking
+errors, a per-subject missed-joint profile), drawn from ``(seed, subject)`` only, so
+that a model that memorises subjects fails on held-out ones (docs/data-format.md).
+
 Public API: :func:`generate_tug_dataset` and :func:`ensure_synthetic_tug`.
 """
 
@@ -35,7 +40,7 @@ from ..format import LabelRow, write_labels, write_recording
 from ..layouts import COCO17
 from .cache import ensure_generated
 
-__all__ = ["generate_tug_dataset", "ensure_synthetic_tug", "GENERATOR", "GENERATOR_VERSION"]
+__all__ = ["generate_tug_dataset", "ensure_synthetic_tug", "GENERATOR", "GENERATOR_VERSION", "NUISANCE_PARTS"]
 
 GENERATOR = "lbp_motion.synthetic.tug"
 #: Bump when the motion model changes: cached folders are keyed on it.
@@ -185,6 +190,8 @@ class _Motion:
     # idle
     idle0: float
     idle1: float
+    # subject-level nuisance (``nuisance`` setting): None = the default model
+    extra: _StyleExtra | None = None
 
 
 def _recording_motion(style: _Style, rng: np.random.Generator) -> _Motion:
@@ -253,7 +260,8 @@ class _Camera:
     """Side camera: distance ``dist`` (m) to the walkway, ``yaw`` (rad) off
     perpendicular, ``side`` +1/-1 (which side of the walkway), person height fraction
     ``frac`` of the image height, image offsets ``du``, ``dv`` (fractions of width /
-    height) and lens height ``cam_h`` (m)."""
+    height), lens height ``cam_h`` (m) and ``roll`` (rad, the image rotated about its
+    centre; 0 in the default model)."""
 
     dist: float
     yaw: float
@@ -262,6 +270,7 @@ class _Camera:
     du: float
     dv: float
     cam_h: float
+    roll: float = 0.0
 
 
 def _site_camera(rng: np.random.Generator) -> _Camera:
@@ -286,6 +295,7 @@ def _jitter_camera(cam: _Camera, rng: np.random.Generator) -> _Camera:
         du=cam.du + float(rng.normal(0, 0.01)),
         dv=cam.dv + float(rng.normal(0, 0.01)),
         cam_h=cam.cam_h + float(rng.normal(0, 0.02)),
+        roll=cam.roll,
     )
 
 
@@ -405,6 +415,9 @@ def _simulate(m: _Motion, fps: float) -> _World:
 
     # ---- legs: forward kinematics while on the feet ----------------------------------
     alpha = np.stack([g * m.hip_amp * np.sin(phi), g * m.hip_amp * np.sin(phi + np.pi)], -1)
+    ex = m.extra
+    if ex is not None:
+        alpha = alpha * np.array(ex.leg)
     swing = np.stack([np.cos(phi), np.cos(phi + np.pi)], -1)
     kappa = m.knee0 + g[:, None] * m.knee_amp * np.clip(swing, 0, None) ** 1.5
     ext = m.thigh * np.cos(alpha) + m.shank * np.cos(alpha - kappa)
@@ -464,11 +477,17 @@ def _simulate(m: _Motion, fps: float) -> _World:
         0.0,
     )[:, None]
     shoulder_c = pelvis + m.torso * (np.sin(tau) * fwd_s + np.cos(tau) * up)
+    if ex is not None:
+        shoulder_c = shoulder_c + m.torso * np.sin(ex.lateral) * left_s
     shoulders = [shoulder_c + side * m.shoulder_hw * left_s for side in (1.0, -1.0)]
+    if ex is not None:
+        shoulders = [sh + side * 0.5 * ex.shoulder_drop * m.height * up for sh, side in zip(shoulders, (1.0, -1.0))]
 
     # ---- head -----------------------------------------------------------------------
     neck_dir = np.sin(0.7 * tau) * fwd_h + np.cos(0.7 * tau) * up
     head_c = shoulder_c + m.neck * neck_dir
+    if ex is not None:
+        head_c = head_c + m.neck * np.sin(ex.head_tilt) * left_h
     pitch = m.head_pitch + 0.2 * tau
     face_f = np.cos(pitch) * fwd_h - np.sin(pitch) * up
     face_u = np.sin(pitch) * fwd_h + np.cos(pitch) * up
@@ -492,9 +511,10 @@ def _simulate(m: _Motion, fps: float) -> _World:
     thigh_frac = 0.55 + 0.3 * m.push
     elbows, wrists = [], []
     for k, side in enumerate((1.0, -1.0)):
-        gam = (arm_bias - side * m.arm_amp * g * np.sin(phi))[:, None]
+        arm_amp = m.arm_amp if ex is None else m.arm_amp * ex.arm[k]
+        gam = (arm_bias - side * arm_amp * g * np.sin(phi))[:, None]
         eps = m.elbow0 + 0.6 * np.clip(gam, 0, None)
-        out = side * 0.02 * h * left_s
+        out = side * (0.02 if ex is None else ex.arm_out) * h * left_s
         elbow_free = shoulders[k] + m.upper_arm * (np.sin(gam) * fwd_s - np.cos(gam) * up) + out
         wrist_free = elbow_free + m.forearm * (np.sin(gam + eps) * fwd_s - np.cos(gam + eps) * up)
         target = hips[k] + thigh_frac * (knees[k] - hips[k]) + 0.06 * h * up
@@ -563,6 +583,10 @@ def _project(
     depth = np.maximum(rel @ d, 0.5)
     u = cx + f * (rel @ r) / depth
     v = cy - f * (rel @ up) / depth
+    if cam.roll:
+        cr, sr = np.cos(cam.roll), np.sin(cam.roll)
+        du, dv = u - width / 2, v - height / 2
+        u, v = width / 2 + cr * du - sr * dv, height / 2 + sr * du + cr * dv
     to_cam = -d
     lat = world.left @ to_cam
     face = world.forward @ to_cam
@@ -581,18 +605,28 @@ def _detect(
     missing_rate: float,
     noise_px: float,
     image_size: tuple[int, int],
+    nuisance: _Nuisance | None = None,
+    nuisance_rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """Simulated 2D detector: Gaussian pixel noise, confidences in [0.6, 1] (lower for
     the side turned away), missed joints and short runs of missed frames. Returns
-    float32 keypoints (T, 17, 3); missed joints are all zeros."""
+    float32 keypoints (T, 17, 3); missed joints are all zeros. With ``nuisance`` (and
+    its ``nuisance_rng``): the subject's noise level, slow tracking errors, limb swaps
+    and missed-joint profile."""
     n, j = vis.shape
-    xy = uv + rng.normal(0.0, 1.0, size=uv.shape) * noise_px
+    nz = nuisance
+    xy = uv + rng.normal(0.0, 1.0, size=uv.shape) * (noise_px if nz is None else noise_px * nz.noise)
+    if nz is not None:
+        xy = _tracking_errors(xy, nz, nuisance_rng)  # type: ignore[arg-type]
     conf = 0.6 + 0.4 * rng.beta(5.0 + 3.0 * vis, 2.0)
-    missed = rng.random((n, j)) < missing_rate * (1.0 - 0.6 * vis)
-    runs = rng.poisson(missing_rate * n / 40.0) if missing_rate > 0 else 0
-    for _ in range(runs):
-        start = int(rng.integers(0, n))
-        missed[start : start + int(rng.integers(1, 7))] = True
+    if nz is not None and nz.miss is not None:
+        missed = _missed_with_nuisance(vis, missing_rate, nz.miss, nuisance_rng)  # type: ignore[arg-type]
+    else:
+        missed = rng.random((n, j)) < missing_rate * (1.0 - 0.6 * vis)
+        runs = rng.poisson(missing_rate * n / 40.0) if missing_rate > 0 else 0
+        for _ in range(runs):
+            start = int(rng.integers(0, n))
+            missed[start : start + int(rng.integers(1, 7))] = True
     missed |= ~inside
     width, height = image_size
     xy[..., 0] = np.clip(xy[..., 0], 0, width - 1)
@@ -601,6 +635,252 @@ def _detect(
     kp[missed] = 0.0
     kp = np.nan_to_num(kp, nan=0.0, posinf=0.0, neginf=0.0)
     return kp.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# subject-level nuisance (the ``nuisance`` setting; off by default)
+# --------------------------------------------------------------------------------------
+
+#: Parts of the subject-level nuisance, each with its own strength (see
+#: :func:`generate_tug_dataset`'s ``nuisance``).
+NUISANCE_PARTS = ("body", "style", "camera", "tracking", "missing")
+
+# COCO-17 left/right joint groups a detector swaps when limbs cross or occlude
+_SWAP_GROUPS = (
+    ((_J["left_knee"], _J["right_knee"]), (_J["left_ankle"], _J["right_ankle"])),
+    ((_J["left_ankle"], _J["right_ankle"]),),
+    ((_J["left_elbow"], _J["right_elbow"]), (_J["left_wrist"], _J["right_wrist"])),
+    ((_J["left_wrist"], _J["right_wrist"]),),
+)
+# how often a 2D detector misses each joint relative to the others (face and trunk
+# least, wrists and ankles most), before the side turned away from the camera is
+# weighted up
+_MISS_PROFILE = np.array(
+    [0.5, 0.6, 0.6, 1.0, 1.0, 0.5, 0.5, 1.1, 1.1, 1.8, 1.8, 0.6, 0.6, 1.0, 1.0, 1.5, 1.5]
+)
+
+
+@dataclass(frozen=True)
+class _StyleExtra:
+    """Personal style the default model has no parameter for (used by :func:`_simulate`)."""
+
+    leg: tuple[float, float]  # hip swing amplitude factor, left / right (step asymmetry)
+    arm: tuple[float, float]  # arm swing amplitude factor, left / right
+    arm_out: float  # arm abduction: elbow offset from the trunk, fraction of height
+    lateral: float  # rad, sideways trunk lean (+: towards the left side)
+    shoulder_drop: float  # left shoulder height minus right, fraction of height
+    head_tilt: float  # rad, sideways head tilt
+
+
+@dataclass(frozen=True)
+class _Nuisance:
+    """One subject's label-independent traits, drawn by :func:`_subject_nuisance`.
+
+    Factors are multiplicative (1 = none) and offsets additive (0 = none); a part of
+    strength 0 leaves its fields at those neutral values (``miss`` None: the default
+    detector's missed joints)."""
+
+    # body proportions: factors of ankle height, shank, thigh, hip width, torso,
+    # shoulder width, upper arm, forearm, neck and head size
+    body: tuple[float, ...]
+    # posture and gait style
+    lean: float  # rad, added to the trunk lean
+    head_pitch: float  # rad
+    elbow: float  # rad, added to the resting elbow flexion
+    knee: float  # rad, added to the standing knee flexion
+    cadence: float  # factor
+    step: float  # factor
+    arm_amp: float  # factor of the arm swing
+    sway: float  # factor of trunk sway and pelvis / shoulder rotation
+    sts: float  # factor of the sit-to-stand and stand-to-sit durations
+    turn_side: float  # +1 / -1: the side the subject prefers to turn to
+    turn_habit: float  # probability of turning to that side (0.5: no habit)
+    extra: _StyleExtra | None
+    # camera placement (on top of the site's camera)
+    cam_dist: float  # factor
+    cam_yaw: float  # rad
+    cam_flip: bool  # filmed from the other side of the walkway
+    cam_frac: float  # factor of the framing
+    cam_du: float
+    cam_dv: float
+    cam_h: float  # m
+    cam_roll: float  # rad
+    # tracking
+    noise: float  # factor of noise_px
+    jitter_px: float  # slowly varying detector error, pixels (standard deviation)
+    jitter_tau: float  # its time constant, frames
+    bias: np.ndarray  # (17, 3) m: per-joint detector offset (clothing), body frame (forward, up, left)
+    swap_rate: float  # per frame: a left/right swap of a limb begins
+    # missed joints: per-subject rate factor, per-joint weights, run share and length
+    miss: tuple[float, np.ndarray, float, float] | None
+
+
+def _nuisance_strengths(nuisance: float | dict[str, float]) -> dict[str, float]:
+    """``nuisance`` as a strength per part (every part for a number)."""
+    if isinstance(nuisance, dict):
+        unknown = sorted(set(nuisance) - set(NUISANCE_PARTS))
+        if unknown:
+            raise ValueError(f"nuisance: unknown parts {unknown}; expected some of {list(NUISANCE_PARTS)}")
+        out = {p: float(nuisance.get(p, 0.0)) for p in NUISANCE_PARTS}
+    else:
+        out = {p: float(nuisance) for p in NUISANCE_PARTS}
+    bad = {p: v for p, v in out.items() if not (np.isfinite(v) and v >= 0)}
+    if bad:
+        raise ValueError(f"nuisance strengths must be finite and >= 0; got {bad}")
+    return out
+
+
+def _subject_nuisance(seed: int, subject: int, strength: dict[str, float]) -> _Nuisance:
+    """Draw subject ``subject``'s nuisance from ``(seed, subject)`` alone: never from its
+    class, so the traits are independent of the label. The same unit draws are scaled by
+    each part's strength, so changing one part's strength leaves the others unchanged."""
+    rng = np.random.default_rng([seed, 4, subject])
+    n = np.clip(rng.standard_normal(96), -2.5, 2.5)
+    u = rng.random(8)
+    sb, ss, sc, st, sm = (strength[p] for p in NUISANCE_PARTS)
+
+    def ex(sd: float, x: float) -> float:
+        return float(np.exp(sd * x))
+
+    body = tuple(ex(0.07 * sb, x) for x in n[0:10])
+    extra = None
+    if ss > 0:
+        extra = _StyleExtra(
+            leg=(ex(0.08 * ss, n[20]), ex(0.08 * ss, n[21])),
+            arm=(ex(0.25 * ss, n[22]), ex(0.25 * ss, n[23])),
+            arm_out=float(0.02 + 0.025 * ss * abs(n[24])),
+            lateral=float(0.04 * ss * n[25]),
+            shoulder_drop=float(0.012 * ss * n[26]),
+            head_tilt=float(0.1 * ss * n[27]),
+        )
+    flip_p = 0.3 * min(sc, 1.0)
+    miss = None
+    if sm > 0:
+        sd = 0.5 * sm
+        weights = (1 - min(sm, 1.0) + min(sm, 1.0) * _MISS_PROFILE) * np.exp(0.35 * sm * n[60:77])
+        miss = (
+            float(np.exp(sd * n[77] - sd * sd / 2)),  # mean 1 over subjects
+            weights / weights.mean(),
+            0.2,
+            float(2.0 + 8.0 * u[4]),
+        )
+    return _Nuisance(
+        body=body,
+        lean=float(0.06 * ss * n[10]),
+        head_pitch=float(0.1 * ss * n[11]),
+        elbow=float(0.15 * ss * n[12]),
+        knee=float(0.03 * ss * n[13]),
+        cadence=ex(0.06 * ss, n[14]),
+        step=ex(0.06 * ss, n[15]),
+        arm_amp=ex(0.3 * ss, n[16]),
+        sway=ex(0.3 * ss, n[17]),
+        sts=ex(0.1 * ss, n[18]),
+        turn_side=1.0 if u[0] < 0.5 else -1.0,
+        turn_habit=0.5 + 0.4 * min(ss, 1.0),
+        extra=extra,
+        cam_dist=ex(0.15 * sc, n[30]),
+        cam_yaw=float(0.15 * sc * n[31]),
+        cam_flip=bool(u[1] < flip_p),
+        cam_frac=ex(0.08 * sc, n[32]),
+        cam_du=float(0.05 * sc * n[33]),
+        cam_dv=float(0.04 * sc * n[34]),
+        cam_h=float(0.25 * sc * n[35]),
+        cam_roll=float(0.04 * sc * n[36]),
+        noise=ex(0.4 * st, n[40]),
+        jitter_px=float(st * (0.5 + abs(n[41]))),
+        jitter_tau=float(2.0 + 6.0 * u[2]),
+        bias=0.025 * st * n[43:94].reshape(17, 3),
+        swap_rate=float(0.003 * st * np.exp(0.5 * n[94])),
+        miss=miss,
+    )
+
+
+def _apply_nuisance(m: _Motion, nz: _Nuisance, rng: np.random.Generator) -> None:
+    """Give one recording's motion the subject's proportions and style (in place)."""
+    for name, f in zip(
+        ("ankle_h", "shank", "thigh", "hip_hw", "torso", "shoulder_hw", "upper_arm", "forearm", "neck", "height"),
+        nz.body,
+    ):
+        setattr(m, name, getattr(m, name) * f)
+    m.trunk_lean = float(np.clip(m.trunk_lean + nz.lean, -0.15, 0.6))
+    m.head_pitch = float(np.clip(m.head_pitch + nz.head_pitch, -0.35, 0.6))
+    m.elbow0 = float(np.clip(m.elbow0 + nz.elbow, 0.05, 1.2))
+    m.knee0 = float(np.clip(m.knee0 + nz.knee, 0.0, 0.35))
+    m.cadence *= nz.cadence
+    m.turn_cadence *= nz.cadence
+    m.step *= nz.step
+    m.hip_amp = float(np.arcsin(np.clip(m.step / (2 * (m.thigh + m.shank)), 0.05, 0.6)))
+    m.arm_amp *= nz.arm_amp
+    m.trunk_sway *= nz.sway
+    m.pelvis_rot *= nz.sway
+    m.shoulder_rot *= nz.sway
+    m.t_sts *= nz.sts
+    m.t_sit *= nz.sts
+    m.turn_dir1 = nz.turn_side if rng.random() < nz.turn_habit else -nz.turn_side
+    m.turn_dir2 = nz.turn_side if rng.random() < nz.turn_habit else -nz.turn_side
+    m.extra = nz.extra
+
+
+def _subject_camera(cam: _Camera, nz: _Nuisance) -> _Camera:
+    """The site's camera moved to where this subject's sessions were filmed from."""
+    return _Camera(
+        dist=float(np.clip(cam.dist * nz.cam_dist, 4.0, 10.0)),
+        yaw=cam.yaw + nz.cam_yaw,
+        side=-cam.side if nz.cam_flip else cam.side,
+        frac=cam.frac * nz.cam_frac,
+        du=cam.du + nz.cam_du,
+        dv=cam.dv + nz.cam_dv,
+        cam_h=float(np.clip(cam.cam_h + nz.cam_h, 0.4, 2.0)),
+        roll=cam.roll + nz.cam_roll,
+    )
+
+
+def _add_bias(world: _World, bias: np.ndarray) -> None:
+    """Per-joint detector offsets (m) in each joint's body frame, in place."""
+    up = np.array([0.0, 1.0, 0.0])
+    world.xyz += (
+        bias[None, :, 0:1] * world.forward + bias[None, :, 1:2] * up + bias[None, :, 2:3] * world.left
+    )
+
+
+def _tracking_errors(xy: np.ndarray, nz: _Nuisance, rng: np.random.Generator) -> np.ndarray:
+    """Slowly varying detector error and short left/right swaps of limbs."""
+    n = xy.shape[0]
+    if nz.jitter_px > 0:
+        a = float(np.exp(-1.0 / nz.jitter_tau))
+        e = rng.standard_normal(xy.shape) * np.sqrt(1 - a * a)
+        drift = np.empty_like(e)
+        drift[0] = rng.standard_normal(xy.shape[1:])
+        for t in range(1, n):
+            drift[t] = a * drift[t - 1] + e[t]
+        xy = xy + nz.jitter_px * drift
+    if nz.swap_rate > 0:
+        xy = xy.copy()
+        for start in np.flatnonzero(rng.random(n) < nz.swap_rate):
+            group = _SWAP_GROUPS[int(rng.integers(len(_SWAP_GROUPS)))]
+            sl = slice(int(start), int(start) + int(rng.integers(2, 9)))
+            for a_, b_ in group:
+                xy[sl, [a_, b_]] = xy[sl, [b_, a_]]
+    return xy
+
+
+def _missed_with_nuisance(
+    vis: np.ndarray, missing_rate: float, miss: tuple[float, np.ndarray, float, float], rng: np.random.Generator
+) -> np.ndarray:
+    """Missed joints (T, 17) at about ``missing_rate * factor`` of all joint-frames:
+    the joints' weights, the side turned away (weighted up strongly) and runs of
+    wholly missed frames (``share`` of the rate, mean length ``run_len`` frames)."""
+    n, _ = vis.shape
+    factor, weights, share, run_len = miss
+    rate = missing_rate * factor
+    away = 1.0 - 0.8 * vis
+    away = away / max(float(away.mean()), 1e-9)
+    p = np.clip(rate * (1 - share) * weights[None, :] * away, 0.0, 0.95)
+    missed = rng.random(p.shape) < p
+    for _ in range(int(rng.poisson(rate * share * n / run_len))):
+        start = int(rng.integers(0, n))
+        missed[start : start + 1 + int(rng.poisson(run_len - 1))] = True
+    return missed
 
 
 # --------------------------------------------------------------------------------------
@@ -646,6 +926,7 @@ def generate_tug_dataset(
     missing_rate: float = 0.03,
     noise_px: float = 2.0,
     seed: int = 0,
+    nuisance: float | dict[str, float] = 0.0,
 ) -> Path:
     """Write a synthetic TUG dataset in the on-disk format (see :mod:`..format`).
 
@@ -666,6 +947,20 @@ def generate_tug_dataset(
         noise_px: standard deviation of the detector's pixel noise on x and y.
         seed: seeds everything; subject ``i``'s data depends only on ``(seed, i)``
             (and its class / site), so adding subjects leaves earlier ones unchanged.
+        nuisance: strength of subject-level traits unrelated to the label (0: none,
+            the output of earlier versions bit for bit; 1: the level meant to make a
+            model that memorises subjects fail on held-out ones), a number for every
+            part or a dict ``{part: strength}`` over :data:`NUISANCE_PARTS`:
+            ``body`` (limb and head proportions), ``style`` (posture offsets, personal
+            cadence / step / arm swing / sway / sit-to-stand speed, left-right
+            asymmetries, a preferred turning side), ``camera`` (each subject filmed
+            from their own camera distance, height, angle, framing and roll, sometimes
+            from the other side of the walkway), ``tracking`` (the subject's detector
+            noise level, slow tracking drift, per-joint offsets as loose clothing
+            gives, brief left/right limb swaps) and ``missing`` (a per-subject
+            missed-joint rate, mean ``missing_rate``, with its own per-joint profile,
+            far-side joints and runs of lost frames). Drawn from ``(seed, subject)``
+            only, never from the class; all recordings of a subject share them.
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`. Keypoints are float32 ``(T, 17, 3)``
@@ -684,6 +979,8 @@ def generate_tug_dataset(
         raise ValueError(f"missing_rate must be in [0, 1); got {missing_rate}")
     if noise_px < 0:
         raise ValueError(f"noise_px must be >= 0; got {noise_px}")
+    strength = _nuisance_strengths(nuisance)
+    with_nuisance = any(v > 0 for v in strength.values())
     width, height = (int(v) for v in image_size)
     if width <= 0 or height <= 0:
         raise ValueError(f"image_size must be positive (width, height); got {image_size}")
@@ -700,14 +997,23 @@ def generate_tug_dataset(
         z_mean = 2.0 * cls[i] / (len(classes) - 1) if len(classes) > 1 else 0.0
         style = _subject_style(np.random.default_rng([seed, 1, i]), z_mean)
         cam = cameras[site[i] or 0]
+        nz = _subject_nuisance(seed, i, strength) if with_nuisance else None
+        if nz is not None:
+            cam = _subject_camera(cam, nz)
         for r in range(recordings_per_subject):
             name = f"{subject}_r{r + 1}"
             rng = np.random.default_rng([seed, 2, i, r])
+            nrng = np.random.default_rng([seed, 5, i, r]) if nz is not None else None
             motion = _recording_motion(style, rng)
+            if nz is not None:
+                _apply_nuisance(motion, nz, nrng)  # type: ignore[arg-type]
             world = _simulate(motion, fps)
+            if nz is not None:
+                _add_bias(world, nz.bias)
             uv, vis, inside = _project(world, _jitter_camera(cam, rng), image_size)
             kp = _detect(
-                uv, vis, inside, rng, missing_rate=missing_rate, noise_px=noise_px, image_size=image_size
+                uv, vis, inside, rng, missing_rate=missing_rate, noise_px=noise_px, image_size=image_size,
+                nuisance=nz, nuisance_rng=nrng,
             )
             write_recording(
                 root / f"{name}.npz",
@@ -734,7 +1040,12 @@ def _settings_key(kwargs: dict[str, object]) -> tuple[dict[str, object], str]:
     settings["image_size"] = [int(v) for v in settings["image_size"]]  # type: ignore[union-attr]
     for key in ("fps", "missing_rate", "noise_px"):
         settings[key] = float(settings[key])  # type: ignore[arg-type]
-    blob = json.dumps({"version": GENERATOR_VERSION, **settings}, sort_keys=True, default=str)
+    strength = _nuisance_strengths(settings["nuisance"])  # type: ignore[arg-type]
+    settings["nuisance"] = strength
+    keyed = dict(settings)
+    if not any(strength.values()):
+        del keyed["nuisance"]  # no nuisance: the folder names of earlier versions
+    blob = json.dumps({"version": GENERATOR_VERSION, **keyed}, sort_keys=True, default=str)
     return settings, hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
