@@ -10,6 +10,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
+from lbp_motion.errors import ConfigError
+
 from .base import BaseTask
 from .figures import confusion_matrix_figure
 from .metrics import (
@@ -50,6 +52,10 @@ class ClassificationTask(BaseTask):
             :class:`~lbp_motion.tasks.base.BaseTask`.
     """
 
+    #: the sample this task reads: ``data.unit`` must match (``window``; ``recording``
+    #: for :class:`~lbp_motion.tasks.recording.RecordingTask`)
+    unit = "window"
+
     def __init__(
         self,
         model: ModelFactory = _default_model,
@@ -59,6 +65,10 @@ class ClassificationTask(BaseTask):
         **kwargs: Any,
     ) -> None:
         check_recording_rule(recording_rule, f"{type(self).__name__}: recording_rule")
+        unit = (kwargs.get("data_spec") or {}).get("unit", "window")
+        if unit != self.unit:
+            hint = "use lbp_motion.tasks.recording.RecordingTask" if unit == "recording" else "set data.unit: recording"
+            raise ConfigError(f"{type(self).__name__} reads {self.unit}s but data.unit is {unit!r}; {hint}")
         self.model_factory = model
         super().__init__(**kwargs)
 
