@@ -165,3 +165,17 @@ def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
     assert summary["folds"] == 3 and 0 <= summary["pooled/accuracy"] <= 1
     assert summary["pooled/accuracy"] == pytest.approx(summary["pooled/recording_accuracy"])
     assert "test/recording_f1_macro_mean" in summary
+
+
+def test_augmentation_reaches_every_window_of_a_training_bag(tiny_tug):
+    from lbp_motion.data.augment import AugmentedDataset
+
+    dm = _bags(tiny_tug, max_windows=4, augment=[{"name": "rotate", "degrees": 20}])
+    train = dm._datasets["train"]
+    assert isinstance(train, AugmentedDataset)
+    plain, a, b = train.base[0], train[(0, 0)], train[(0, 0)]
+    torch.testing.assert_close(a["x"], b["x"])  # seeded by (epoch, item)
+    n = int(plain["windows"])
+    assert all(not torch.allclose(a["x"][j], plain["x"][j]) for j in range(n))
+    assert not torch.allclose(train[(1, 0)]["x"], a["x"])
+    assert train.base.windows._rng is None  # no generator left behind for evaluation reads
