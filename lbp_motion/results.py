@@ -143,12 +143,16 @@ class RunSummary(pl.Callback):
 
 class PredictionFiles(BasePredictionWriter):
     """Writes ``predictions.csv`` (one row per window) and ``recording_predictions.csv``
-    (window probabilities averaged per recording: one answer per patient).
+    (window probabilities combined per recording by the task's ``recording_rule``,
+    default ``mean_prob``: one answer per patient; see
+    :func:`~lbp_motion.tasks.metrics.aggregate_by_recording`).
 
     Expects ``predict_step`` to return dicts with ``recording`` (B,), ``start`` (B,)
     and ``probs`` (B, C), and optionally ``y`` (B,) (then a ``label`` column holds the
-    true class); recording names come from ``datamodule.recording_names`` and
-    class names from the task's ``classes``.
+    true class) and ``windows`` (B,): a recording-level task returns one row per
+    recording (``start`` 0) and the number of windows it read, written to the
+    ``windows`` column instead of the row count. Recording names come from
+    ``datamodule.recording_names`` and class names from the task's ``classes``.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -174,12 +178,16 @@ class PredictionFiles(BasePredictionWriter):
             for i, (r, s, p) in enumerate(zip(rec.tolist(), start.tolist(), probs)):
                 label = [classes[int(labels[i])]] if labels is not None else []
                 w.writerow([name_of(r), s, classes[int(p.argmax())]] + label + [f"{v:.6f}" for v in p.tolist()])
-        ids, inverse = torch.unique(rec, return_inverse=True)
-        sums = torch.zeros(len(ids), probs.shape[1]).index_add_(0, inverse, probs)
-        counts = torch.bincount(inverse).unsqueeze(1).float()
-        mean = sums / counts
+        from .tasks.metrics import aggregate_by_recording
+
+        rule = getattr(pl_module, "recording_rule", "mean_prob")
+        ids, scores, _ = aggregate_by_recording(rec, probs, torch.zeros(len(rec), dtype=torch.long), rule)
+        if all("windows" in b for b in batches):  # a recording-level task: one row per recording
+            windows = dict(zip(rec.tolist(), torch.cat([b["windows"] for b in batches]).cpu().tolist()))
+        else:
+            windows = dict(zip(*(t.tolist() for t in torch.unique(rec, return_counts=True))))
         with open(self.run_dir / "recording_predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["recording", "windows", "predicted"] + [f"p_{c}" for c in classes])
-            for i, p, n in zip(ids.tolist(), mean, counts.squeeze(1).tolist()):
-                w.writerow([name_of(i), int(n), classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])
+            for i, p in zip(ids.tolist(), scores):
+                w.writerow([name_of(i), int(windows[i]), classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])

@@ -121,6 +121,83 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         }
 
 
+class RecordingBags(torch.utils.data.Dataset):
+    """The recordings of a :class:`PoseWindowDataset`, each one item: a bag of its
+    windows (``unit: recording`` of :class:`TUGDataModule`).
+
+    Item ``k`` is recording ``k`` (in recording order): ``x`` (max_windows, window, F),
+    ``mask`` (max_windows, window) frame masks, ``window_mask`` (max_windows,) True for
+    real windows, ``y``, ``recording``, ``start`` (0) and ``windows`` (the number of
+    real windows). A recording with more than ``max_windows`` windows is read at
+    ``max_windows`` evenly spaced window starts (first and last included); a shorter
+    one is padded with zero windows whose masks are False. Every bag has the same
+    shape, so the default collate (and any loader, federated too) batches them.
+
+    ``index`` rows are ``(recording position, 0)`` and ``window_labels()`` the
+    recordings' labels, as a window dataset's, so splits, class weights and federated
+    partitions count recordings. Under :class:`~.augment.AugmentedDataset` every window
+    of a bag is augmented with draws from the bag's generator.
+    """
+
+    _rng = None  # set by AugmentedDataset while an item is read
+
+    def __init__(self, windows: PoseWindowDataset, max_windows: int) -> None:
+        self.windows = windows
+        self.max_windows = int(max_windows)
+        rec = windows.index[:, 0] if len(windows.index) else np.zeros(0, dtype=np.int64)
+        positions = np.unique(rec)
+        self.rows = [np.flatnonzero(rec == r) for r in positions]
+        self.index = np.stack([positions, np.zeros_like(positions)], axis=1).astype(np.int64)
+
+    @property
+    def transform(self):
+        return self.windows.transform
+
+    @transform.setter
+    def transform(self, pipeline) -> None:  # AugmentedDataset hands the pipeline to the windows
+        self.windows.transform = pipeline
+
+    @property
+    def num_features(self) -> int:
+        return self.windows.num_features
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def window_labels(self) -> np.ndarray:
+        return self.windows.labels[self.index[:, 0]] if len(self.index) else np.zeros(0, dtype=np.int64)
+
+    def chosen_windows(self, k: int) -> np.ndarray:
+        """Rows of the window dataset that make bag ``k`` (at most ``max_windows``)."""
+        rows = self.rows[k]
+        if len(rows) > self.max_windows:
+            rows = rows[np.linspace(0, len(rows) - 1, self.max_windows).round().astype(int)]
+        return rows
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        rows = self.chosen_windows(k)
+        self.windows._rng = self._rng
+        try:
+            items = [self.windows[int(i)] for i in rows]
+        finally:
+            self.windows._rng = None
+        n, w = len(items), self.windows.window
+        x = torch.zeros(self.max_windows, w, items[0]["x"].shape[-1], dtype=items[0]["x"].dtype)
+        mask = torch.zeros(self.max_windows, w, dtype=torch.bool)
+        x[:n] = torch.stack([it["x"] for it in items])
+        mask[:n] = torch.stack([it["mask"] for it in items])
+        window_mask = torch.arange(self.max_windows) < n
+        return {
+            "x": x,
+            "mask": mask,
+            "window_mask": window_mask,
+            "y": items[0]["y"],
+            "recording": items[0]["recording"],
+            "start": torch.tensor(0, dtype=torch.long),
+            "windows": torch.tensor(n, dtype=torch.long),
+        }
+
+
 class TUGDataModule(MotionDataModule):
     """Timed-up-and-go pose recordings -> 30-frame windows, split by subject.
 
@@ -158,6 +235,11 @@ class TUGDataModule(MotionDataModule):
             (docs/data-format.md, "Augmentation"); None: none. Not with ``balance``.
         augment_seed: seed of the augmentation (item i of epoch e draws from
             ``default_rng([augment_seed, e, i])``).
+        unit: what one sample is: ``window`` (default) or ``recording``: a bag of the
+            recording's windows (:class:`RecordingBags`), for recording-level models
+            (:class:`~lbp_motion.tasks.recording.RecordingTask`). Not with ``balance``.
+        max_windows: with ``unit: recording``, the most windows a bag holds (evenly
+            spaced over a longer recording); shorter bags are padded and masked.
     """
 
     def __init__(
@@ -183,8 +265,19 @@ class TUGDataModule(MotionDataModule):
         synthetic: dict[str, Any] | None = None,
         augment: list[dict[str, Any]] | None = None,
         augment_seed: int = 0,
+        unit: Literal["window", "recording"] = "window",
+        max_windows: int = 32,
     ) -> None:
         super().__init__(classes, batch_size, num_workers)
+        if unit not in ("window", "recording"):
+            raise ConfigError(f"data: unit={unit!r}; expected window or recording")
+        if max_windows < 1:
+            raise ConfigError(f"data: max_windows={max_windows}; expected at least 1")
+        if unit == "recording" and balance != "none":
+            raise ConfigError(
+                f"data: balance={balance!r} resamples windows and cannot be combined with unit: recording; "
+                "set balance: none (or use class_weighted_loss)"
+            )
         if window <= 0 or stride <= 0:
             raise ConfigError(f"data: window={window} and stride={stride} must be positive")
         if predict_split not in {"train", "val", "test", "all"}:
@@ -218,6 +311,8 @@ class TUGDataModule(MotionDataModule):
         self.balance_seed = balance_seed
         self.init_augment(augment, augment_seed)
         self.train_sites = list(train_sites) if train_sites else None
+        self.unit = unit
+        self.max_windows = int(max_windows)
         self.fps: float | None = None
         self.subject_split: dict[str, str] = {}
 
@@ -235,6 +330,8 @@ class TUGDataModule(MotionDataModule):
             "features": describe_features(self.streams),
             "streams": list(self.streams),
             "short_recordings": self.short_recordings,
+            # only for recording bags: window-level checkpoints keep their description
+            **({"unit": "recording", "max_windows": self.max_windows} if self.unit == "recording" else {}),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -347,8 +444,9 @@ class TUGDataModule(MotionDataModule):
         ids = np.arange(len(names), dtype=np.int64)
         scales_arr = np.asarray(scales, dtype=np.float32)
 
-        def subset(mask: np.ndarray) -> PoseWindowDataset:
-            return PoseWindowDataset(keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common)
+        def subset(mask: np.ndarray) -> PoseWindowDataset | RecordingBags:
+            windows = PoseWindowDataset(keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common)
+            return RecordingBags(windows, self.max_windows) if self.unit == "recording" else windows
 
         for split in ("train", "val", "test"):
             self._datasets[split] = subset(side == split)
@@ -356,8 +454,8 @@ class TUGDataModule(MotionDataModule):
         self._datasets["predict"] = subset(predict)
         self.finish_train_split(stage, pooled_train if self.train_sites is not None else None)
         log.info(
-            "TUG data %s: %d recordings, %s windows (train/val/test)",
-            root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")],
+            "TUG data %s: %d recordings, %s %ss (train/val/test)",
+            root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")], self.unit,
         )
 
     def _split(self, subjects: list[str], labels: np.ndarray) -> dict[str, str]:
@@ -398,7 +496,7 @@ class TUGDataModule(MotionDataModule):
         return {s: majority(v) for s, v in per_subject.items()}
 
     def split_counts(self) -> dict[str, dict[str, int]]:
-        """Windows per class in each split (for logs and docs)."""
+        """Samples (windows, or recordings with ``unit: recording``) per class in each split."""
         out = {}
         for split in ("train", "val", "test"):
             counts = Counter(self._datasets[split].window_labels().tolist())

@@ -7,6 +7,7 @@ from .classification import ClassificationTask
 from .hierarchical import HierarchicalTask
 from .joint import JointTask
 from .mil import MILTask
+from .recording import RecordingTask
 from .registry import load_task, registered_tasks
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "HierarchicalTask",
     "JointTask",
     "MILTask",
+    "RecordingTask",
     "load_task",
     "registered_tasks",
 ]

@@ -10,9 +10,13 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
+from lbp_motion.errors import ConfigError
+
 from .base import BaseTask
 from .figures import confusion_matrix_figure
 from .metrics import (
+    RecordingRule,
+    check_recording_rule,
     classification_metrics,
     confusion_matrix_metric,
     flatten_metrics,
@@ -29,8 +33,8 @@ def _default_model(in_features: int, num_classes: int) -> nn.Module:
 
 
 class ClassificationTask(BaseTask):
-    """Classify windows (e.g. LBP severity from TUG clips) and, by averaging window
-    probabilities, whole recordings.
+    """Classify windows (e.g. LBP severity from TUG clips) and, by combining window
+    probabilities (``recording_rule``), whole recordings.
 
     Args:
         model: the network, by class_path, called as ``model(in_features, num_classes)``
@@ -38,23 +42,44 @@ class ClassificationTask(BaseTask):
         class_weighted_loss: weight the cross-entropy by the DataModule's inverse class
             frequencies of the training split.
         label_smoothing: of the cross-entropy.
+        recording_rule: how the windows of a recording make its one answer, for the
+            ``recording_*`` metrics and ``recording_predictions.csv``: ``mean_prob``
+            (mean window probability; default), ``mean_log_prob`` (mean
+            log-probability, renormalised) or ``majority`` (vote of the window
+            argmaxes, ties by mean probability); see
+            :func:`~lbp_motion.tasks.metrics.aggregate_by_recording`.
         data_spec, lr, weight_decay, lr_decay, optimizer, lr_scheduler: see
             :class:`~lbp_motion.tasks.base.BaseTask`.
     """
+
+    #: the sample this task reads: ``data.unit`` must match (``window``; ``recording``
+    #: for :class:`~lbp_motion.tasks.recording.RecordingTask`)
+    unit = "window"
 
     def __init__(
         self,
         model: ModelFactory = _default_model,
         class_weighted_loss: bool = False,
         label_smoothing: float = 0.0,
+        recording_rule: RecordingRule = "mean_prob",
         **kwargs: Any,
     ) -> None:
+        check_recording_rule(recording_rule, f"{type(self).__name__}: recording_rule")
+        unit = (kwargs.get("data_spec") or {}).get("unit", "window")
+        if unit != self.unit:
+            hint = "use lbp_motion.tasks.recording.RecordingTask" if unit == "recording" else "set data.unit: recording"
+            raise ConfigError(f"{type(self).__name__} reads {self.unit}s but data.unit is {unit!r}; {hint}")
         self.model_factory = model
         super().__init__(**kwargs)
 
     @property
     def classes(self) -> list[str]:
         return list(self.spec_value("classes"))
+
+    @property
+    def recording_rule(self) -> str:
+        """The rule that makes one answer per recording (read by ``PredictionFiles``)."""
+        return self.hparams.get("recording_rule", "mean_prob")
 
     def configure_models(self) -> None:
         self.model = self.model_factory(int(self.spec_value("num_features")), len(self.classes))
@@ -127,7 +152,7 @@ class ClassificationTask(BaseTask):
         self.metrics[f"{stage}_"].reset()
         if f"{stage}_" in self.confusion and self._epoch_outputs[stage]:
             rec, probs, y = (torch.cat(t) for t in zip(*self._epoch_outputs[stage]))
-            values.update(recording_metrics(rec, probs, y, stage))
+            values.update(recording_metrics(rec, probs, y, stage, self.recording_rule))
             self._epoch_outputs[stage] = []
         self.log_dict(values, prog_bar=False)
         if f"{stage}_" in self.confusion:

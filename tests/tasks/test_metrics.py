@@ -45,3 +45,81 @@ def test_recording_level_averages_window_probabilities():
     assert out["val/recording_accuracy"].item() == 1.0
     probs[1] = torch.tensor([0.95, 0.05])  # now the mean of recording 7 favours class 0
     assert recording_metrics(recording, probs, target, "val")["val/recording_accuracy"].item() == 0.5
+
+
+# one recording whose three rules give three answers: three windows narrowly for class 0
+# (class 2 nearly ruled out), two windows confidently for class 2 (class 0 ruled out)
+DISAGREE = torch.tensor([[0.5, 0.45, 0.05]] * 3 + [[0.001, 0.099, 0.9]] * 2)
+
+
+@pytest.mark.parametrize(
+    "rule, expected",
+    [
+        ("mean_prob", 2),  # the mean: 0.30, 0.31, 0.39
+        ("mean_log_prob", 1),  # class 1 is never ruled out: geometric mean highest
+        ("majority", 0),  # three of five windows vote 0
+    ],
+)
+def test_recording_rules_on_windows_where_they_disagree(rule, expected):
+    recording = torch.tensor([4, 4, 4, 4, 4, 8])
+    probs = torch.cat([DISAGREE, torch.tensor([[0.2, 0.3, 0.5]])])
+    target = torch.tensor([expected] * 5 + [2])
+    ids, scores, labels = aggregate_by_recording(recording, probs, target, rule)
+    assert ids.tolist() == [4, 8] and labels.tolist() == [expected, 2]
+    assert scores.argmax(dim=1).tolist() == [expected, 2]
+    assert (scores >= 0).all()
+    torch.testing.assert_close(scores.sum(dim=1), torch.ones(2))  # probability-like for every rule
+    out = recording_metrics(recording, probs, target, "val", rule)
+    assert out["val/recording_accuracy"].item() == 1.0
+    # the same windows under the other rules get recording 4 wrong
+    others = [r for r in ("mean_prob", "mean_log_prob", "majority") if r != rule]
+    assert all(recording_metrics(recording, probs, target, "val", r)["val/recording_accuracy"] == 0.5 for r in others)
+
+
+def test_recording_rule_values():
+    probs = DISAGREE
+    rec = torch.zeros(5, dtype=torch.long)
+    _, mean, _ = aggregate_by_recording(rec, probs, rec)  # default: the mean, as before
+    torch.testing.assert_close(mean[0], probs.mean(dim=0))
+    _, geo, _ = aggregate_by_recording(rec, probs, rec, "mean_log_prob")
+    g = probs.log().mean(dim=0).exp()
+    torch.testing.assert_close(geo[0], g / g.sum())
+    _, votes, _ = aggregate_by_recording(rec, probs, rec, "majority")
+    torch.testing.assert_close(votes[0], (torch.tensor([3.0, 0.0, 2.0]) + probs.mean(dim=0) / 2) / 5.5)
+
+
+def test_majority_tie_goes_to_the_larger_mean_probability():
+    probs = torch.tensor([[0.6, 0.4], [0.55, 0.45], [0.1, 0.9], [0.45, 0.55]])  # 2 votes each
+    rec = torch.zeros(4, dtype=torch.long)
+    _, scores, _ = aggregate_by_recording(rec, probs, rec, "majority")
+    assert scores.argmax().item() == 1  # mean probability 0.575 for class 1
+    _, scores, _ = aggregate_by_recording(rec, probs.flip(1), rec, "majority")
+    assert scores.argmax().item() == 0
+
+
+def test_unknown_recording_rule_is_one_config_error():
+    from lbp_motion.errors import ConfigError
+    from lbp_motion.tasks import ClassificationTask
+
+    with pytest.raises(ConfigError, match="recording_rule='median'; expected one of mean_prob, mean_log_prob, majority"):
+        aggregate_by_recording(torch.zeros(1, dtype=torch.long), torch.ones(1, 2) / 2, torch.zeros(1, dtype=torch.long), "median")
+    with pytest.raises(ConfigError, match="ClassificationTask: recording_rule='vote'"):
+        ClassificationTask(data_spec={"num_features": 4, "classes": ["a", "b"]}, recording_rule="vote")
+
+
+@pytest.mark.parametrize("rule", ["mean_prob", "majority"])
+def test_recording_predictions_csv_follows_the_task_rule(rule, tmp_path):
+    import csv
+    from types import SimpleNamespace
+
+    from lbp_motion.results import PredictionFiles
+
+    batch = {"recording": torch.zeros(5, dtype=torch.long), "start": torch.arange(5), "probs": DISAGREE}
+    module = SimpleNamespace(classes=["a", "b", "c"], recording_rule=rule)
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(recording_names=["rec0"]))
+    PredictionFiles(tmp_path).write_on_epoch_end(trainer, module, [batch], None)
+    (row,) = csv.DictReader(open(tmp_path / "recording_predictions.csv"))
+    assert row["recording"] == "rec0" and row["windows"] == "5"
+    assert row["predicted"] == {"mean_prob": "c", "majority": "a"}[rule]
+    _, scores, _ = aggregate_by_recording(batch["recording"], DISAGREE, batch["recording"], rule)
+    assert [float(row[f"p_{c}"]) for c in "abc"] == pytest.approx(scores[0].tolist(), abs=1e-6)
