@@ -166,12 +166,14 @@ def compare_with_baselines(
     baselines: str = "all",
     n_boot: int = 1000,
     seed: int = 0,
+    data_classes: list[str] | None = None,
 ) -> dict:
     """Subject-bootstrap intervals of the pooled metrics of ``rows`` (the model's test
     windows of all folds, with a ``fold`` column) and, unless ``baselines`` is
     ``"none"``, the baselines on the same folds and windows with paired differences
     model - baseline. Returns the summary keys (docs/metrics.md); baseline predictions
-    are kept in ``fold_<i>/baseline_<name>.csv`` and not recomputed when present."""
+    are kept in ``fold_<i>/baseline_<name>.csv`` and not recomputed when present.
+    ``data_classes``: the DataModule's classes (default: read from fold 0's)."""
     from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class
     from .evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
 
@@ -189,9 +191,8 @@ def compare_with_baselines(
     subject_of = None
     if (run / "recordings.csv").is_file():
         subject_of = {r["recording"]: r["subject"] for r in _read_rows(run / "recordings.csv")}
-    data_classes = None
     if names:
-        data_classes = list(fold_dm(0).classes)
+        data_classes = list(data_classes) if data_classes is not None else list(fold_dm(0).classes)
         if data_classes != list(classes):  # e.g. an anomaly task's [no_pain, pain]
             names.remove("window_stats")
             notes.append(f"window statistics baseline skipped: the task's classes {classes} are not the data's "
@@ -227,6 +228,7 @@ def compare_with_baselines(
             _write_rows(fold / "baseline_majority.csv", own, columns)
         for name in names:
             base_rows[name].extend({**r, "fold": str(i)} for r in _read_rows(fold / f"baseline_{name}.csv"))
+        dms.pop(i, None)  # one fold's data in memory at a time
 
     out: dict = {"baselines": names}
     model = pooled_metrics(rows, classes)
@@ -306,7 +308,7 @@ def run_cv(
     dm = _datamodule(config_args)
     subjects = list(dm.subjects())
     labels = dm.subject_labels() if hasattr(dm, "subject_labels") else None
-    classes = list(dm.classes)
+    classes = data_classes = list(dm.classes)
     if name is None:
         configs = [config_args[i + 1] for i, a in enumerate(config_args) if a == "--config"]
         name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
@@ -356,7 +358,8 @@ def run_cv(
     if pooled:
         with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
             summary.update(compare_with_baselines(run, rows, classes, config_args, folds=len(plan),
-                                                  baselines=baselines, n_boot=n_boot, seed=seed))
+                                                  baselines=baselines, n_boot=n_boot, seed=seed,
+                                                  data_classes=data_classes))
     summary["folds_spec"] = str(folds)
     write_json_atomic(run / "summary.json", summary)
     comparison = comparison_markdown(summary)

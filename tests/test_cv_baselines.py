@@ -261,3 +261,21 @@ def test_window_stats_baseline_recognises_real_tug_phases(tmp_path):
         rows += [{**r, "fold": str(i)} for r in fold_baselines(dm, ["window_stats"])["window_stats"]]
     metrics = pooled_metrics(rows, PHASE_CLASSES)
     assert metrics["pooled/accuracy"] > 0.8, metrics
+
+
+def test_mcc_follows_torchmetrics_where_it_divides_by_zero():
+    """Two classes, one never predicted (a majority baseline): torchmetrics' smoothed value,
+    so that pooled/mcc and its interval agree."""
+    from torchmetrics.functional.classification import multiclass_matthews_corrcoef
+
+    from lbp_motion.evaluation.bootstrap import confusion_metrics
+
+    for c, matrices in ((2, [[[67, 0], [6, 0]], [[0, 5], [0, 9]], [[4, 0], [0, 0]], [[0, 3], [0, 0]], [[3, 2], [0, 0]],
+                             [[0, 0], [2, 7]], [[5, 1], [2, 8]]]),
+                        (3, [[[4, 0, 0], [3, 0, 0], [0, 0, 0]], [[2, 1, 0], [0, 3, 1], [1, 0, 2]]])):
+        for cm in matrices:
+            cm = torch.tensor(cm)
+            target = torch.repeat_interleave(torch.arange(c).repeat_interleave(c), cm.flatten())
+            preds = torch.repeat_interleave(torch.arange(c).repeat(c), cm.flatten())
+            expected = float(multiclass_matthews_corrcoef(preds, target, c))
+            assert float(confusion_metrics(cm.numpy())["mcc"]) == pytest.approx(expected, abs=1e-5), cm

@@ -32,9 +32,10 @@ METRICS = ("accuracy", "f1_macro", "mcc", "recording_accuracy", "recording_f1_ma
 def confusion_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
     """Accuracy, macro F1 and MCC of confusion matrices ``cm`` (..., C, C) (rows: true
     class, columns: predicted), with torchmetrics' conventions: macro F1 averages the
-    classes that occur in the labels or the predictions; F1 of a class and MCC are 0
-    where they would divide by zero, except that a two-class MCC is 1 when every
-    sample is right and -1 when every one is wrong."""
+    classes that occur in the labels or the predictions; F1 of a class is 0 where it
+    would divide by zero; MCC is 0 there with three or more classes, and with two
+    classes it is 1 when every sample is right, -1 when every one is wrong, else
+    torchmetrics' smoothed value (:func:`_binary_degenerate_mcc`)."""
     cm = np.asarray(cm, dtype=np.float64)
     n = cm.sum(axis=(-2, -1))
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
@@ -50,8 +51,26 @@ def confusion_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
         den = (n**2 - (p * p).sum(axis=-1)) * (n**2 - (t * t).sum(axis=-1))
         mcc = np.where(den > 0, cov / np.sqrt(np.where(den > 0, den, 1)), 0.0)
     if cm.shape[-1] == 2:
+        mcc = np.where(den > 0, mcc, _binary_degenerate_mcc(cm))
         mcc = np.where((n > 0) & (correct == n), 1.0, np.where((n > 0) & (correct == 0), -1.0, mcc))
     return {"accuracy": accuracy, "f1_macro": f1_macro, "mcc": mcc}
+
+
+def _binary_degenerate_mcc(cm: np.ndarray) -> np.ndarray:
+    """torchmetrics' two-class MCC where the usual formula divides by zero (one class
+    never predicted or never present): a value from an epsilon-smoothed formula, e.g.
+    (tn - fn) / sqrt(fn tn (tn + fn)) when the positive class is never predicted."""
+    tn, fp, fn, tp = cm[..., 0, 0], cm[..., 0, 1], cm[..., 1, 0], cm[..., 1, 1]
+    eps = float(np.finfo(np.float32).eps)
+    root = np.sqrt(eps)
+    numerator = np.select(
+        [(fn == 0) & (tn == 0), (fp == 0) & (tn == 0), (tp == 0) & (fn == 0), (tp == 0) & (fp == 0),
+         tp == 0, tn == 0, (fp == 0) | (fn == 0)],
+        [root * (tp - fp), root * (tp - fn), root * (tn - fp), root * (tn - fn),
+         tn - fp * fn, tp - fp * fn, tp * tn],
+        default=0.0,
+    )
+    return numerator / np.sqrt((tp + fp + eps) * (tp + fn + eps) * (tn + fp + eps) * (tn + fn + eps))
 
 
 def _probs_and_labels(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
