@@ -219,4 +219,4 @@ def chance_metrics(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) ->
     rec_labels = np.array([label for label, _ in recording_predictions(rows, classes).values()], dtype=np.int64)
     windows = np.repeat(np.bincount(labels, minlength=c)[:, None] / c, c, axis=1)
     recordings = np.repeat(np.bincount(rec_labels, minlength=c)[:, None] / c, c, axis=1)
-    return {k: float(v) for k, v in point_metrics(windows, recordings).items()}
+    return {k: float(v) + 0.0 for k, v in point_metrics(windows, recordings).items()}  # + 0.0: no -0.0
