@@ -102,8 +102,13 @@ def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
 def test_chance_is_a_uniform_guess():
     rows, _ = make_rows([1.0] * 6, classes=("a", "b", "c"))  # 2 subjects per class
     chance = chance_metrics(rows, ("a", "b", "c"))
-    assert chance["accuracy"] == pytest.approx(1 / 3) and chance["mcc"] == pytest.approx(0)
+    assert chance["accuracy"] == pytest.approx(1 / 3) and chance["mcc"] == 0 and f"{chance['mcc']:.4f}" == "0.0000"
     assert chance["f1_macro"] == pytest.approx(1 / 3) and chance["recording_accuracy"] == pytest.approx(1 / 3)
+    # the real phase windows' class counts: the MCC is 0, not -3e-17 (shown as -0.0000)
+    classes = [f"k{i}" for i in range(6)]
+    rows = [{"recording": f"r{i}", "label": c, **{f"p_{k}": "0.1" for k in classes}}
+            for c, n in zip(classes, (125, 164, 504, 277, 422, 659)) for i in range(n)]
+    assert chance_metrics(rows, classes)["mcc"] == 0 and chance_metrics(rows, classes)["accuracy"] == pytest.approx(1 / 6)
 
 
 class _Windows(torch.utils.data.Dataset):

@@ -219,4 +219,5 @@ def chance_metrics(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) ->
     rec_labels = np.array([label for label, _ in recording_predictions(rows, classes).values()], dtype=np.int64)
     windows = np.repeat(np.bincount(labels, minlength=c)[:, None] / c, c, axis=1)
     recordings = np.repeat(np.bincount(rec_labels, minlength=c)[:, None] / c, c, axis=1)
-    return {k: float(v) + 0.0 for k, v in point_metrics(windows, recordings).items()}  # + 0.0: no -0.0
+    # rounded: the MCC is 0 up to float error, shown as 0.0000 rather than -0.0000
+    return {k: round(float(v), 12) + 0.0 for k, v in point_metrics(windows, recordings).items()}
