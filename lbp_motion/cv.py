@@ -16,11 +16,21 @@ Layout of the run directory ``<out_dir>/<name>/version_<n>/``::
     fold_<i>/metrics.json     the fold's metrics (copied from its fit run)
     fold_<i>/predictions.csv  the fold's test-window probabilities and labels
     fold_<i>/version_*/       the fold's full fit and predict runs
+    fold_<i>/baseline_<name>.csv  the baselines' test-window probabilities (same form)
+    recordings.csv            recording -> subject (for the subject bootstrap)
     summary.json              <metric>_mean, <metric>_std (sample std, ddof=1) over
-                              folds for every test metric, plus pooled/<metric>
-    summary.md                the same as a readable table
+                              folds for every test metric, plus pooled/<metric>, their
+                              subject-bootstrap intervals, the baselines and the
+                              differences model - baseline (docs/metrics.md)
+    summary.md                the same as readable tables
 
-A fold whose ``metrics.json`` and ``predictions.csv`` exist is not run again: rerun
+Beside the model, on the same folds and the same test windows, ``lbp cv`` fits a
+majority-class and a window-statistics baseline (:mod:`lbp_motion.evaluation.baselines`;
+``--baselines none`` skips them) and gives every pooled metric a 95% interval by
+bootstrap over subjects (:mod:`lbp_motion.evaluation.bootstrap`).
+
+A fold whose ``metrics.json`` and ``predictions.csv`` exist is not run again (nor a
+baseline whose ``baseline_<name>.csv`` exists): rerun
 with ``--resume RUN_DIR`` to finish an interrupted cross-validation (with the same
 ``--folds``, ``--seed`` and ``--val_fraction``: a resume with others is refused).
 """
@@ -131,6 +141,117 @@ def _table(summary: dict[str, float], pooled: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
+    """Write a CSV whole or not at all (a resume skips files that exist)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def compare_with_baselines(
+    run: Path,
+    rows: list[dict[str, str]],
+    classes: list[str],
+    config_args: list[str],
+    *,
+    folds: int,
+    baselines: str = "all",
+    n_boot: int = 1000,
+    seed: int = 0,
+    data_classes: list[str] | None = None,
+) -> dict:
+    """Subject-bootstrap intervals of the pooled metrics of ``rows`` (the model's test
+    windows of all folds, with a ``fold`` column) and, unless ``baselines`` is
+    ``"none"``, the baselines on the same folds and windows with paired differences
+    model - baseline. Returns the summary keys (docs/metrics.md); baseline predictions
+    are kept in ``fold_<i>/baseline_<name>.csv`` and not recomputed when present.
+    ``data_classes``: the DataModule's classes (default: read from fold 0's)."""
+    from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class
+    from .evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
+
+    notes: list[str] = []
+    names = [] if baselines == "none" else list(BASELINES)
+    dms: dict[int, object] = {}
+
+    def fold_dm(i: int):
+        if i not in dms:
+            dm = _datamodule([*config_args, "--data.split_file", str(run / f"fold_{i}" / "split.csv")])
+            dm.setup("fit")
+            dms[i] = dm
+        return dms[i]
+
+    subject_of = None
+    if (run / "recordings.csv").is_file():
+        subject_of = {r["recording"]: r["subject"] for r in _read_rows(run / "recordings.csv")}
+    if names:
+        data_classes = list(data_classes) if data_classes is not None else list(fold_dm(0).classes)
+        if data_classes != list(classes):  # e.g. an anomaly task's [no_pain, pain]
+            names.remove("window_stats")
+            notes.append(f"window statistics baseline skipped: the task's classes {classes} are not the data's "
+                         f"{data_classes}; the majority class is that of the other folds' test windows")
+    base_rows: dict[str, list[dict[str, str]]] = {n: [] for n in names}
+    columns = ["recording", "start", "predicted", "label", *(f"p_{c}" for c in classes)]
+    for i in range(folds):
+        fold = run / f"fold_{i}"
+        missing = [n for n in names if not (fold / f"baseline_{n}.csv").is_file()]
+        if subject_of is None or (missing and data_classes == list(classes)):
+            dm = fold_dm(i)
+            if subject_of is None:
+                subjects = getattr(dm, "recording_subjects", None)
+                if subjects is not None:
+                    subject_of = dict(zip(dm.recording_names, subjects))
+                    _write_rows(run / "recordings.csv", [{"recording": r, "subject": s} for r, s in subject_of.items()],
+                                ["recording", "subject"])
+            if "window_stats" in missing and not has_windows(dm.real_train_dataset()):
+                names.remove("window_stats")
+                missing.remove("window_stats")
+                del base_rows["window_stats"]
+                notes.append(f"window statistics baseline skipped: {type(dm).__name__}'s samples are not windows "
+                             "with x (T, F) and mask (T,)")
+            if missing and data_classes == list(classes):
+                for name, computed in fold_baselines(dm, missing).items():
+                    _write_rows(fold / f"baseline_{name}.csv", computed, columns)
+        if "majority" in missing and data_classes != list(classes):
+            others = [classes.index(r["label"]) for r in rows if r["fold"] != str(i)]
+            top = classes[majority_class(others, len(classes))]
+            own = [{**{k: v for k, v in r.items() if k != "fold"}, "predicted": top,
+                    **{f"p_{c}": "1.000000" if c == top else "0.000000" for c in classes}}
+                   for r in rows if r["fold"] == str(i)]
+            _write_rows(fold / "baseline_majority.csv", own, columns)
+        for name in names:
+            base_rows[name].extend({**r, "fold": str(i)} for r in _read_rows(fold / f"baseline_{name}.csv"))
+        dms.pop(i, None)  # one fold's data in memory at a time
+
+    out: dict = {"baselines": names}
+    model = pooled_metrics(rows, classes)
+    points = {name: pooled_metrics(r, classes) for name, r in base_rows.items()}
+    for name, point in points.items():
+        out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
+        out.update({f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in METRICS})
+    out.update({f"chance/{m}": v for m, v in chance_metrics(rows, classes).items()})
+    if subject_of is None:
+        notes.append("no intervals: the DataModule has no recording_subjects to resample subjects by")
+    else:
+        subjects = sorted({subject_of[r["recording"]] for rs in (rows, *base_rows.values()) for r in rs})
+        boot = SubjectBootstrap(subjects, subject_of, classes, n_boot=n_boot, seed=seed)
+        out.update({"bootstrap/subjects": len(subjects), "bootstrap/resamples": n_boot, "bootstrap/seed": seed,
+                    "bootstrap/level": boot.level})
+        out.update({f"pooled/{m}_ci": ci for m, ci in boot.interval(rows).items()})
+        for name, brows in base_rows.items():
+            out.update({f"baseline/{name}/pooled/{m}_ci": ci for m, ci in boot.interval(brows).items()})
+            out.update({f"diff/{name}/{m}_ci": d["ci"] for m, d in boot.difference(rows, brows).items()})
+    out["baseline_notes"] = notes
+    return out
+
+
 def _datamodule(config_args: list[str]):
     """Instantiate only what the config describes, without running anything."""
     import warnings
@@ -171,14 +292,23 @@ def run_cv(
     out_dir: str = "runs",
     name: str | None = None,
     resume: str | None = None,
+    baselines: str = "all",
+    n_boot: int = 1000,
 ) -> Path:
-    """Run the cross-validation; returns the run directory (see the module docstring)."""
+    """Run the cross-validation; returns the run directory (see the module docstring).
+    ``baselines``: ``"all"`` or ``"none"``; ``n_boot``: subject-bootstrap resamples."""
     from .cli import main as lbp_main
+    from .evaluation.tables import comparison_markdown
+
+    if baselines not in ("all", "none"):
+        raise ConfigError(f"--baselines {baselines!r}: expected 'all' or 'none'")
+    if n_boot < 1:
+        raise ConfigError(f"--bootstrap {n_boot}: expected a number of resamples of at least 1")
 
     dm = _datamodule(config_args)
     subjects = list(dm.subjects())
     labels = dm.subject_labels() if hasattr(dm, "subject_labels") else None
-    classes = list(dm.classes)
+    classes = data_classes = list(dm.classes)
     if name is None:
         configs = [config_args[i + 1] for i, a in enumerate(config_args) if a == "--config"]
         name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
@@ -225,10 +355,17 @@ def run_cv(
         classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
     pooled = pooled_metrics(rows, classes) if rows and "label" in rows[0] else {}
     summary.update(pooled)
+    if pooled:
+        with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
+            summary.update(compare_with_baselines(run, rows, classes, config_args, folds=len(plan),
+                                                  baselines=baselines, n_boot=n_boot, seed=seed,
+                                                  data_classes=data_classes))
     summary["folds_spec"] = str(folds)
     write_json_atomic(run / "summary.json", summary)
+    comparison = comparison_markdown(summary)
     (run / "summary.md").write_text(
         f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n" + _table(summary, pooled)
+        + ("\n" + comparison if comparison else "")
     )
     return run
 
@@ -247,13 +384,19 @@ def cmd_cv(argv: list[str]) -> int:
     parser.add_argument("--out_dir", default="runs")
     parser.add_argument("--name", default=None, help="default: <config stem>-cv")
     parser.add_argument("--resume", default=None, help="an interrupted cv run directory to finish")
+    parser.add_argument("--baselines", default="all",
+                        help="'all' (default): fit the majority-class and window-statistics baselines on the same "
+                        "folds and windows; 'none': skip them")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="resamples of the subject bootstrap of the 95%% intervals (default: 1000)")
     args, overrides = parser.parse_known_args(argv)
     if args.folds != "loso" and not args.folds.isdigit():
         parser.error(f"--folds {args.folds!r}: expected 'loso' or a number of folds")
     folds = args.folds if args.folds == "loso" else int(args.folds)
     config_args = [a for c in args.config for a in ("--config", c)] + overrides
     run = run_cv(config_args, folds=folds, val_fraction=args.val_fraction, seed=args.seed,
-                 out_dir=args.out_dir, name=args.name, resume=args.resume)
+                 out_dir=args.out_dir, name=args.name, resume=args.resume, baselines=args.baselines,
+                 n_boot=args.bootstrap)
     print((run / "summary.md").read_text())
     print(f"Results: {run.resolve()}")
     return 0

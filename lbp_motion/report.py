@@ -14,7 +14,8 @@ comparing their main metrics). What each section shows depends on the files foun
   labelled data, cross-validation folds): one-vs-rest ROC curves per class; with
   ``score`` and 0/1 ``label`` columns: the ROC curve of the scores;
 * ``rounds.csv`` (federated runs): per-round validation and client-loss curves;
-* ``summary.json`` + ``fold_<i>/`` (``lbp cv``): mean, std and pooled metrics, a
+* ``summary.json`` + ``fold_<i>/`` (``lbp cv``): mean, std and pooled metrics (with the
+  baselines and subject-bootstrap intervals side by side when the summary has them), a
   per-fold table, the pooled confusion matrix and ROC curves;
 * ``state.json`` + ``results.csv`` (``lbp sweep``): the table of runs, best first.
 
@@ -374,6 +375,17 @@ def _cv_section(run: Path, name: str, figures: Figures) -> Section:
                      num(summary.get(f"pooled/{key}")) if f"pooled/{key}" in summary else text("")])
     sec.tables.append(Table("Cross-validation: test metrics over folds", ["metric", "mean", "std", "pooled"], rows,
                             "mean and sample std (ddof 1) over folds; pooled: all folds' test windows together"))
+    from .evaluation.tables import comparison
+
+    versus = comparison(summary)
+    if versus is not None:  # the model beside its baselines and chance, with subject-bootstrap intervals
+        sec.tables.append(Table("Model, baselines and chance (pooled)", versus["columns"],
+                                [[text(c) for c in r] for r in versus["rows"]], versus["caption"]))
+        if versus["diff_rows"]:
+            sec.tables.append(Table("Paired differences model - baseline", versus["columns"],
+                                    [[text(c) for c in r] for r in versus["diff_rows"]],
+                                    "; ".join(versus["verdicts"])))
+        sec.notes.extend(versus["notes"])
     folds = sorted((p for p in run.glob("fold_*") if p.name.split("_")[1].isdigit()), key=lambda p: int(p.name.split("_")[1]))
     subjects: dict[str, list[str]] = {}
     if (run / "folds.csv").is_file():

@@ -1,0 +1,152 @@
+"""Baselines fitted on a fold's training windows, predicting its test windows.
+
+* ``majority``: every test window gets the most frequent class of the training
+  windows (ties: the first class in ``data.classes`` order), probability 1. It needs
+  the labels only.
+* ``window_stats``: a logistic regression on simple statistics of each window: for
+  every feature channel of ``x`` (TUG: x', y' and the visibility flag of every joint,
+  after the DataModule's normalisation) the mean, the standard deviation (population,
+  ddof 0) and the mean absolute frame-to-frame difference, over the window's real
+  frames only (``mask``; the difference over pairs of consecutive real frames).
+  Features are standardised on the training windows (``StandardScaler``), then
+  ``LogisticRegression(max_iter=1000)`` (L2, C=1, lbfgs) is fitted **without class
+  weights**: it is the plain reference a model must beat, and the majority baseline
+  already shows what the class frequencies alone give.
+
+Both train on the *real* training windows (``real_train_dataset()``: before any
+``data.balance`` resampling) of the same DataModule and split file as the model, and
+predict the DataModule's ``test`` windows: the model's test windows.
+
+Rows are in the form of ``predictions.csv``: ``recording``, ``start``, ``predicted``,
+``label``, ``p_<class>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+#: Baseline names, in the order they are reported.
+BASELINES = ("window_stats", "majority")
+#: Readable names (tables).
+TITLES = {"window_stats": "window statistics (logistic regression)", "majority": "majority class"}
+
+MAX_ITER = 1000
+
+
+def window_features(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """(N, T, F) windows and (N, T) real-frame masks -> (N, 3F) features: per channel
+    mean, standard deviation and mean absolute frame-to-frame difference over the real
+    frames (zeros where a window has no real frame, or no two consecutive ones)."""
+    x = torch.nan_to_num(x.double())
+    m = mask.double().unsqueeze(-1)
+    n = m.sum(dim=1).clamp_min(1.0)
+    mean = (x * m).sum(dim=1) / n
+    std = ((((x - mean.unsqueeze(1)) ** 2) * m).sum(dim=1) / n).sqrt()
+    pair = m[:, 1:] * m[:, :-1]
+    motion = ((x[:, 1:] - x[:, :-1]).abs() * pair).sum(dim=1) / pair.sum(dim=1).clamp_min(1.0)
+    return torch.cat([mean, std, motion], dim=1).numpy()
+
+
+def has_windows(dataset: Any) -> bool:
+    """Whether the dataset's items are windows: dicts with ``x`` (T, F) and ``mask`` (T,)."""
+    if len(dataset) == 0:
+        return False
+    item = dataset[0]
+    if not isinstance(item, dict) or "x" not in item or "mask" not in item:
+        return False
+    x, mask = item["x"], item["mask"]
+    return getattr(x, "ndim", 0) == 2 and getattr(mask, "ndim", 0) == 1 and len(mask) == len(x)
+
+
+def collect(dataset: Any, *, features: bool, batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Labels (``y``), ``recording`` ids and ``start`` frames of every item in order,
+    plus their window ``features`` when asked."""
+    out: dict[str, list] = {"y": [], "recording": [], "start": [], "features": []}
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        out["y"].append(batch["y"].reshape(-1))
+        out["recording"].append(batch["recording"].reshape(-1))
+        out["start"].append(batch["start"].reshape(-1))
+        if features:
+            out["features"].append(torch.from_numpy(window_features(batch["x"], batch["mask"])))
+    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
+
+
+def majority_class(train_labels: Sequence[int] | np.ndarray, num_classes: int) -> int:
+    """The most frequent training label (ties: the lowest class index)."""
+    labels = np.asarray(train_labels, dtype=np.int64)
+    if labels.size == 0:
+        raise ValueError("majority baseline: no training labels")
+    return int(np.bincount(labels, minlength=num_classes).argmax())
+
+
+def majority_probs(train_labels: Sequence[int] | np.ndarray, n: int, num_classes: int) -> np.ndarray:
+    probs = np.zeros((n, num_classes))
+    probs[:, majority_class(train_labels, num_classes)] = 1.0
+    return probs
+
+
+def window_stats_probs(
+    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Class probabilities (N, C) of the standardised logistic regression (a class
+    absent from training gets probability 0)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(np.unique(train_labels)) < 2:
+        raise ValueError("window-statistics baseline: the training windows have fewer than two classes")
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(train_features, train_labels)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        log.warning("window-statistics baseline: the logistic regression did not converge in %d iterations", MAX_ITER)
+    probs = np.zeros((len(test_features), num_classes))
+    if len(test_features):
+        probs[:, model.classes_] = model.predict_proba(test_features)
+    return probs
+
+
+def prediction_rows(
+    names: Sequence[str], recording: np.ndarray, start: np.ndarray, labels: np.ndarray,
+    probs: np.ndarray, classes: Sequence[str],
+) -> list[dict[str, str]]:
+    """Rows in the form of ``predictions.csv`` (probabilities with 6 decimals)."""
+    return [
+        {"recording": names[int(r)], "start": str(int(s)), "predicted": classes[int(p.argmax())],
+         "label": classes[int(y)], **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)}}
+        for r, s, y, p in zip(recording, start, labels, probs)
+    ]
+
+
+def fold_baselines(datamodule: Any, names: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """Fit the baselines ``names`` on the set-up DataModule's real training windows and
+    predict its test windows; rows per baseline. ``window_stats`` needs window items
+    (see :func:`has_windows`)."""
+    classes = list(datamodule.classes)
+    train, test = datamodule.real_train_dataset(), datamodule._datasets["test"]
+    stats = "window_stats" in names
+    tested = collect(test, features=stats)
+    out: dict[str, list[dict[str, str]]] = {}
+    for name in names:
+        if name == "majority":
+            probs = majority_probs(train.window_labels(), len(tested["y"]), len(classes))
+        elif name == "window_stats":
+            trained = collect(train, features=True)
+            probs = window_stats_probs(trained["features"], trained["y"], tested["features"], len(classes))
+        else:
+            raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
+        out[name] = prediction_rows(
+            datamodule.recording_names, tested["recording"], tested["start"], tested["y"], probs, classes
+        )
+    return out
