@@ -129,26 +129,11 @@ PROTECTIVE_TYPES = (
 PAIN_CLASSES = ("no_pain", "low", "high")
 PROTECTIVE_CLASSES = ("non_protective", "protective")
 
-#: The 22-joint graph of SPEC section 2, 0-based.
-JOINT_EDGES: tuple[tuple[int, int], ...] = (
-    (0, 1), (0, 4), (0, 7),
-    (1, 2), (2, 3),
-    (4, 5), (5, 6),
-    (7, 8),
-    (8, 9), (8, 14), (8, 19),
-    (9, 10), (10, 11), (11, 12), (12, 13),
-    (14, 15), (15, 16), (16, 17), (17, 18),
-    (19, 20), (20, 21),
-)  # fmt: skip
-#: Names the synthetic generator gives the joints (the challenge does not publish them;
-#: the reader and the features use indices only). Sides are an assumption.
-JOINT_NAMES = (
-    "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "spine", "chest",
-    "right_collar", "right_shoulder", "right_elbow", "right_wrist", "right_hand",
-    "left_collar", "left_shoulder", "left_elbow", "left_wrist", "left_hand",
-    "neck", "head", "head_top",
-)  # fmt: skip
+#: The 22-joint graph of SPEC section 2, 0-based, and the names the synthetic generator
+#: gives the joints (the challenge does not publish them; the reader and the features
+#: use indices only; sides are an assumption): one definition, layouts.EMOPAIN22.
+JOINT_EDGES: tuple[tuple[int, int], ...] = EMOPAIN22.edges
+JOINT_NAMES: tuple[str, ...] = tuple(EMOPAIN22.joints)
 
 
 def _angle_triplets(
