@@ -205,6 +205,11 @@ def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{checkpoint}: its data were normalised by {data['normalization']!r}; this lbp_motion predicts "
             f"with {NORMALIZATION!r} only"
         )
+    if data.get("unit", "window") != "window":
+        raise LbpError(
+            f"{checkpoint}: a recording-level model (data.unit={data['unit']!r}); `lbp predict FILE` "
+            "predicts with window models only: use `lbp predict --ckpt_path` on a keypoint folder"
+        )
     # checkpoints from before input streams were joint positions only
     data["streams"] = check_streams(data.get("streams") or DEFAULT_STREAMS, what=f"{checkpoint}: data streams")
     data.setdefault("short_recordings", "skip")

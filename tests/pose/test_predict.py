@@ -94,3 +94,16 @@ def test_a_recording_shorter_than_a_window_is_a_clear_error(tiny_checkpoint, tmp
     write_recording(tmp_path / "short.npz", np.ones((10, 17, 3), np.float32), layout="coco17", fps=30, image_size=(100, 100))
     with pytest.raises(lbp_motion.errors.LbpError, match="short: 10 frames .* at least one window of 30"):
         predict(tiny_checkpoint, tmp_path / "short.npz")
+
+
+def test_a_recording_level_checkpoint_is_refused_for_one_file_with_a_pointer(tiny_checkpoint, recording, tmp_path):
+    import torch
+
+    from lbp_motion.errors import LbpError
+    from lbp_motion.trust import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    ckpt["lbp_motion"]["data"]["unit"] = "recording"
+    torch.save(ckpt, tmp_path / "recording.ckpt")
+    with pytest.raises(LbpError, match=r"recording-level model .* use `lbp predict --ckpt_path` on a keypoint folder"):
+        predict(tmp_path / "recording.ckpt", recording)
