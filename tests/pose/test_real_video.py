@@ -113,3 +113,42 @@ def test_lbp_predict_answers_for_the_real_video(tiny_checkpoint, tmp_path, cache
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (960, 540)
         assert sum(1 for _ in container.decode(stream)) == 77  # every 3rd of 230 frames
+
+
+def test_ctrl_c_during_extract_poses_exits_130_and_the_rerun_finishes(tmp_path):
+    """SIGINT while the second video is extracted: status 130, one line saying how to
+    resume, the first video's file whole, nothing half-written; the same command then
+    finishes the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    videos, out = tmp_path / "videos", tmp_path / "keypoints"
+    videos.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(VIDEO, videos / f"{name}.mp4")
+    args = [sys.executable, "-m", "lbp_motion.cli", "extract-poses", str(videos), "--out", str(out), "--no-progress"]
+    env = dict(os.environ, LBP_CACHE=str(REGISTRY.parent), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "a.npz").is_file():
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, "the first video was not extracted in time"
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second video
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert last == "lbp: interrupted by SIGINT; run the same command again: finished videos are kept and skipped"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("labels")) == ["a.npz"]
+    assert read_recording(out / "a.npz").num_frames > 0
+
+    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "1 written, 1 already done, 0 failed" in rerun.stdout
