@@ -119,6 +119,9 @@ class LbpCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, trust: tuple[str, ...] = (), **kwargs: Any) -> None:
         self.run_dir: Path | None = None
         registered_tasks()  # import plugin tasks so configs may name them by class name
+        if args is not None:  # e.g. lbp cv's DataModule built from the fold's arguments
+            args, more = _pop_trust(list(args))
+            trust = (*trust, *more)
         for path in config_files(sys.argv[1:] if args is None else args):
             check_class_paths(read_yaml(path), path, extra=trust)
         try:
