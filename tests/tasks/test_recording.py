@@ -15,20 +15,10 @@ from lbp_motion.models import TransformerClassifier
 from lbp_motion.results import read_metrics
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.tasks.recording import RecordingClassifier, RecordingTask
+from tests.conftest import TINY_ARGS
 
-TINY_RECORDING = [
-    "--model.model.init_args.d_model", "16",
-    "--model.model.init_args.num_layers", "1",
-    "--model.model.init_args.num_heads", "2",
-    "--data.stride", "15",
-    "--data.max_windows", "8",
-    "--data.batch_size", "4",
-    "--trainer.max_epochs", "2",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--trainer.accelerator", "cpu",
-    "--run.wandb", "disabled",
-]  # fmt: skip
+#: conftest's tiny settings; bags of at most 8 windows, 4 recordings a batch
+TINY_RECORDING = [*TINY_ARGS, "--data.max_windows", "8", "--data.batch_size", "4"]
 
 
 def _bags(root, **kw):
