@@ -101,9 +101,10 @@ def fold_assignment(
     return {**inner, **{s: "test" for s in test}}
 
 
-def pooled_metrics(rows: list[dict[str, str]], classes: Sequence[str]) -> dict[str, float]:
+def pooled_metrics(rows: list[dict[str, str]], classes: Sequence[str], rule: str = "mean_prob") -> dict[str, float]:
     """Metrics over the test windows of all folds together (from predictions.csv rows
-    with ``label`` and ``p_<class>`` columns), window and recording level."""
+    with ``label`` and ``p_<class>`` columns), window and recording level (the windows
+    of a recording combined by ``rule``, the task's ``recording_rule``)."""
     from .tasks.metrics import classification_metrics, flatten_metrics, recording_metrics
 
     index = {c: i for i, c in enumerate(classes)}
@@ -114,7 +115,7 @@ def pooled_metrics(rows: list[dict[str, str]], classes: Sequence[str]) -> dict[s
     m = classification_metrics(len(classes))
     m.update(probs, target)
     out = flatten_metrics(m.compute(), classes, "pooled")
-    out.update(recording_metrics(rec, probs, target, "pooled"))
+    out.update(recording_metrics(rec, probs, target, "pooled", rule))
     return {k: float(v) for k, v in out.items()}
 
 
@@ -167,13 +168,16 @@ def compare_with_baselines(
     n_boot: int = 1000,
     seed: int = 0,
     data_classes: list[str] | None = None,
+    rule: str = "mean_prob",
 ) -> dict:
     """Subject-bootstrap intervals of the pooled metrics of ``rows`` (the model's test
     windows of all folds, with a ``fold`` column) and, unless ``baselines`` is
     ``"none"``, the baselines on the same folds and windows with paired differences
     model - baseline. Returns the summary keys (docs/metrics.md); baseline predictions
     are kept in ``fold_<i>/baseline_<name>.csv`` and not recomputed when present.
-    ``data_classes``: the DataModule's classes (default: read from fold 0's)."""
+    ``data_classes``: the DataModule's classes (default: read from fold 0's); ``rule``:
+    how the windows of a recording make its answer, for the model and the baselines
+    alike (the task's ``recording_rule``)."""
     from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class
     from .evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
 
@@ -231,8 +235,8 @@ def compare_with_baselines(
         dms.pop(i, None)  # one fold's data in memory at a time
 
     out: dict = {"baselines": names}
-    model = pooled_metrics(rows, classes)
-    points = {name: pooled_metrics(r, classes) for name, r in base_rows.items()}
+    model = pooled_metrics(rows, classes, rule)
+    points = {name: pooled_metrics(r, classes, rule) for name, r in base_rows.items()}
     for name, point in points.items():
         out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
         out.update({f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in METRICS})
@@ -241,7 +245,7 @@ def compare_with_baselines(
         notes.append("no intervals: the DataModule has no recording_subjects to resample subjects by")
     else:
         subjects = sorted({subject_of[r["recording"]] for rs in (rows, *base_rows.values()) for r in rs})
-        boot = SubjectBootstrap(subjects, subject_of, classes, n_boot=n_boot, seed=seed)
+        boot = SubjectBootstrap(subjects, subject_of, classes, n_boot=n_boot, seed=seed, rule=rule)
         out.update({"bootstrap/subjects": len(subjects), "bootstrap/resamples": n_boot, "bootstrap/seed": seed,
                     "bootstrap/level": boot.level})
         out.update({f"pooled/{m}_ci": ci for m, ci in boot.interval(rows).items()})
@@ -353,13 +357,16 @@ def run_cv(
     summary = summarize(fold_metrics)
     if rows:  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
         classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
-    pooled = pooled_metrics(rows, classes) if rows and "label" in rows[0] else {}
+    # the task's rule (metrics.json of every fold), so pooled recording metrics are those of its fits
+    rule = next((m["recording_rule"] for m in fold_metrics if m.get("recording_rule")), "mean_prob")
+    pooled = pooled_metrics(rows, classes, rule) if rows and "label" in rows[0] else {}
     summary.update(pooled)
     if pooled:
         with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
             summary.update(compare_with_baselines(run, rows, classes, config_args, folds=len(plan),
                                                   baselines=baselines, n_boot=n_boot, seed=seed,
-                                                  data_classes=data_classes))
+                                                  data_classes=data_classes, rule=rule))
+        summary["recording_rule"] = rule
     summary["folds_spec"] = str(folds)
     write_json_atomic(run / "summary.json", summary)
     comparison = comparison_markdown(summary)

@@ -73,7 +73,8 @@ class RunSummary(pl.Callback):
 
     * fit: the ``val/*`` metrics of the best checkpoint (they are stored inside each
       checkpoint when it is saved), ``best_checkpoint``, ``best_epoch``, ``monitor``,
-      and ``final_val/*``: the validation metrics of the last epoch (federated: round);
+      ``final_val/*``: the validation metrics of the last epoch (federated: round), and
+      the task's ``recording_rule`` when it has one;
     * validate / test: the ``val/*`` or ``test/*`` metrics, merged into the same file,
       so a fit that tests at its end holds both;
     * ``absent_classes``: ``{split: [class, ...]}`` for the splits of the stage (fit:
@@ -123,6 +124,9 @@ class RunSummary(pl.Callback):
             {f"final_{k}": v for k, v in _scalar_metrics(trainer.callback_metrics, "val/").items()}
         )
         self.summary["epochs_trained"] = trainer.current_epoch
+        rule = getattr(pl_module, "recording_rule", None)
+        if isinstance(rule, str):  # how lbp cv pools the windows of a recording too
+            self.summary["recording_rule"] = rule
         for callback in trainer.callbacks:  # e.g. DifferentialPrivacy: the dp/* keys
             if callable(getattr(callback, "run_summary", None)):
                 self.summary.update(callback.run_summary())

@@ -48,11 +48,19 @@ def test_summary_mean_std_and_pooled_metrics():
 @pytest.mark.slow
 def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(tmp_path),
-            "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1"]
+            "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1",
+            "--model.init_args.recording_rule", "majority"]
     assert main(args) == 0
     run = tmp_path / "quickstart-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds"] == 3
+    # the pooled recording answers use the task's rule, read from every fold's metrics.json
+    assert summary["recording_rule"] == "majority"
+    assert json.loads((run / "fold_0" / "metrics.json").read_text())["recording_rule"] == "majority"
+    rows = [{**r, "fold": str(i)} for i in range(3) for r in csv.DictReader(open(run / f"fold_{i}" / "predictions.csv"))]
+    classes = [k[2:] for k in rows[0] if k.startswith("p_")]
+    assert summary["pooled/recording_accuracy"] == pytest.approx(
+        pooled_metrics(rows, classes, "majority")["pooled/recording_accuracy"])
     assert 0 <= summary["test/accuracy_mean"] <= 1 and "test/f1_macro_std" in summary
     assert "pooled/mcc" in summary and "pooled/recording_accuracy" in summary
     # the pooled test set is every subject exactly once

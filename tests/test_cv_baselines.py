@@ -53,6 +53,21 @@ def test_point_metrics_match_the_pooled_torchmetrics():
             assert point[m] == pytest.approx(pooled[f"pooled/{m}"], abs=1e-6), (classes, m)
 
 
+def test_recording_rule_reaches_the_pooled_and_bootstrap_recording_metrics():
+    """One recording of class a: 3 windows say b at 0.6, 2 say a at 0.99. Mean
+    probability picks a, a majority vote picks b: both the pooled metrics and the
+    bootstrap follow the rule they are given, and agree with each other."""
+    rows, subject_of = [], {"s0_r0": "s0", "s1_r0": "s1"}
+    for p_a in (0.4, 0.4, 0.4, 0.99, 0.99):
+        rows.append({"fold": "0", "recording": "s0_r0", "start": "0", "label": "a",
+                     "p_a": f"{p_a:.6f}", "p_b": f"{1 - p_a:.6f}"})
+    rows += [{"fold": "0", "recording": "s1_r0", "start": "0", "label": "b", "p_a": "0.1", "p_b": "0.9"}]
+    for rule, expected in (("mean_prob", 1.0), ("majority", 0.5)):
+        boot = SubjectBootstrap(["s0", "s1"], subject_of, ("a", "b"), n_boot=5, rule=rule)
+        assert pooled_metrics(rows, ("a", "b"), rule)["pooled/recording_accuracy"] == pytest.approx(expected)
+        assert boot.point(rows)["recording_accuracy"] == pytest.approx(expected)
+
+
 def test_interval_contains_the_point_and_narrows_with_more_subjects():
     widths = []
     for n in (12, 96):

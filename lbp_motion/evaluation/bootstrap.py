@@ -23,9 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
-#: The metrics with intervals: window level, then recording level (mean window
-#: probability per recording, argmax; the recording's label is its most frequent one).
+from lbp_motion.tasks.metrics import RecordingRule, aggregate_by_recording, check_recording_rule
+
+#: The metrics with intervals: window level, then recording level (the windows of a
+#: recording combined by the task's recording rule, default the mean window
+#: probability, argmax; the recording's label is its most frequent one).
 METRICS = ("accuracy", "f1_macro", "mcc", "recording_accuracy", "recording_f1_macro", "recording_mcc")
 
 
@@ -84,22 +88,22 @@ def _recording_key(row: Mapping[str, str]) -> str:
     return f"{row.get('fold', '')}/{row['recording']}"
 
 
-def recording_predictions(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) -> dict[str, tuple[int, int]]:
+def recording_predictions(
+    rows: Sequence[Mapping[str, str]], classes: Sequence[str], rule: RecordingRule = "mean_prob"
+) -> dict[str, tuple[int, int]]:
     """``fold/recording`` -> (label, predicted) at recording level: the argmax of the
-    mean window probability; the label is the most frequent window label (ties: the
-    first class), as :func:`lbp_motion.tasks.metrics.aggregate_by_recording`."""
+    window probabilities combined by ``rule``; the label is the most frequent window
+    label (ties: the first class), by :func:`lbp_motion.tasks.metrics.aggregate_by_recording`."""
     probs, labels = _probs_and_labels(rows, classes)
     keys = [_recording_key(r) for r in rows]
     names = sorted(set(keys))
     pos = {k: i for i, k in enumerate(names)}
-    idx = np.array([pos[k] for k in keys], dtype=np.int64)
-    c = len(classes)
-    sums = np.zeros((len(names), c))
-    np.add.at(sums, idx, probs)
-    votes = np.zeros((len(names), c))
-    np.add.at(votes, (idx, labels), 1.0)
-    pred = (sums / np.maximum(np.bincount(idx, minlength=len(names)), 1)[:, None]).argmax(axis=1)
-    return {k: (int(votes[i].argmax()), int(pred[i])) for i, k in enumerate(names)}
+    idx = torch.tensor([pos[k] for k in keys], dtype=torch.long)
+    ids, scores, rec_labels = aggregate_by_recording(
+        idx, torch.from_numpy(probs).reshape(len(rows), len(classes)), torch.from_numpy(labels), rule
+    )
+    pred = scores.argmax(dim=1)
+    return {names[int(i)]: (int(y), int(p)) for i, y, p in zip(ids, rec_labels, pred)}
 
 
 def subject_confusions(
@@ -107,10 +111,11 @@ def subject_confusions(
     classes: Sequence[str],
     subject_of: Mapping[str, str],
     subjects: Sequence[str],
+    rule: RecordingRule = "mean_prob",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Window-level and recording-level confusion matrices of each subject,
     (S, C, C) each, in the order of ``subjects``; ``subject_of`` maps a recording name
-    to its subject."""
+    to its subject; ``rule``: how a recording's windows make its answer."""
     c, pos = len(classes), {s: i for i, s in enumerate(subjects)}
 
     def subject_index(recording: str) -> int:
@@ -127,7 +132,7 @@ def subject_confusions(
         sub = np.array([subject_index(r["recording"]) for r in rows], dtype=np.int64)
         np.add.at(windows, (sub, labels, probs.argmax(axis=1)), 1.0)
     recordings = np.zeros((len(subjects), c, c))
-    for key, (label, pred) in recording_predictions(rows, classes).items():
+    for key, (label, pred) in recording_predictions(rows, classes, rule).items():
         recordings[subject_index(key.split("/", 1)[1]), label, pred] += 1.0
     return windows, recordings
 
@@ -151,6 +156,7 @@ class SubjectBootstrap:
         n_boot: number of resamples.
         seed: seed of the draws.
         level: coverage of the percentile interval.
+        rule: how a recording's windows make its answer (the task's ``recording_rule``).
     """
 
     def __init__(
@@ -162,6 +168,7 @@ class SubjectBootstrap:
         n_boot: int = 1000,
         seed: int = 0,
         level: float = 0.95,
+        rule: RecordingRule = "mean_prob",
     ) -> None:
         if not subjects:
             raise ValueError("subject bootstrap: no subjects")
@@ -171,6 +178,7 @@ class SubjectBootstrap:
         self.subject_of = dict(subject_of)
         self.classes = list(classes)
         self.n_boot, self.seed, self.level = n_boot, seed, level
+        self.rule = check_recording_rule(rule)
         s = len(self.subjects)
         drawn = np.random.default_rng(seed).integers(0, s, size=(n_boot, s))
         #: (n_boot, S): how many times each subject is drawn in each resample
@@ -178,7 +186,7 @@ class SubjectBootstrap:
         np.add.at(self.counts, (np.repeat(np.arange(n_boot), s), drawn.ravel()), 1.0)
 
     def _confusions(self, rows):
-        return subject_confusions(rows, self.classes, self.subject_of, self.subjects)
+        return subject_confusions(rows, self.classes, self.subject_of, self.subjects, self.rule)
 
     def point(self, rows: Sequence[Mapping[str, str]]) -> dict[str, float]:
         """The metrics of all rows (every subject once)."""
