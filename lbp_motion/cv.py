@@ -367,6 +367,9 @@ def run_cv(
                                                   baselines=baselines, n_boot=n_boot, seed=seed,
                                                   data_classes=data_classes, rule=rule))
         summary["recording_rule"] = rule
+    monitor = next((m["monitor"] for m in fold_metrics if m.get("monitor")), None)
+    if monitor:  # the verdicts of summary.md judge the metric the folds selected by
+        summary["monitor"] = monitor
     summary["folds_spec"] = str(folds)
     write_json_atomic(run / "summary.json", summary)
     comparison = comparison_markdown(summary)

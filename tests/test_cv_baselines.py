@@ -299,3 +299,20 @@ def test_mcc_follows_torchmetrics_where_it_divides_by_zero():
             preds = torch.repeat_interleave(torch.arange(c).repeat(c), cm.flatten())
             expected = float(multiclass_matthews_corrcoef(preds, target, c))
             assert float(confusion_metrics(cm.numpy())["mcc"]) == pytest.approx(expected, abs=1e-5), cm
+
+
+def test_verdict_judges_the_monitored_metric_by_its_interval():
+    from lbp_motion.evaluation.tables import comparison, comparison_markdown
+
+    summary = {"pooled/accuracy": 0.9, "pooled/accuracy_ci": [0.8, 0.95], "bootstrap/subjects": 20,
+               "bootstrap/resamples": 1000, "baseline/window_stats/pooled/accuracy": 0.85,
+               "diff/window_stats/f1_macro": -0.05, "diff/window_stats/f1_macro_ci": [-0.09, -0.01],
+               "diff/window_stats/recording_accuracy": 0.1, "diff/window_stats/recording_accuracy_ci": [0.02, 0.2],
+               "diff/window_stats/accuracy": 0.01, "diff/window_stats/accuracy_ci": [-0.02, 0.04]}
+    # no monitor (or one that is not a pooled metric): macro F1, whose interval is below 0
+    for monitor in (None, "val/loss"):
+        (verdict,) = comparison({**summary, "monitor": monitor})["verdicts"]
+        assert "(f1_macro)" in verdict and "worse" in verdict
+    (verdict,) = comparison({**summary, "monitor": "val/recording_accuracy"})["verdicts"]
+    assert "(recording_accuracy)" in verdict and "better" in verdict
+    assert "not shown to be better" in comparison_markdown({**summary, "monitor": "val/accuracy"})

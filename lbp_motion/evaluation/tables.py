@@ -9,8 +9,17 @@ from typing import Any
 from .baselines import BASELINES, TITLES
 from .bootstrap import METRICS
 
-#: The metric of the one-line verdict per baseline (the default ``run.monitor``).
+#: The metric of the one-line verdict per baseline when the run's monitor is not one of
+#: :data:`METRICS` (the default ``run.monitor``, ``val/f1_macro``).
 VERDICT_METRIC = "f1_macro"
+
+
+def verdict_metric(summary: Mapping[str, Any]) -> str:
+    """The metric the verdicts judge: the folds' model-selection monitor (``monitor``
+    in the summary, e.g. ``val/recording_f1_macro``) when it is one of :data:`METRICS`,
+    else :data:`VERDICT_METRIC`."""
+    monitor = str(summary.get("monitor") or "").split("/", 1)[-1]
+    return monitor if monitor in METRICS else VERDICT_METRIC
 
 
 def _interval(ci: Any) -> str:
@@ -43,15 +52,15 @@ def comparison(summary: Mapping[str, Any]) -> dict[str, Any] | None:
         rows.append(["chance (uniform guess)", *(_cell(summary, f"chance/{m}") for m in metrics)])
     diff_rows = [[f"model - {TITLES[b]}", *(_cell(summary, f"diff/{b}/{m}", signed=True) for m in metrics)]
                  for b in names]
-    verdicts = []
+    verdicts, judged = [], verdict_metric(summary)
     for b in names:
-        key = f"diff/{b}/{VERDICT_METRIC}"
+        key = f"diff/{b}/{judged}"
         if key not in summary:
             continue
         lo, hi = summary.get(f"{key}_ci") or (0.0, 0.0)
         verdict = ("interval above 0: better" if lo > 0 else "interval below 0: worse" if hi < 0
                    else "interval includes 0: not shown to be better")
-        verdicts.append(f"model - {TITLES[b]} ({VERDICT_METRIC}): {_cell(summary, key, signed=True)} ({verdict})")
+        verdicts.append(f"model - {TITLES[b]} ({judged}): {_cell(summary, key, signed=True)} ({verdict})")
     n, boot = summary.get("bootstrap/subjects"), summary.get("bootstrap/resamples")
     caption = (
         f"pooled test windows of all folds; [95% interval] by bootstrap over the {n} subjects "
