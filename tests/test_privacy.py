@@ -305,6 +305,8 @@ def test_subject_unit_protects_subjects_and_window_unit_reports_only_a_group_bou
 def test_dp_refuses_settings_that_break_its_guarantee(tiny_tug):
     with pytest.raises(ConfigError, match="data.balance='undersample'"):
         _fit(tiny_tug, DifferentialPrivacy(noise_multiplier=1.0), epochs=1, balance="undersample")
+    with pytest.raises(ConfigError, match="data.augment: the Poisson loader"):
+        _fit(tiny_tug, DifferentialPrivacy(noise_multiplier=1.0), epochs=1, augment=[{"name": "mirror"}])
 
 
 def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(run_lbp, tiny_tug, tmp_path):

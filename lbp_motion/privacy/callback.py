@@ -169,6 +169,12 @@ class DifferentialPrivacy(pl.Callback):
                 f"data.balance={dm.balance!r}: balancing makes samples from several windows (SMOTE) or "
                 "drops some by class; use data.balance: none (and, if needed, a loss that does not weight classes)"
             )
+        if dm is not None and getattr(dm, "augment_pipeline", None) is not None:
+            problems.append(
+                "data.augment: the Poisson loader reads the plain training windows (each epoch would reuse one "
+                "draw of the augmentation) and the per-subject accounting cannot see inside the augmented "
+                "dataset; set data.augment: null"
+            )
         if getattr(pl_module.hparams, "class_weighted_loss", False):
             problems.append(
                 "model.class_weighted_loss: the weighted mean divides by the batch's summed weights, so one "
