@@ -12,7 +12,10 @@ from lbp_motion.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 # component files included by other configs (trainer: trainer.yaml, data: data.yaml, model: model.yaml)
 PARTS = {"trainer.yaml", "data.yaml", "model.yaml"}
-CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml") if p.name not in PARTS and "sweeps" not in p.parts)
+# overlays on a whole TUG config: `--config experiments/quickstart.yaml --config <overlay>`
+OVERLAYS = {"nuisance.yaml", "streams.yaml"}
+CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml")
+                 if p.name not in PARTS | OVERLAYS and "sweeps" not in p.parts)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
@@ -22,6 +25,25 @@ def test_config_parses(config, capsys):
     assert exit_.value.code == 0
     parsed = yaml.safe_load(capsys.readouterr().out)
     assert parsed["model"]["class_path"] and parsed["data"]["class_path"]
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_overlay_changes_only_what_it_names_on_top_of_the_quickstart(overlay, capsys):
+    def resolved(*configs):
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", *(a for c in configs for a in ("--config", c)), "--print_config"])
+        assert exit_.value.code == 0
+        return yaml.safe_load(capsys.readouterr().out)
+
+    base = resolved("experiments/quickstart.yaml")
+    path = f"experiments/tug/{overlay}"
+    merged = resolved("experiments/quickstart.yaml", path)
+    named = yaml.safe_load(open(ROOT / path))
+    for key, value in named["data"]["init_args"].items():
+        assert merged["data"]["init_args"][key] == value, key
+    # everything it does not name is the quickstart's: the model, training, augmentation
+    assert merged["model"] == base["model"] and merged["trainer"] == base["trainer"]
+    assert merged["data"]["init_args"]["augment"] == base["data"]["init_args"]["augment"]
 
 
 TINY_EMOPAIN = [

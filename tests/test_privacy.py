@@ -316,7 +316,7 @@ def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(r
         "init_args": {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5, "unit": "subject"},
     }]}}))
     run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--config", str(config),
-                  "--data.root", str(tiny_tug))
+                  "--data.root", str(tiny_tug), "--data.augment", "null")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["dp/epsilon"] > 0 and metrics["dp/unit"] == "subject" and metrics["dp/delta"] == 1e-5
     assert "test/accuracy" in metrics
