@@ -225,8 +225,8 @@ def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | N
     with W&B disabled, no progress bar, no validation (``limit_val_batches 0``), no test
     after fit, CPU, ``warmup + epochs`` epochs; everything else as in the quickstart
     (CSV logging every 10 steps, train metrics, ModelCheckpoint ``save_last``).
-    *bare*: the same TransformerClassifier (the quickstart's sizes: 9 layers, 8 heads,
-    dropout 0.1 and its d_model, unless ``d_model`` overrides it for both sides),
+    *bare*: the same TransformerClassifier (the quickstart's sizes, unless ``d_model``
+    overrides its width for both sides),
     iterating a TUGDataModule built with the quickstart's data arguments (same windows,
     batch size 64, shuffled), cross-entropy, AdamW (lr 5e-4, weight decay 0.01),
     ExponentialLR (0.99) stepped per epoch. Both models' parameter counts are checked

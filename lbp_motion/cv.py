@@ -178,7 +178,7 @@ def compare_with_baselines(
     ``data_classes``: the DataModule's classes (default: read from fold 0's); ``rule``:
     how the windows of a recording make its answer, for the model and the baselines
     alike (the task's ``recording_rule``)."""
-    from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class
+    from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class, window_dataset
     from .evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
 
     notes: list[str] = []
@@ -214,7 +214,7 @@ def compare_with_baselines(
                     subject_of = dict(zip(dm.recording_names, subjects))
                     _write_rows(run / "recordings.csv", [{"recording": r, "subject": s} for r, s in subject_of.items()],
                                 ["recording", "subject"])
-            if "window_stats" in missing and not has_windows(dm.real_train_dataset()):
+            if "window_stats" in missing and not has_windows(window_dataset(dm.real_train_dataset())):
                 names.remove("window_stats")
                 missing.remove("window_stats")
                 del base_rows["window_stats"]
@@ -235,11 +235,18 @@ def compare_with_baselines(
         dms.pop(i, None)  # one fold's data in memory at a time
 
     out: dict = {"baselines": names}
+    # a model with one answer per recording (a recording-level task) is compared with the
+    # window baselines at recording level only
+    per_recording = len(rows) == len({(r["fold"], r["recording"]) for r in rows})
+    compared = [m for m in METRICS if m.startswith("recording_")] if per_recording else list(METRICS)
+    if names and len(compared) < len(METRICS):
+        notes.append("the model answers once per recording: model - baseline differences are given at recording "
+                     "level only (the baselines classify every window of the same recordings)")
     model = pooled_metrics(rows, classes, rule)
     points = {name: pooled_metrics(r, classes, rule) for name, r in base_rows.items()}
     for name, point in points.items():
         out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
-        out.update({f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in METRICS})
+        out.update({f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in compared})
     out.update({f"chance/{m}": v for m, v in chance_metrics(rows, classes).items()})
     if subject_of is None:
         notes.append("no intervals: the DataModule has no recording_subjects to resample subjects by")
@@ -251,7 +258,8 @@ def compare_with_baselines(
         out.update({f"pooled/{m}_ci": ci for m, ci in boot.interval(rows).items()})
         for name, brows in base_rows.items():
             out.update({f"baseline/{name}/pooled/{m}_ci": ci for m, ci in boot.interval(brows).items()})
-            out.update({f"diff/{name}/{m}_ci": d["ci"] for m, d in boot.difference(rows, brows).items()})
+            out.update({f"diff/{name}/{m}_ci": d["ci"] for m, d in boot.difference(rows, brows).items()
+                        if m in compared})
     out["baseline_notes"] = notes
     return out
 

@@ -15,7 +15,10 @@
 
 Both train on the *real* training windows (``real_train_dataset()``: before any
 ``data.balance`` resampling) of the same DataModule and split file as the model, and
-predict the DataModule's ``test`` windows: the model's test windows.
+predict the DataModule's ``test`` windows: the model's test windows. For a model whose
+samples are recordings (bags of windows, ``unit: recording``) they train on and
+predict every window of the same recordings (:func:`window_dataset`), and are compared
+with it at recording level.
 
 Rows are in the form of ``predictions.csv``: ``recording``, ``start``, ``predicted``,
 ``label``, ``p_<class>``.
@@ -53,6 +56,13 @@ def window_features(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     pair = m[:, 1:] * m[:, :-1]
     motion = ((x[:, 1:] - x[:, :-1]).abs() * pair).sum(dim=1) / pair.sum(dim=1).clamp_min(1.0)
     return torch.cat([mean, std, motion], dim=1).numpy()
+
+
+def window_dataset(dataset: Any) -> Any:
+    """The windows behind ``dataset``: a bag dataset's (one item per recording, its
+    windows as ``dataset.windows``, e.g. :class:`~lbp_motion.data.tug.RecordingBags`),
+    else the dataset itself."""
+    return getattr(dataset, "windows", dataset)
 
 
 def has_windows(dataset: Any) -> bool:
@@ -131,10 +141,11 @@ def prediction_rows(
 
 def fold_baselines(datamodule: Any, names: Sequence[str]) -> dict[str, list[dict[str, str]]]:
     """Fit the baselines ``names`` on the set-up DataModule's real training windows and
-    predict its test windows; rows per baseline. ``window_stats`` needs window items
-    (see :func:`has_windows`)."""
+    predict its test windows (of bags: their windows, :func:`window_dataset`); rows per
+    baseline. ``window_stats`` needs window items (see :func:`has_windows`)."""
     classes = list(datamodule.classes)
-    train, test = datamodule.real_train_dataset(), datamodule._datasets["test"]
+    train = window_dataset(datamodule.real_train_dataset())
+    test = window_dataset(datamodule._datasets["test"])
     stats = "window_stats" in names
     tested = collect(test, features=stats)
     out: dict[str, list[dict[str, str]]] = {}

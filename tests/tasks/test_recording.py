@@ -155,6 +155,22 @@ def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
     assert summary["folds"] == 3 and 0 <= summary["pooled/accuracy"] <= 1
     assert summary["pooled/accuracy"] == pytest.approx(summary["pooled/recording_accuracy"])
     assert "test/recording_f1_macro_mean" in summary
+    # beside the window baselines, fitted on every window of the same recordings, and
+    # compared at recording level only (the model's window metrics are recording metrics)
+    assert summary["baselines"] == ["window_stats", "majority"]
+    assert "diff/window_stats/recording_accuracy_ci" in summary and "diff/window_stats/accuracy" not in summary
+    assert any("recording level only" in note for note in summary["baseline_notes"])
+    assert "model - window statistics (logistic regression) (recording_f1_macro)" in (
+        tmp_path / "recording-cv" / "version_0" / "summary.md").read_text()
+
+
+def test_baselines_of_a_recording_model_are_those_of_the_window_model_on_the_same_split(tiny_tug):
+    from lbp_motion.evaluation.baselines import fold_baselines
+
+    windows = TUGDataModule(root=str(tiny_tug), stride=15)
+    windows.setup("fit")
+    bags = _bags(tiny_tug, max_windows=2)  # the bags read 2 windows; the baselines all of them
+    assert fold_baselines(bags, ["window_stats", "majority"]) == fold_baselines(windows, ["window_stats", "majority"])
 
 
 def test_augmentation_reaches_every_window_of_a_training_bag(tiny_tug):
