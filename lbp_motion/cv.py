@@ -178,7 +178,13 @@ def compare_with_baselines(
     ``data_classes``: the DataModule's classes (default: read from fold 0's); ``rule``:
     how the windows of a recording make its answer, for the model and the baselines
     alike (the task's ``recording_rule``)."""
-    from .evaluation.baselines import BASELINES, fold_baselines, has_windows, majority_class, window_dataset
+    from .evaluation.baselines import (
+        BASELINES,
+        fold_baselines,
+        has_windows,
+        majority_class,
+        window_dataset,
+    )
     from .evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
 
     notes: list[str] = []
