@@ -84,7 +84,10 @@ def test_print_config_and_short_data_root(tiny_tug, capsys):
     assert exit_.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["init_args"]["root"] == str(tiny_tug)
-    assert config["model"]["init_args"]["model"]["init_args"]["num_layers"] == 9
+    written = yaml.safe_load(open(QUICKSTART))  # the file's values, resolved as written
+    assert config["model"]["init_args"]["model"]["init_args"]["num_layers"] == \
+        written["model"]["init_args"]["model"]["init_args"]["num_layers"]
+    assert config["data"]["init_args"]["augment"] == written["data"]["init_args"]["augment"]
     assert config["run"]["monitor"] == "val/f1_macro" and config["test_after_fit"] is True
 
 
