@@ -48,7 +48,7 @@ import torch
 from ..errors import ConfigError
 from .balance import BalanceMethod
 from .base import MotionDataModule
-from .format import DataFormatError, _atomic_write
+from .format import DataFormatError, atomic_write
 from .layouts import EMOPAIN22
 from .splits import read_split_file, split_subjects
 
@@ -440,7 +440,7 @@ def write_emopain_mat(
         with open(tmp, "wb") as fh:
             scipy.io.savemat(fh, {"data": data}, do_compression=compress)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -480,7 +480,7 @@ def write_emopain_csv(
     def write(tmp: Path) -> None:
         tmp.write_text(buf.getvalue())
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 

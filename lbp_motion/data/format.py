@@ -73,7 +73,7 @@ class Recording:
         return int(self.keypoints.shape[0])
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file.
     A file replaced keeps its permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def write_recording(
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -363,7 +363,7 @@ def write_labels(root: str | Path, rows: list[LabelRow]) -> Path:
                     + [r.extra.get(c, "") for c in extra]
                 )
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
 
 
