@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data.format import atomic_write
 from .data.splits import split_subjects, write_split_file
 from .errors import ConfigError, LbpError
 from .interrupts import resume_hint
@@ -149,12 +150,14 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
 
 def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
     """Write a CSV whole or not at all (a resume skips files that exist)."""
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, columns, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def compare_with_baselines(
@@ -169,6 +172,7 @@ def compare_with_baselines(
     seed: int = 0,
     data_classes: list[str] | None = None,
     rule: str = "mean_prob",
+    pooled: dict[str, float] | None = None,
 ) -> dict:
     """Subject-bootstrap intervals of the pooled metrics of ``rows`` (the model's test
     windows of all folds, with a ``fold`` column) and, unless ``baselines`` is
@@ -177,7 +181,8 @@ def compare_with_baselines(
     are kept in ``fold_<i>/baseline_<name>.csv`` and not recomputed when present.
     ``data_classes``: the DataModule's classes (default: read from fold 0's); ``rule``:
     how the windows of a recording make its answer, for the model and the baselines
-    alike (the task's ``recording_rule``)."""
+    alike (the task's ``recording_rule``); ``pooled``: :func:`pooled_metrics` of
+    ``rows`` when the caller has it already."""
     from .evaluation.baselines import (
         BASELINES,
         fold_baselines,
@@ -248,7 +253,7 @@ def compare_with_baselines(
     if names and len(compared) < len(METRICS):
         notes.append("the model answers once per recording: model - baseline differences are given at recording "
                      "level only (the baselines classify every window of the same recordings)")
-    model = pooled_metrics(rows, classes, rule)
+    model = pooled if pooled is not None else pooled_metrics(rows, classes, rule)
     points = {name: pooled_metrics(r, classes, rule) for name, r in base_rows.items()}
     for name, point in points.items():
         out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
@@ -379,7 +384,7 @@ def run_cv(
         with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
             summary.update(compare_with_baselines(run, rows, classes, config_args, folds=len(plan),
                                                   baselines=baselines, n_boot=n_boot, seed=seed,
-                                                  data_classes=data_classes, rule=rule))
+                                                  data_classes=data_classes, rule=rule, pooled=pooled))
         summary["recording_rule"] = rule
     monitor = next((m["monitor"] for m in fold_metrics if m.get("monitor")), None)
     if monitor:  # the verdicts of summary.md judge the metric the folds selected by
