@@ -351,7 +351,8 @@ def run_cv(
                     fold / "split.csv",
                     fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
                 )
-                common = {"data.split_file": split, "run.out_dir": run, "run.name": f"fold_{i}"}
+                common = {"data.split_file": split, "run.out_dir": run, "trainer.default_root_dir": run,
+                          "run.name": f"fold_{i}"}
                 try:
                     fitted = runs.fit(args=config_args, overrides=common)
                 except LbpError as err:

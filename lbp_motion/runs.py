@@ -52,7 +52,8 @@ class RunOptions:
     """Where a run's results go and what it logs.
 
     Attributes:
-        out_dir: parent of all run directories.
+        out_dir: parent of all run directories; default: ``trainer.default_root_dir``
+            when it is set (the Lightning convention), else ``runs``.
         name: experiment name; default: the config file's stem (else the task's name).
         wandb: ``offline`` (default; sync later with ``wandb sync``), ``online`` (after
             ``wandb login``) or ``disabled``. Applies when ``trainer.logger`` is unset.
@@ -63,7 +64,7 @@ class RunOptions:
             of ``monitor``; ``null`` turns early stopping off.
     """
 
-    out_dir: str = "runs"
+    out_dir: str | None = None
     name: str | None = None
     wandb: Literal["offline", "online", "disabled"] = "offline"
     wandb_project: str = "lbp_motion"
@@ -87,6 +88,22 @@ def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCh
         dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
     )
     return [best, last]
+
+
+DEFAULT_OUT_DIR = "runs"
+
+
+def resolve_out_dir(run: RunOptions, trainer: Mapping[str, Any]) -> RunOptions:
+    """``run`` with ``out_dir`` decided: ``run.out_dir``, else ``trainer.default_root_dir``,
+    else ``runs``; both set to different folders is one config error."""
+    root = trainer.get("default_root_dir")
+    if run.out_dir is not None and root is not None and Path(run.out_dir) != Path(root):
+        raise ConfigError(
+            f"run.out_dir = {run.out_dir!r} and trainer.default_root_dir = {str(root)!r}: runs go to one "
+            "folder; set one of them"
+        )
+    run.out_dir = str(run.out_dir if run.out_dir is not None else root if root is not None else DEFAULT_OUT_DIR)
+    return run
 
 
 def _data_spec(datamodule: Any) -> dict[str, Any] | None:
@@ -205,13 +222,13 @@ class LbpCLI(LightningCLI):
         if self.subcommand is None:  # LbpCLI(run=False): classes only, no run directory
             return super().instantiate_trainer(**kwargs)
         config = self.config[self.subcommand]
-        opts = config.run
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        opts = resolve_out_dir(config.run, trainer_config)
         name = self._run_name(config)
         config.run.name = name  # stored with the config in checkpoints and config.yaml
         self.run_dir = make_run_dir(opts.out_dir, name)
         version = int(self.run_dir.name.split("_")[1])
 
-        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         if trainer_config.get("logger") in (None, True):
             loggers: list[Any] = [CSVLogger(save_dir=opts.out_dir, name=name, version=version)]
             if opts.wandb != "disabled":
@@ -225,8 +242,7 @@ class LbpCLI(LightningCLI):
                     )
                 )
             trainer_config["logger"] = loggers
-        if trainer_config.get("default_root_dir") is None:
-            trainer_config["default_root_dir"] = str(self.run_dir)
+        trainer_config["default_root_dir"] = str(self.run_dir)  # Lightning's own files go with the run's
 
         callbacks: list[Any] = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
         config_yaml = self._parser(self.subcommand).dump(config)
@@ -429,7 +445,7 @@ def build(config: ConfigFiles = (), *, overrides: Mapping[str, Any] | None = Non
         trainer=trainer,
         callbacks=callbacks,
         sections={name: cli._get(init, name, default=None) for name in extra},
-        run=cli._get(cli.config, "run"),
+        run=resolve_out_dir(cli._get(cli.config, "run"), trainer),
         config_yaml=cli.parser.dump(cli.config),
         seed=int(seed) if isinstance(seed, int) else 0,
     )

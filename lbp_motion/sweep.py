@@ -578,7 +578,7 @@ def run_sweep(
         save()
         args = command_for(spec, params)
         argv = [*command_for(spec, params, ["--run.wandb", "offline", *overrides]),
-                "--run.out_dir", str(sweep_dir), "--run.name", name]
+                "--run.out_dir", str(sweep_dir), "--trainer.default_root_dir", str(sweep_dir), "--run.name", name]
         log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
         started = time.monotonic()
         result = None

@@ -102,3 +102,15 @@ def test_arguments_put_later_settings_last():
                           ["--k", "v"], ckpt_path="c.ckpt")
     assert argv == ["fit", "--config", "a.yaml", "--config", "b.yaml", "--k", "v",
                     "--x.y=[1, 2]", "--z=text", "--n=null", "--ckpt_path", "c.ckpt"]
+
+
+def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path):
+    where = {"data.root": tiny_tug, "data.augment": None, "trainer.max_epochs": 1, "run.name": "rooted"}
+    fitted = runs.fit(QUICKSTART, args=TINY_ARGS, test_after_fit=False,
+                      overrides={**where, "trainer.default_root_dir": tmp_path / "lightning"})
+    assert fitted.run_dir == tmp_path / "lightning" / "rooted" / "version_0"
+    assert fitted.best_checkpoint.parent == fitted.run_dir / "checkpoints"
+    with pytest.raises(ConfigError, match="run.out_dir = .* and trainer.default_root_dir = .*one folder"):
+        runs.fit(QUICKSTART, args=TINY_ARGS, overrides={**where, "trainer.default_root_dir": tmp_path / "a",
+                                                         "run.out_dir": tmp_path / "b"})
+    assert not (tmp_path / "b").exists() and not (tmp_path / "a").exists()
