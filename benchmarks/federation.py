@@ -46,8 +46,8 @@ def main() -> int:
     import lightning.pytorch as pl
     import torch
 
-    from lbp_motion.cli import LbpCLI, checkpoint_callbacks
     from lbp_motion.federated import FedAvgStrategy
+    from lbp_motion.runs import LbpCLI, checkpoint_callbacks
 
     torch.set_num_threads(args.threads)
     timers = {"switch": 0.0, "aggregate": 0.0}

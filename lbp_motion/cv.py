@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import runs
 from .data.format import atomic_write
 from .data.splits import split_subjects, write_split_file
 from .errors import ConfigError, LbpError
@@ -277,13 +278,7 @@ def compare_with_baselines(
 
 def _datamodule(config_args: list[str]):
     """Instantiate only what the config describes, without running anything."""
-    import warnings
-
-    from .cli import LbpCLI
-
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    cli = LbpCLI(args=config_args, run=False)
-    dm = cli.datamodule
+    dm = runs.build(args=config_args).datamodule
     if not hasattr(dm, "subjects"):
         raise ConfigError(f"{type(dm).__name__} has no subjects() method: it cannot be cross-validated by subject")
     return dm
@@ -320,7 +315,6 @@ def run_cv(
 ) -> Path:
     """Run the cross-validation; returns the run directory (see the module docstring).
     ``baselines``: ``"all"`` or ``"none"``; ``n_boot``: subject-bootstrap resamples."""
-    from .cli import main as lbp_main
     from .evaluation.tables import comparison_markdown
 
     if baselines not in ("all", "none"):
@@ -357,17 +351,18 @@ def run_cv(
                     fold / "split.csv",
                     fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
                 )
-                common = ["--data.split_file", str(split), "--run.out_dir", str(run), "--run.name", f"fold_{i}"]
-                if lbp_main(["fit", *config_args, *common]) != 0:
-                    raise LbpError(f"fold {i}: lbp fit failed (see the error above); finished folds are kept: --resume {run}")
-                fit_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-                metrics = json.loads((fit_dir / "metrics.json").read_text())
-                predict = ["predict", *config_args, *common, "--ckpt_path", metrics["best_checkpoint"],
-                           "--data.predict_split", "test"]
-                if lbp_main(predict) != 0:
-                    raise LbpError(f"fold {i}: lbp predict failed (see the error above)")
-                pred_dir = max(fold.glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-                shutil.copy(pred_dir / "predictions.csv", fold / "predictions.csv")
+                common = {"data.split_file": split, "run.out_dir": run, "trainer.default_root_dir": run,
+                          "run.name": f"fold_{i}"}
+                try:
+                    fitted = runs.fit(args=config_args, overrides=common)
+                except LbpError as err:
+                    raise LbpError(f"fold {i}: {err}; finished folds are kept: --resume {run}") from err
+                metrics = fitted.metrics
+                predicted = runs.predict(args=config_args, overrides={**common, "data.predict_split": "test"},
+                                         ckpt_path=fitted.best_checkpoint)
+                if predicted.predictions is None:
+                    raise LbpError(f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}")
+                shutil.copy(predicted.predictions, fold / "predictions.csv")
                 write_json_atomic(fold / "metrics.json", metrics)
             fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
             with open(fold / "predictions.csv", newline="") as fh:

@@ -62,6 +62,7 @@ import yaml
 from .errors import ConfigError
 from .interrupts import Interrupted
 from .results import write_json_atomic
+from .runs import run_arguments
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 #: Distributions of W&B sweep parameters that the local runner samples.
@@ -520,8 +521,6 @@ def run_sweep(
             parameters (so a swept parameter always wins), e.g. ``--data.root DIR``.
         log: where progress lines go.
     """
-    from .cli import main as lbp_main
-
     spec = load_sweep(sweep_file)
     if spec.method == "bayes":
         log("lbp sweep: note: Bayesian search needs the W&B server; running random search instead")
@@ -579,12 +578,13 @@ def run_sweep(
         save()
         args = command_for(spec, params)
         argv = [*command_for(spec, params, ["--run.wandb", "offline", *overrides]),
-                "--run.out_dir", str(sweep_dir), "--run.name", name]
+                "--run.out_dir", str(sweep_dir), "--trainer.default_root_dir", str(sweep_dir), "--run.name", name]
         log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
         started = time.monotonic()
+        result = None
         try:
             with _environment(WANDB_RUN_GROUP=spec.name, WANDB_JOB_TYPE="sweep"):
-                code = lbp_main(argv)
+                result = run_arguments(argv)
         except Interrupted:  # recorded, so that the resumed sweep runs it again
             entry["status"] = "interrupted"
             save()
@@ -596,14 +596,12 @@ def run_sweep(
                 f"sweep {spec.name}, {name}: lbp rejected the arguments {' '.join(args)} (exit status {exc.code})"
             ) from None
         except Exception as exc:  # a failed run does not stop the sweep, as with wandb agent
-            code = 1
             log(f"lbp sweep: {name} failed: {type(exc).__name__}: {exc}")
-        run_dir = _latest_version(sweep_dir / name)
-        metrics_file = run_dir / "metrics.json" if run_dir else None
-        if code == 0 and metrics_file and metrics_file.is_file():
-            entry.update(status="finished", run_dir=str(run_dir),
-                         metrics=json.loads(metrics_file.read_text()), seconds=round(time.monotonic() - started, 1))
+        if result is not None and result.metrics:
+            entry.update(status="finished", run_dir=str(result.run_dir), metrics=result.metrics,
+                         seconds=round(time.monotonic() - started, 1))
         else:
+            run_dir = result.run_dir if result is not None else _latest_version(sweep_dir / name)
             entry.update(status="failed", run_dir=str(run_dir) if run_dir else None)
         save()
         write_tables(spec, runs[:count], sweep_dir)

@@ -168,21 +168,21 @@ def test_ranking_follows_the_goal():
 
 @pytest.mark.slow
 def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monkeypatch):
-    import lbp_motion.cli as cli
+    import lbp_motion.sweep as sweep_module
 
     sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
     tiny = [a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")]  # keep the offline W&B log
     argv = ["sweep", sweep, "--count", "4", "--out_dir", str(tmp_path), "--data.root", str(tiny_tug), *tiny,
             "--trainer.max_epochs", "1"]
-    real_main, calls = cli.main, []
+    real_run, calls = sweep_module.run_arguments, []
 
     def interrupted(args):  # Ctrl-C while the third run starts
         calls.append(args)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_main(args)
+        return real_run(args)
 
-    monkeypatch.setattr(cli, "main", interrupted)
+    monkeypatch.setattr(sweep_module, "run_arguments", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
     sweep_dir = tmp_path / "quickstart-grid"
@@ -243,8 +243,10 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
 
 def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatch):
     """The runner's bookkeeping with a stand-in for `lbp fit` (no training)."""
-    import lbp_motion.cli as cli
+    import lbp_motion.sweep as sweep_module
+    from lbp_motion.errors import LbpError
     from lbp_motion.results import make_run_dir
+    from lbp_motion.runs import RunResult
     from lbp_motion.sweep import run_sweep
 
     calls = []
@@ -254,11 +256,11 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
         run_dir = make_run_dir(argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1])
         lr = float(next(a for a in argv if a.startswith("--model.init_args.lr=")).split("=", 1)[1])
         if lr > 2e-3:
-            return 1
+            raise LbpError(f"training loss is nan (lr {lr})")
         (run_dir / "metrics.json").write_text(json.dumps({"val/f1_macro": lr * 100}))
-        return 0
+        return RunResult.from_run_dir(run_dir)
 
-    monkeypatch.setattr(cli, "main", fake_fit)
+    monkeypatch.setattr(sweep_module, "run_arguments", fake_fit)
     notes = []
     sweep = ROOT / "experiments" / "sweeps" / "quickstart_bayes.yaml"
     sweep_dir = run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)

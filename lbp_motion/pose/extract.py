@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._version import __version__
 from ..data.format import (
     DataFormatError,
     LabelRow,
@@ -121,11 +122,9 @@ def extract_video(
     keypoints = convert_layout(subject.keypoints, src_layout.name, layout)
     seconds = time.perf_counter() - started
     detected = keypoints[..., 2].max(axis=1) > 0
-    import lbp_motion
-
     meta = {
         **estimator.info(),
-        "lbp_motion_version": lbp_motion.__version__,
+        "lbp_motion_version": __version__,
         "source_video": path.name,
         "source_bytes": path.stat().st_size,
         "source_fps": info.fps,

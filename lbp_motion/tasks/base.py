@@ -9,7 +9,7 @@ import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-import lbp_motion
+from lbp_motion._version import __version__
 from lbp_motion.errors import ConfigError, LbpError
 
 
@@ -126,7 +126,7 @@ class BaseTask(pl.LightningModule):
         if dm is not None and hasattr(dm, "describe"):
             data.update(dm.describe())
         checkpoint.setdefault("lbp_motion", {}).update(
-            version=lbp_motion.__version__,
+            version=__version__,
             task=f"{type(self).__module__}.{type(self).__qualname__}",
             data=data,
         )

@@ -155,14 +155,14 @@ def test_trust_module_lets_the_user_opt_in(tmp_path, capsys, monkeypatch):
 def test_commands_that_build_classes_from_arguments_take_the_trust_flag_too(tmp_path, monkeypatch):
     """lbp cv builds each fold's DataModule from the same arguments as its lbp fit: the
     flag is taken out there as well (not an unrecognised argument), and it still decides."""
-    from lbp_motion.cli import LbpCLI
+    from lbp_motion import runs
     from lbp_motion.trust import UntrustedFileError
 
     monkeypatch.syspath_prepend(str(tmp_path))
     _untrusted_module(tmp_path)
     (tmp_path / "x.yaml").write_text("data:\n  class_path: payload_pkg.Task\n")
     with pytest.raises(UntrustedFileError, match="payload_pkg"):
-        LbpCLI(args=["--config", QUICKSTART, "--config", str(tmp_path / "x.yaml")], run=False)
+        runs.build([QUICKSTART, tmp_path / "x.yaml"])
     assert not (tmp_path / MARKER).exists()
-    cli = LbpCLI(args=["--config", QUICKSTART, "--trust_module", "payload_pkg", "--run.wandb", "disabled"], run=False)
-    assert type(cli.datamodule).__name__ == "TUGDataModule"
+    built = runs.build(QUICKSTART, args=["--trust_module", "payload_pkg", "--run.wandb", "disabled"])
+    assert type(built.datamodule).__name__ == "TUGDataModule"

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ... import runs
 from ...errors import ConfigError
+from ..strategy import FedAvgStrategy
 
 
 @dataclass
@@ -86,37 +88,12 @@ class Experiment:
     seed: int
 
 
-def _cli_class():
-    from ...cli import LbpCLI
-
-    class FederateCLI(LbpCLI):
-        """``LbpCLI`` that also reads a ``flower`` section and builds no Trainer."""
-
-        def add_arguments_to_parser(self, parser) -> None:
-            super().add_arguments_to_parser(parser)
-            parser.add_class_arguments(FlowerOptions, "flower")
-
-        def instantiate_trainer(self, **kwargs: Any):
-            return None
-
-    return FederateCLI
-
-
 def load_experiment(config: str | Path | None, overrides: list[str] | None = None) -> Experiment:
     """Parse ``--config FILE`` plus command-line style ``overrides`` (e.g.
     ``["--data.root", "/data/site1"]``) like ``lbp fit`` does, and instantiate the task
     and DataModule (the model's initial weights follow ``seed_everything``)."""
-    import warnings
-
-    from ..strategy import FedAvgStrategy
-
-    args = (["--config", str(config)] if config else []) + list(overrides or [])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        cli = _cli_class()(args=args, run=False)
-    config_ns = cli.config
-    init = cli.config_init
-    trainer_cfg = dict(cli._get(init, "trainer", default={}) or {})
+    built = runs.build(config or (), args=overrides or (), sections={"flower": FlowerOptions})
+    trainer_cfg = dict(built.trainer)
     strategy = trainer_cfg.pop("strategy", None)
     if isinstance(strategy, FedAvgStrategy):
         strategy.validate_options()
@@ -130,7 +107,7 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         )
     if fed.mu > 0:
         raise ConfigError("trainer.strategy: mu > 0 (FedProx) is not supported by lbp federate yet; set mu: 0")
-    flower = cli._get(init, "flower", default=None)
+    flower = built.sections["flower"]
     if not isinstance(flower, FlowerOptions):
         flower = FlowerOptions(**dict(flower or {}))
     max_epochs = trainer_cfg.get("max_epochs")
@@ -154,20 +131,18 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         server_lr=fed.server_lr,
         flower=flower,
     )
-    callbacks = [c for c in (trainer_cfg.pop("callbacks", None) or []) if c is not None]
-    callbacks += [cli._get(init, c) for c in cli._parser(None).callback_keys]
+    trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
     for key in ("logger", "max_epochs", "min_epochs", "max_steps", "max_time", "enable_checkpointing", "default_root_dir"):
         trainer_cfg.pop(key, None)
-    seed = config_ns.get("seed_everything")
     return Experiment(
-        task=cli.model,
-        datamodule=cli.datamodule,
+        task=built.task,
+        datamodule=built.datamodule,
         trainer_kwargs=trainer_cfg,
-        callbacks=callbacks,
+        callbacks=built.callbacks,
         federation=federation,
-        run=cli._get(config_ns, "run"),
-        config_yaml=_lbp_config_yaml(cli.parser.dump(config_ns)),
-        seed=int(seed) if isinstance(seed, int) else 0,
+        run=built.run,
+        config_yaml=_lbp_config_yaml(built.config_yaml),
+        seed=built.seed,
     )
 
 
