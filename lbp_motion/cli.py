@@ -1,26 +1,30 @@
 """The ``lbp`` command: the entry point and nothing else.
 
-``lbp fit|validate|test|predict`` are LightningCLI subcommands run through
-:func:`lbp_motion.runs.run_arguments` (the Python API the other commands, the Flower
-apps and notebooks use too); the other subcommands are in the modules they name. No
-module of lbp_motion imports this one.
+Every subcommand is registered once in :data:`lbp_motion.commands.COMMANDS` (name,
+one-line help, ``"module:function"``); ``lbp --help`` is built from it and a command's
+module is imported only when that command runs. ``lbp fit|validate|test|predict`` are
+LightningCLI subcommands run through :func:`lbp_motion.runs.run_arguments` (the Python
+API the other commands, the Flower apps and notebooks use too). No module of
+lbp_motion imports this one.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import sys
+import warnings
+from collections.abc import Callable
 
+from .commands import COMMANDS, LIGHTNING, OTHER, Command, deprecated
 from .errors import user_error
 from .interrupts import Interrupted, exit_on_signals
-from .runs import run_arguments
-from .tasks.registry import registered_tasks
 
 
-# -- extra subcommands -------------------------------------------------------------------
 def cmd_tasks(argv: list[str]) -> int:
     """``lbp tasks``: list the tasks found through the lbp_motion.tasks entry points."""
-    import argparse
+    from .tasks.registry import registered_tasks  # imports torch: only when `lbp tasks` runs
 
     argparse.ArgumentParser(prog="lbp tasks", description=cmd_tasks.__doc__).parse_args(argv)
     tasks = registered_tasks()
@@ -31,77 +35,19 @@ def cmd_tasks(argv: list[str]) -> int:
     return 0
 
 
-def cmd_cv(argv: list[str]) -> int:
-    """``lbp cv``: cross-validate a config by subject (leave-one-subject-out or K folds)."""
-    from .cv import cmd_cv as run
-
-    return run(argv)
-
-
-def cmd_analyze(argv: list[str]) -> int:
-    """``lbp analyze``: dataset and result analyses (exercise-correlation, anova)."""
-    from .analysis import cmd_analyze as run
-
-    return run(argv)
-
-
-def cmd_extract_poses(argv: list[str]) -> int:
-    """``lbp extract-poses``: extract keypoints from a folder of videos (resumable)."""
-    from .pose.cli import cmd_extract_poses as run
-
-    return run(argv)
-
-
-def cmd_sweep(argv: list[str]) -> int:
-    """``lbp sweep``: run a W&B sweep file locally and offline (grid, random), resumable."""
-    from .sweep import cmd_sweep as run
-
-    return run(argv)
-
-
-def cmd_report(argv: list[str]) -> int:
-    """``lbp report``: an HTML and Markdown report of run directories, with figures."""
-    from .report import cmd_report as run
-
-    return run(argv)
-
-
-def cmd_federate(argv: list[str]) -> int:
-    """``lbp federate``: server or client of a real federation on Flower (docs/deploy.md)."""
-    from .federated.flower.deploy import cmd_federate as run
-
-    return run(argv)
-
-
-EXTRA_COMMANDS = {"tasks": cmd_tasks, "cv": cmd_cv, "analyze": cmd_analyze, "extract-poses": cmd_extract_poses,
-                  "sweep": cmd_sweep, "report": cmd_report, "federate": cmd_federate}
-#: How an interrupted command resumes (``lbp fit`` and ``lbp cv`` name their files).
-RESUME_HINTS = {
-    "extract-poses": "run the same command again: finished videos are kept and skipped",
-    "sweep": "run the same command again: finished runs are kept and the sweep continues",
-}
-
-USAGE = """usage: lbp COMMAND [options]
-
-Training and evaluation (LightningCLI; `lbp COMMAND --help` lists every option):
-  fit         train, keep the best checkpoint by run.monitor, then test it
-  validate    validate a checkpoint
-  test        test a checkpoint
-  predict     per-window and per-recording predictions of a checkpoint;
-              `lbp predict VIDEO_OR_KEYPOINT_FILE --ckpt CKPT`: one file (docs/pose.md)
-
-Other commands:
-{extra}
-Results go to runs/<name>/version_<n>/ (metrics.json, checkpoints/, config.yaml).
-"""
+def usage() -> str:
+    """``lbp --help``: the registered commands by group."""
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: lbp COMMAND [options]"]
+    for group in (LIGHTNING, OTHER):
+        lines += ["", f"{group}:"]
+        lines += [f"  {c.name:<{width}}  {c.help}" for c in COMMANDS.values() if c.group == group]
+    lines += ["", "Results go to runs/<name>/version_<n>/ (metrics.json, checkpoints/, config.yaml)."]
+    return "\n".join(lines)
 
 
 def print_usage() -> None:
-    extra = "".join(
-        f"  {name:<10}  {(fn.__doc__ or '').split(':', 1)[-1].strip().splitlines()[0]}\n"
-        for name, fn in EXTRA_COMMANDS.items()
-    )
-    print(USAGE.format(extra=extra))
+    print(usage())
 
 
 def main(args: list[str] | None = None) -> int:
@@ -119,8 +65,9 @@ def main(args: list[str] | None = None) -> int:
             except Interrupted as stop:
                 if not outermost:
                     raise
-                if argv[0] in RESUME_HINTS:
-                    stop.resume_with(RESUME_HINTS[argv[0]])
+                command = COMMANDS.get(argv[0])
+                if command is not None and command.resume:
+                    stop.resume_with(command.resume)
                 print(f"lbp: {stop.message()}", file=sys.stderr)
                 return stop.status
     except Exception as err:
@@ -131,14 +78,25 @@ def main(args: list[str] | None = None) -> int:
         return 2
 
 
-def _dispatch(argv: list[str]) -> int:
-    if argv[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[argv[0]](argv[1:])
-    if argv[0] == "predict" and len(argv) > 1 and not argv[1].startswith("-"):
-        from .pose.cli import cmd_predict_file  # `lbp predict VIDEO_OR_KEYPOINTS --ckpt CKPT`
+def _implementation(command: Command) -> Callable:
+    """The function behind ``command``, its module imported now (the lazy registry)."""
+    module, _, function = command.target.partition(":")
+    return getattr(importlib.import_module(module), function)
 
-        return cmd_predict_file(argv[1:])
-    result = run_arguments(argv)
+
+def _dispatch(argv: list[str]) -> int:
+    name, rest = argv[0], argv[1:]
+    if name == "predict" and rest and not rest[0].startswith("-"):  # the 0.x form `lbp predict PATH --ckpt CKPT`
+        deprecated("`lbp predict PATH`", "`lbp predict-file PATH`", what="form")
+        name = "predict-file"
+    command = COMMANDS.get(name)
+    if command is None and not name.startswith("-"):
+        print(f"lbp: error: unknown command {name!r}; the commands are {', '.join(COMMANDS)} (lbp --help)",
+              file=sys.stderr)
+        return 2
+    if command is not None and not command.lightning:
+        return _implementation(command)(rest)
+    result = _implementation(command or COMMANDS["fit"])(argv)  # LightningCLI reports a misplaced option
     if result is not None:
         print(f"Results: {result.run_dir.resolve()}")
     return 0
@@ -153,9 +111,6 @@ def __getattr__(name: str):
     """Names that moved out of the entry point (0.x): importable from here for one more
     release, with a deprecation warning."""
     if name in _MOVED:
-        import importlib
-        import warnings
-
         where = f"lbp_motion.{_MOVED[name]}"
         warnings.warn(f"lbp_motion.cli.{name} moved to {where}.{name}; import it from there",
                       DeprecationWarning, stacklevel=2)
