@@ -6,7 +6,7 @@ its two-sided p-value) between the frame indicators [exercise == e] and [label =
 over the frames of every EmoPain file under ROOT (``train/``, ``validation/`` or
 ROOT itself). Pain correlations use only frames with a reported pain level (not -1).
 Writes ``exercise_correlation.csv`` (exercise, label, class, rho, p, frames) and
-``exercise_correlation.png`` (a heat map of rho, p < 0.05 starred) into ``--out``.
+``exercise_correlation.png`` (a heat map of rho, p < 0.05 starred) into ``--out_dir``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .commands import add_out_dir
 from .errors import LbpError
 
 
@@ -112,13 +113,13 @@ def cmd_analyze(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     corr = sub.add_parser("exercise-correlation", help="Spearman correlation of exercise types and labels (PLAAN Table 1)")
     corr.add_argument("root", help="an EmoPain folder (train/ and validation/ or the files themselves)")
-    corr.add_argument("--out", default="runs/analysis", help="output folder (default: runs/analysis)")
+    add_out_dir(corr, "output folder", default="runs/analysis", old=("--out",))
     from .anova import add_anova_parser, run_anova
 
     add_anova_parser(sub)
     args = parser.parse_args(argv)
     if args.what == "exercise-correlation":
-        run_exercise_correlation(args.root, args.out)
+        run_exercise_correlation(args.root, args.out_dir)
     elif args.what == "anova":
-        run_anova(args.cv_dirs, args.metric, args.out)
+        run_anova(args.cv_dirs, args.metric, args.out_dir)
     return 0

@@ -1,9 +1,9 @@
 """Model comparison by one-way ANOVA over per-fold scores: ``lbp analyze anova``.
 
-``lbp analyze anova CV_DIR [CV_DIR ...] [--metric test/accuracy] [--out DIR]`` reads
+``lbp analyze anova CV_DIR [CV_DIR ...] [--metric test/accuracy] [--out_dir DIR]`` reads
 the metric from every ``fold_<i>/metrics.json`` of each ``lbp cv`` run directory (one
 group per directory, the folds its observations), runs :func:`scipy.stats.f_oneway`
-and writes ``anova.csv`` and ``anova.md`` into ``--out`` (default ``runs/analysis``),
+and writes ``anova.csv`` and ``anova.md`` into ``--out_dir`` (default ``runs/analysis``),
 printing the markdown.
 
 A group is named after the model: for ``runs/<name>/version_<n>`` that is ``<name>``
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .commands import add_out_dir
 from .errors import LbpError
 
 CSV_FIELDS = ["row", "n", "mean", "std", "df", "SS", "MS", "F", "p"]
@@ -186,5 +187,5 @@ def add_anova_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("anova", help="one-way ANOVA of models' per-fold scores from `lbp cv` runs")
     p.add_argument("cv_dirs", nargs="+", metavar="CV_DIR", help="`lbp cv` run directories (runs/<name>/version_<n>)")
     p.add_argument("--metric", default="test/accuracy", help="the fold metric to compare (default: test/accuracy)")
-    p.add_argument("--out", default="runs/analysis", help="output folder (default: runs/analysis)")
+    add_out_dir(p, "output folder", default="runs/analysis", old=("--out",))
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from . import runs
+from .commands import add_config, add_out_dir
 from .data.format import atomic_write
 from .data.splits import split_subjects, write_split_file
 from .errors import ConfigError, LbpError
@@ -401,11 +402,11 @@ def cmd_cv(argv: list[str]) -> int:
         description="Cross-validation by subject. Options not listed here (e.g. --trainer.max_epochs 5) "
         "are passed to every fold's `lbp fit`.",
     )
-    parser.add_argument("--config", "-c", action="append", required=True, help="config file (repeatable)")
+    add_config(parser)
     parser.add_argument("--folds", default="loso", help="'loso' or a number of folds K (default: loso)")
     parser.add_argument("--val_fraction", type=float, default=0.2, help="validation subjects drawn from each fold's training subjects")
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the inner splits")
-    parser.add_argument("--out_dir", default="runs")
+    add_out_dir(parser, "parent of the cv run directory", default="runs")
     parser.add_argument("--name", default=None, help="default: <config stem>-cv")
     parser.add_argument("--resume", default=None, help="an interrupted cv run directory to finish")
     parser.add_argument("--baselines", default="all",

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .commands import add_out_dir
 from .errors import LbpError
 
 #: Main metrics shown first and in the comparison of several runs.
@@ -617,10 +618,10 @@ def cmd_report(argv: list[str]) -> int:
         "for run directories of lbp fit/test/predict, lbp cv and lbp sweep.",
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<name>/version_<n>)")
-    parser.add_argument("--out", required=True, help="folder for report.html, report.md and the figures")
+    add_out_dir(parser, "folder for report.html, report.md and the figures", old=("--out",))
     parser.add_argument("--title", default=None, help="title of the report")
     args = parser.parse_args(argv)
-    path = write_report(args.run_dirs, args.out, args.title)
+    path = write_report(args.run_dirs, args.out_dir, args.title)
     print(f"Report: {path.resolve()}")
     print(f"Markdown: {path.with_suffix('.md').resolve()}")
     return 0

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .commands import add_out_dir
 from .errors import ConfigError
 from .interrupts import Interrupted
 from .results import write_json_atomic
@@ -630,7 +631,7 @@ def cmd_sweep(argv: list[str]) -> int:
                         "(kind: run_list, e.g. experiments/emopain/sweeps/*.yaml)")
     parser.add_argument("--count", type=int, default=None,
                         help="number of runs in all (default: the whole grid, or run_cap)")
-    parser.add_argument("--out_dir", default="runs", help="parent of the sweep directory (default: runs)")
+    add_out_dir(parser, "parent of the sweep directory", default="runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of random search (default: 0)")
     args, overrides = parser.parse_known_args(argv)
     sweep_dir = run_sweep(args.sweep_file, count=args.count, out_dir=args.out_dir, seed=args.seed,

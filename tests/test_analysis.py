@@ -27,7 +27,7 @@ def test_lbp_analyze_writes_csv_and_heatmap(tmp_path, capsys):
 
     root = generate_emopain_dataset(tmp_path / "ep", num_train_patients=2, num_train_controls=1, num_val_patients=1,
                                     num_val_controls=1, frames_per_file=600, seed=1)
-    assert main(["analyze", "exercise-correlation", str(root), "--out", str(tmp_path / "out")]) == 0
+    assert main(["analyze", "exercise-correlation", str(root), "--out_dir", str(tmp_path / "out")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "out" / "exercise_correlation.csv")))
     assert len(rows) == 9 * 3 + 9 * 2
     assert (tmp_path / "out" / "exercise_correlation.png").stat().st_size > 1000

@@ -88,7 +88,7 @@ def test_write_anova_and_cli(tmp_path, capsys):
     assert "| lstm | 3 | 0.6000 |" in md_path.read_text()
 
     out = tmp_path / "out"
-    assert main(["analyze", "anova", str(a), str(b), "--metric", "test/mcc", "--out", str(out)]) == 0
+    assert main(["analyze", "anova", str(a), str(b), "--metric", "test/mcc", "--out_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "One-way ANOVA of test/mcc across 2 models" in printed and "| between | 1 |" in printed
     rows = {r["row"]: r for r in csv.DictReader(open(out / "anova.csv"))}

@@ -139,7 +139,41 @@ def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_
     assert not list(tmp_path.glob("*/version_*"))
 
 
-def test_usage_lists_extra_commands(capsys):
+def test_usage_lists_every_registered_command_with_its_help(capsys):
+    from lbp_motion.commands import COMMANDS
+
     assert main(["--help"]) == 0
-    out = capsys.readouterr().out
-    assert "fit" in out and "tasks" in out
+    lines = capsys.readouterr().out.splitlines()
+    for command in COMMANDS.values():
+        assert any(line.split() == [command.name, *command.help.split()] for line in lines), command.name
+    assert {"fit", "predict", "predict-file", "tasks", "federate"} <= set(COMMANDS)
+
+
+def test_help_imports_no_command_module_nor_torch():
+    code = ("import sys; from lbp_motion.cli import main; main(['--help']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'flwr', 'mediapipe') "
+            "or m in ('lbp_motion.runs', 'lbp_motion.cv', 'lbp_motion.pose.cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_registered_command_resolves_to_a_function():
+    from lbp_motion.cli import _implementation
+    from lbp_motion.commands import COMMANDS
+
+    for command in COMMANDS.values():
+        assert callable(_implementation(command)), command.target
+
+
+def test_an_unknown_command_is_named_in_one_line(capsys):
+    assert main(["reprot", "runs/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lbp: error: unknown command 'reprot'") and "report" in err and "\n" not in err
+
+
+def test_help_of_a_command_names_the_new_spelling_and_the_old_one_beside_it(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--out_dir DIR" in out and "(formerly --out)" in out and "--out OUT" not in out

@@ -210,14 +210,22 @@ def test_report_in_a_headless_browser(fit_and_predict, tmp_path):
 
 def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     fit, _ = fit_and_predict
-    assert main(["report", str(fit.parent), "--out", str(tmp_path / "r")]) == 0  # runs/<name>: its latest version
+    assert main(["report", str(fit.parent), "--out_dir", str(tmp_path / "r")]) == 0  # runs/<name>: its latest version
     assert "Report: " in capsys.readouterr().out and (tmp_path / "r" / "report.md").is_file()
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
+    assert main(["report", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("lbp: error:") and "no such run directory" in err and "\n" not in err
     (tmp_path / "empty").mkdir()
-    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r3")]) == 2
+    assert main(["report", str(tmp_path / "empty"), "--out_dir", str(tmp_path / "r3")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_lbp_report_takes_the_old_out_for_one_release_with_a_warning(fit_and_predict, tmp_path, capsys):
+    fit, _ = fit_and_predict
+    assert main(["report", str(fit), "--out", str(tmp_path / "old")]) == 0
+    assert (tmp_path / "old" / "report.md").is_file()
+    err = capsys.readouterr().err.splitlines()
+    assert "lbp: warning: --out is deprecated; use --out_dir (the old spelling goes in the next release)" in err
 
 
 def test_per_class_rows_follow_the_tasks_class_order():

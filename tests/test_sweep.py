@@ -229,7 +229,7 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     from tests.test_report import browser_probe, find_browser, parse_report
 
     report_dir = tmp_path / "report"
-    assert main(["report", str(sweep_dir), *(r["run_dir"] for r in runs), "--out", str(report_dir)]) == 0
+    assert main(["report", str(sweep_dir), *(r["run_dir"] for r in runs), "--out_dir", str(report_dir)]) == 0
     page = report_dir / "report.html"
     parsed = parse_report(page)
     assert "Runs compared" in page.read_text() and "Sweep runs, best first" in page.read_text()

@@ -37,7 +37,7 @@ def test_extract_poses_command_is_resumable_and_reports_corrupt_files(tmp_path, 
         write_video(videos / f"{name}.mp4", frames=40)
     (videos / "p3.mp4").write_bytes(b"not a video at all" * 100)
     (videos / "labels.csv").write_text("recording,subject,label\np1,s1,low\np2,s2,high\np3,s3,low\n")
-    args = ["extract-poses", str(videos), "--out", str(out), "--backend", "fake", "--no-progress"]
+    args = ["extract-poses", str(videos), "--out_dir", str(out), "--backend", "fake", "--no_progress"]
 
     assert main(args) == 1  # p3 failed
     printed = capsys.readouterr()
@@ -83,9 +83,9 @@ def test_labels_limit_the_videos_and_unknown_backends_are_one_line_errors(tmp_pa
     assert summary.extracted == ["a"] and summary.skipped[0][0] == "extra.mp4"
     assert [r.recording for r in read_labels(tmp_path / "kp")] == ["a"]
 
-    assert main(["extract-poses", str(videos), "--out", str(tmp_path / "x"), "--backend", "nope"]) == 2
+    assert main(["extract-poses", str(videos), "--out_dir", str(tmp_path / "x"), "--backend", "nope"]) == 2
     assert "lbp: error: unknown pose backend 'nope'" in capsys.readouterr().err
-    assert main(["extract-poses", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["extract-poses", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "x")]) == 2
 
 
 def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypatch):
@@ -132,7 +132,7 @@ def test_a_second_folder_merges_into_the_labels_and_a_conflict_is_refused_first(
             write_video(tmp_path / folder / f"{name}.mp4", frames=36)
         rows = "".join(f"{n},s_{n},low\n" for n in names) + ("a2,s_a2,low\n" if folder == "clinic_b" else "")
         (tmp_path / folder / "labels.csv").write_text("recording,subject,label\n" + rows)
-        assert main(["extract-poses", str(tmp_path / folder), "--out", str(out), "--backend", "fake", "--no-progress"]) == 0
+        assert main(["extract-poses", str(tmp_path / folder), "--out_dir", str(out), "--backend", "fake", "--no_progress"]) == 0
     # clinic_b lists a2 again, identically: kept once; a1 and a2 are not lost
     assert [r.recording for r in read_labels(out)] == ["a1", "a2", "b1"]
 
@@ -141,7 +141,7 @@ def test_a_second_folder_merges_into_the_labels_and_a_conflict_is_refused_first(
     (tmp_path / "clinic_c" / "labels.csv").write_text("recording,subject,label\nc1,s_c1,low\na1,s_a1,high\n")
     before = (out / "labels.csv").read_bytes()
     capsys.readouterr()
-    assert main(["extract-poses", str(tmp_path / "clinic_c"), "--out", str(out), "--backend", "fake", "--no-progress"]) == 2
+    assert main(["extract-poses", str(tmp_path / "clinic_c"), "--out_dir", str(out), "--backend", "fake", "--no_progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (
         f"lbp: error: {out / 'labels.csv'}: recording 'a1' is listed with subject 's_a1', label 'low', but "

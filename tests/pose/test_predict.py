@@ -69,10 +69,12 @@ def test_other_layouts_and_frame_rates_are_converted(tiny_checkpoint, recording,
     assert abs(result["frames"] - rec.num_frames) <= 1
 
 
-def test_lbp_predict_on_a_file_and_the_dataset_form_still_works(tiny_checkpoint, recording, tmp_path, capsys):
+def test_lbp_predict_file_and_lbp_predict_over_a_datamodule(tiny_checkpoint, recording, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert main(["predict", str(recording), "--ckpt", str(tiny_checkpoint), "--out", str(out), "--overlay"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["predict-file", str(recording), "--ckpt_path", str(tiny_checkpoint), "--out_dir", str(out),
+                 "--overlay"]) == 0
+    printed, err = capsys.readouterr()
+    assert "deprecated" not in err
     assert "s001_r1: " in printed and "TUG time" in printed and f"Results: {out.resolve()}" in printed
     assert {p.name for p in out.iterdir()} >= {"prediction.json", "timeline.png", "keypoints.npz", "overlay.mp4"}
     import av
@@ -80,14 +82,32 @@ def test_lbp_predict_on_a_file_and_the_dataset_form_still_works(tiny_checkpoint,
     with av.open(str(out / "overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == read_recording(recording).num_frames
 
-    assert main(["predict", str(tmp_path / "missing.mp4"), "--ckpt", str(tiny_checkpoint)]) == 2
+    assert main(["predict-file", str(tmp_path / "missing.mp4"), "--ckpt_path", str(tiny_checkpoint)]) == 2
     assert "missing.mp4: file not found" in capsys.readouterr().err
-    assert main(["predict", str(recording), "--ckpt", str(tmp_path / "no.ckpt")]) == 2
-    # without a path, `lbp predict` is LightningCLI's prediction over a dataset
+    assert main(["predict-file", str(recording), "--ckpt_path", str(tmp_path / "no.ckpt")]) == 2
+    # `lbp predict` is LightningCLI's prediction over a DataModule
     assert main(["predict", "--ckpt_path", str(tiny_checkpoint), "--data.predict_split", "all",
                  "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled",
                  "--run.out_dir", str(tmp_path / "runs")]) == 0  # fmt: skip
     assert next((tmp_path / "runs").glob("*/version_*/recording_predictions.csv")).is_file()
+
+
+def test_the_0x_form_lbp_predict_path_ckpt_out_still_works_and_says_what_replaces_it(tiny_checkpoint, recording,
+                                                                                      tmp_path, capsys):
+    out = tmp_path / "old"
+    with pytest.warns(DeprecationWarning):
+        assert main(["predict", str(recording), "--ckpt", str(tiny_checkpoint), "--out", str(out),
+                     "--no-timeline"]) == 0
+    printed, err = capsys.readouterr()
+    assert f"Results: {out.resolve()}" in printed and (out / "prediction.json").is_file()
+    assert not (out / "timeline.png").exists()  # --no-timeline reached predict-file too
+    warnings = [line for line in err.splitlines() if line.startswith("lbp: warning:")]
+    assert warnings == [
+        "lbp: warning: `lbp predict PATH` is deprecated; use `lbp predict-file PATH` (the old form goes in the next release)",
+        "lbp: warning: --ckpt is deprecated; use --ckpt_path (the old spelling goes in the next release)",
+        "lbp: warning: --out is deprecated; use --out_dir (the old spelling goes in the next release)",
+        "lbp: warning: --no-timeline is deprecated; use --no_timeline (the old spelling goes in the next release)",
+    ]
 
 
 def test_a_recording_shorter_than_a_window_is_a_clear_error(tiny_checkpoint, tmp_path):

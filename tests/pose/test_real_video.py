@@ -51,7 +51,7 @@ def test_extract_poses_on_the_real_video_beside_a_corrupt_one(tmp_path, cache, c
     shutil.copy(VIDEO, videos / "walker.mp4")
     (videos / "broken.mp4").write_bytes(VIDEO.read_bytes()[:20000])  # cut off: no index, no frames
     (videos / "labels.csv").write_text("recording,subject,label\nwalker,s1,low\nbroken,s2,high\n")
-    args = ["extract-poses", str(videos), "--out", str(out), "--stride", "2", "--no-progress"]
+    args = ["extract-poses", str(videos), "--out_dir", str(out), "--stride", "2", "--no_progress"]
 
     assert main(args) == 1  # one video failed
     printed = capsys.readouterr()
@@ -95,10 +95,10 @@ def test_extract_poses_on_the_real_video_beside_a_corrupt_one(tmp_path, cache, c
     assert (out / "walker.npz").stat().st_mtime_ns == stamp  # ... and the walker is not redone
 
 
-def test_lbp_predict_answers_for_the_real_video(tiny_checkpoint, tmp_path, cache, capsys):
+def test_lbp_predict_file_answers_for_the_real_video(tiny_checkpoint, tmp_path, cache, capsys):
     out = tmp_path / "pred"
-    args = ["predict", str(VIDEO), "--ckpt", str(tiny_checkpoint), "--out", str(out), "--stride", "3",
-            "--overlay", "--no-progress"]  # fmt: skip
+    args = ["predict-file", str(VIDEO), "--ckpt_path", str(tiny_checkpoint), "--out_dir", str(out), "--stride", "3",
+            "--overlay", "--no_progress"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("demo: ") and "no TUG time (the person is not seen seated" in printed
@@ -131,7 +131,7 @@ def test_ctrl_c_during_extract_poses_exits_130_and_the_rerun_finishes(tmp_path):
     videos.mkdir()
     for name in ("a", "b"):
         shutil.copy(VIDEO, videos / f"{name}.mp4")
-    args = [sys.executable, "-m", "lbp_motion.cli", "extract-poses", str(videos), "--out", str(out), "--no-progress"]
+    args = [sys.executable, "-m", "lbp_motion.cli", "extract-poses", str(videos), "--out_dir", str(out), "--no_progress"]
     env = dict(os.environ, LBP_CACHE=str(REGISTRY.parent), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

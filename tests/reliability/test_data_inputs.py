@@ -144,7 +144,7 @@ def _videos(tmp: Path, labels: bytes) -> Path:
 
 
 def _extract(tmp: Path, videos: Path) -> list[str]:
-    return ["extract-poses", str(videos), "--out", str(tmp / "kp"), "--backend", "fake", "--no-progress"]
+    return ["extract-poses", str(videos), "--out_dir", str(tmp / "kp"), "--backend", "fake", "--no_progress"]
 
 
 def extract_conflict(tmp: Path) -> list[str]:
