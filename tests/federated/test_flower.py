@@ -107,6 +107,55 @@ def test_insecure_transport_needs_the_explicit_flag(capsys):
     assert code == 2 and "--insecure" in capsys.readouterr().err
 
 
+def test_federate_flags_parse_in_snake_case_and_unknown_ones_go_to_the_config(capsys):
+    from lbp_motion.federated.flower.deploy_cli import client_parser, server_parser
+
+    args, overrides = client_parser().parse_known_args(
+        ["--config", "a.yaml", "--server", "h:1", "--client_id", "3", "--work_dir", "w", "--root_certificates", "ca",
+         "--auth_key", "k", "--approve_app_hash", "x", "--connect_retries", "4", "--connect_wait", "9", "--skip_check",
+         "--data.root", "d"])
+    assert (args.client_id, args.work_dir, args.root_certificates, args.auth_key, args.approve_app_hash,
+            args.connect_retries, args.connect_wait, args.skip_check) == (3, "w", "ca", "k", ["x"], 4, 9.0, True)
+    assert overrides == ["--data.root", "d"]
+    args, _ = server_parser().parse_known_args(
+        ["--config", "a.yaml", "--control_port", "7", "--ssl_ca_certfile", "ca", "--ssl_certfile", "c",
+         "--ssl_keyfile", "k", "--authorized_keys", "p1", "p2", "--startup_timeout", "5"])
+    assert (args.control_port, args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile, args.authorized_keys,
+            args.startup_timeout) == (7, "ca", "c", "k", ["p1", "p2"], 5.0)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_old_hyphenated_federate_flags_still_parse_for_one_release_with_a_warning(capsys):
+    from lbp_motion.federated.flower.deploy_cli import client_parser, server_parser
+
+    with pytest.warns(DeprecationWarning, match="--client-id is deprecated; use --client_id"):
+        args, overrides = client_parser().parse_known_args(
+            ["--config", "a.yaml", "--server", "h:1", "--client-id", "3", "--skip-check", "--data.root", "d"])
+    assert args.client_id == 3 and args.skip_check and overrides == ["--data.root", "d"]
+    with pytest.warns(DeprecationWarning):
+        args, _ = server_parser().parse_known_args(["--config", "a.yaml", "--ssl-ca-certfile", "ca"])
+    assert args.ssl_ca_certfile == "ca"
+    assert capsys.readouterr().err.splitlines() == [
+        f"lbp: warning: {old} is deprecated; use {old.replace('-', '_').replace('__', '--')} "
+        "(the old spelling goes in the next release)" for old in ("--client-id", "--skip-check", "--ssl-ca-certfile")]
+
+
+def test_flower_executables_get_their_own_flag_spelling(tmp_path):
+    """Only lbp's flags changed: what lbp passes to flower-superlink and flower-supernode did not."""
+    import argparse
+
+    from lbp_motion.federated.flower.deploy_cli import transport
+
+    for name in ("ca", "cert", "key"):
+        (tmp_path / name).write_text("pem")
+    server = argparse.Namespace(insecure=False, ssl_ca_certfile=str(tmp_path / "ca"),
+                                ssl_certfile=str(tmp_path / "cert"), ssl_keyfile=str(tmp_path / "key"))
+    assert transport(server, "server") == ["--ssl-ca-certfile", str(tmp_path / "ca"), "--ssl-certfile",
+                                           str(tmp_path / "cert"), "--ssl-keyfile", str(tmp_path / "key")]
+    client = argparse.Namespace(insecure=False, root_certificates=str(tmp_path / "ca"))
+    assert transport(client, "client") == ["--root-certificates", str(tmp_path / "ca")]
+
+
 def test_federation_settings_come_from_the_config(capsys):
     from lbp_motion.cli import main
     from lbp_motion.federated.flower.experiment import load_experiment
@@ -247,8 +296,8 @@ def _common(data: Path, out: Path) -> list[str]:
 def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3), tls=("--insecure",)) -> None:
     for k in which:
         procs.start(f"client{k}", "federate", "client", *common, "--data.train_sites", f"[{SITES[k]}]",
-                    "--client-id", str(k), "--server", f"127.0.0.1:{port}", *tls, "--skip-check",
-                    "--work-dir", str(work / f"site{k}"))
+                    "--client_id", str(k), "--server", f"127.0.0.1:{port}", *tls, "--skip_check",
+                    "--work_dir", str(work / f"site{k}"))
 
 
 def _rounds(run_dir: Path) -> list[dict[str, str]]:
@@ -296,9 +345,9 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(thre
     certs = _certificates(tmp_path / "certs")  # this run uses TLS; the other --insecure
     started = time.monotonic()
     processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port),
-                    "--ssl-ca-certfile", str(certs["ca"]), "--ssl-certfile", str(certs["cert"]),
-                    "--ssl-keyfile", str(certs["key"]))
-    _start_clients(processes, common, port, tmp_path, tls=["--root-certificates", str(certs["ca"])])
+                    "--ssl_ca_certfile", str(certs["ca"]), "--ssl_certfile", str(certs["cert"]),
+                    "--ssl_keyfile", str(certs["key"]))
+    _start_clients(processes, common, port, tmp_path, tls=["--root_certificates", str(certs["ca"])])
     assert processes.wait("server", timeout=420) == 0, processes.tail("server")
     elapsed = time.monotonic() - started
     run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))

@@ -1,7 +1,7 @@
 """Who may run what: a rogue ``flwr run`` and an unknown SuperNode, on loopback.
 
 A real ``lbp federate server`` (TLS, SuperNode authentication with one registered key)
-and one clinic (``lbp federate client --auth-key``). The rogue holds the public CA
+and one clinic (``lbp federate client --auth_key``). The rogue holds the public CA
 certificate and a tiny Flower app whose ClientApp would copy the site's ``labels.csv``.
 """
 
@@ -136,20 +136,20 @@ def test_rogue_runs_and_unknown_supernodes_are_refused(tmp_path, processes):
               "--run.out_dir", str(tmp_path / "runs"), "--flower.min_available_clients", "2",
               "--flower.connect_timeout", "300"]  # the lbp run waits for a second site that never comes
     processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port),
-                    "--control-port", str(control), "--ssl-ca-certfile", str(certs["ca"]),
-                    "--ssl-certfile", str(certs["cert"]), "--ssl-keyfile", str(certs["key"]),
-                    "--authorized-keys", str(tmp_path / "keys" / "site0.pub"))
-    tls = ["--root-certificates", str(certs["ca"])]
+                    "--control_port", str(control), "--ssl_ca_certfile", str(certs["ca"]),
+                    "--ssl_certfile", str(certs["cert"]), "--ssl_keyfile", str(certs["key"]),
+                    "--authorized_keys", str(tmp_path / "keys" / "site0.pub"))
+    tls = ["--root_certificates", str(certs["ca"])]
     processes.start("client0", "federate", "client", *common, "--data.train_sites", f"[{SITES[0]}]",
-                    "--client-id", "0", "--server", f"127.0.0.1:{port}", *tls, "--skip-check",
-                    "--auth-key", str(tmp_path / "keys" / "site0"), "--work-dir", str(tmp_path / "site0"))
+                    "--client_id", "0", "--server", f"127.0.0.1:{port}", *tls, "--skip_check",
+                    "--auth_key", str(tmp_path / "keys" / "site0"), "--work_dir", str(tmp_path / "site0"))
     _wait_for_text(processes, "server", "waiting for clients", 240)
 
     # an unknown SuperNode (its key is not registered) cannot join: it stops, saying why
     processes.start("client1", "federate", "client", *common, "--data.train_sites", f"[{SITES[1]}]",
-                    "--client-id", "1", "--server", f"127.0.0.1:{port}", *tls, "--skip-check",
-                    "--auth-key", str(tmp_path / "keys" / "site1"), "--work-dir", str(tmp_path / "site1"),
-                    "--connect-retries", "2", "--connect-wait", "30")
+                    "--client_id", "1", "--server", f"127.0.0.1:{port}", *tls, "--skip_check",
+                    "--auth_key", str(tmp_path / "keys" / "site1"), "--work_dir", str(tmp_path / "site1"),
+                    "--connect_retries", "2", "--connect_wait", "30")
     assert processes.wait("client1", timeout=180) == 2, processes.tail("client1")
     assert "does not know this site's SuperNode key" in processes.tail("client1", 3)
 

@@ -27,8 +27,8 @@ CONFIG = str(ROOT / "experiments" / "tug_fedavg.yaml")
 
 def _client(server: str, *extra: str):
     def setup(tmp: Path) -> list[str]:
-        return ["federate", "client", "--config", CONFIG, "--server", server, "--skip-check",
-                "--work-dir", str(tmp / "site"), "--connect-retries", "1", "--connect-wait", "5", *extra]
+        return ["federate", "client", "--config", CONFIG, "--server", server, "--skip_check",
+                "--work_dir", str(tmp / "site"), "--connect_retries", "1", "--connect_wait", "5", *extra]
     return setup
 
 
@@ -43,21 +43,21 @@ def _keys(tmp: Path) -> Path:
 CASES = [
     Case("unreachable-server", lambda tmp: _client(f"127.0.0.1:{free_port()}", "--insecure")(tmp),
          r"cannot reach 127\.0\.0\.1:\d+: Connection refused .*gave up after 1 attempt"),
-    Case("auth-key-without-tls", lambda tmp: _client("127.0.0.1:1", "--insecure", "--auth-key",
+    Case("auth-key-without-tls", lambda tmp: _client("127.0.0.1:1", "--insecure", "--auth_key",
                                                      str(_keys(tmp) / "site0"))(tmp),
-         r"--auth-key \(SuperNode authentication\) needs TLS"),
-    Case("auth-key-missing", _client("127.0.0.1:1", "--root-certificates", __file__, "--auth-key", "/nonexistent/key"),
-         r"--auth-key /nonexistent/key: no such file"),
-    Case("bad-app-hash", _client("127.0.0.1:1", "--insecure", "--approve-app-hash", "abc"),
-         r"--approve-app-hash abc: expected a SHA-256"),
+         r"--auth_key \(SuperNode authentication\) needs TLS"),
+    Case("auth-key-missing", _client("127.0.0.1:1", "--root_certificates", __file__, "--auth_key", "/nonexistent/key"),
+         r"--auth_key /nonexistent/key: no such file"),
+    Case("bad-app-hash", _client("127.0.0.1:1", "--insecure", "--approve_app_hash", "abc"),
+         r"--approve_app_hash abc: expected a SHA-256"),
     Case("authorized-keys-without-tls",
-         lambda tmp: ["federate", "server", "--config", CONFIG, "--insecure", "--authorized-keys",
+         lambda tmp: ["federate", "server", "--config", CONFIG, "--insecure", "--authorized_keys",
                       str(_keys(tmp) / "site0.pub")],
-         r"--authorized-keys \(SuperNode authentication\) needs TLS"),
+         r"--authorized_keys \(SuperNode authentication\) needs TLS"),
     Case("authorized-key-not-a-key",
-         lambda tmp: ["federate", "server", "--config", CONFIG, "--ssl-ca-certfile", __file__, "--ssl-certfile",
-                      __file__, "--ssl-keyfile", __file__, "--authorized-keys", __file__],
-         r"--authorized-keys .*test_federation\.py: not an OpenSSH public key"),
+         lambda tmp: ["federate", "server", "--config", CONFIG, "--ssl_ca_certfile", __file__, "--ssl_certfile",
+                      __file__, "--ssl_keyfile", __file__, "--authorized_keys", __file__],
+         r"--authorized_keys .*test_federation\.py: not an OpenSSH public key"),
     Case("keys-not-overwritten", lambda tmp: (_keys(tmp), ["federate", "keys", str(tmp / "keys"), "--sites", "1"])[1],
          r"site0 exists; not overwriting a key"),
 ]
@@ -97,10 +97,10 @@ def listeners(tmp_path_factory):
 def test_tls_mismatch_and_wrong_ca_are_named_at_once(listeners, tmp_path, capsys):
     rows = [
         Case("insecure-client-tls-server", _client(listeners["tls"], "--insecure"),
-             r"did not answer plain HTTP: the server runs TLS; give --root-certificates"),
-        Case("wrong-ca", _client(listeners["tls"], "--root-certificates", str(listeners["wrong_ca"])),
-             r"certificate is not signed by --root-certificates .*\(wrong CA\?\)"),
-        Case("tls-client-plain-server", _client(listeners["plain"], "--root-certificates", str(listeners["ca"])),
+             r"did not answer plain HTTP: the server runs TLS; give --root_certificates"),
+        Case("wrong-ca", _client(listeners["tls"], "--root_certificates", str(listeners["wrong_ca"])),
+             r"certificate is not signed by --root_certificates .*\(wrong CA\?\)"),
+        Case("tls-client-plain-server", _client(listeners["plain"], "--root_certificates", str(listeners["ca"])),
              r"does not speak TLS \(the server runs --insecure\?\)"),
     ]
     for case in rows:

@@ -1,14 +1,17 @@
-"""``lbp federate server|client|app``: thin wrappers over Flower's SuperLink and SuperNode.
+"""``lbp federate server|client|keys|app``: thin wrappers over Flower's SuperLink and SuperNode
+(their command lines: :mod:`.deploy_cli`).
 
-* ``lbp federate server --config FILE [--port 9092] (--insecure | --certificates CA CERT KEY)``
+* ``lbp federate server --config FILE [--port 9092] (--insecure | --ssl_ca_certfile CA
+  --ssl_certfile CERT --ssl_keyfile KEY)``
   starts ``flower-superlink`` (which runs the ServerApp in a subprocess), writes the
   Flower app folder and a connection for Flower's CLI, submits the run with
   ``flwr run APP lbp --run-config 'lbp-server="SETTINGS"' --stream``, waits for it to
   end and stops the SuperLink. ``--resume RUN_DIR`` continues a run from its last
   checkpoint at the next round.
-* ``lbp federate client --config FILE --data.root DIR --server HOST:PORT [--client-id K]
-  (--insecure | --root-certificates CA)`` checks that the site's data load, then runs
+* ``lbp federate client --config FILE --data.root DIR --server HOST:PORT [--client_id K]
+  (--insecure | --root_certificates CA)`` checks that the site's data load, then runs
   ``flower-supernode`` with the site's settings in its node config, until stopped.
+* ``lbp federate keys DIR --sites N`` makes the clinics' SuperNode key pairs.
 * ``lbp federate app DIR`` writes the Flower app folder, for ``flwr run`` by hand.
 
 Any other ``--section.key value`` argument overrides the config, as with ``lbp fit``.
@@ -20,7 +23,6 @@ processes) watch their parent's pid and exit with it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -33,6 +35,16 @@ from pathlib import Path
 
 from ...errors import ConfigError, LbpError
 from ...interrupts import Interrupted
+from .deploy_cli import (
+    app_parser,
+    authorized_keys,
+    check_client_args,
+    client_parser,
+    configs,
+    keys_parser,
+    server_parser,
+    transport,
+)
 
 APP_PYPROJECT = """\
 # The lbp_motion Flower app (written by `lbp federate`). Its components live in the
@@ -169,127 +181,29 @@ def write_connection(flwr_home: Path, address: str, root_certificates: str | Non
     return path
 
 
-def _absolute_overrides(overrides: list[str]) -> list[str]:
-    """Make values that name existing files or folders absolute (the Flower apps run
-    in other processes, possibly in other folders)."""
-    out = []
-    for item in overrides:
-        if not item.startswith("-") and os.path.exists(item):
-            item = str(Path(item).resolve())
-        elif "=" in item and item.startswith("--"):
-            key, value = item.split("=", 1)
-            if os.path.exists(value):
-                item = f"{key}={Path(value).resolve()}"
-        out.append(item)
-    return out
-
-
-def _configs(configs: list[str], overrides: list[str]) -> tuple[str, list[str]]:
-    """The first config file, and the others as ``--config`` overrides (absolute paths)."""
-    for path in configs:
-        if not Path(path).is_file():
-            raise ConfigError(f"--config {path}: no such file")
-    first, *more = [str(Path(c).resolve()) for c in configs]
-    extra = [a for c in more for a in ("--config", c)]
-    return first, extra + _absolute_overrides(overrides)
-
-
-def _transport(args: argparse.Namespace, role: str) -> list[str]:
-    if role == "server":
-        given = [args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile]
-        if args.insecure and any(given):
-            raise ConfigError("lbp federate server: give either --insecure or the TLS certificates, not both")
-        if args.insecure:
-            return ["--insecure"]
-        if not all(given):
-            raise ConfigError(
-                "lbp federate server: TLS needs --ssl-ca-certfile, --ssl-certfile and --ssl-keyfile "
-                "(docs/deploy.md); for unencrypted traffic on a trusted network pass --insecure"
-            )
-        for path in given:
-            if not Path(path).is_file():
-                raise ConfigError(f"lbp federate server: certificate file {path} does not exist")
-        return ["--ssl-ca-certfile", str(Path(args.ssl_ca_certfile).resolve()),
-                "--ssl-certfile", str(Path(args.ssl_certfile).resolve()),
-                "--ssl-keyfile", str(Path(args.ssl_keyfile).resolve())]
-    if args.insecure and args.root_certificates:
-        raise ConfigError("lbp federate client: give either --insecure or --root-certificates, not both")
-    if args.insecure:
-        return ["--insecure"]
-    if not args.root_certificates:
-        raise ConfigError(
-            "lbp federate client: TLS needs --root-certificates CA_CERT (the CA that signed the server's "
-            "certificate, docs/deploy.md); for unencrypted traffic on a trusted network pass --insecure"
-        )
-    if not Path(args.root_certificates).is_file():
-        raise ConfigError(f"lbp federate client: certificate file {args.root_certificates} does not exist")
-    return ["--root-certificates", str(Path(args.root_certificates).resolve())]
-
-
 # -- server ----------------------------------------------------------------------------------
-def _server_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate server", allow_abbrev=False,
-                                description="Run the federation's server: Flower's SuperLink plus the lbp ServerApp.")
-    p.add_argument("--config", required=True, action="append", help="the lbp config (as for lbp fit; repeatable, merged in order)")
-    p.add_argument("--host", default="0.0.0.0", help="address the public port listens on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=9092, help="the public port: Flower's Fleet API only, for the clinics' "
-                   "SuperNodes (default 9092)")
-    p.add_argument("--control-port", type=int, default=None, help="port of the SuperLink itself (Control and Runtime "
-                   "APIs), on 127.0.0.1 only (default: a free one)")
-    p.add_argument("--authorized-keys", nargs="+", metavar="PUBLIC_KEY", default=None,
-                   help="the clinics' SuperNode public keys (OpenSSH EC, `lbp federate keys`): only these nodes may "
-                   "join (Flower's SuperNode authentication; needs TLS)")
-    p.add_argument("--insecure", action="store_true", help="no TLS: unencrypted traffic (trusted networks and tests only)")
-    p.add_argument("--ssl-ca-certfile", help="CA certificate (PEM)")
-    p.add_argument("--ssl-certfile", help="the server's certificate (PEM), signed by the CA")
-    p.add_argument("--ssl-keyfile", help="the server's private key (PEM)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint at the next round")
-    p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the SuperLink to listen")
-    return p
+def _server_run_dir(resume: str | None, experiment, config: str) -> Path:
+    """The run folder: ``--resume RUN_DIR``'s, else a new one under ``run.out_dir``."""
+    if resume:
+        run_dir = Path(resume).resolve()
+        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+            raise ConfigError(f"--resume {resume}: no checkpoints/last.ckpt in that folder")
+        return run_dir
+    from ...results import make_run_dir
 
-
-def _check_public_keys(paths: list[str]) -> list[Path]:
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    out = []
-    for path in paths:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"--authorized-keys {path}: no such file")
-        try:
-            key = serialization.load_ssh_public_key(file.read_bytes())
-        except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-            raise ConfigError(f"--authorized-keys {path}: not an OpenSSH public key ({err})") from None
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ConfigError(f"--authorized-keys {path}: not an EC public key (make keys with `lbp federate keys`)")
-        out.append(file.resolve())
-    return out
+    run = experiment.run
+    return make_run_dir(run.out_dir, run.name or Path(config).stem).resolve()
 
 
 def cmd_server(argv: list[str]) -> int:
-    args, overrides = _server_parser().parse_known_args(argv)
-    transport = _transport(args, "server")
-    keys = None
-    if args.authorized_keys:
-        if args.insecure:
-            raise ConfigError("lbp federate server: --authorized-keys (SuperNode authentication) needs TLS, not --insecure")
-        keys = _check_public_keys(args.authorized_keys)
-    config, overrides = _configs(args.config, overrides)
+    args, overrides = server_parser().parse_known_args(argv)
+    tls = transport(args, "server")
+    keys = authorized_keys(args)
+    config, overrides = configs(args.config, overrides)
     from .experiment import load_experiment
 
     experiment = load_experiment(config, overrides)  # a bad config fails here, in one line
-    if args.resume:
-        run_dir = Path(args.resume).resolve()
-        if not (run_dir / "checkpoints" / "last.ckpt").is_file():
-            raise ConfigError(f"--resume {args.resume}: no checkpoints/last.ckpt in that folder")
-    else:
-        from ...results import make_run_dir
-
-        run = experiment.run
-        name = run.name or Path(config).stem
-        run_dir = make_run_dir(run.out_dir, name).resolve()
+    run_dir = _server_run_dir(args.resume, experiment, config)
     flower_dir = run_dir / "flower"
     flower_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(experiment.config_yaml)
@@ -310,15 +224,15 @@ def cmd_server(argv: list[str]) -> int:
             superlink = subprocess.Popen(
                 [_flower_bin("flower-superlink"), "--host", "127.0.0.1", "--port", str(control_port),
                  "--disable-runtime-dependency-installation", "--database", str(flower_dir / "superlink.db"),
-                 *(["--enable-supernode-auth"] if keys else []), *transport],
+                 *(["--enable-supernode-auth"] if keys else []), *tls],
                 stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
             )
         wait_for_port("127.0.0.1", control_port, args.startup_timeout, superlink)
-        tls = [] if args.insecure else transport
+        gateway_tls = [] if args.insecure else tls
         with open(flower_dir / "gateway.log", "ab") as logf:
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "lbp_motion.federated.flower.gateway", "--listen", f"{args.host}:{args.port}",
-                 "--upstream", control, *tls], stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
+                 "--upstream", control, *gateway_tls], stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
             )
         connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         wait_for_port(connect_host, args.port, args.startup_timeout, gateway)
@@ -393,7 +307,7 @@ class RunWatcher:
             print(f"lbp federate server: SuperNode key {public_key.name} registered", flush=True)
         except Exception as err:  # a resumed server's database already holds the key
             if "already" not in str(err).lower() and "in use" not in str(err).lower():
-                raise FederateError(f"--authorized-keys {public_key}: the SuperLink refused it: {err}") from None
+                raise FederateError(f"--authorized_keys {public_key}: the SuperLink refused it: {err}") from None
             print(f"lbp federate server: SuperNode key {public_key.name} was registered before", flush=True)
         finally:
             client.close()
@@ -465,32 +379,6 @@ def _own_group_dying_with_parent() -> None:
         pass
 
 
-def _client_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate client", allow_abbrev=False,
-                                description="Run one site of the federation: Flower's SuperNode plus the lbp ClientApp.")
-    p.add_argument("--config", required=True, action="append",
-                   help="the lbp config (the server's; repeatable; --data.root points at this site's data)")
-    p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink's address")
-    p.add_argument("--client-id", type=int, default=0,
-                   help="this site's number (0, 1, ...): seeds its shuffling and dropout like client K of the simulation")
-    p.add_argument("--port", type=int, default=None, help="local port of the SuperNode's Runtime API (default: a free one)")
-    p.add_argument("--work-dir", default=None, help="where the site keeps its settings and round log "
-                   "(default: <run.out_dir>/<run name>-site<K>)")
-    p.add_argument("--insecure", action="store_true", help="no TLS: unencrypted traffic (trusted networks and tests only)")
-    p.add_argument("--root-certificates", help="CA certificate (PEM) that signed the server's certificate")
-    p.add_argument("--auth-key", metavar="PRIVATE_KEY", help="this site's SuperNode private key (OpenSSH EC, "
-                   "`lbp federate keys`); the server must hold its public key (--authorized-keys)")
-    p.add_argument("--approve-app-hash", action="append", default=[], metavar="SHA256",
-                   help="also run the Flower app bundle with this hash (default: only the lbp app of this "
-                   "installation); repeatable")
-    p.add_argument("--connect-retries", type=int, default=10,
-                   help="attempts to reach the server before giving up with the reason (default 10)")
-    p.add_argument("--connect-wait", type=float, default=300.0,
-                   help="seconds to keep trying to reach the server before giving up (default 300)")
-    p.add_argument("--skip-check", action="store_true", help="do not load the site's data before joining")
-    return p
-
-
 def probe_server(server: str, root_certificates: str | None, timeout: float = 5.0) -> str | None:
     """Why this site cannot talk to ``server`` now (one line), or None when it can:
     unreachable, TLS on one side only, or a certificate that the CA did not sign."""
@@ -516,7 +404,7 @@ def probe_server(server: str, root_certificates: str | None, timeout: float = 5.
                 head = b""
             if head.startswith(b"HTTP/"):
                 return None
-            return (f"{server} did not answer plain HTTP: the server runs TLS; give --root-certificates CA_CERT "
+            return (f"{server} did not answer plain HTTP: the server runs TLS; give --root_certificates CA_CERT "
                     "instead of --insecure")
         context = ssl.create_default_context(cafile=root_certificates)
         try:
@@ -525,7 +413,7 @@ def probe_server(server: str, root_certificates: str | None, timeout: float = 5.
         except ssl.SSLCertVerificationError as err:
             if "hostname" in str(err.verify_message).lower() or "ip address mismatch" in str(err).lower():
                 return f"the server's certificate does not name {host!r}: {err.verify_message}"
-            return (f"the server's certificate is not signed by --root-certificates {root_certificates} "
+            return (f"the server's certificate is not signed by --root_certificates {root_certificates} "
                     f"(wrong CA?): {err.verify_message}")
         except ssl.SSLError as err:
             if "WRONG_VERSION_NUMBER" in str(err) or "record layer" in str(err).lower() or "packet length" in str(err):
@@ -558,10 +446,10 @@ def _supernode_failure(lines: list[str]) -> str:
     low = text.lower()
     if "failed to activate" in low or "activation_failed" in low or "no supernode found" in low or "401" in low or "registration" in low \
             or "invalid supernode authentication" in low:
-        return ("the server does not know this site's SuperNode key: give --auth-key PRIVATE_KEY and have the "
-                "server list its public key in --authorized-keys")
+        return ("the server does not know this site's SuperNode key: give --auth_key PRIVATE_KEY and have the "
+                "server list its public key in --authorized_keys")
     if "certificate" in low or "ssl" in low or "tls" in low:
-        return "TLS failed between this site and the server (check --root-certificates and the server's certificate)"
+        return "TLS failed between this site and the server (check --root_certificates and the server's certificate)"
     for line in reversed(lines):
         if line.strip() and "error" in line.lower():
             return line.strip()[:300]
@@ -569,19 +457,10 @@ def _supernode_failure(lines: list[str]) -> str:
 
 
 def cmd_client(argv: list[str]) -> int:
-    args, overrides = _client_parser().parse_known_args(argv)
-    transport = _transport(args, "client")
-    if args.auth_key:
-        if args.insecure:
-            raise ConfigError("lbp federate client: --auth-key (SuperNode authentication) needs TLS, not --insecure")
-        if not Path(args.auth_key).is_file():
-            raise ConfigError(f"lbp federate client: --auth-key {args.auth_key}: no such file")
-    if args.connect_retries < 1 or args.connect_wait <= 0:
-        raise ConfigError("lbp federate client: --connect-retries must be at least 1 and --connect-wait positive")
-    for value in args.approve_app_hash:
-        if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
-            raise ConfigError(f"--approve-app-hash {value}: expected a SHA-256 in hex (64 characters)")
-    config, overrides = _configs(args.config, overrides)
+    args, overrides = client_parser().parse_known_args(argv)
+    tls = transport(args, "client")
+    check_client_args(args)
+    config, overrides = configs(args.config, overrides)
     from .experiment import load_experiment
 
     experiment = load_experiment(config, overrides)
@@ -608,7 +487,7 @@ def cmd_client(argv: list[str]) -> int:
              "--approved", ",".join(args.approve_app_hash), "--log", str(work_dir / "refused-runs.jsonl"), "--",
              "--superlink", args.server, "--host", "127.0.0.1", "--port", str(port),
              "--max-retries", str(args.connect_retries), "--max-wait-time", str(args.connect_wait),
-             "--node-config", f'lbp-client="{settings_path}"', *auth, *transport],
+             "--node-config", f'lbp-client="{settings_path}"', *auth, *tls],
             env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
             # its own group, so that its helpers (SuperExec) go with it (stop_process_group
@@ -648,11 +527,7 @@ def cmd_client(argv: list[str]) -> int:
 
 # -- keys --------------------------------------------------------------------------------------
 def cmd_keys(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lbp federate keys",
-                                description="Make SuperNode key pairs (EC P-384, OpenSSH format) for the clinics.")
-    p.add_argument("folder")
-    p.add_argument("--sites", type=int, required=True, help="number of clinics: writes site0 ... site<N-1> (+ .pub)")
-    args = p.parse_args(argv)
+    args = keys_parser().parse_args(argv)
     if args.sites < 1:
         raise ConfigError("lbp federate keys: --sites must be at least 1")
     from cryptography.hazmat.primitives import serialization
@@ -671,16 +546,14 @@ def cmd_keys(argv: list[str]) -> int:
                                        serialization.NoEncryption()))
         public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                          serialization.PublicFormat.OpenSSH) + b"\n")
-    print(f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth-key); "
-          "the server lists the .pub files (--authorized-keys)")
+    print(f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth_key); "
+          "the server lists the .pub files (--authorized_keys)")
     return 0
 
 
 # -- app ---------------------------------------------------------------------------------------
 def cmd_app(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lbp federate app", description="Write the Flower app folder for `flwr run`.")
-    p.add_argument("folder")
-    args = p.parse_args(argv)
+    args = app_parser().parse_args(argv)
     folder = write_app(args.folder)
     print(f"Wrote {folder / 'pyproject.toml'}; run it with: flwr run {folder} CONNECTION --stream "
           "--run-config 'lbp-server=\"/path/to/server.json\"' (docs/deploy.md)")
@@ -691,7 +564,7 @@ COMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app, "keys": 
 
 
 def cmd_federate(argv: list[str]) -> int:
-    """``lbp federate``: real multi-site FedAvg on Flower (server, client, app)."""
+    """``lbp federate``: real multi-site FedAvg on Flower (server, client, keys, app)."""
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2

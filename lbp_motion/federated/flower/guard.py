@@ -10,7 +10,7 @@ the SuperNode answers it with an error and never stores, installs or starts that
 (no ClientApp process, none of its code). The approved hash by default is the one of
 the lbp app this installed ``lbp_motion`` writes (``lbp federate app``: a
 ``pyproject.toml`` naming ``lbp_motion``'s ServerApp and ClientApp and no code); a
-site can approve more with ``--approve-app-hash``. Refusals are appended to
+site can approve more with ``--approve_app_hash``. Refusals are appended to
 ``<work dir>/refused-runs.jsonl`` and printed.
 
 Run as ``python -m lbp_motion.federated.flower.guard --approved HASH[,HASH] [--log FILE]
