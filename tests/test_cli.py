@@ -165,6 +165,16 @@ def test_every_registered_command_resolves_to_a_function():
         assert callable(_implementation(command)), command.target
 
 
+def test_the_docs_table_lists_every_registered_command():
+    from pathlib import Path
+
+    from lbp_motion.commands import COMMANDS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    missing = [c.name for c in COMMANDS.values() if f"| `lbp {c.name}` | {c.help} |" not in text]
+    assert missing == [], "docs/cli.md's table of commands lacks these (or has an old help line)"
+
+
 def test_an_unknown_command_is_named_in_one_line(capsys):
     assert main(["reprot", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
