@@ -154,11 +154,12 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
 
     def setup(self, trainer: pl.Trainer) -> None:
         self.validate_options()
+        if trainer.state.fn == "fit":  # before super().setup(): configure_optimizers may ask for the loader
+            self.spec.round_fn = lambda: trainer.current_epoch
+            self._clients = None  # partitioned again from this fit's DataModule
         super().setup(trainer)
         if trainer.state.fn != "fit":
             return
-        self.spec.round_fn = lambda: trainer.current_epoch
-        self._clients = None  # partitioned again from this fit's DataModule
         trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
         if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
             trainer.callbacks.insert(0, _RoundHooks(self))
