@@ -50,6 +50,7 @@ def main() -> int:
     from lbp_motion.models import TransformerClassifier
     from lbp_motion.privacy import DifferentialPrivacy
     from lbp_motion.tasks import ClassificationTask
+    from lbp_motion.training_plan import TrainingPlanStrategy
 
     torch.set_num_threads(args.threads)
     data_cfg = yaml.safe_load((REPO / "experiments/tug_fl/data.yaml").read_text())["init_args"]
@@ -97,6 +98,7 @@ def main() -> int:
             max_epochs=-1, max_steps=args.steps + args.warmup, limit_val_batches=0, logger=False,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
             num_sanity_val_steps=0, accelerator=args.accelerator, devices=1, callbacks=callbacks,
+            strategy=TrainingPlanStrategy(),  # applies the DP callback's Poisson loader (the "plain" runs: a no-op)
         )
         trainer.fit(task, datamodule=dm)
         times, sizes = timer.times[args.warmup:], timer.sizes[args.warmup:]

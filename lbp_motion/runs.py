@@ -41,6 +41,7 @@ from .interrupts import Interrupted
 from .results import METRICS_FILE, PredictionFiles, RunSummary, make_run_dir
 from .tasks.base import BaseTask
 from .tasks.registry import registered_tasks
+from .training_plan import default_strategy
 from .trust import check_class_paths
 
 ConfigFiles = str | Path | Sequence[str | Path]
@@ -257,6 +258,12 @@ class LbpCLI(LightningCLI):
             callbacks.append(
                 EarlyStopping(monitor=opts.monitor, mode=opts.monitor_mode, patience=opts.early_stopping_patience)
             )
+        # a callback that is a stage of the training plan (e.g. DifferentialPrivacy) needs a strategy that applies it
+        given = trainer_config.get("callbacks") or []
+        trainer_config["strategy"] = default_strategy(
+            trainer_config.get("strategy", "auto"), [*(given if isinstance(given, list) else [given]), *callbacks],
+            trainer_config.get("devices", "auto"),
+        )
         return self._instantiate_trainer(trainer_config, callbacks)
 
     def after_fit(self) -> None:

@@ -30,6 +30,7 @@ from lbp_motion.privacy.convert import restore_sample_order  # noqa: E402
 from lbp_motion.privacy.optimizer import UnitDPOptimizer  # noqa: E402
 from lbp_motion.privacy.sampling import GROUP_KEY, PoissonBatchSampler, poisson_loader  # noqa: E402
 from lbp_motion.tasks import ClassificationTask  # noqa: E402
+from lbp_motion.training_plan import TrainingPlanStrategy  # noqa: E402
 
 MODELS = {
     "transformer": lambda: TransformerClassifier(6, 3, d_model=16, num_layers=2, num_heads=2, dropout=0.0),
@@ -255,7 +256,7 @@ def _fit(root, dp, *, epochs=2, batch_size=16, **dm_kwargs):
     )
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, callbacks=[dp])
+                         limit_val_batches=0, callbacks=[dp], strategy=TrainingPlanStrategy())
     trainer.fit(task, datamodule=dm)
     return dm, task, trainer
 

@@ -12,9 +12,11 @@ Tasks never import data readers; they rely on this small, duck-typed interface
 * ``has_split(name)``: whether ``train``/``val``/``test``/``predict`` has samples;
 * ``recording_names``: names indexed by the ``recording`` field of a batch.
 
-For federated training (:mod:`lbp_motion.federated`) a DataModule also provides
-``train_subject_info()`` (see below); the base class then builds the per-client
-datasets and the :class:`~lbp_motion.data.federated.FederatedLoader`.
+For federated training and subject-level privacy a DataModule also provides
+``train_subject_info()`` (see below). It never switches its training loader itself:
+the training plan (:mod:`lbp_motion.training_plan`) makes per-client or Poisson loaders
+of the one ``train_dataloader()`` returns, through ``real_train_dataset()``,
+``train_subject_info()`` and ``balance_client()``.
 
 Batches are dicts: ``x`` (B, T, F) float32, ``mask`` (B, T) bool (True = real frame),
 ``y`` (B,) int64 class index, ``recording`` (B,) int64, ``start`` (B,) int64 first frame.
@@ -93,13 +95,11 @@ class MotionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    # -- federation ------------------------------------------------------------------
-    federation = None  # a FederationSpec, set by the FedAvg strategy before training
-
+    # -- the training-data protocol of the training plan (lbp_motion.training_plan) --------
     def train_subject_info(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """For the REAL (unbalanced) training samples, aligned with ``real_train_dataset()``:
         ``subject`` (N,) str, ``label`` (N,) str, ``site`` (N,) str or None."""
-        raise NotImplementedError(f"{type(self).__name__} does not support federated training")
+        raise NotImplementedError(f"{type(self).__name__} does not say which subject each training sample belongs to")
 
     def real_train_dataset(self) -> torch.utils.data.Dataset:
         """The training samples before any balancing."""
@@ -183,44 +183,7 @@ class MotionDataModule(pl.LightningDataModule):
         if self.augment_pipeline is not None:
             self._datasets["train"] = AugmentedDataset(self._real_train, self.augment_pipeline, self.augment_seed)
 
-    def client_datasets(self, spec) -> tuple[list[torch.utils.data.Dataset], list[int], list[list[str]]]:
-        """Per-client datasets, their n_k (real samples before balancing) and subjects."""
-        import numpy as np
-
-        from .partition import partition_subjects, subject_majority_labels
-
-        if not self._datasets:
-            self.setup("fit")
-        info = self.train_subject_info()
-        subjects = np.asarray(info["subject"])
-        labels = subject_majority_labels(subjects.tolist(), list(info["label"]))
-        sites = None if info.get("site") is None else dict(zip(subjects.tolist(), info["site"]))
-        clients = partition_subjects(
-            subjects.tolist(), scheme=spec.partition, num_clients=spec.num_clients, labels=labels,
-            sites=sites, groups=spec.subject_groups, alpha=spec.alpha, seed=spec.seed,
-        )
-        real = self.real_train_dataset()
-        datasets, counts = [], []
-        for members in clients:
-            idx = np.flatnonzero(np.isin(subjects, members))
-            counts.append(len(idx))
-            datasets.append(self.balance_client(torch.utils.data.Subset(real, idx.tolist())))
-        return datasets, counts, clients
-
-    def federate(self, spec) -> tuple[list[int], list[list[str]]]:
-        """Switch the training loader to per-client rounds (called by the FedAvg
-        strategy); returns n_k and the subjects of each client."""
-        datasets, counts, clients = self.client_datasets(spec)
-        self.federation = spec
-        self._client_data = (datasets, counts)
-        return counts, clients
-
     def train_dataloader(self):
-        if self.federation is not None:
-            from .federated import FederatedLoader
-
-            datasets, counts = self._client_data
-            return FederatedLoader(datasets, counts, self.batch_size, self.federation)
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self):

@@ -1,6 +1,7 @@
 """Per-client training data for federated rounds (the strategy never sees a sample).
 
-:class:`FederatedLoader` is the training loader of a federated run. Each round it
+:func:`split_clients` spreads the training samples over clients by subject
+(:mod:`.partition`). :class:`FederatedLoader` is the training loader of a federated run. Each round it
 selects clients (a seeded fraction), and for each selected client, in turn, yields the
 batches of ``local_epochs`` passes over that client's own DataLoader, each batch with
 a ``client`` entry (B,) holding the client's id. Batches never mix clients, and every
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .partition import partition_subjects, subject_majority_labels
 
 
 def mix_seed(*parts: int) -> int:
@@ -48,6 +50,47 @@ class FederationSpec:
     client_fraction: float = 1.0
     seed: int = 0
     round_fn: Callable[[], int] = field(default=lambda: 0, repr=False)
+
+
+@dataclass
+class ClientData:
+    """The training data of each client."""
+
+    datasets: list[torch.utils.data.Dataset]  # balanced like the training split when it is
+    num_examples: list[int]  # n_k: real training samples before balancing
+    subjects: list[list[str]]  # the subjects each client holds
+
+
+def split_clients(
+    dataset: torch.utils.data.Dataset,
+    info: dict,
+    spec: FederationSpec,
+    balance: Callable[[torch.utils.data.Dataset], torch.utils.data.Dataset] | None = None,
+) -> ClientData:
+    """Spread ``dataset`` (the real training samples) over clients by subject.
+
+    Args:
+        dataset: the training samples before balancing.
+        info: aligned with ``dataset``: ``subject`` (N,), optional ``label`` (N,) and
+            ``site`` (N,) or None (a DataModule's ``train_subject_info()``).
+        spec: the partition settings.
+        balance: applied to each client's part (e.g. the DataModule's ``balance_client``).
+    """
+    subjects = np.asarray(info["subject"])
+    labels = info.get("label")
+    majority = None if labels is None else subject_majority_labels(subjects.tolist(), list(labels))
+    sites = None if info.get("site") is None else dict(zip(subjects.tolist(), info["site"]))
+    clients = partition_subjects(
+        subjects.tolist(), scheme=spec.partition, num_clients=spec.num_clients, labels=majority,
+        sites=sites, groups=spec.subject_groups, alpha=spec.alpha, seed=spec.seed,
+    )
+    datasets, counts = [], []
+    for members in clients:
+        idx = np.flatnonzero(np.isin(subjects, members))
+        counts.append(len(idx))
+        part = torch.utils.data.Subset(dataset, idx.tolist())
+        datasets.append(balance(part) if balance is not None else part)
+    return ClientData(datasets, counts, clients)
 
 
 class FederatedLoader:

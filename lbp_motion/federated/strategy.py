@@ -8,10 +8,12 @@ Choose it in a config::
         class_path: lbp_motion.federated.FedAvgStrategy
         init_args: {num_clients: 3, partition: site, local_epochs: 1}
 
-How a round runs (one training epoch). The DataModule's training loader is a
-:class:`~lbp_motion.data.federated.FederatedLoader`: for each selected client in turn
-it yields the batches of E local epochs over that client's own data, each batch
-tagged with the client id. When the client id changes, the strategy keeps the
+How a round runs (one training epoch). The strategy is the federation stage of the
+training plan (:mod:`lbp_motion.training_plan`): it spreads the DataModule's real
+training samples over clients by subject once, and each round makes the training
+loader a :class:`~lbp_motion.data.federated.FederatedLoader`: for each selected client
+in turn it yields the batches of E local epochs over that client's own data, each
+batch tagged with the client id. When the client id changes, the strategy keeps the
 finished client's weights, loads the round's global weights and gives the next client
 a fresh optimiser state (or its own, with ``persist_optimizer_state``), and seeds
 torch's RNG with (seed, client, round) so dropout repeats exactly. Before validation
@@ -27,15 +29,16 @@ import copy
 import csv
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies import SingleDeviceStrategy
 
-from ..data.federated import FederationSpec, mix_seed
+from ..data.federated import ClientData, FederatedLoader, FederationSpec, mix_seed, split_clients
 from ..errors import ConfigError
+from ..training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 from .fedavg import AggregationError, all_finite, fedavg, server_momentum_update
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,11 @@ class _RoundHooks(pl.Callback):
         self.strategy.load_server_state(state_dict)
 
 
-class FedAvgStrategy(SingleDeviceStrategy):
+class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
     """Federated Averaging (McMahan et al., 2017) simulated on one device.
+
+    The DataModule needs ``train_subject_info()`` (partitions are by subject; see
+    :mod:`lbp_motion.training_plan`) and nothing else federated.
 
     Args:
         num_clients: number of clients K (``site`` and ``groups`` partitions imply it;
@@ -84,6 +90,8 @@ class FedAvgStrategy(SingleDeviceStrategy):
         device: ``None`` uses the Trainer's accelerator (GPU when given one).
     """
 
+    plan_order = FEDERATION  # the first stage: DP samples from each client's data
+
     def __init__(
         self,
         num_clients: int | None = 3,
@@ -101,8 +109,7 @@ class FedAvgStrategy(SingleDeviceStrategy):
         device: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(device=torch.device(device) if device else "cpu", **kwargs)
-        self._device_given = device is not None
+        super().__init__(device=device, **kwargs)
         self.spec = FederationSpec(
             num_clients=num_clients, partition=partition, alpha=alpha, subject_groups=subject_groups,
             local_epochs=local_epochs, client_fraction=client_fraction, seed=seed,
@@ -119,6 +126,9 @@ class FedAvgStrategy(SingleDeviceStrategy):
         self._failed: list[int] = []
         self._losses: dict[int, list[float]] = defaultdict(list)
         self._optimizer_states: dict[int, dict] = {}
+        self._clients: ClientData | None = None
+        self.num_examples: list[int] = []  # n_k of each client, known from the first training loader
+        self.client_subjects: list[list[str]] = []
         self.history: list[dict[str, Any]] = []
 
     # -- set-up ------------------------------------------------------------------------
@@ -144,20 +154,25 @@ class FedAvgStrategy(SingleDeviceStrategy):
 
     def setup(self, trainer: pl.Trainer) -> None:
         self.validate_options()
-        if not self._device_given:  # follow the Trainer's accelerator
-            self._root_device = _accelerator_device(trainer)
+        if trainer.state.fn == "fit":  # before super().setup(): configure_optimizers may ask for the loader
+            self.spec.round_fn = lambda: trainer.current_epoch
+            self._clients = None  # partitioned again from this fit's DataModule
         super().setup(trainer)
         if trainer.state.fn != "fit":
             return
-        dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "client_datasets"):
-            raise ConfigError("FedAvgStrategy needs an lbp_motion DataModule that supports client partitions")
-        self.spec.round_fn = lambda: trainer.current_epoch
-        self.num_examples, self.client_subjects = dm.federate(self.spec)
         trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
         if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
             trainer.callbacks.insert(0, _RoundHooks(self))
-        log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
+
+    # -- the federation stage of the training plan -----------------------------------------
+    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> FederatedLoader:
+        """This round's per-client loader; the clients' data are split on the first call."""
+        if self._clients is None:
+            info = data.require_info("FedAvgStrategy", "client partitions are by subject")
+            self._clients = split_clients(data.dataset, info, self.spec, balance=data.balance)
+            self.num_examples, self.client_subjects = self._clients.num_examples, self._clients.subjects
+            log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
+        return FederatedLoader(self._clients.datasets, self._clients.num_examples, data.batch_size, self.spec)
 
     @property
     def restore_checkpoint_after_setup(self) -> bool:
@@ -198,8 +213,9 @@ class FedAvgStrategy(SingleDeviceStrategy):
             self._optimizer_states[self._client] = copy.deepcopy(self.lightning_module.trainer.optimizers[0].state_dict())
         self._client = None
 
-    def training_step(self, *args: Any, **kwargs: Any):
-        batch = args[0]
+    def around_training_step(self, batch: Any, step: Callable[[], Any]) -> Any:
+        """One client's step: switch to the batch's client first; a failing client is
+        left out of the round; FedProx adds its proximal term to the loss."""
         # an empty (Poisson-sampled, differential privacy) batch names its client in client_id
         client = int(batch["client_id"]) if "client_id" in batch else int(batch["client"][0])
         if client in self._failed:
@@ -207,7 +223,7 @@ class FedAvgStrategy(SingleDeviceStrategy):
         if client != self._client:
             self._switch_to(client)
         try:
-            out = super().training_step(*args, **kwargs)
+            out = step()
         except Exception as err:  # a failing client is left out of the round
             if isinstance(err, (ConfigError, KeyboardInterrupt)):
                 raise
@@ -315,13 +331,3 @@ class FedAvgStrategy(SingleDeviceStrategy):
         self._optimizer_states = state.get("optimizer_states", {})
         self.history = list(state.get("history", []))
 
-
-def _accelerator_device(trainer: pl.Trainer) -> torch.device:
-    """The device of the Trainer's accelerator: cuda:0 on a GPU, else the CPU."""
-    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
-
-    if isinstance(trainer.accelerator, CUDAAccelerator):
-        return torch.device("cuda", 0)
-    if isinstance(trainer.accelerator, MPSAccelerator):
-        return torch.device("mps", 0)
-    return torch.device("cpu")

@@ -9,17 +9,19 @@
 
 What it does to a fit (docs/privacy.md has the whole story):
 
-1. ``setup``: converts the task's networks (:func:`~lbp_motion.privacy.convert.make_private_model`),
-   checks the run can be private (no balancing, no class-weighted loss, no FedProx,
-   no gradient accumulation), and makes the DataModule's training loader draw Poisson
-   batches (:mod:`~lbp_motion.privacy.sampling`), by window or by subject; in a
-   federated run, each client from its own data.
-2. ``on_fit_start``: attaches Opacus' per-sample-gradient hooks to the task and wraps
+1. ``setup``: converts the task's networks (:func:`~lbp_motion.privacy.convert.make_private_model`)
+   and checks the run can be private (no balancing, no class-weighted loss, no FedProx,
+   no gradient accumulation, a strategy that applies the training plan).
+2. As the privacy stage of the training plan (:mod:`lbp_motion.training_plan`), it
+   makes each training loader draw Poisson batches (:mod:`~lbp_motion.privacy.sampling`),
+   by window or by subject; in a federated run, each client from its own data. A step
+   on an empty Poisson batch gives no loss (the optimiser adds noise only).
+3. ``on_fit_start``: attaches Opacus' per-sample-gradient hooks to the task and wraps
    its optimiser in :class:`~lbp_motion.privacy.optimizer.UnitDPOptimizer`.
-3. Each step: the privacy state of the batch's holder (the training set, or the
+4. Each step: the privacy state of the batch's holder (the training set, or the
    batch's client) is switched in: its noise multiplier, expected batch size and
    accountant; the step clips, adds noise and counts.
-4. Each epoch (federated: round): logs ``dp/epsilon`` (the largest over clients) and
+5. Each epoch (federated: round): logs ``dp/epsilon`` (the largest over clients) and
    ``dp/delta``; the FedAvg strategy adds every client's epsilon to ``rounds.csv``;
    ``metrics.json`` gets the ``dp/*`` keys of :meth:`DifferentialPrivacy.run_summary`.
 """
@@ -30,6 +32,7 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +41,7 @@ import torch
 
 from ..data.federated import FederatedLoader, mix_seed
 from ..errors import ConfigError
+from ..training_plan import PRIVACY, TrainData, TrainingStage, plan_problem
 from .accounting import ACCOUNTANTS, Party, epsilon_of, group_privacy, noise_for_target
 from .convert import make_private_model
 from .sampling import GROUP_KEY, PoissonFederatedLoader, poisson_loader, steps_per_epoch
@@ -47,7 +51,7 @@ log = logging.getLogger(__name__)
 CENTRAL = -1  # the party of a centralised run; clients are 0 .. K-1
 
 
-class DifferentialPrivacy(pl.Callback):
+class DifferentialPrivacy(pl.Callback, TrainingStage):
     """DP-SGD (Abadi et al., 2016) with Opacus for the Trainer it is given to.
 
     Args:
@@ -79,6 +83,8 @@ class DifferentialPrivacy(pl.Callback):
             across separate fits, e.g. one per Flower round: read at the start of a fit
             when it exists, written at its end.
     """
+
+    plan_order = PRIVACY  # after the federation stage: each client samples its own data
 
     def __init__(
         self,
@@ -132,7 +138,7 @@ class DifferentialPrivacy(pl.Callback):
         self._seed = 0
         self._hooks = None
         self._optimizer = None
-        self._patched: list[tuple[Any, str]] = []
+        self._federated = False  # whether the last training loader was per-client
 
     # -- set-up --------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -143,21 +149,6 @@ class DifferentialPrivacy(pl.Callback):
         self._seed = torch.initial_seed()
         if self.state_file and Path(self.state_file).is_file():
             self.load_state_dict(json.loads(Path(self.state_file).read_text()))
-        dm = trainer.datamodule
-        original_loader = dm.train_dataloader
-        original_step = pl_module.training_step
-
-        def train_dataloader():
-            return self._private_loader(original_loader(), trainer)
-
-        def training_step(batch, *args, **kwargs):
-            if isinstance(batch, dict) and GROUP_KEY in batch and batch[GROUP_KEY].numel() == 0:
-                return None  # an empty Poisson batch: the optimiser makes a noise-only step
-            return original_step(batch, *args, **kwargs)
-
-        dm.train_dataloader = train_dataloader
-        pl_module.training_step = training_step
-        self._patched = [(dm, "train_dataloader"), (pl_module, "training_step")]
 
     def _check_fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         problems = []
@@ -186,6 +177,9 @@ class DifferentialPrivacy(pl.Callback):
             problems.append("runs on one device (trainer.devices: 1); Opacus' distributed DP is not wired here")
         if trainer.accumulate_grad_batches != 1:
             problems.append("trainer.accumulate_grad_batches must be 1 (a Poisson batch is one step)")
+        bypassed = plan_problem(trainer)
+        if bypassed:
+            problems.append(bypassed)
         if problems:
             raise ConfigError("DifferentialPrivacy: " + "; ".join(problems))
 
@@ -207,22 +201,24 @@ class DifferentialPrivacy(pl.Callback):
         )
         trainer.strategy.optimizers = [self._optimizer]
 
-    # -- Poisson loaders and parties -------------------------------------------------------
-    def _private_loader(self, loader: Any, trainer: pl.Trainer):
-        dm = trainer.datamodule
-        if isinstance(loader, FederatedLoader):
+    # -- the privacy stage of the training plan: Poisson loaders and parties ------------------
+    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
+        """Poisson batches from ``loader``'s data: one party, or one per client of a
+        :class:`~lbp_motion.data.federated.FederatedLoader`."""
+        self._federated = isinstance(loader, FederatedLoader)
+        if self._federated:
             rates, subjects = [], []
             for k, dataset in enumerate(loader.client_datasets):
-                party_subjects = _subjects_of(dm, dataset)
-                party = self._party(k, dataset, party_subjects, loader.batch_size, trainer, loader.spec.local_epochs)
+                party_subjects = data.subjects_of(dataset)
+                party = self._party(k, dataset, party_subjects, loader.batch_size, trainer, loader.spec.local_epochs, data)
                 rates.append(party.sample_rate)
                 subjects.append(party_subjects if self.unit == "subject" else None)
             return PoissonFederatedLoader(loader, rates, subjects, self.max_windows_per_subject)
         dataset = getattr(loader, "dataset", None)
         if dataset is None or not hasattr(dataset, "__len__"):
             raise ConfigError("DifferentialPrivacy: the training loader must be a map-style DataLoader")
-        subjects = _subjects_of(dm, dataset)
-        party = self._party(CENTRAL, dataset, subjects, loader.batch_size or 1, trainer, 1)
+        subjects = data.subjects_of(dataset)
+        party = self._party(CENTRAL, dataset, subjects, loader.batch_size or 1, trainer, 1, data)
         seed = self._seed  # each epoch's draws depend on (seed, epoch) only: resumable
 
         def epoch_seed() -> int:
@@ -233,16 +229,23 @@ class DifferentialPrivacy(pl.Callback):
             max_windows_per_subject=self.max_windows_per_subject, num_workers=loader.num_workers,
         )
 
-    def _party(self, key: int, dataset, subjects, batch_size: int, trainer: pl.Trainer, local_epochs: int) -> Party:
+    def around_training_step(self, batch: Any, step: Callable[[], Any]) -> Any:
+        if isinstance(batch, dict) and GROUP_KEY in batch and batch[GROUP_KEY].numel() == 0:
+            return None  # an empty Poisson batch: the optimiser makes a noise-only step
+        return step()
+
+    def _party(self, key: int, dataset, subjects, batch_size: int, trainer: pl.Trainer, local_epochs: int,
+               data: TrainData) -> Party:
         if key in self.parties:
             return self.parties[key]
         n = len(dataset)
         if n == 0:
             raise ConfigError(f"DifferentialPrivacy: {_name(key)} has no training windows")
         if self.unit == "subject" and subjects is None:
+            data.require_info("DifferentialPrivacy", "unit 'subject' needs each training window's subject")
             raise ConfigError(
-                "DifferentialPrivacy: unit 'subject' needs to know each training window's subject; the DataModule "
-                "must offer train_subject_info() (TUGDataModule and EmoPainDataModule do)"
+                f"DifferentialPrivacy: unit 'subject' needs each training window's subject, and {_name(key)} is not "
+                f"the training samples of {data.owner} (real_train_dataset()) or a part of them"
             )
         num_units = len(set(subjects)) if self.unit == "subject" else n
         q = self.sample_rate if self.sample_rate is not None else min(1.0, batch_size / n)
@@ -267,7 +270,7 @@ class DifferentialPrivacy(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._optimizer is None:
             return
-        if getattr(trainer.datamodule, "federation", None) is not None:
+        if self._federated:
             self._optimizer.generator = None  # the FedAvg strategy seeds torch per (client, round)
         else:  # noise seeded per epoch, so a resumed run adds the noise an uninterrupted one would
             generator = torch.Generator(device=pl_module.device)
@@ -369,9 +372,6 @@ class DifferentialPrivacy(pl.Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        for obj, name in self._patched:
-            obj.__dict__.pop(name, None)
-        self._patched = []
         if self._hooks is not None:
             self._hooks.cleanup()
             self._hooks = None
@@ -385,25 +385,6 @@ def convert_task(pl_module: torch.nn.Module) -> None:
             converted = make_private_model(child)
             if converted is not child:
                 setattr(pl_module, name, converted)
-
-
-def _subjects_of(dm, dataset) -> list[str] | None:
-    """The subject of each sample of ``dataset`` (the real training split or a client's
-    subset of it), or None when the DataModule cannot say."""
-    info_fn = getattr(dm, "train_subject_info", None)
-    real_fn = getattr(dm, "real_train_dataset", None)
-    if info_fn is None or real_fn is None:
-        return None
-    try:
-        subjects = [str(s) for s in info_fn()["subject"]]
-        real = real_fn()
-    except NotImplementedError:
-        return None
-    if dataset is real:
-        return subjects
-    if isinstance(dataset, torch.utils.data.Subset) and dataset.dataset is real:
-        return [subjects[i] for i in dataset.indices]
-    return None
 
 
 def _name(key: int) -> str:

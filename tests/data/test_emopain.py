@@ -578,8 +578,9 @@ def test_emopain_balancing_and_federation_support(tmp_path):
     import torch
 
     from lbp_motion.data import EmoPainDataModule
-    from lbp_motion.data.federated import FederationSpec
     from lbp_motion.data.synthetic import generate_emopain_dataset
+    from lbp_motion.federated import FedAvgStrategy
+    from lbp_motion.training_plan import planned_train_loader
 
     root = generate_emopain_dataset(tmp_path / "ep", num_train_patients=3, num_train_controls=2, num_val_patients=1,
                                     num_val_controls=1, frames_per_file=900, seed=3)
@@ -593,7 +594,8 @@ def test_emopain_balancing_and_federation_support(tmp_path):
     assert len(bal.dataset("val")) == len(plain.dataset("val"))
     item = bal.dataset("train")[0]
     assert {"aux", "subject", "x", "mask"} <= set(item)
-    n_k, clients = plain.federate(FederationSpec(num_clients=2, partition="iid", seed=0))
+    strategy = FedAvgStrategy(num_clients=2, partition="iid", seed=0)
+    batch = next(iter(planned_train_loader(plain, [strategy])))
+    n_k, clients = strategy.num_examples, strategy.client_subjects
     assert sum(n_k) == plain.num_real_train_samples and len(clients) == 2
-    batch = next(iter(plain.train_dataloader()))
     assert set(batch["subject"].tolist()) <= {plain.subject_names.index(s) for s in clients[int(batch["client"][0])]}

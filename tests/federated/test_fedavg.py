@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from lbp_motion.data import TUGDataModule
-from lbp_motion.data.federated import FederationSpec, mix_seed, select_clients
+from lbp_motion.data.federated import mix_seed, select_clients
 from lbp_motion.data.partition import partition_subjects
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated import AggregationError, FedAvgStrategy, fedavg, server_momentum_update
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
+from lbp_motion.training_plan import planned_train_loader
 
 
 # -- pure aggregation ------------------------------------------------------------------------
@@ -71,11 +72,11 @@ def sited_tug(tmp_path_factory):
 def test_each_client_loader_yields_only_its_own_samples(sited_tug):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=8)
     dm.setup("fit")
-    spec = FederationSpec(num_clients=3, partition="site", local_epochs=2, seed=0)
-    counts, clients = dm.federate(spec)
+    strategy = FedAvgStrategy(num_clients=3, partition="site", local_epochs=2, seed=0)
+    loader = planned_train_loader(dm, [strategy])
+    counts, clients = strategy.num_examples, strategy.client_subjects
     assert sum(counts) == dm.num_real_train_samples
     subjects_of_recording = np.asarray(dm.recording_subjects)
-    loader = dm.train_dataloader()
     seen = {c: 0 for c in range(3)}
     for batch in loader:
         client = int(batch["client"][0])
@@ -148,8 +149,8 @@ def test_fedavg_round_equals_the_weighted_mean_of_client_models(sited_tug, tmp_p
     strategy = FedAvgStrategy(partition="site", num_clients=3, seed=0)
     _trainer(tmp_path, strategy, epochs=1, limit_val_batches=0).fit(task, datamodule=dm)
     # replay each client's local epoch by hand from the same start and batches (round 0)
-    dm.federation.round_fn = lambda: 0
-    loader = dm.train_dataloader()
+    strategy.spec.round_fn = lambda: 0
+    loader = planned_train_loader(dm, [strategy])
     states = []
     for client in range(3):
         replay = _task(dm)

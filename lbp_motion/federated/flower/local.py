@@ -3,7 +3,10 @@
 :func:`train_locally` builds a ``Trainer`` from the config's own trainer settings and
 callbacks (so whatever the config switches on, e.g. a differential-privacy callback,
 applies unchanged), loads the global weights into the config's task and fits it for
-one "epoch" made of E = ``local_epochs`` passes over the site's training data. Every
+one "epoch" made of E = ``local_epochs`` passes over the site's training data. The
+site's round (:class:`SiteRound`) is the federation stage of the training plan
+(:mod:`lbp_motion.training_plan`): it makes the DataModule's training loader the
+round's batches, and a privacy stage samples from them. Every
 random choice repeats the in-process simulation (:class:`~lbp_motion.federated.FedAvgStrategy`)
 for the same seed, client and round, so that the Flower run and the simulation give
 the same global model:
@@ -22,13 +25,17 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 
 from ...data.federated import mix_seed
+from ...errors import ConfigError
+from ...training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 from .messages import scalar_metrics
 
 
@@ -55,12 +62,30 @@ class SiteRoundLoader:
                 yield batch
 
 
-class _RoundStart(pl.Callback):
-    """Puts the learning-rate schedule at the round and seeds torch's RNG like the
-    simulation does when a client starts its turn."""
+class SiteRound(pl.Callback, TrainingStage):
+    """This site's turn in one round. As the federation stage of the training plan it
+    makes the training loader the round's batches (:class:`SiteRoundLoader`), or, in a
+    private round, one plain pass over the site's data for the privacy stage to
+    Poisson-sample; it puts the learning-rate schedule at the round and seeds torch's
+    RNG like the simulation does when a client starts its turn.
 
-    def __init__(self, seed: int, client: int, round_: int) -> None:
+    ``num_examples`` is n_k (the site's real training windows), known once the fit has
+    asked for its training loader.
+    """
+
+    plan_order = FEDERATION
+
+    def __init__(self, seed: int, client: int, round_: int, local_epochs: int = 1, private: bool = False) -> None:
         self.seed, self.client, self.round = seed, client, round_
+        self.local_epochs, self.private = local_epochs, private
+        self.num_examples = 0
+
+    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
+        dataset, self.num_examples = site_dataset(data)
+        if self.private:  # E local passes are E Trainer epochs of the privacy stage's Poisson batches
+            return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
+        return SiteRoundLoader(dataset, data.batch_size, seed=self.seed, client=self.client, round_=self.round,
+                               local_epochs=self.local_epochs)
 
     def on_train_start(self, trainer, pl_module) -> None:
         with warnings.catch_warnings():
@@ -101,20 +126,21 @@ class MetricsCapture(Logger):
         self.values.update(scalar_metrics(metrics))
 
 
-def site_training_data(datamodule) -> tuple[Any, int]:
+def site_dataset(data: TrainData) -> tuple[Any, int]:
     """The site's training dataset as one client of the simulation sees it (balanced
     like the training split when the config balances) and n_k: its real training
     windows before balancing."""
-    if not getattr(datamodule, "_datasets", None):
-        datamodule.setup("fit")
-    real = datamodule.real_train_dataset()
+    real = data.dataset
     n = len(real)
     if n == 0:
-        from ...errors import ConfigError
-
         raise ConfigError("data: this site has no training samples (check data.root, the split and data.train_sites)")
-    dataset = datamodule.balance_client(torch.utils.data.Subset(real, list(range(n))))
-    return dataset, n
+    return data.balance(torch.utils.data.Subset(real, list(range(n)))), n
+
+
+def site_training_data(datamodule) -> tuple[Any, int]:
+    """:func:`site_dataset` of a DataModule outside a fit (it is set up first)."""
+    datamodule.setup("fit")
+    return site_dataset(TrainData(datamodule))
 
 
 def _is_private(callback: Any) -> bool:
@@ -125,7 +151,7 @@ def _is_private(callback: Any) -> bool:
     return isinstance(callback, DifferentialPrivacy)
 
 
-def _prepare_private_round(callbacks, dataset, dm, trainer_kwargs: dict, *, fed, client_id: int, lbp_round: int,
+def _prepare_private_round(callbacks, trainer_kwargs: dict, *, fed, client_id: int, lbp_round: int,
                            work_dir: str | None) -> None:
     """DP-SGD at a site (docs/privacy.md, docs/deploy.md). The site is one party with
     its own accountant: the callback draws its own Poisson batches from the site's
@@ -135,14 +161,11 @@ def _prepare_private_round(callbacks, dataset, dm, trainer_kwargs: dict, *, fed,
     ``<work_dir>/dp_state.json``; ``target_epsilon`` is calibrated for rounds x E passes.
     Torch is seeded per (seed, site, round) first, so the Poisson draws and the noise
     of one round are never those of another."""
-    from pathlib import Path
-
     for callback in callbacks:
         if callback.state_file is None:
             callback.state_file = str(Path(work_dir or ".") / "dp_state.json")
         if callback.epochs is None:
             callback.epochs = fed.rounds * fed.local_epochs
-    dm.train_dataloader = lambda: torch.utils.data.DataLoader(dataset, batch_size=dm.batch_size)
     trainer_kwargs["max_epochs"] = fed.local_epochs
     torch.manual_seed(mix_seed(fed.seed, client_id, lbp_round, 7919))
 
@@ -158,11 +181,6 @@ def train_locally(
     """One round of local training at a site; returns its state dict and metrics
     (``num-examples`` = n_k, ``client-id``, ``train-seconds`` and the logged scalars)."""
     task, dm, fed = experiment.task, experiment.datamodule, experiment.federation
-    dataset, n_k = site_training_data(dm)
-    loader = SiteRoundLoader(
-        dataset, dm.batch_size, seed=fed.seed, client=client_id, round_=lbp_round, local_epochs=fed.local_epochs
-    )
-    dm.train_dataloader = lambda: loader  # this round's batches; validation stays the DataModule's
     task.load_state_dict(global_state)
     capture = MetricsCapture()
     kwargs = dict(experiment.trainer_kwargs)
@@ -173,16 +191,13 @@ def train_locally(
     )
     if work_dir is not None:
         kwargs["default_root_dir"] = work_dir
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
     # checkpoints and early stopping are the server's business (they watch val/* of the global model)
     own = [c for c in experiment.callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))]
     private = [c for c in own if _is_private(c)]
     if private:
-        _prepare_private_round(private, dataset, dm, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round,
-                               work_dir=work_dir)
-    callbacks = [_RoundStart(fed.seed, client_id, lbp_round), *own]
-    trainer = pl.Trainer(callbacks=callbacks, **kwargs)
+        _prepare_private_round(private, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round, work_dir=work_dir)
+    site = SiteRound(fed.seed, client_id, lbp_round, fed.local_epochs, private=bool(private))
+    trainer = pl.Trainer(callbacks=[site, *own], strategy=TrainingPlanStrategy(), **kwargs)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -193,6 +208,6 @@ def train_locally(
     metrics.update(capture.values)
     metrics.update(scalar_metrics(trainer.callback_metrics))
     metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step")}
-    metrics.update({"num-examples": int(n_k), "client-id": int(client_id), "train-seconds": float(seconds)})
+    metrics.update({"num-examples": int(site.num_examples), "client-id": int(client_id), "train-seconds": float(seconds)})
     state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
     return state, metrics
