@@ -145,7 +145,7 @@ def fold_baselines(datamodule: Any, names: Sequence[str]) -> dict[str, list[dict
     baseline. ``window_stats`` needs window items (see :func:`has_windows`)."""
     classes = list(datamodule.classes)
     train = window_dataset(datamodule.real_train_dataset())
-    test = window_dataset(datamodule._datasets["test"])
+    test = window_dataset(datamodule.test_dataloader().dataset)  # the public way to the test split
     stats = "window_stats" in names
     tested = collect(test, features=stats)
     out: dict[str, list[dict[str, str]]] = {}
