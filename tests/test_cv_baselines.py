@@ -142,13 +142,18 @@ class _Windows(torch.utils.data.Dataset):
 
 
 class _DataModule:
+    """The part of a DataModule the baselines use: public methods only."""
+
     def __init__(self, train, test, classes):
-        self._datasets = {"train": train, "test": test}
+        self.train, self.test = train, test
         self.classes = classes
         self.recording_names = [f"r{i}" for i in range(100)]
 
     def real_train_dataset(self):
-        return self._datasets["train"]
+        return self.train
+
+    def test_dataloader(self):
+        return torch.utils.data.DataLoader(self.test, batch_size=8)
 
 
 def _windows(labels, seed=0, t=10, f=4):
