@@ -45,10 +45,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..atomic import atomic_write, write_text
 from ..errors import ConfigError
 from .balance import BalanceMethod
 from .base import MotionDataModule
-from .format import DataFormatError, atomic_write
+from .format import DataFormatError
 from .layouts import EMOPAIN22
 from .splits import read_split_file, split_subjects
 
@@ -476,12 +477,7 @@ def write_emopain_csv(
         buf.write(",".join(CSV_HEADER) + "\n")
     for row in data:
         buf.write(",".join(_fmt(v, integer=c >= COL_EXERCISE) for c, v in enumerate(row)) + "\n")
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(buf.getvalue())
-
-    atomic_write(path, write)
-    return path
+    return write_text(path, buf.getvalue())
 
 
 def list_emopain_files(folder: str | Path) -> list[Path]:
