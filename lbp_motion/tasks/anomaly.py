@@ -24,7 +24,6 @@ at the end of every validation epoch on the validation scores by ``threshold_rul
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -32,13 +31,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .base import BaseTask
 from .decisions import decision_metrics, run_dir_of, save_confusion, save_figure
 from .figures import roc_figure, score_boxplot_figure
 from .thresholds import RULES, select_threshold
 
-ModelFactory = Callable[[int, int], nn.Module]
 SCORERS = ("loss", "reconstruction")
 NUM_EXERCISES = 9
 

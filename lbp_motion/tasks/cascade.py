@@ -15,19 +15,17 @@ trained here, in the same fit, on the per-frame protective labels of the batch
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .anomaly import AnomalyTask, _tiny_emopain
 from .hierarchical import load_stage
 from .joint import JointTask
-
-ModelFactory = Callable[[int, int], nn.Module]
 
 
 def _default_stage1(in_features: int, num_classes: int) -> nn.Module:

@@ -17,13 +17,13 @@ only. Stages loaded from checkpoints are frozen unless ``freeze_loaded: false``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .anomaly import (
     NUM_EXERCISES,
@@ -42,7 +42,6 @@ from .decisions import decision_metrics, save_confusion
 from .registry import load_task
 from .thresholds import RULES
 
-ModelFactory = Callable[[int, int], nn.Module]
 PAIN_CLASSES = ["no_pain", "low", "high"]
 
 

@@ -21,7 +21,6 @@ data only. Validation, test and predict use the final head.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .anomaly import _tiny_emopain
 from .classification import ClassificationTask
-
-ModelFactory = Callable[[int, int], nn.Module]
 
 
 def skewed_indices(positive: Tensor, positive_share: float, size: int | None = None) -> Tensor:

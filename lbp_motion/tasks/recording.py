@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
-from .classification import ClassificationTask, ModelFactory, _default_model
+from .classification import ClassificationTask, _default_model
 
 
 class RecordingClassifier(nn.Module):
