@@ -51,7 +51,7 @@ from .balance import BalanceMethod
 from .base import MotionDataModule
 from .format import DataFormatError
 from .layouts import EMOPAIN22
-from .splits import read_split_file, split_subjects
+from .splits import loso_folds, read_split_file, split_subjects
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ __all__ = [
     "feature_names",
     "frame_label_shares",
     "list_emopain_files",
-    "loso_folds",
+    "loso_folds",  # from .splits, kept here for the documented import path
     "majority_label",
     "parse_emopain_name",
     "read_emopain",
@@ -594,13 +594,6 @@ def majority_label(
         return int(np.count_nonzero(labels == 1) > threshold * labels.size)
     values, counts = np.unique(labels, return_counts=True)
     return int(values[np.argmax(counts)])
-
-
-def loso_folds(subjects: Iterable[str]) -> list[tuple[list[str], str]]:
-    """Leave-one-subject-out folds: ``[(train_subjects, test_subject), ...]``, one per
-    distinct subject in sorted order; each fold trains on all other subjects."""
-    unique = sorted(set(subjects))
-    return [([s for s in unique if s != held], held) for held in unique]
 
 
 # --------------------------------------------------------------------------------------
