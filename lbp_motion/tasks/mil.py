@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from lbp_motion.errors import ConfigError
 from lbp_motion.models import ModelFactory
 
-from .anomaly import _tiny_emopain
+from .base import tiny_emopain, tiny_lstm_dnn
 from .classification import ClassificationTask
 
 
@@ -134,18 +134,7 @@ class MILTask(ClassificationTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain data (protective task), small LSTM-DNN channels."""
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "model": {
-                        "class_path": "lbp_motion.models.LSTMDNNClassifier",
-                        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
-                    },
-                },
-            },
-            "data": _tiny_emopain("protective"),
-        }
+        return cls.config_with(tiny_emopain("protective"), model=tiny_lstm_dnn())
 
     def configure_models(self) -> None:
         from lbp_motion.models import MultiChannelClassifier
