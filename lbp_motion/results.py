@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 
+from .atomic import write_json
 from .trust import load_checkpoint
 
 METRICS_FILE = "metrics.json"
@@ -45,12 +44,9 @@ def make_run_dir(out_dir: str | Path, name: str) -> Path:
             n += 1
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+#: Deprecated name of :func:`lbp_motion.atomic.write_json`, kept only while cv.py and
+#: sweep.py still import it from here; remove it when they import lbp_motion.atomic.
+write_json_atomic = write_json
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -93,7 +89,7 @@ class RunSummary(pl.Callback):
 
     def _write(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.run_dir / METRICS_FILE, self.summary)
+        write_json(self.run_dir / METRICS_FILE, self.summary)
 
     def _note_absent_classes(self, trainer, splits: tuple[str, ...]) -> None:
         absent = getattr(getattr(trainer, "datamodule", None), "absent_classes", None) or {}

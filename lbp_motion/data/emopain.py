@@ -45,12 +45,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..atomic import atomic_write, write_text
 from ..errors import ConfigError
 from .balance import BalanceMethod
 from .base import MotionDataModule
-from .format import DataFormatError, atomic_write
+from .format import DataFormatError
 from .layouts import EMOPAIN22
-from .splits import read_split_file, split_subjects
+from .splits import loso_folds, read_split_file, split_subjects
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ __all__ = [
     "feature_names",
     "frame_label_shares",
     "list_emopain_files",
-    "loso_folds",
+    "loso_folds",  # from .splits, kept here for the documented import path
     "majority_label",
     "parse_emopain_name",
     "read_emopain",
@@ -476,12 +477,7 @@ def write_emopain_csv(
         buf.write(",".join(CSV_HEADER) + "\n")
     for row in data:
         buf.write(",".join(_fmt(v, integer=c >= COL_EXERCISE) for c, v in enumerate(row)) + "\n")
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(buf.getvalue())
-
-    atomic_write(path, write)
-    return path
+    return write_text(path, buf.getvalue())
 
 
 def list_emopain_files(folder: str | Path) -> list[Path]:
@@ -598,13 +594,6 @@ def majority_label(
         return int(np.count_nonzero(labels == 1) > threshold * labels.size)
     values, counts = np.unique(labels, return_counts=True)
     return int(values[np.argmax(counts)])
-
-
-def loso_folds(subjects: Iterable[str]) -> list[tuple[list[str], str]]:
-    """Leave-one-subject-out folds: ``[(train_subjects, test_subject), ...]``, one per
-    distinct subject in sorted order; each fold trains on all other subjects."""
-    unique = sorted(set(subjects))
-    return [([s for s in unique if s != held], held) for held in unique]
 
 
 # --------------------------------------------------------------------------------------

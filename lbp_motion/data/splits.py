@@ -1,10 +1,15 @@
-"""Subject-wise splits: no subject ever has windows on two sides of a split."""
+"""Subject-wise splits: no subject ever has windows on two sides of a split.
+
+One train/val/test split (:func:`split_subjects`, split files) and the folds of a
+cross-validation by subject (:func:`subject_folds`: K folds or leave-one-subject-out;
+:func:`loso_folds`: the same LOSO folds as training/test pairs).
+"""
 
 from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +58,31 @@ def split_subjects(
             split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out[subjects[i]] = split
     return out
+
+
+def subject_folds(subjects: Sequence[str], folds: str | int, seed: int = 0) -> list[list[str]]:
+    """Test subjects of each fold: one subject per fold for ``"loso"``, else ``folds``
+    groups of nearly equal size after a seeded shuffle. Folds are disjoint and cover
+    every subject.
+
+    The assignment is fixed: the same subjects and ``seed`` give the same folds in every
+    version (``lbp cv`` runs and published numbers depend on it)."""
+    subjects = sorted(subjects)
+    if folds == "loso":
+        return [[s] for s in subjects]
+    k = int(folds)
+    if not 2 <= k <= len(subjects):
+        raise ConfigError(f"--folds {k}: expected 'loso' or a number from 2 to the {len(subjects)} subjects")
+    order = np.random.default_rng(seed).permutation(len(subjects))
+    return [sorted(subjects[i] for i in part) for part in np.array_split(order, k)]
+
+
+def loso_folds(subjects: Iterable[str]) -> list[tuple[list[str], str]]:
+    """Leave-one-subject-out folds: ``[(train_subjects, test_subject), ...]``, one per
+    distinct subject in sorted order (the folds of ``subject_folds(subjects, "loso")``);
+    each fold trains on all other subjects."""
+    unique = sorted(set(subjects))
+    return [([s for s in unique if s != held], held) for (held,) in subject_folds(unique, "loso")]
 
 
 def majority(values: Sequence[str]) -> str:

@@ -3,7 +3,7 @@ and ``docs/models.md`` for the model zoo."""
 
 from .autoencoder import LSTMAutoencoder
 from .cnn import CNN1DClassifier
-from .common import SequenceClassifier
+from .common import ModelFactory, SequenceClassifier
 from .mil import MultiChannelClassifier
 from .recurrent import (
     AttentionLSTMClassifier,
@@ -21,6 +21,7 @@ __all__ = [
     "LSTMAutoencoder",
     "LSTMClassifier",
     "LSTMDNNClassifier",
+    "ModelFactory",
     "MultiChannelClassifier",
     "SequenceClassifier",
     "StackedLSTM",

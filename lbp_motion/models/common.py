@@ -13,8 +13,18 @@ task can drive any model:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
+
+ModelFactory = Callable[[int, int], nn.Module]
+"""What a task takes as its network: called as ``factory(in_features, num_classes)``,
+with the number of input features per frame (``data_spec["num_features"]``, or what
+the task feeds the network, e.g. one more for a cascade's stage-1 score) and the number
+of outputs (the task's classes), it returns a network of the convention above. Every
+model class of :mod:`lbp_motion.models` is one; in a config, ``model:`` with a
+``class_path`` and ``init_args`` (the hyperparameters) becomes one."""
 
 
 def full_mask(x: Tensor, mask: Tensor | None) -> Tensor:

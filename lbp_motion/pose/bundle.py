@@ -30,11 +30,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import types
 import zipfile
 from pathlib import Path
 
+from ..atomic import atomic_write
 from .base import BackendUnavailable
 
 MEDIAPIPE_WHEEL = "mediapipe==0.10.21"
@@ -60,18 +60,6 @@ def cache_root() -> Path:
 def registry_dir() -> Path:
     """Where files fetched from the package registry live (as in scripts/fetch_test_data.py)."""
     return cache_root() / "registry"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _wheel_path(registry: Path, download: bool) -> Path | None:
@@ -164,18 +152,13 @@ def build_pose_landmarker_bundle(detector: bytes, landmarks: bytes, out: str | P
         members[name] = add_input_metadata(
             sources[member], mean=mean, std=std, num_outputs=outputs, name=name.removesuffix(".tflite")
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for name, data in members.items():
                 zf.writestr(name, data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+
+    return atomic_write(out, write)
 
 
 def bundle_from_wheel(wheel: str | Path, out: str | Path) -> Path:

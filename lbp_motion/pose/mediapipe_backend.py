@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_bytes
 from .base import BackendUnavailable, PersonPose, PoseEstimator
-from .bundle import BUNDLE_NAME, _write_atomic, build_offline_bundle, cache_root, is_pose_bundle
+from .bundle import BUNDLE_NAME, build_offline_bundle, cache_root, is_pose_bundle
 
 #: The official pose-landmarker model ("full" variant, the network of the offline bundle).
 OFFICIAL_MODEL_URL = (
@@ -66,7 +67,7 @@ def download_official_model(dest: Path, url: str = OFFICIAL_MODEL_URL, timeout: 
     host cannot be reached and ``ValueError`` when the answer is not a pose bundle."""
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https URL
         data = response.read()
-    _write_atomic(dest, data)
+    write_bytes(dest, data)
     if not is_pose_bundle(dest):
         dest.unlink(missing_ok=True)
         raise ValueError(f"{url} did not return a pose-landmarker bundle")

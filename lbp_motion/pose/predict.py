@@ -29,12 +29,14 @@ over time), ``keypoints.npz`` (what the model saw, keypoint format) and, with
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data.format import Recording
+from ..atomic import atomic_write, write_json
+from ..data.format import Recording, write_recording
 from ..errors import LbpError
 
 PREDICTION_SCHEMA = "lbp_motion.prediction/v1"
@@ -387,9 +389,6 @@ def predict(
 def _write_outputs(
     out: Path, result, keypoints, layout, rate, rec, source, *, timeline: bool, overlay: bool, stride: int
 ) -> dict[str, str]:
-    from ..data.format import write_recording
-    from ..results import write_json_atomic
-
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / "prediction.json"), "keypoints": str(out / "keypoints.npz")}
     meta = {k: v for k, v in rec.meta.items() if isinstance(v, (str, int, float, bool))}
@@ -407,7 +406,7 @@ def _write_outputs(
             )  # fmt: skip
         )
     result["files"] = files
-    write_json_atomic(out / "prediction.json", _jsonable(result))
+    write_json(out / "prediction.json", _jsonable(result))
     return files
 
 
@@ -504,54 +503,60 @@ def overlay_video(
 ) -> Path:
     """An MP4 of the skeleton drawn on the video (row ``i`` of ``keypoints`` on frame
     ``i * stride``), or on a grey canvas of ``image_size`` without a video. With
-    ``result``, the current window's most probable class is written in a corner."""
+    ``result``, the current window's most probable class is written in a corner.
+    Written atomically."""
     import av
-    import cv2
 
-    path = Path(path)
     w, h = image_size
     scale = min(1.0, max_width / w)
-    ow, oh = int(round(w * scale)) // 2 * 2, int(round(h * scale)) // 2 * 2
+    size = (int(round(w * scale)) // 2 * 2, int(round(h * scale)) // 2 * 2)
     windows = (result or {}).get("windows") or []
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    from fractions import Fraction
 
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    container = av.open(str(tmp), "w")
-    try:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = ow, oh, "yuv420p"
+    def frames():
+        if video is None:
+            for _ in range(len(keypoints)):
+                yield np.full((h, w, 3), 64, np.uint8)
+        else:
+            from .video import VideoReader
 
-        def frames():
-            if video is None:
-                for _ in range(len(keypoints)):
-                    yield np.full((h, w, 3), 64, np.uint8)
-            else:
-                from .video import VideoReader
+            with VideoReader(video) as reader:
+                for frame in reader.frames(stride):
+                    yield frame.image
 
-                with VideoReader(video) as reader:
-                    for frame in reader.frames(stride):
-                        yield frame.image
-
-        for i, image in enumerate(frames()):
-            if i >= len(keypoints):
-                break
-            canvas = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA) if scale != 1.0 or image.shape[:2] != (oh, ow) else image.copy()
-            draw_skeleton(canvas, keypoints[i], layout, scale=ow / w)
-            t = i / fps
-            current = [win for win in windows if win["start_s"] <= t < win["end_s"]]
-            label = f"{t:5.1f} s"
-            if current:
-                win = current[-1]
-                label += f"  {win['predicted']} {win['probabilities'][win['predicted']]:.2f}"
-            (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2)
-            cv2.rectangle(canvas, (4, 4), (16 + tw, 16 + th), (0, 0, 0), -1)
-            cv2.putText(canvas, label, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(canvas), format="rgb24")):
+    def write(tmp: Path) -> None:
+        container = av.open(str(tmp), "w")
+        try:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            for i, image in enumerate(frames()):
+                if i >= len(keypoints):
+                    break
+                canvas = _overlay_frame(image, keypoints[i], layout, size, w, i / fps, windows)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    finally:
-        container.close()
-    tmp.replace(path)
-    return path
+        finally:
+            container.close()
+
+    return atomic_write(path, write, suffix=".tmp.mp4")  # the ending tells av the format
+
+
+def _overlay_frame(image, points, layout, size, width, t, windows) -> np.ndarray:
+    """One overlay frame: ``image`` scaled to ``size``, the skeleton, the time and the
+    current window's most probable class."""
+    import cv2
+
+    ow, oh = size
+    canvas = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA) if ow != width or image.shape[:2] != (oh, ow) else image.copy()
+    draw_skeleton(canvas, points, layout, scale=ow / width)
+    current = [win for win in windows if win["start_s"] <= t < win["end_s"]]
+    label = f"{t:5.1f} s"
+    if current:
+        win = current[-1]
+        label += f"  {win['predicted']} {win['probabilities'][win['predicted']]:.2f}"
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2)
+    cv2.rectangle(canvas, (4, 4), (16 + tw, 16 + th), (0, 0, 0), -1)
+    cv2.putText(canvas, label, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    return np.ascontiguousarray(canvas)

@@ -39,6 +39,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
+from ..atomic import write_json
 from ..data.federated import FederatedLoader, mix_seed
 from ..errors import ConfigError
 from ..training_plan import PRIVACY, TrainData, TrainingStage, plan_problem
@@ -362,12 +363,8 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         self.parties = {int(k): Party.from_dict(v) for k, v in state_dict.get("parties", {}).items()}
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.state_file:
-            from ..results import write_json_atomic
-
-            path = Path(self.state_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, self.state_dict())  # a killed site never leaves half a ledger
+        if self.state_file:  # a killed site never leaves half a ledger
+            write_json(self.state_file, self.state_dict())
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":

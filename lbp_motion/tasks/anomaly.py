@@ -24,7 +24,6 @@ at the end of every validation epoch on the validation scores by ``threshold_rul
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -32,13 +31,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
-from .base import BaseTask
+from .base import BaseTask, tiny_emopain, tiny_lstm_dnn
 from .decisions import decision_metrics, run_dir_of, save_confusion, save_figure
 from .figures import roc_figure, score_boxplot_figure
 from .thresholds import RULES, select_threshold
 
-ModelFactory = Callable[[int, int], nn.Module]
 SCORERS = ("loss", "reconstruction")
 NUM_EXERCISES = 9
 
@@ -225,19 +224,7 @@ class AnomalyTask(BaseTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain data (protective task), a small LSTM-DNN, loss scorer."""
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "scorer": "loss",
-                    "model": {
-                        "class_path": "lbp_motion.models.LSTMDNNClassifier",
-                        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
-                    },
-                },
-            },
-            "data": _tiny_emopain("protective"),
-        }
+        return cls.config_with(tiny_emopain("protective"), scorer="loss", model=tiny_lstm_dnn())
 
     # -- configuration ---------------------------------------------------------------
     @property
@@ -437,20 +424,3 @@ def _default_autoencoder(in_features: int, num_classes: int) -> nn.Module:
     from lbp_motion.models import LSTMAutoencoder
 
     return LSTMAutoencoder(in_features, num_classes)
-
-
-def _tiny_emopain(task: str, **extra: Any) -> dict[str, Any]:
-    """The tiny synthetic EmoPain data of the conformance configs."""
-    return {
-        "class_path": "lbp_motion.data.EmoPainDataModule",
-        "init_args": {
-            "task": task,
-            "features": "coords",
-            "batch_size": 32,
-            "synthetic": {
-                "num_train_patients": 2, "num_train_controls": 1,
-                "num_val_patients": 1, "num_val_controls": 1, "frames_per_file": 900,
-            },
-            **extra,
-        },
-    }

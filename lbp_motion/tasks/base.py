@@ -17,6 +17,38 @@ class NonFiniteLossError(LbpError):
     """Training produced a NaN or infinite loss; the run stops instead of reporting NaN."""
 
 
+# -- the pieces of the conformance configs (tests/test_conformance.py) -----------------------
+def tiny_tug(**extra: Any) -> dict[str, Any]:
+    """The tiny synthetic TUG data of the conformance configs (``extra``: more init_args)."""
+    return {
+        "class_path": "lbp_motion.data.TUGDataModule",
+        "init_args": {"synthetic": {"num_subjects": 9, "recordings_per_subject": 1}, "stride": 15, **extra},
+    }
+
+
+def tiny_emopain(task: str, **extra: Any) -> dict[str, Any]:
+    """The tiny synthetic EmoPain data (``task``: pain or protective) of the conformance
+    configs (``extra``: more init_args)."""
+    return {
+        "class_path": "lbp_motion.data.EmoPainDataModule",
+        "init_args": {
+            "task": task,
+            "features": "coords",
+            "batch_size": 32,
+            "synthetic": {
+                "num_train_patients": 2, "num_train_controls": 1,
+                "num_val_patients": 1, "num_val_controls": 1, "frames_per_file": 900,
+            },
+            **extra,
+        },
+    }  # fmt: skip
+
+
+def tiny_lstm_dnn() -> dict[str, Any]:
+    """A small LSTM-DNN as a ``model`` argument: the network of the EmoPain conformance configs."""
+    return {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": {"hidden_sizes": [16], "dense_sizes": [16]}}
+
+
 class BaseTask(pl.LightningModule):
     """Base class of every lbp_motion task (torchgeo style).
 
@@ -70,14 +102,17 @@ class BaseTask(pl.LightningModule):
     def conformance_config(cls) -> dict[str, Any]:
         """A small ``lbp`` config (``model`` and ``data`` sections) on which the
         conformance test runs this task through fit, test and predict. Tasks that need
-        other data override it."""
-        return {
-            "model": {"class_path": f"{cls.__module__}.{cls.__qualname__}"},
-            "data": {
-                "class_path": "lbp_motion.data.TUGDataModule",
-                "init_args": {"synthetic": {"num_subjects": 9, "recordings_per_subject": 1}, "stride": 15},
-            },
-        }
+        other data or arguments override it, usually as ``cls.config_with(data, ...)``."""
+        return cls.config_with(tiny_tug())
+
+    @classmethod
+    def config_with(cls, data: dict[str, Any], **init_args: Any) -> dict[str, Any]:
+        """``model`` and ``data`` sections of a config: this task with ``init_args`` (if
+        any) on the DataModule ``data`` (a ``class_path`` dict)."""
+        model: dict[str, Any] = {"class_path": f"{cls.__module__}.{cls.__qualname__}"}
+        if init_args:
+            model["init_args"] = init_args
+        return {"model": model, "data": data}
 
     # -- shared machinery --------------------------------------------------------------
     def spec_value(self, key: str) -> Any:

@@ -15,19 +15,18 @@ trained here, in the same fit, on the per-frame protective labels of the batch
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
-from .anomaly import AnomalyTask, _tiny_emopain
+from .anomaly import AnomalyTask
+from .base import tiny_emopain, tiny_lstm_dnn
 from .hierarchical import load_stage
 from .joint import JointTask
-
-ModelFactory = Callable[[int, int], nn.Module]
 
 
 def _default_stage1(in_features: int, num_classes: int) -> nn.Module:
@@ -79,17 +78,9 @@ class CascadeTask(JointTask):
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain pain data with per-frame protective labels; both stages
         small and trained here."""
-        small = {"hidden_sizes": [16], "dense_sizes": [16]}
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "model": {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": small},
-                    "stage1_model": {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": small},
-                },
-            },
-            "data": _tiny_emopain("pain", frame_protective=True),
-        }
+        return cls.config_with(
+            tiny_emopain("pain", frame_protective=True), model=tiny_lstm_dnn(), stage1_model=tiny_lstm_dnn()
+        )
 
     def configure_models(self) -> None:
         f = int(self.spec_value("num_features"))

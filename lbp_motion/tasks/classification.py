@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .base import BaseTask
 from .figures import confusion_matrix_figure
@@ -22,8 +22,6 @@ from .metrics import (
     flatten_metrics,
     recording_metrics,
 )
-
-ModelFactory = Callable[[int, int], nn.Module]
 
 
 def _default_model(in_features: int, num_classes: int) -> nn.Module:

@@ -17,13 +17,13 @@ only. Stages loaded from checkpoints are frozen unless ``freeze_loaded: false``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
 from .anomaly import (
     NUM_EXERCISES,
@@ -31,18 +31,16 @@ from .anomaly import (
     AnomalyTask,
     _default_autoencoder,
     _default_loss_model,
-    _tiny_emopain,
     binary_auroc,
     choose_threshold,
     save_anomaly_figures,
     store_threshold,
 )
-from .base import BaseTask
+from .base import BaseTask, tiny_emopain, tiny_lstm_dnn
 from .decisions import decision_metrics, save_confusion
 from .registry import load_task
 from .thresholds import RULES
 
-ModelFactory = Callable[[int, int], nn.Module]
 PAIN_CLASSES = ["no_pain", "low", "high"]
 
 
@@ -117,17 +115,7 @@ class HierarchicalTask(BaseTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain pain data; both stages small and trained here."""
-        small = {"hidden_sizes": [16], "dense_sizes": [16]}
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "detector_model": {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": small},
-                    "estimator_model": {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": small},
-                },
-            },
-            "data": _tiny_emopain("pain"),
-        }
+        return cls.config_with(tiny_emopain("pain"), detector_model=tiny_lstm_dnn(), estimator_model=tiny_lstm_dnn())
 
     @property
     def classes(self) -> list[str]:

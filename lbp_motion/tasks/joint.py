@@ -9,6 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lbp_motion.errors import ConfigError
 
+from .base import tiny_emopain, tiny_lstm_dnn
 from .classification import ClassificationTask
 
 #: EmoPain's exercise types (column 71, values 0-8), in label order.
@@ -63,30 +64,7 @@ class JointTask(ClassificationTask):
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain data (protective task, batches with ``aux``), joint
         training on, a small LSTM-DNN."""
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "exercise_weight": 1.0,
-                    "model": {
-                        "class_path": "lbp_motion.models.LSTMDNNClassifier",
-                        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
-                    },
-                },
-            },
-            "data": {
-                "class_path": "lbp_motion.data.EmoPainDataModule",
-                "init_args": {
-                    "task": "protective",
-                    "features": "coords",
-                    "batch_size": 32,
-                    "synthetic": {
-                        "num_train_patients": 2, "num_train_controls": 1,
-                        "num_val_patients": 1, "num_val_controls": 1, "frames_per_file": 900,
-                    },
-                },
-            },
-        }
+        return cls.config_with(tiny_emopain("protective"), exercise_weight=1.0, model=tiny_lstm_dnn())
 
     @property
     def joint(self) -> bool:

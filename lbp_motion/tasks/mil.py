@@ -21,7 +21,6 @@ data only. Validation, test and predict use the final head.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
-from .anomaly import _tiny_emopain
+from .base import tiny_emopain, tiny_lstm_dnn
 from .classification import ClassificationTask
-
-ModelFactory = Callable[[int, int], nn.Module]
 
 
 def skewed_indices(positive: Tensor, positive_share: float, size: int | None = None) -> Tensor:
@@ -136,18 +134,7 @@ class MILTask(ClassificationTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain data (protective task), small LSTM-DNN channels."""
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "model": {
-                        "class_path": "lbp_motion.models.LSTMDNNClassifier",
-                        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
-                    },
-                },
-            },
-            "data": _tiny_emopain("protective"),
-        }
+        return cls.config_with(tiny_emopain("protective"), model=tiny_lstm_dnn())
 
     def configure_models(self) -> None:
         from lbp_motion.models import MultiChannelClassifier

@@ -23,8 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.models import ModelFactory
 
-from .classification import ClassificationTask, ModelFactory, _default_model
+from .base import tiny_tug
+from .classification import ClassificationTask, _default_model
 
 
 class RecordingClassifier(nn.Module):
@@ -125,24 +127,9 @@ class RecordingTask(ClassificationTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic TUG recordings as bags of at most 8 windows, a small transformer."""
-        return {
-            "model": {
-                "class_path": f"{cls.__module__}.{cls.__qualname__}",
-                "init_args": {
-                    "model": {
-                        "class_path": "lbp_motion.models.TransformerClassifier",
-                        "init_args": {"d_model": 16, "num_layers": 1, "num_heads": 2},
-                    },
-                },
-            },
-            "data": {
-                "class_path": "lbp_motion.data.TUGDataModule",
-                "init_args": {
-                    "synthetic": {"num_subjects": 9, "recordings_per_subject": 1},
-                    "stride": 15, "unit": "recording", "max_windows": 8, "batch_size": 4,
-                },
-            },
-        }
+        transformer = {"class_path": "lbp_motion.models.TransformerClassifier",
+                       "init_args": {"d_model": 16, "num_layers": 1, "num_heads": 2}}
+        return cls.config_with(tiny_tug(unit="recording", max_windows=8, batch_size=4), model=transformer)
 
     def configure_models(self) -> None:
         encoder = self.model_factory(int(self.spec_value("num_features")), len(self.classes))

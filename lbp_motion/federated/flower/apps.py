@@ -23,7 +23,6 @@ import csv
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from ...atomic import atomic_write, write_json
 from ...errors import ConfigError
+from ...results import SCHEMA_VERSION
 from ..fedavg import AggregationError, server_momentum_update
 from .messages import ARRAYS, CONFIG, arrays_to_state, state_to_arrays, train_reply_content
 from .messages import METRICS as METRICS_KEY
@@ -132,17 +133,8 @@ def server_main(grid: Grid, context: Context) -> None:
     run_federation(grid, settings)
 
 
-def save_checkpoint_atomic(data: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def _append_csv(path: Path, row: dict[str, Any]) -> None:
@@ -156,12 +148,14 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = sorted({k for row in rows for k in row}, key=lambda k: (k != "round", k))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def client_of_reply(msg: Message) -> int | None:
@@ -253,8 +247,6 @@ class _ServerRecords:
                 log.warning("logger %s failed: %s", type(logger).__name__, err)
 
     def summary(self, status: str, rounds: int, extra: dict[str, Any] | None = None) -> None:
-        from ...results import SCHEMA_VERSION, write_json_atomic
-
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": status, "rounds_completed": rounds,
                                 "federation": "flower"}
         if self.history:
@@ -268,7 +260,7 @@ class _ServerRecords:
             if "server_dp/noise_std" in last:
                 data["server_dp/noise_std"] = last["server_dp/noise_std"]
         data.update(extra or {})
-        write_json_atomic(self.run_dir / "metrics.json", data)
+        write_json(self.run_dir / "metrics.json", data)
 
     def finish(self) -> None:
         for logger in self.loggers:
@@ -431,9 +423,9 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             "flower": {"rounds_completed": server_round, "history": records.history + [row], "velocity": velocity,
                        "federation": fed.to_dict()},
         }
-        save_checkpoint_atomic(ckpt, ckpt_path)  # the global model and its round, every round
+        _save_checkpoint(ckpt, ckpt_path)  # the global model and its round, every round
         if fed.flower.keep_round_checkpoints:
-            save_checkpoint_atomic(ckpt, ckpt_path.parent / f"round-{lbp_round:03d}.ckpt")
+            _save_checkpoint(ckpt, ckpt_path.parent / f"round-{lbp_round:03d}.ckpt")
         records.round(row, step=lbp_round)
         records.summary("running", server_round)
         log.info("round %d: %d clients averaged, %d failed, %.1f s", lbp_round, len(usable), len(failed), row["round_seconds"])
