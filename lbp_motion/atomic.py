@@ -6,8 +6,10 @@ Every writer in lbp goes the same way, through :func:`atomic_write`:
    a unique name (concurrent writers never share one) on the same file system (so the
    rename below is atomic); the folder is created first when it is missing;
 2. the content is written to it (``write(tmp_path)``);
-3. it takes the target's permissions when the target exists (a new file keeps
-   ``mkstemp``'s owner-only ``0600``), then ``os.replace`` puts it over the target.
+3. it takes the target's permissions when the target exists, else those of a file
+   made with ``open`` (``0666`` less the umask, not ``mkstemp``'s owner-only ``0600``:
+   a run folder shared by a team stays readable), then ``os.replace`` puts it over the
+   target.
 
 On any error, including ``KeyboardInterrupt``, the temporary file is removed and the
 target is left as it was. Nothing is ``fsync``-ed (none of the writers ever did): a
@@ -33,6 +35,16 @@ from typing import Any
 __all__ = ["atomic_write", "write_bytes", "write_json", "write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # read by setting; put back at once (at import: one thread)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of a new file, as ``open`` would create it.
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[Path], object], *, suffix: str = ".tmp"
 ) -> Path:
@@ -46,8 +58,7 @@ def atomic_write(
     tmp = Path(name)
     try:
         write(tmp)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

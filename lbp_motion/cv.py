@@ -46,30 +46,15 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import runs
+from .atomic import atomic_write, write_json
 from .commands import add_config, add_out_dir
-from .data.format import atomic_write
-from .data.splits import split_subjects, write_split_file
+from .data.splits import split_subjects, subject_folds, write_split_file
 from .errors import ConfigError, LbpError
 from .interrupts import resume_hint
-from .results import make_run_dir, write_json_atomic
-
-
-def subject_folds(subjects: Sequence[str], folds: str | int, seed: int = 0) -> list[list[str]]:
-    """Test subjects of each fold: one subject per fold for ``"loso"``, else ``folds``
-    groups of nearly equal size after a seeded shuffle. Folds are disjoint and cover
-    every subject."""
-    subjects = sorted(subjects)
-    if folds == "loso":
-        return [[s] for s in subjects]
-    k = int(folds)
-    if not 2 <= k <= len(subjects):
-        raise ConfigError(f"--folds {k}: expected 'loso' or a number from 2 to the {len(subjects)} subjects")
-    order = np.random.default_rng(seed).permutation(len(subjects))
-    return [sorted(subjects[i] for i in part) for part in np.array_split(order, k)]
+from .results import make_run_dir
 
 
 def fold_assignment(
@@ -334,7 +319,7 @@ def run_cv(
     plan = subject_folds(subjects, folds, seed)
     settings = {"folds": str(folds), "seed": seed, "val_fraction": val_fraction, "subjects": len(subjects)}
     _check_resume(run, settings) if resume else None
-    write_json_atomic(run / "cv.json", {**settings, "config_args": list(config_args)})
+    write_json(run / "cv.json", {**settings, "config_args": list(config_args)})
     with open(run / "folds.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["subject", "fold"])
@@ -364,7 +349,7 @@ def run_cv(
                 if predicted.predictions is None:
                     raise LbpError(f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}")
                 shutil.copy(predicted.predictions, fold / "predictions.csv")
-                write_json_atomic(fold / "metrics.json", metrics)
+                write_json(fold / "metrics.json", metrics)
             fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
             with open(fold / "predictions.csv", newline="") as fh:
                 rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
@@ -386,7 +371,7 @@ def run_cv(
     if monitor:  # the verdicts of summary.md judge the metric the folds selected by
         summary["monitor"] = monitor
     summary["folds_spec"] = str(folds)
-    write_json_atomic(run / "summary.json", summary)
+    write_json(run / "summary.json", summary)
     comparison = comparison_markdown(summary)
     (run / "summary.md").write_text(
         f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n" + _table(summary, pooled)

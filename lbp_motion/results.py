@@ -44,11 +44,6 @@ def make_run_dir(out_dir: str | Path, name: str) -> Path:
             n += 1
 
 
-#: Deprecated name of :func:`lbp_motion.atomic.write_json`, kept only while cv.py and
-#: sweep.py still import it from here; remove it when they import lbp_motion.atomic.
-write_json_atomic = write_json
-
-
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     """Read ``run_dir/metrics.json``."""
     with open(Path(run_dir) / METRICS_FILE) as fh:

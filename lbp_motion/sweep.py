@@ -59,10 +59,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .atomic import atomic_write, write_json, write_text
 from .commands import add_out_dir
 from .errors import ConfigError
 from .interrupts import Interrupted
-from .results import write_json_atomic
 from .runs import run_arguments
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -453,15 +453,17 @@ def write_tables(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -
         metric_keys.remove(spec.metric)
         metric_keys.insert(0, spec.metric)
     fields = ["rank", "run", "status", *params, *metric_keys, "run_dir"]
-    tmp = sweep_dir / ".results.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(fields)
-        for rank, r in enumerate(ranked, 1):
-            m = r.get("metrics") or {}
-            w.writerow([rank, r["name"], r["status"], *(r["params"].get(p) for p in params),
-                        *(m.get(k) for k in metric_keys), r.get("run_dir") or ""])
-    os.replace(tmp, sweep_dir / "results.csv")
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(fields)
+            for rank, r in enumerate(ranked, 1):
+                m = r.get("metrics") or {}
+                w.writerow([rank, r["name"], r["status"], *(r["params"].get(p) for p in params),
+                            *(m.get(k) for k in metric_keys), r.get("run_dir") or ""])
+
+    atomic_write(sweep_dir / "results.csv", write_csv)
     shown = [k for k in ([spec.metric] if spec.metric else []) + list(TABLE_METRICS) if k in metric_keys]
     shown = list(dict.fromkeys(shown))
     lines = [
@@ -476,8 +478,7 @@ def write_tables(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -
         cells = [str(rank), r["name"], r["status"], *(_fmt(r["params"].get(p)) for p in params),
                  *(_fmt(m.get(k)) for k in shown)]
         lines.append("| " + " | ".join(cells) + " |")
-    (sweep_dir / ".results.md.tmp").write_text("\n".join(lines) + "\n")
-    os.replace(sweep_dir / ".results.md.tmp", sweep_dir / "results.md")
+    write_text(sweep_dir / "results.md", "\n".join(lines) + "\n")
     return ranked
 
 
@@ -562,7 +563,7 @@ def run_sweep(
     runs: list[dict[str, Any]] = state["runs"]
 
     def save() -> None:
-        write_json_atomic(state_path, state)
+        write_json(state_path, state)
 
     overrides = list(overrides or [])
     for k in range(count):

@@ -82,6 +82,12 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == "new"
 
 
+def test_a_new_file_gets_the_permissions_open_would_give_it(tmp_path):
+    write_text(tmp_path / "metrics.json", "{}")
+    (tmp_path / "plain.json").write_text("{}")
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == (tmp_path / "plain.json").stat().st_mode & 0o777
+
+
 def test_concurrent_writers_get_their_own_temporary_files(tmp_path):
     path = tmp_path / "state.json"
     names, barrier = [], threading.Barrier(8)

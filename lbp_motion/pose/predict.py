@@ -1,7 +1,7 @@
 """Prediction for one video or keypoint file with a trained checkpoint.
 
-``predict(checkpoint, path)`` (also ``lbp_motion.predict`` and ``lbp predict PATH
---ckpt CKPT``):
+``predict(checkpoint, path)`` (also ``lbp_motion.predict`` and ``lbp predict-file PATH
+--ckpt_path CKPT``):
 
 1. keypoints: a video is run through the pose pipeline (:mod:`.extract`, the
    MediaPipe backend by default); a keypoint file is read (``.npz`` in the keypoint
@@ -210,7 +210,7 @@ def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if data.get("unit", "window") != "window":
         raise LbpError(
             f"{checkpoint}: a recording-level model (data.unit={data['unit']!r}); `lbp predict FILE` "
-            "predicts with window models only: use `lbp predict --ckpt_path` on a keypoint folder"
+            "predicts with window models only: use `lbp predict --ckpt_path CKPT --data.root FOLDER` on a keypoint folder"
         )
     # checkpoints from before input streams were joint positions only
     data["streams"] = check_streams(data.get("streams") or DEFAULT_STREAMS, what=f"{checkpoint}: data streams")
