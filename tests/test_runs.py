@@ -11,8 +11,7 @@ import pytest
 
 from lbp_motion import runs
 from lbp_motion.errors import ConfigError
-
-from .conftest import ROOT, TINY_ARGS
+from tests.conftest import ROOT, TINY_ARGS
 
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
 

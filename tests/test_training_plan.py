@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lbp_motion.data.federated import FederatedLoader, mix_seed
+from lbp_motion.data.federated import FederatedLoader
 from lbp_motion.errors import ConfigError
-from lbp_motion.federated import FedAvgStrategy, fedavg
+from lbp_motion.federated import FedAvgStrategy
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import (
@@ -23,6 +23,7 @@ from lbp_motion.training_plan import (
     default_strategy,
     planned_train_loader,
 )
+from tests.replay import replayed_round
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = [f"p{i:02d}" for i in range(9)]  # 3 sites of 3 subjects; label = subject index % 2
@@ -124,19 +125,7 @@ def test_a_user_datamodule_is_partitioned_by_subject_and_averaged_by_fedavg(tmp_
     strategy.spec.round_fn = lambda: 0  # round 0's loader
     loader = planned_train_loader(dm, [strategy])
     assert isinstance(loader, FederatedLoader)
-    states = []
-    for client in range(3):
-        replay = _task()
-        replay.load_state_dict(start)
-        opt = torch.optim.AdamW(replay.parameters(), lr=5e-4, weight_decay=0.01)
-        torch.manual_seed(mix_seed(0, client, 0, 104729))
-        replay.train()
-        for batch in loader.client_loader(client, 0):
-            opt.zero_grad()
-            replay.loss(replay(batch["x"], batch["mask"]), batch["y"]).backward()
-            opt.step()
-        states.append(replay.state_dict())
-    expected = fedavg(states, strategy.num_examples)
+    expected = replayed_round(_task, start, loader, strategy.num_examples)
     for key, value in task.state_dict().items():
         torch.testing.assert_close(value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5)
 

@@ -11,6 +11,7 @@ from lbp_motion.federated import AggregationError, FedAvgStrategy, fedavg, serve
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import planned_train_loader
+from tests.replay import replayed_round
 
 
 # -- pure aggregation ------------------------------------------------------------------------
@@ -151,19 +152,7 @@ def test_fedavg_round_equals_the_weighted_mean_of_client_models(sited_tug, tmp_p
     # replay each client's local epoch by hand from the same start and batches (round 0)
     strategy.spec.round_fn = lambda: 0
     loader = planned_train_loader(dm, [strategy])
-    states = []
-    for client in range(3):
-        replay = _task(dm)
-        replay.load_state_dict(start)
-        opt = torch.optim.AdamW(replay.parameters(), lr=5e-4, weight_decay=0.01)
-        torch.manual_seed(mix_seed(0, client, 0, 104729))
-        replay.train()
-        for batch in loader.client_loader(client, 0):
-            opt.zero_grad()
-            replay.loss(replay(batch["x"], batch["mask"]), batch["y"]).backward()
-            opt.step()
-        states.append(replay.state_dict())
-    expected = fedavg(states, strategy.num_examples)
+    expected = replayed_round(lambda: _task(dm), start, loader, strategy.num_examples)
     for key, value in task.state_dict().items():
         torch.testing.assert_close(value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5)
 

@@ -125,5 +125,5 @@ def test_a_recording_level_checkpoint_is_refused_for_one_file_with_a_pointer(tin
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt["lbp_motion"]["data"]["unit"] = "recording"
     torch.save(ckpt, tmp_path / "recording.ckpt")
-    with pytest.raises(LbpError, match=r"recording-level model .* use `lbp predict --ckpt_path` on a keypoint folder"):
+    with pytest.raises(LbpError, match=r"recording-level model .* use `lbp predict --ckpt_path CKPT --data.root FOLDER` on a keypoint folder"):
         predict(tmp_path / "recording.ckpt", recording)
