@@ -4,6 +4,7 @@ config stored in an lbp checkpoint (``lbp test --ckpt_path X`` without ``--confi
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -56,15 +57,33 @@ class LbpArgumentParser(LightningArgumentParser):
         raise SystemExit(2)
 
 
+def _early_parser(*names: str) -> argparse.ArgumentParser:
+    """A parser of the few options lbp must read before LightningCLI's parser exists:
+    ``--config``/``-c`` (the files to check before anything is imported from them),
+    ``--ckpt_path`` (whose stored config may be the run's) and ``--trust_module``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    if "config" in names:
+        parser.add_argument("--config", "-c", action="append", default=[])
+    if "ckpt_path" in names:
+        parser.add_argument("--ckpt_path", default=None)
+    if "trust_module" in names:
+        parser.add_argument("--trust_module", action="append", default=[])
+    return parser
+
+
+def _early(argv: list[str], *names: str) -> tuple[argparse.Namespace, list[str]]:
+    """``names`` read from ``argv`` (the last value wins, lists in order), and the rest
+    of ``argv`` in order. A malformed use (``--config`` without a file) is left to
+    LightningCLI's parser, which names it."""
+    try:
+        return _early_parser(*names).parse_known_args(argv)
+    except argparse.ArgumentError:
+        return argparse.Namespace(config=[], ckpt_path=None, trust_module=[]), list(argv)
+
+
 def config_files(argv: list[str]) -> list[str]:
     """The ``--config``/``-c`` files named in ``argv``, in order."""
-    out = []
-    for i, a in enumerate(argv):
-        if a in ("--config", "-c") and i + 1 < len(argv):
-            out.append(argv[i + 1])
-        elif a.startswith("--config="):
-            out.append(a.split("=", 1)[1])
-    return out
+    return list(_early(argv, "config")[0].config)
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -85,32 +104,10 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
 
 
-def _option(argv: list[str], name: str) -> str | None:
-    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``argv`` (the last one)."""
-    value = None
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith(name + "="):
-            value = a.split("=", 1)[1]
-    return value
-
-
 def pop_trust(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
     """Take ``--trust_module PACKAGE`` (repeatable) out of ``argv``."""
-    rest, trust, i = [], [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--trust_module" and i + 1 < len(argv):
-            trust.append(argv[i + 1])
-            i += 2
-            continue
-        if a.startswith("--trust_module="):
-            trust.append(a.split("=", 1)[1])
-        else:
-            rest.append(a)
-        i += 1
-    return rest, tuple(trust)
+    known, rest = _early(argv, "trust_module")
+    return rest, tuple(known.trust_module)
 
 
 def config_from_checkpoint(argv: list[str], trust: tuple[str, ...] = ()) -> list[str]:
@@ -121,7 +118,7 @@ def config_from_checkpoint(argv: list[str], trust: tuple[str, ...] = ()) -> list
     if not argv or argv[0] not in CHECKPOINT_COMMANDS | {"fit"} or "-h" in argv or "--help" in argv:
         return argv
     has_config = bool(config_files(argv))
-    ckpt = _option(argv, "--ckpt_path")
+    ckpt = _early(argv, "ckpt_path")[0].ckpt_path
     if ckpt is None or ckpt in ("best", "last", "null", "hpc", "registry"):
         if not has_config and argv[0] in CHECKPOINT_COMMANDS:
             raise ConfigError(
