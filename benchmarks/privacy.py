@@ -46,7 +46,7 @@ def main() -> int:
     import torch
     import yaml
 
-    from lbp_motion.data import TUGDataModule
+    from lbp_motion.datamodules.tug import TUGDataModule
     from lbp_motion.models import TransformerClassifier
     from lbp_motion.privacy import DifferentialPrivacy
     from lbp_motion.tasks import ClassificationTask

@@ -48,8 +48,8 @@ import yaml  # noqa: E402
 
 import lbp_motion  # noqa: E402
 from lbp_motion.cli import main as lbp_main  # noqa: E402
-from lbp_motion.data import TUGDataModule  # noqa: E402
-from lbp_motion.data.synthetic import ensure_synthetic_tug  # noqa: E402
+from lbp_motion.datamodules.tug import TUGDataModule  # noqa: E402
+from lbp_motion.datasets.synthetic import ensure_synthetic_tug  # noqa: E402
 from lbp_motion.models import TransformerClassifier  # noqa: E402
 
 TARGET_TRAIN_RATIO = 0.9

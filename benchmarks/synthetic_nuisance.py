@@ -8,7 +8,7 @@ For the default generator and for ``nuisance=1`` (both with ``missing_rate`` 0.0
 generates ``subjects x recordings`` recordings per dataset seed, cuts the normalised
 windows the TUGDataModule cuts (30 frames, stride 5, mid-hip centre, torso scale,
 confidence >= 0.3) and scores, with the subject-wise folds of ``lbp cv --folds 5``
-(:func:`lbp_motion.cv.subject_folds`, seed 0):
+(:func:`lbp_motion.pipelines.cv.subject_folds`, seed 0):
 
 * ``winstats_lr``: a logistic regression on window statistics (per joint and channel
   x', y', visible: mean, standard deviation and mean absolute frame-to-frame change)
@@ -38,12 +38,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lbp_motion.cv import subject_folds  # noqa: E402
-from lbp_motion.data.format import read_labels, read_recording  # noqa: E402
-from lbp_motion.data.layouts import COCO17  # noqa: E402
-from lbp_motion.data.normalize import body_scale, normalize_skeleton, visible_mask  # noqa: E402
-from lbp_motion.data.synthetic import generate_tug_dataset  # noqa: E402
-from lbp_motion.data.windows import window_index  # noqa: E402
+from lbp_motion.datasets.format import read_labels, read_recording  # noqa: E402
+from lbp_motion.datasets.layouts import COCO17  # noqa: E402
+from lbp_motion.datasets.normalize import body_scale, normalize_skeleton, visible_mask  # noqa: E402
+from lbp_motion.datasets.synthetic import generate_tug_dataset  # noqa: E402
+from lbp_motion.datasets.windows import window_index  # noqa: E402
+from lbp_motion.pipelines.cv import subject_folds  # noqa: E402
 
 CLASSES = ("low", "medium", "high")
 MIN_CONF = 0.3

@@ -14,8 +14,8 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser
 
-from .errors import ConfigError
-from .trust import check_class_paths, lbp_info, load_checkpoint
+from lbp_motion.errors import ConfigError
+from lbp_motion.trust import check_class_paths, lbp_info, load_checkpoint
 
 #: Subcommands that read a checkpoint (``--ckpt_path``); its stored config is used when
 #: no ``--config`` is given.

@@ -35,14 +35,20 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from .config import LbpArgumentParser, config_files, config_from_checkpoint, pop_trust, read_yaml
-from .errors import ConfigError, LbpError, user_error
-from .interrupts import Interrupted
-from .results import METRICS_FILE, PredictionFiles, RunSummary, make_run_dir
-from .tasks.base import BaseTask
-from .tasks.registry import registered_tasks
-from .training_plan import default_strategy
-from .trust import check_class_paths
+from lbp_motion.config import (
+    LbpArgumentParser,
+    config_files,
+    config_from_checkpoint,
+    pop_trust,
+    read_yaml,
+)
+from lbp_motion.errors import ConfigError, LbpError, user_error
+from lbp_motion.evaluation.results import METRICS_FILE, PredictionFiles, RunSummary, make_run_dir
+from lbp_motion.interrupts import Interrupted
+from lbp_motion.tasks.base import BaseTask
+from lbp_motion.tasks.registry import registered_tasks
+from lbp_motion.training_plan import default_strategy
+from lbp_motion.trust import check_class_paths
 
 ConfigFiles = str | Path | Sequence[str | Path]
 

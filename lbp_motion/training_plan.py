@@ -48,7 +48,7 @@ from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer.states import TrainerFn
 
-from .errors import ConfigError
+from lbp_motion.errors import ConfigError
 
 #: plan order of the stages that choose whose data a step sees (FedAvg, a Flower site)
 FEDERATION = 100

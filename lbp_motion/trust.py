@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .errors import LbpError
+from lbp_motion.errors import LbpError
 
 #: Packages whose classes configs and checkpoints may name.
 BUILTIN_TRUSTED = ("lbp_motion", "torch", "lightning", "pytorch_lightning", "torchmetrics")

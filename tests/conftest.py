@@ -39,7 +39,7 @@ TINY_ARGS = [
 @pytest.fixture(scope="session")
 def tiny_tug(tmp_path_factory) -> Path:
     """9 subjects (3 per class), one recording each, synthetic, seeded."""
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     return generate_tug_dataset(tmp_path_factory.mktemp("tiny_tug"), num_subjects=9, recordings_per_subject=1, seed=0)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from lbp_motion.data.federated import mix_seed
+from lbp_motion.federated.clients import mix_seed
 from lbp_motion.federated.fedavg import fedavg
 
 

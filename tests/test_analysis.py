@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from lbp_motion.analysis import exercise_label_correlation
+from lbp_motion.analysis.exercise_correlation import exercise_label_correlation
 from lbp_motion.cli import main
 
 
@@ -23,7 +23,7 @@ def test_correlation_of_indicators_matches_scipy_and_skips_unlabelled_pain():
 
 
 def test_lbp_analyze_writes_csv_and_heatmap(tmp_path, capsys):
-    from lbp_motion.data.synthetic import generate_emopain_dataset
+    from lbp_motion.datasets.synthetic import generate_emopain_dataset
 
     root = generate_emopain_dataset(tmp_path / "ep", num_train_patients=2, num_train_controls=1, num_val_patients=1,
                                     num_val_controls=1, frames_per_file=600, seed=1)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lbp_motion.anova import anova_from_cv, one_way_anova, write_anova
+from lbp_motion.analysis.anova import anova_from_cv, one_way_anova, write_anova
 from lbp_motion.cli import main
 from lbp_motion.errors import LbpError
 

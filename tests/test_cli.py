@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lbp_motion.cli import main
-from lbp_motion.results import read_metrics
+from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.trust import load_checkpoint
 
 QUICKSTART = "experiments/quickstart.yaml"
@@ -140,7 +140,7 @@ def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_
 
 
 def test_usage_lists_every_registered_command_with_its_help(capsys):
-    from lbp_motion.commands import COMMANDS
+    from lbp_motion.cli.commands import COMMANDS
 
     assert main(["--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -152,14 +152,14 @@ def test_usage_lists_every_registered_command_with_its_help(capsys):
 def test_help_imports_no_command_module_nor_torch():
     code = ("import sys; from lbp_motion.cli import main; main(['--help']); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'flwr', 'mediapipe') "
-            "or m in ('lbp_motion.runs', 'lbp_motion.cv', 'lbp_motion.pose.cli')))")
+            "or m in ('lbp_motion.runs', 'lbp_motion.pipelines.cv', 'lbp_motion.cli.pose')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_every_registered_command_resolves_to_a_function():
     from lbp_motion.cli import _implementation
-    from lbp_motion.commands import COMMANDS
+    from lbp_motion.cli.commands import COMMANDS
 
     for command in COMMANDS.values():
         assert callable(_implementation(command)), command.target
@@ -168,7 +168,7 @@ def test_every_registered_command_resolves_to_a_function():
 def test_the_docs_table_lists_every_registered_command():
     from pathlib import Path
 
-    from lbp_motion.commands import COMMANDS
+    from lbp_motion.cli.commands import COMMANDS
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     missing = [c.name for c in COMMANDS.values() if f"| `lbp {c.name}` | {c.help} |" not in text]

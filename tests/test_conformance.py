@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lbp_motion.cli import main
-from lbp_motion.results import read_metrics
+from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.tasks import registered_tasks
 
 FAST_TRAINER = {

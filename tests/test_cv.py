@@ -4,8 +4,8 @@ import json
 import pytest
 
 from lbp_motion.cli import main
-from lbp_motion.cv import fold_assignment, pooled_metrics, subject_folds, summarize
 from lbp_motion.errors import ConfigError
+from lbp_motion.pipelines.cv import fold_assignment, pooled_metrics, subject_folds, summarize
 from tests.conftest import TINY_ARGS
 
 
@@ -89,7 +89,7 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
 
 def test_fold_assignment_keeps_every_class_of_the_rest_in_training():
     """A class with one subject outside the test fold trains; it is not spent on validation."""
-    from lbp_motion.cv import fold_assignment
+    from lbp_motion.pipelines.cv import fold_assignment
 
     labels = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "t1": "A"}
     for seed in range(5):

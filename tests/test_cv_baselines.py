@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from lbp_motion.cli import main
-from lbp_motion.cv import fold_assignment, pooled_metrics, subject_folds
-from lbp_motion.data.splits import write_split_file
+from lbp_motion.datasets.splits import write_split_file
 from lbp_motion.evaluation.baselines import (
     fold_baselines,
     majority_class,
@@ -17,6 +16,7 @@ from lbp_motion.evaluation.baselines import (
     window_stats_probs,
 )
 from lbp_motion.evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
+from lbp_motion.pipelines.cv import fold_assignment, pooled_metrics, subject_folds
 from tests.conftest import SHARED_DATA, TINY_ARGS
 
 
@@ -203,7 +203,7 @@ def test_window_stats_class_absent_from_training_gets_probability_zero():
 
 @pytest.mark.slow
 def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
-    from lbp_motion.report import write_report
+    from lbp_motion.pipelines.report import write_report
 
     args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(tmp_path),
             "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1", "--bootstrap", "200"]
@@ -231,7 +231,7 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
             assert [(r["recording"], r["start"], r["label"]) for r in rows] == \
                    [(r["recording"], r["start"], r["label"]) for r in model]
     # the majority baseline: the majority of each fold's training windows
-    from lbp_motion.data import TUGDataModule
+    from lbp_motion.datamodules.tug import TUGDataModule
 
     for i in range(3):
         dm = TUGDataModule(root=str(tiny_tug), stride=15, split_file=str(run / f"fold_{i}" / "split.csv"))
@@ -273,7 +273,7 @@ def test_window_stats_baseline_recognises_real_tug_phases(tmp_path):
     """The window-statistics baseline alone (no model) on real Kinect TUG phases, 5 folds
     by subject as `lbp cv --folds 5` makes them (recordings under 30 frames skipped);
     the reference reaches window accuracy 0.90."""
-    from lbp_motion.data import TUGDataModule
+    from lbp_motion.datamodules.tug import TUGDataModule
 
     whole = TUGDataModule(root=str(PHASES), classes=PHASE_CLASSES)
     subjects, majority = whole.subjects(), whole.subject_labels()

@@ -28,7 +28,7 @@ def test_every_run_names_a_config_and_overrides(path):
 
 
 def test_the_lists_and_sweeps_cover_the_issue():
-    from lbp_motion.sweep import grid_values, load_sweep
+    from lbp_motion.pipelines.sweep import grid_values, load_sweep
 
     assert {p.stem for p in LISTS} >= {"network_comparison", "sota_pain", "sota_protective", "cascade_comparison"}
     bases = set()

@@ -88,7 +88,7 @@ def test_installed_plugin_task_runs_through_lbp_fit(tmp_path, tiny_tug):
               class_path: LinearProbeTask      # found by class name through the entry point
               init_args: {{lr: 0.01}}
             data:
-              class_path: lbp_motion.data.TUGDataModule
+              class_path: lbp_motion.datamodules.tug.TUGDataModule
               init_args: {{root: {tiny_tug}, stride: 15}}
             run: {{out_dir: {tmp_path / "runs"}, wandb: disabled}}
             """

@@ -16,7 +16,7 @@ pytest.importorskip("opacus")
 from opacus.accountants import PRVAccountant, RDPAccountant  # noqa: E402
 from opacus.grad_sample import GradSampleHooks  # noqa: E402
 
-from lbp_motion.data import TUGDataModule  # noqa: E402
+from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError  # noqa: E402
 from lbp_motion.models import (  # noqa: E402
     AttentionLSTMClassifier,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lbp_motion.cli import main
-from lbp_motion.report import fmt, split_metrics, write_report
+from lbp_motion.pipelines.report import fmt, split_metrics, write_report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 PROBE = """<script>
@@ -229,7 +229,7 @@ def test_lbp_report_takes_the_old_out_for_one_release_with_a_warning(fit_and_pre
 
 
 def test_per_class_rows_follow_the_tasks_class_order():
-    from lbp_motion.report import metrics_tables
+    from lbp_motion.pipelines.report import metrics_tables
 
     metrics = {"test/f1/high": 0.9, "test/f1/low": 0.7, "test/f1/medium": 0.6, "test/accuracy": 0.8}
     per_class = [t for t in metrics_tables(metrics, classes=["low", "medium", "high"]) if t.title.startswith("Per class")]

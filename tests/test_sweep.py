@@ -11,7 +11,7 @@ import yaml
 
 from lbp_motion.cli import main
 from lbp_motion.errors import ConfigError
-from lbp_motion.sweep import (
+from lbp_motion.pipelines.sweep import (
     command_for,
     grid_size,
     grid_values,
@@ -168,7 +168,7 @@ def test_ranking_follows_the_goal():
 
 @pytest.mark.slow
 def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monkeypatch):
-    import lbp_motion.sweep as sweep_module
+    import lbp_motion.pipelines.sweep as sweep_module
 
     sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
     tiny = [a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")]  # keep the offline W&B log
@@ -243,11 +243,11 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
 
 def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatch):
     """The runner's bookkeeping with a stand-in for `lbp fit` (no training)."""
-    import lbp_motion.sweep as sweep_module
+    import lbp_motion.pipelines.sweep as sweep_module
     from lbp_motion.errors import LbpError
-    from lbp_motion.results import make_run_dir
+    from lbp_motion.evaluation.results import make_run_dir
+    from lbp_motion.pipelines.sweep import run_sweep
     from lbp_motion.runs import RunResult
-    from lbp_motion.sweep import run_sweep
 
     calls = []
 

@@ -11,9 +11,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lbp_motion.data.federated import FederatedLoader
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated import FedAvgStrategy
+from lbp_motion.federated.clients import FederatedLoader
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import (

@@ -60,7 +60,7 @@ def window_features(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
 
 def window_dataset(dataset: Any) -> Any:
     """The windows behind ``dataset``: a bag dataset's (one item per recording, its
-    windows as ``dataset.windows``, e.g. :class:`~lbp_motion.data.tug.RecordingBags`),
+    windows as ``dataset.windows``, e.g. :class:`~lbp_motion.datamodules.tug.RecordingBags`),
     else the dataset itself."""
     return getattr(dataset, "windows", dataset)
 

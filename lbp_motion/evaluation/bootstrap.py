@@ -15,7 +15,7 @@ once to its window-level and recording-level confusion matrices and a resample i
 weighted sum of those: thousands of resamples take milliseconds.
 
 Rows are ``predictions.csv`` rows (``recording``, ``label``, ``p_<class>``; optional
-``fold``): recordings are keyed by ``fold/recording`` as in :func:`lbp_motion.cv.pooled_metrics`.
+``fold``): recordings are keyed by ``fold/recording`` as in :func:`lbp_motion.pipelines.cv.pooled_metrics`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from lbp_motion.tasks.metrics import RecordingRule, aggregate_by_recording, check_recording_rule
+from lbp_motion.evaluation.metrics import (
+    RecordingRule,
+    aggregate_by_recording,
+    check_recording_rule,
+)
 
 #: The metrics with intervals: window level, then recording level (the windows of a
 #: recording combined by the task's recording rule, default the mean window
@@ -93,7 +97,7 @@ def recording_predictions(
 ) -> dict[str, tuple[int, int]]:
     """``fold/recording`` -> (label, predicted) at recording level: the argmax of the
     window probabilities combined by ``rule``; the label is the most frequent window
-    label (ties: the first class), by :func:`lbp_motion.tasks.metrics.aggregate_by_recording`."""
+    label (ties: the first class), by :func:`lbp_motion.evaluation.metrics.aggregate_by_recording`."""
     probs, labels = _probs_and_labels(rows, classes)
     keys = [_recording_key(r) for r in rows]
     names = sorted(set(keys))

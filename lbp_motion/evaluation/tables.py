@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .baselines import BASELINES, TITLES
-from .bootstrap import METRICS
+from lbp_motion.evaluation.baselines import BASELINES, TITLES
+from lbp_motion.evaluation.bootstrap import METRICS
 
 #: The metric of the one-line verdict per baseline when the run's monitor is not one of
 #: :data:`METRICS` (the default ``run.monitor``, ``val/f1_macro``).

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import LbpError
+from lbp_motion.errors import LbpError
 
 
 class AggregationError(LbpError):

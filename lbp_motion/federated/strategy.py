@@ -11,7 +11,7 @@ Choose it in a config::
 How a round runs (one training epoch). The strategy is the federation stage of the
 training plan (:mod:`lbp_motion.training_plan`): it spreads the DataModule's real
 training samples over clients by subject once, and each round makes the training
-loader a :class:`~lbp_motion.data.federated.FederatedLoader`: for each selected client
+loader a :class:`~lbp_motion.federated.clients.FederatedLoader`: for each selected client
 in turn it yields the batches of E local epochs over that client's own data, each
 batch tagged with the client id. When the client id changes, the strategy keeps the
 finished client's weights, loads the round's global weights and gives the next client
@@ -36,10 +36,16 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from ..data.federated import ClientData, FederatedLoader, FederationSpec, mix_seed, split_clients
-from ..errors import ConfigError
-from ..training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
-from .fedavg import AggregationError, all_finite, fedavg, server_momentum_update
+from lbp_motion.errors import ConfigError
+from lbp_motion.federated.clients import (
+    ClientData,
+    FederatedLoader,
+    FederationSpec,
+    mix_seed,
+    split_clients,
+)
+from lbp_motion.federated.fedavg import AggregationError, all_finite, fedavg, server_momentum_update
+from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         num_clients: number of clients K (``site`` and ``groups`` partitions imply it;
             null then).
         partition: how the DataModule spreads training subjects over clients:
-            ``site``, ``groups``, ``iid`` or ``dirichlet`` (see :mod:`lbp_motion.data.partition`).
+            ``site``, ``groups``, ``iid`` or ``dirichlet`` (see :mod:`lbp_motion.federated.partition`).
         alpha: Dirichlet concentration for ``dirichlet`` (smaller = more skew).
         subject_groups: the subject lists of ``groups``.
         local_epochs: E, local passes over a client's data per round.

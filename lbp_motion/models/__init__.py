@@ -1,18 +1,18 @@
 """Pure torch models (no Lightning, no files): see :mod:`.common` for the convention
 and ``docs/models.md`` for the model zoo."""
 
-from .autoencoder import LSTMAutoencoder
-from .cnn import CNN1DClassifier
-from .common import ModelFactory, SequenceClassifier
-from .mil import MultiChannelClassifier
-from .recurrent import (
+from lbp_motion.models.autoencoder import LSTMAutoencoder
+from lbp_motion.models.cnn import CNN1DClassifier
+from lbp_motion.models.common import ModelFactory, SequenceClassifier
+from lbp_motion.models.mil import MultiChannelClassifier
+from lbp_motion.models.recurrent import (
     AttentionLSTMClassifier,
     BiLSTMClassifier,
     LSTMClassifier,
     LSTMDNNClassifier,
     StackedLSTM,
 )
-from .transformer import TransformerClassifier
+from lbp_motion.models.transformer import TransformerClassifier
 
 __all__ = [
     "AttentionLSTMClassifier",

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .common import SequenceClassifier, full_mask
-from .recurrent import StackedLSTM, pool_sequence
+from lbp_motion.models.common import SequenceClassifier, full_mask
+from lbp_motion.models.recurrent import StackedLSTM, pool_sequence
 
 
 class LSTMAutoencoder(SequenceClassifier):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .common import SequenceClassifier, full_mask, masked_mean
+from lbp_motion.models.common import SequenceClassifier, full_mask, masked_mean
 
 
 class CNN1DClassifier(SequenceClassifier):

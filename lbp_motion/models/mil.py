@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .common import SequenceClassifier
+from lbp_motion.models.common import SequenceClassifier
 
 
 class MultiChannelClassifier(SequenceClassifier):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .common import SequenceClassifier, full_mask, lengths_from_mask, masked_mean
+from lbp_motion.models.common import SequenceClassifier, full_mask, lengths_from_mask, masked_mean
 
 POOLINGS = ("mean", "last")
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .common import SequenceClassifier, full_mask, masked_mean
+from lbp_motion.models.common import SequenceClassifier, full_mask, masked_mean
 
 
 class SinusoidalPositionalEncoding(nn.Module):

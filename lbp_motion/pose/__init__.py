@@ -1,13 +1,13 @@
 """Video -> keypoints: pose backends, video reading, one-subject tracking, the
 ``lbp extract-poses`` runner, importers of keypoints made elsewhere, and prediction on
-a video or keypoint file (:func:`lbp_motion.pose.predict.predict`, also
+a video or keypoint file (:func:`lbp_motion.inference.predict.predict`, also
 ``lbp_motion.predict``); see docs/pose.md.
 
 Importing this package does not import mediapipe, detectron2 or PyAV: they are
 imported where they are used.
 """
 
-from .base import (
+from lbp_motion.pose.base import (
     BackendUnavailable,
     PersonPose,
     PoseEstimator,
@@ -15,7 +15,12 @@ from .base import (
     create_estimator,
     register_backend,
 )
-from .importers import import_keypoints, read_coco_results, read_keraal_json, read_openpose_json
+from lbp_motion.pose.importers import (
+    import_keypoints,
+    read_coco_results,
+    read_keraal_json,
+    read_openpose_json,
+)
 
 __all__ = [
     "BackendUnavailable",
@@ -35,7 +40,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in ("extract_folder", "extract_video"):
-        from . import extract
+        from lbp_motion.pose import extract
 
         return getattr(extract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

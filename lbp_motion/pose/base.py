@@ -3,7 +3,7 @@
 A backend turns frames (RGB ``uint8`` arrays ``(H, W, 3)``) into, per frame, a list of
 people, each a :class:`PersonPose`: ``(J, 3)`` keypoints (x, y in pixels of the frame
 it was given, confidence in [0, 1]) in a named joint layout (see
-:mod:`lbp_motion.data.layouts`). Everything after that (tracking one subject, layout
+:mod:`lbp_motion.datasets.layouts`). Everything after that (tracking one subject, layout
 conversion, writing the keypoint format) is shared, so a backend is only this.
 
 Backends are found by name: the built-in ones, those added with
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import LbpError
+from lbp_motion.errors import LbpError
 
 ENTRY_POINT_GROUP = "lbp_motion.pose_backends"
 

@@ -34,8 +34,8 @@ import types
 import zipfile
 from pathlib import Path
 
-from ..atomic import atomic_write
-from .base import BackendUnavailable
+from lbp_motion.atomic import atomic_write
+from lbp_motion.pose.base import BackendUnavailable
 
 MEDIAPIPE_WHEEL = "mediapipe==0.10.21"
 DETECTOR_MEMBER = "mediapipe/modules/pose_detection/pose_detection.tflite"

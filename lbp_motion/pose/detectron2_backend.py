@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BackendUnavailable, PersonPose, PoseEstimator
+from lbp_motion.pose.base import BackendUnavailable, PersonPose, PoseEstimator
 
 CONFIG = "COCO-Keypoints/keypoint_rcnn_R_50_FPN_3x.yaml"
 INSTALL_HINT = (

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .._version import __version__
-from ..data.format import (
+from lbp_motion._version import __version__
+from lbp_motion.datasets.format import (
     DataFormatError,
     LabelRow,
     check_labels_merge,
@@ -35,10 +35,10 @@ from ..data.format import (
     write_labels,
     write_recording,
 )
-from ..data.layouts import convert_layout, get_layout
-from .base import BackendUnavailable, PoseEstimator, create_estimator
-from .tracking import TRACKING_RULE, main_subject
-from .video import VideoError, VideoReader, is_video, list_videos, probe
+from lbp_motion.datasets.layouts import convert_layout, get_layout
+from lbp_motion.pose.base import BackendUnavailable, PoseEstimator, create_estimator
+from lbp_motion.pose.tracking import TRACKING_RULE, main_subject
+from lbp_motion.pose.video import VideoError, VideoReader, is_video, list_videos, probe
 
 
 @dataclass
@@ -224,7 +224,7 @@ def extract_folder(
         labels: a labels CSV (docs/data-format.md) naming recordings by video stem;
             default: ``video_dir/labels.csv`` if present. With labels, only listed
             videos are extracted and the rows of the recordings present are merged
-            into ``out_dir/labels.csv`` (:func:`~lbp_motion.data.format.merge_labels`:
+            into ``out_dir/labels.csv`` (:func:`~lbp_motion.datasets.format.merge_labels`:
             rows already there are kept, new ones added; a recording listed there with
             other fields is refused before anything is extracted), so ``out_dir`` is a
             ready TUG folder.
@@ -346,7 +346,7 @@ def keypoints_for_video_folder(
         return root
     if not (root / "labels.csv").is_file():
         raise DataFormatError(f"{root}: a folder of videos needs a labels.csv naming each video (by file stem)")
-    from .bundle import cache_root
+    from lbp_motion.pose.bundle import cache_root
 
     base = Path(cache) if cache is not None else cache_root()
     out = base / "poses" / f"{root.name}-{_video_folder_key(root, backend, stride, layout)}"

@@ -1,6 +1,6 @@
 """Importers for keypoints made elsewhere, into the keypoint format of docs/data-format.md.
 
-Readers (each returns a :class:`~lbp_motion.data.format.Recording`; write it with
+Readers (each returns a :class:`~lbp_motion.datasets.format.Recording`; write it with
 ``write_recording``): :func:`read_keraal_json` (below), :func:`read_coco_results`
 (COCO-style results JSON: detectron2, AlphaPose), :func:`read_openpose_json`
 (OpenPose's per-frame JSON files), and :func:`import_keypoints`, which picks the reader
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.format import DataFormatError, Recording, validate_keypoints
-from ..data.layouts import get_layout
+from lbp_motion.datasets.format import DataFormatError, Recording, validate_keypoints
+from lbp_motion.datasets.layouts import get_layout
 
 KERAAL_IMAGE_SIZE = (960, 544)  # KERAAL group 3 videos
 
@@ -61,7 +61,7 @@ def _flavour(joint_keys: set[str]) -> str:
 def read_keraal_json(
     path: str | Path, *, image_size: tuple[int, int] = KERAAL_IMAGE_SIZE, fps: float = 30.0
 ) -> Recording:
-    """Read one KERAAL pose file as a :class:`~lbp_motion.data.format.Recording` in its
+    """Read one KERAAL pose file as a :class:`~lbp_motion.datasets.format.Recording` in its
     own layout (coco17, openpose18 or blazepose33); pixels, confidences 1/0."""
     path = Path(path)
     try:
@@ -129,14 +129,14 @@ def _extent_size(keypoints: np.ndarray) -> tuple[int, int]:
 
 
 def _subject(frames: list, layout: str, fps: float) -> tuple[np.ndarray, int]:
-    from .tracking import main_subject
+    from lbp_motion.pose.tracking import main_subject
 
     subject = main_subject(frames, get_layout(layout).num_joints, np.arange(len(frames)) / fps)
     return subject.keypoints, subject.num_tracks
 
 
 def _recording(path: Path, keypoints, layout, fps, image_size, meta, target: str | None) -> Recording:
-    from ..data.layouts import convert_layout
+    from lbp_motion.datasets.layouts import convert_layout
 
     if target is not None and target != layout:
         keypoints, layout = convert_layout(keypoints, layout, target), target
@@ -163,7 +163,7 @@ def read_coco_results(
     defaults to the extent of the keypoints. Results whose ``category_id`` is not 1
     (person) are ignored.
     """
-    from .base import PersonPose
+    from lbp_motion.pose.base import PersonPose
 
     path = Path(path)
     data = _load_json(path)
@@ -220,7 +220,7 @@ def read_openpose_json(
     of the COCO-18 or BODY_25 model (told apart by the keypoint count). Coordinates are
     pixels, unless all of them lie in [0, 1] (``--keypoint_scale 3``): then they are
     scaled by ``image_size``, which must be given."""
-    from .base import PersonPose
+    from lbp_motion.pose.base import PersonPose
 
     path = Path(path)
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
@@ -281,8 +281,8 @@ def import_keypoints(
     keypoint format), a folder or ``{"people": ...}`` (OpenPose), a list (COCO results),
     ``{"positions": ...}`` (KERAAL; ``image_size`` defaults to KERAAL's 960 x 544).
     Converted to ``layout`` (None: keep the file's)."""
-    from ..data.format import read_recording
-    from ..data.layouts import convert_layout
+    from lbp_motion.datasets.format import read_recording
+    from lbp_motion.datasets.layouts import convert_layout
 
     path = Path(path)
     if not path.exists():

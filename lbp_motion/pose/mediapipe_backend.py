@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes
-from .base import BackendUnavailable, PersonPose, PoseEstimator
-from .bundle import BUNDLE_NAME, build_offline_bundle, cache_root, is_pose_bundle
+from lbp_motion.atomic import write_bytes
+from lbp_motion.pose.base import BackendUnavailable, PersonPose, PoseEstimator
+from lbp_motion.pose.bundle import BUNDLE_NAME, build_offline_bundle, cache_root, is_pose_bundle
 
 #: The official pose-landmarker model ("full" variant, the network of the offline bundle).
 OFFICIAL_MODEL_URL = (

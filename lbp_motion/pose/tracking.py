@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import PersonPose
+from lbp_motion.pose.base import PersonPose
 
 TRACKING_RULE = "moving-presence/hungarian-iou-centroid/v1"
 
@@ -95,7 +95,7 @@ def body_centre(pose: PersonPose, box: np.ndarray, min_confidence: float = 0.3) 
     """Where the body is: the mid-hip where the layout names hips and both are seen
     (arm and head movements do not move it), else the median of the keypoints with
     confidence >= ``min_confidence``, else the box centre."""
-    from ..data.layouts import LAYOUTS
+    from lbp_motion.datasets.layouts import LAYOUTS
 
     kp = pose.keypoints
     layout = LAYOUTS.get(pose.layout)

@@ -11,8 +11,8 @@ Switch it on in a config::
 Opacus is imported only when a model is converted or a fit starts (the ``dp`` extra).
 """
 
-from .accounting import epsilon_of, group_privacy, noise_for_target
-from .callback import DifferentialPrivacy, convert_task
-from .convert import make_private_model
+from lbp_motion.privacy.accounting import epsilon_of, group_privacy, noise_for_target
+from lbp_motion.privacy.callback import DifferentialPrivacy, convert_task
+from lbp_motion.privacy.convert import make_private_model
 
 __all__ = ["DifferentialPrivacy", "convert_task", "epsilon_of", "group_privacy", "make_private_model", "noise_for_target"]

@@ -39,13 +39,24 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from ..atomic import write_json
-from ..data.federated import FederatedLoader, mix_seed
-from ..errors import ConfigError
-from ..training_plan import PRIVACY, TrainData, TrainingStage, plan_problem
-from .accounting import ACCOUNTANTS, Party, epsilon_of, group_privacy, noise_for_target
-from .convert import make_private_model
-from .sampling import GROUP_KEY, PoissonFederatedLoader, poisson_loader, steps_per_epoch
+from lbp_motion.atomic import write_json
+from lbp_motion.errors import ConfigError
+from lbp_motion.federated.clients import FederatedLoader, mix_seed
+from lbp_motion.privacy.accounting import (
+    ACCOUNTANTS,
+    Party,
+    epsilon_of,
+    group_privacy,
+    noise_for_target,
+)
+from lbp_motion.privacy.convert import make_private_model
+from lbp_motion.privacy.sampling import (
+    GROUP_KEY,
+    PoissonFederatedLoader,
+    poisson_loader,
+    steps_per_epoch,
+)
+from lbp_motion.training_plan import PRIVACY, TrainData, TrainingStage, plan_problem
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +198,7 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from opacus.grad_sample import GradSampleHooks
 
-        from .optimizer import UnitDPOptimizer
+        from lbp_motion.privacy.optimizer import UnitDPOptimizer
 
         optimizers = trainer.strategy.optimizers
         if len(optimizers) != 1:
@@ -205,7 +216,7 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
     # -- the privacy stage of the training plan: Poisson loaders and parties ------------------
     def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
         """Poisson batches from ``loader``'s data: one party, or one per client of a
-        :class:`~lbp_motion.data.federated.FederatedLoader`."""
+        :class:`~lbp_motion.federated.clients.FederatedLoader`."""
         self._federated = isinstance(loader, FederatedLoader)
         if self._federated:
             rates, subjects = [], []

@@ -39,7 +39,7 @@ def _opacus():
     try:
         import opacus  # noqa: F401
     except ImportError as err:  # pragma: no cover - depends on the installed extras
-        from ..errors import ConfigError
+        from lbp_motion.errors import ConfigError
 
         raise ConfigError(
             "differential privacy needs Opacus: pip install 'lbp-motion[dp]'"
@@ -293,7 +293,7 @@ def make_private_model(module: nn.Module) -> nn.Module:
             m.use_nested_tensor = False
     errors = [e for e in ModuleValidator.validate(fixed, strict=False) if "training mode" not in str(e)]
     if errors:
-        from ..errors import ConfigError
+        from lbp_motion.errors import ConfigError
 
         raise ConfigError(f"differential privacy: the model has layers Opacus cannot train privately: {errors}")
     return fixed

@@ -24,7 +24,7 @@ import torch
 from opacus.optimizers.optimizer import DPOptimizer, _check_processed_flag, _mark_as_processed
 from torch import Tensor
 
-from .convert import restore_sample_order
+from lbp_motion.privacy.convert import restore_sample_order
 
 
 class UnitDPOptimizer(DPOptimizer):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..data.federated import FederatedLoader, mix_seed
+from lbp_motion.federated.clients import FederatedLoader, mix_seed
 
 GROUP_KEY = "dp_group"
 
@@ -157,7 +157,7 @@ def poisson_loader(
 
 
 class PoissonFederatedLoader(FederatedLoader):
-    """A :class:`~lbp_motion.data.federated.FederatedLoader` whose clients draw Poisson
+    """A :class:`~lbp_motion.federated.clients.FederatedLoader` whose clients draw Poisson
     batches from their own data: client k's local epoch ``e`` of round ``r`` is
     ``ceil(1 / q_k)`` batches, seeded by (seed, k, r, e). An empty batch still carries
     its client (``client_id``, a 0-d tensor, besides the empty ``client``)."""

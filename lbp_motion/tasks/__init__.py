@@ -1,14 +1,14 @@
 """LightningModules: BaseTask and the tasks built on it, found through entry points."""
 
-from .anomaly import AnomalyTask
-from .base import BaseTask
-from .cascade import CascadeTask
-from .classification import ClassificationTask
-from .hierarchical import HierarchicalTask
-from .joint import JointTask
-from .mil import MILTask
-from .recording import RecordingTask
-from .registry import load_task, registered_tasks
+from lbp_motion.tasks.anomaly import AnomalyTask
+from lbp_motion.tasks.base import BaseTask
+from lbp_motion.tasks.cascade import CascadeTask
+from lbp_motion.tasks.classification import ClassificationTask
+from lbp_motion.tasks.hierarchical import HierarchicalTask
+from lbp_motion.tasks.joint import JointTask
+from lbp_motion.tasks.mil import MILTask
+from lbp_motion.tasks.recording import RecordingTask
+from lbp_motion.tasks.registry import load_task, registered_tasks
 
 __all__ = [
     "AnomalyTask",

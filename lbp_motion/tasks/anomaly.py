@@ -16,7 +16,7 @@ Two scorers (``scorer`` in the config); higher scores are more anomalous:
 
 A segment is predicted anomalous when ``score >= threshold``. The threshold is chosen
 at the end of every validation epoch on the validation scores by ``threshold_rule``
-(:mod:`lbp_motion.tasks.thresholds`: ``percentile`` of the normal scores, ``f1`` or
+(:mod:`lbp_motion.evaluation.thresholds`: ``percentile`` of the normal scores, ``f1`` or
 ``youden``), kept in the checkpoint (a buffer of the detector, and
 ``checkpoint["lbp_motion"]["threshold"]``) and used as is by test and predict.
 """
@@ -31,12 +31,16 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.evaluation.decisions import (
+    decision_metrics,
+    run_dir_of,
+    save_confusion,
+    save_figure,
+)
+from lbp_motion.evaluation.figures import roc_figure, score_boxplot_figure
+from lbp_motion.evaluation.thresholds import RULES, select_threshold
 from lbp_motion.models import ModelFactory
-
-from .base import BaseTask, tiny_emopain, tiny_lstm_dnn
-from .decisions import decision_metrics, run_dir_of, save_confusion, save_figure
-from .figures import roc_figure, score_boxplot_figure
-from .thresholds import RULES, select_threshold
+from lbp_motion.tasks.base import BaseTask, tiny_emopain, tiny_lstm_dnn
 
 SCORERS = ("loss", "reconstruction")
 NUM_EXERCISES = 9

@@ -21,7 +21,7 @@ class NonFiniteLossError(LbpError):
 def tiny_tug(**extra: Any) -> dict[str, Any]:
     """The tiny synthetic TUG data of the conformance configs (``extra``: more init_args)."""
     return {
-        "class_path": "lbp_motion.data.TUGDataModule",
+        "class_path": "lbp_motion.datamodules.tug.TUGDataModule",
         "init_args": {"synthetic": {"num_subjects": 9, "recordings_per_subject": 1}, "stride": 15, **extra},
     }
 
@@ -30,7 +30,7 @@ def tiny_emopain(task: str, **extra: Any) -> dict[str, Any]:
     """The tiny synthetic EmoPain data (``task``: pain or protective) of the conformance
     configs (``extra``: more init_args)."""
     return {
-        "class_path": "lbp_motion.data.EmoPainDataModule",
+        "class_path": "lbp_motion.datamodules.emopain.EmoPainDataModule",
         "init_args": {
             "task": task,
             "features": "coords",

@@ -22,11 +22,10 @@ from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
 from lbp_motion.models import ModelFactory
-
-from .anomaly import AnomalyTask
-from .base import tiny_emopain, tiny_lstm_dnn
-from .hierarchical import load_stage
-from .joint import JointTask
+from lbp_motion.tasks.anomaly import AnomalyTask
+from lbp_motion.tasks.base import tiny_emopain, tiny_lstm_dnn
+from lbp_motion.tasks.hierarchical import load_stage
+from lbp_motion.tasks.joint import JointTask
 
 
 def _default_stage1(in_features: int, num_classes: int) -> nn.Module:

@@ -10,11 +10,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
-from lbp_motion.models import ModelFactory
-
-from .base import BaseTask
-from .figures import confusion_matrix_figure
-from .metrics import (
+from lbp_motion.evaluation.figures import confusion_matrix_figure
+from lbp_motion.evaluation.metrics import (
     RecordingRule,
     check_recording_rule,
     classification_metrics,
@@ -22,6 +19,8 @@ from .metrics import (
     flatten_metrics,
     recording_metrics,
 )
+from lbp_motion.models import ModelFactory
+from lbp_motion.tasks.base import BaseTask
 
 
 def _default_model(in_features: int, num_classes: int) -> nn.Module:
@@ -45,7 +44,7 @@ class ClassificationTask(BaseTask):
             (mean window probability; default), ``mean_log_prob`` (mean
             log-probability, renormalised) or ``majority`` (vote of the window
             argmaxes, ties by mean probability); see
-            :func:`~lbp_motion.tasks.metrics.aggregate_by_recording`.
+            :func:`~lbp_motion.evaluation.metrics.aggregate_by_recording`.
         data_spec, lr, weight_decay, lr_decay, optimizer, lr_scheduler: see
             :class:`~lbp_motion.tasks.base.BaseTask`.
     """

@@ -23,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.evaluation.decisions import decision_metrics, save_confusion
+from lbp_motion.evaluation.thresholds import RULES
 from lbp_motion.models import ModelFactory
-
-from .anomaly import (
+from lbp_motion.tasks.anomaly import (
     NUM_EXERCISES,
     AnomalyDetector,
     AnomalyTask,
@@ -36,10 +37,8 @@ from .anomaly import (
     save_anomaly_figures,
     store_threshold,
 )
-from .base import BaseTask, tiny_emopain, tiny_lstm_dnn
-from .decisions import decision_metrics, save_confusion
-from .registry import load_task
-from .thresholds import RULES
+from lbp_motion.tasks.base import BaseTask, tiny_emopain, tiny_lstm_dnn
+from lbp_motion.tasks.registry import load_task
 
 PAIN_CLASSES = ["no_pain", "low", "high"]
 

@@ -8,9 +8,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lbp_motion.errors import ConfigError
-
-from .base import tiny_emopain, tiny_lstm_dnn
-from .classification import ClassificationTask
+from lbp_motion.tasks.base import tiny_emopain, tiny_lstm_dnn
+from lbp_motion.tasks.classification import ClassificationTask
 
 #: EmoPain's exercise types (column 71, values 0-8), in label order.
 EMOPAIN_EXERCISES = (

@@ -29,9 +29,8 @@ from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
 from lbp_motion.models import ModelFactory
-
-from .base import tiny_emopain, tiny_lstm_dnn
-from .classification import ClassificationTask
+from lbp_motion.tasks.base import tiny_emopain, tiny_lstm_dnn
+from lbp_motion.tasks.classification import ClassificationTask
 
 
 def skewed_indices(positive: Tensor, positive_share: float, size: int | None = None) -> Tensor:
@@ -65,10 +64,10 @@ def oversample_indices(y: Tensor) -> Tensor:
 
 
 def smote_batch(x: Tensor, mask: Tensor, y: Tensor, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
-    """The batch SMOTE-balanced (:func:`lbp_motion.data.balance.balance_sequences`; every
+    """The batch SMOTE-balanced (:func:`lbp_motion.transforms.balance.balance_sequences`; every
     class up to the largest); random over-sampling instead when SMOTE cannot run (a
     class with fewer than 2 samples). Returns ``x``, ``mask``, ``y``."""
-    from lbp_motion.data.balance import balance_sequences
+    from lbp_motion.transforms.balance import balance_sequences
 
     counts = torch.bincount(y)
     present = counts[counts > 0]

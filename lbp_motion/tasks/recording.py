@@ -8,7 +8,7 @@ recording. The loss is one cross-entropy per recording, so a person with many wi
 does not outweigh one with few, and the model is not rewarded for recognising who is
 walking from single windows.
 
-It needs ``data.unit: recording`` (:class:`~lbp_motion.data.tug.RecordingBags`).
+It needs ``data.unit: recording`` (:class:`~lbp_motion.datamodules.tug.RecordingBags`).
 Metrics and files keep :class:`~.classification.ClassificationTask`'s names: a
 sample is a recording, so ``<stage>/accuracy`` and ``<stage>/recording_accuracy``
 agree, and ``predictions.csv`` has one row per recording (``start`` 0), which ``lbp
@@ -24,9 +24,8 @@ from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
 from lbp_motion.models import ModelFactory
-
-from .base import tiny_tug
-from .classification import ClassificationTask, _default_model
+from lbp_motion.tasks.base import tiny_tug
+from lbp_motion.tasks.classification import ClassificationTask, _default_model
 
 
 class RecordingClassifier(nn.Module):

@@ -1,4 +1,4 @@
-"""Skeleton augmentation (lbp_motion.data.augment): each transform by a property, the
+"""Skeleton augmentation (lbp_motion.transforms.augment): each transform by a property, the
 config checks, and the DataModules' use of it (training data only, seeded)."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.augment import (
+from lbp_motion.datamodules.tug import TUGDataModule
+from lbp_motion.datasets.layouts import COCO17, EMOPAIN22
+from lbp_motion.errors import ConfigError
+from lbp_motion.transforms.augment import (
     AugmentedDataset,
     Crop,
     Dropout,
@@ -24,8 +26,6 @@ from lbp_motion.data.augment import (
     interpolate_keypoints,
     mirror,
 )
-from lbp_motion.data.layouts import COCO17, EMOPAIN22
-from lbp_motion.errors import ConfigError
 
 ALL = [
     {"name": "speed", "factor": [0.8, 1.25]},
@@ -76,7 +76,7 @@ def test_mirror_twice_is_the_identity_and_swaps_the_sides(dims):
 
 
 def test_the_emopain_graph_is_defined_once_and_has_its_sides():
-    from lbp_motion.data import emopain
+    from lbp_motion.datasets import emopain
 
     assert EMOPAIN22.joints == emopain.JOINT_NAMES and EMOPAIN22.edges == emopain.JOINT_EDGES
     named = {(EMOPAIN22.joints[a], EMOPAIN22.joints[b]) for a, b in EMOPAIN22.flip_pairs}
@@ -219,7 +219,7 @@ def test_a_bad_config_is_one_clear_error(config, message):
 
 
 def test_the_datamodules_check_the_config_without_reading_data(tmp_path):
-    from lbp_motion.data import EmoPainDataModule
+    from lbp_motion.datamodules.emopain import EmoPainDataModule
 
     with pytest.raises(ConfigError, match=r"augment\[0\]: unknown transform"):
         TUGDataModule(str(tmp_path), augment=[{"name": "twirl"}])
@@ -296,7 +296,7 @@ def test_tug_dropout_masks_the_dropped_joints(tiny_tug):
 def test_tug_a_padded_short_recording_keeps_its_length_and_its_padding_stays_masked():
     """short_recordings: pad + augmentation: the clip is augmented at its own length
     (the temporal transforms resample within it), then padded and masked as in eval."""
-    from lbp_motion.data.tug import PoseWindowDataset
+    from lbp_motion.datamodules.tug import PoseWindowDataset
 
     rng = np.random.default_rng(0)
     short = rng.uniform(100, 200, size=(20, 17, 3)).astype(np.float32)
@@ -357,7 +357,7 @@ def test_tug_eval_loaders_see_the_original_data(tiny_tug):
 
 
 def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatch):
-    from lbp_motion.data.tug import PoseWindowDataset
+    from lbp_motion.datamodules.tug import PoseWindowDataset
 
     seen: list[tuple[int, bool]] = []
     keys: list[tuple[int, int]] = []
@@ -401,7 +401,7 @@ def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatc
 
 @pytest.fixture(scope="module")
 def tiny_emopain(tmp_path_factory):
-    from lbp_motion.data.synthetic import generate_emopain_dataset
+    from lbp_motion.datasets.synthetic import generate_emopain_dataset
 
     return generate_emopain_dataset(
         tmp_path_factory.mktemp("tiny_emopain_aug"), num_train_patients=2, num_train_controls=1,
@@ -410,7 +410,7 @@ def tiny_emopain(tmp_path_factory):
 
 
 def emopain(root, augment, **kw):
-    from lbp_motion.data import EmoPainDataModule
+    from lbp_motion.datamodules.emopain import EmoPainDataModule
 
     dm = EmoPainDataModule(str(root), task="protective", augment=augment, **kw)
     dm.setup("fit")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.balance import balance_sequences
+from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError
+from lbp_motion.transforms.balance import balance_sequences
 
 
 def _toy(seed=0):

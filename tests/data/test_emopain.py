@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import EmoPainDataModule
-from lbp_motion.data.emopain import (
+from lbp_motion.datamodules.emopain import EmoPainDataModule
+from lbp_motion.datasets.emopain import (
     ANGLE_TRIPLETS,
     EXERCISES,
     JOINT_EDGES,
@@ -22,7 +22,6 @@ from lbp_motion.data.emopain import (
     exercise_instances,
     frame_label_shares,
     list_emopain_files,
-    loso_folds,
     majority_label,
     parse_emopain_name,
     read_emopain,
@@ -31,9 +30,9 @@ from lbp_motion.data.emopain import (
     write_emopain_csv,
     write_emopain_mat,
 )
-from lbp_motion.data.format import DataFormatError
-from lbp_motion.data.splits import write_split_file
-from lbp_motion.data.synthetic import ensure_synthetic_emopain, generate_emopain_dataset
+from lbp_motion.datasets.format import DataFormatError
+from lbp_motion.datasets.splits import loso_folds, write_split_file
+from lbp_motion.datasets.synthetic import ensure_synthetic_emopain, generate_emopain_dataset
 from lbp_motion.errors import ConfigError
 
 BATCH_KEYS = {"x", "mask", "y", "aux", "recording", "subject", "start"}
@@ -577,8 +576,8 @@ def test_synthetic_label_shares_roughly_match_spec(tmp_path):
 def test_emopain_balancing_and_federation_support(tmp_path):
     import torch
 
-    from lbp_motion.data import EmoPainDataModule
-    from lbp_motion.data.synthetic import generate_emopain_dataset
+    from lbp_motion.datamodules.emopain import EmoPainDataModule
+    from lbp_motion.datasets.synthetic import generate_emopain_dataset
     from lbp_motion.federated import FedAvgStrategy
     from lbp_motion.training_plan import planned_train_loader
 

@@ -4,7 +4,7 @@ per-frame protective labels (cascade stage 1)."""
 import numpy as np
 import pytest
 
-from lbp_motion.data import EmoPainDataModule
+from lbp_motion.datamodules.emopain import EmoPainDataModule
 from lbp_motion.errors import ConfigError
 
 SYN = {"num_train_patients": 2, "num_train_controls": 1, "num_val_patients": 2, "num_val_controls": 1,

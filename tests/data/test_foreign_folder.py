@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 
-from lbp_motion.results import read_metrics
+from lbp_motion.evaluation.results import read_metrics
 
 
 def write_foreign_folder(root, rng):

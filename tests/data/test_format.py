@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import (
+from lbp_motion.datasets.format import (
     DataFormatError,
     LabelRow,
     read_labels,

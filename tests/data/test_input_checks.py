@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import (
+from lbp_motion.datasets.format import (
     DataFormatError,
     LabelRow,
     check_labels_merge,

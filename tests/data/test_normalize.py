@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbp_motion.data.layouts import COCO17
-from lbp_motion.data.normalize import body_scale, normalize_skeleton, skeleton_centre
+from lbp_motion.datasets.layouts import COCO17
+from lbp_motion.datasets.normalize import body_scale, normalize_skeleton, skeleton_centre
 
 
 def _skeleton(seed=0, t=30):

@@ -7,16 +7,17 @@ import logging
 import numpy as np
 import pytest
 
-from lbp_motion.data import EmoPainDataModule, TUGDataModule
-from lbp_motion.data.format import (
+from lbp_motion.datamodules.emopain import EmoPainDataModule
+from lbp_motion.datamodules.tug import TUGDataModule
+from lbp_motion.datasets.format import (
     DataFormatError,
     read_labels,
     read_recording,
     write_labels,
     write_recording,
 )
-from lbp_motion.data.layouts import COCO17
-from lbp_motion.data.splits import write_split_file
+from lbp_motion.datasets.layouts import COCO17
+from lbp_motion.datasets.splits import write_split_file
 
 
 def test_one_class_is_refused_when_fitting_but_not_when_testing(tiny_copy):

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.format import (
+from lbp_motion.datamodules.tug import TUGDataModule
+from lbp_motion.datasets.format import (
     LabelRow,
     read_labels,
     read_recording,
     write_labels,
     write_recording,
 )
-from lbp_motion.data.layouts import COCO17, LAYOUTS, Layout
-from lbp_motion.data.normalize import body_scale, normalize_skeleton
-from lbp_motion.data.streams import STREAMS, bones, motion, num_features, stream_features
-from lbp_motion.data.windows import window_index, window_starts
+from lbp_motion.datasets.layouts import COCO17, LAYOUTS, Layout
+from lbp_motion.datasets.normalize import body_scale, normalize_skeleton
+from lbp_motion.datasets.windows import window_index, window_starts
 from lbp_motion.errors import ConfigError
+from lbp_motion.transforms.streams import STREAMS, bones, motion, num_features, stream_features
 from tests.conftest import SHARED_DATA, TINY_ARGS
 
 # a hand-made 4-joint skeleton: 0 root, 1 child of 0, 2 and 3 children of 1
@@ -162,7 +162,7 @@ def test_bad_settings_are_one_line_config_errors(kwargs, message):
 
 
 def test_bones_need_a_tree(tiny_tug):
-    from lbp_motion.data.layouts import register_layout
+    from lbp_motion.datasets.layouts import register_layout
 
     register_layout(Layout(name="treeless3", joints=("a", "b", "c")))
     try:
@@ -277,7 +277,7 @@ def test_fit_and_predict_with_streams(tiny_tug, tmp_path):
     """A tiny `lbp fit` on joint+bone+joint_motion; `lbp predict --ckpt_path` and the
     one-file prediction rebuild the 153-wide input from the checkpoint alone."""
     from lbp_motion.cli import main
-    from lbp_motion.pose.predict import predict
+    from lbp_motion.inference.predict import predict
     from lbp_motion.tasks.registry import read_checkpoint_info
 
     argv = ["fit", "--config", "experiments/quickstart.yaml", *TINY_ARGS, "--data.root", str(tiny_tug),

@@ -1,12 +1,12 @@
-"""lbp_motion.data.splits.subject_folds / loso_folds: the one place subject folds are made."""
+"""lbp_motion.datasets.splits.subject_folds / loso_folds: the one place subject folds are made."""
 
 import itertools
 
 import pytest
 
-from lbp_motion import cv
-from lbp_motion.data.splits import loso_folds, subject_folds
+from lbp_motion.datasets.splits import loso_folds, subject_folds
 from lbp_motion.errors import ConfigError
+from lbp_motion.pipelines import cv
 
 SUBJECTS = [f"p{i:02d}" for i in range(10)]
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import read_labels, read_recording
-from lbp_motion.data.layouts import COCO17
-from lbp_motion.data.synthetic import ensure_synthetic_tug, generate_tug_dataset
+from lbp_motion.datasets.format import read_labels, read_recording
+from lbp_motion.datasets.layouts import COCO17
+from lbp_motion.datasets.synthetic import ensure_synthetic_tug, generate_tug_dataset
 
 CLASSES = ("low", "medium", "high")
 
@@ -116,7 +116,7 @@ DEFAULT_CACHE_KEY = "a889f39ece68"  # _settings_key({}) then
 
 
 def test_without_nuisance_the_output_is_that_of_version_1(tmp_path):
-    from lbp_motion.data.synthetic.tug import GENERATOR_VERSION, _settings_key
+    from lbp_motion.datasets.synthetic.tug import GENERATOR_VERSION, _settings_key
 
     assert GENERATOR_VERSION == 1
     assert _digest(generate_tug_dataset(tmp_path / "d")) == DEFAULT_DIGEST
@@ -150,7 +150,7 @@ def _nuisance_vector(nz):
 
 
 def test_nuisance_is_independent_of_the_label():
-    from lbp_motion.data.synthetic.tug import NUISANCE_PARTS, _assign, _subject_nuisance
+    from lbp_motion.datasets.synthetic.tug import NUISANCE_PARTS, _assign, _subject_nuisance
 
     n = 900
     cls, _ = _assign(n, CLASSES, None, seed=0)

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.format import (
+from lbp_motion.datamodules.tug import TUGDataModule
+from lbp_motion.datasets.format import (
     DataFormatError,
     LabelRow,
     read_labels,
     write_labels,
     write_recording,
 )
-from lbp_motion.data.splits import write_split_file
+from lbp_motion.datasets.splits import write_split_file
 
 
 def test_windows_batches_and_no_subject_on_two_sides(tiny_tug):
@@ -126,7 +126,7 @@ def test_cli_reports_bad_input_in_one_line(tiny_copy, tmp_path, capsys):
 
 
 def test_train_sites_keep_the_common_test_split(tmp_path):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
     from lbp_motion.errors import ConfigError
 
     root = generate_tug_dataset(tmp_path / "s", num_subjects=12, recordings_per_subject=1, sites=3, seed=1)

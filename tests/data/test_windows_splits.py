@@ -1,8 +1,8 @@
 import pytest
 
-from lbp_motion.data.format import DataFormatError
-from lbp_motion.data.splits import read_split_file, split_subjects, write_split_file
-from lbp_motion.data.windows import window_index, window_starts
+from lbp_motion.datasets.format import DataFormatError
+from lbp_motion.datasets.splits import read_split_file, split_subjects, write_split_file
+from lbp_motion.datasets.windows import window_index, window_starts
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.federated import mix_seed, select_clients
-from lbp_motion.data.partition import partition_subjects
+from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated import AggregationError, FedAvgStrategy, fedavg, server_momentum_update
+from lbp_motion.federated.clients import mix_seed, select_clients
+from lbp_motion.federated.partition import partition_subjects
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import planned_train_loader
@@ -65,7 +65,7 @@ def test_client_selection_is_seeded_per_round():
 
 @pytest.fixture(scope="module")
 def sited_tug(tmp_path_factory):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     return generate_tug_dataset(tmp_path_factory.mktemp("sited"), num_subjects=12, recordings_per_subject=1, sites=3, seed=2)
 

@@ -15,7 +15,7 @@ pytest.importorskip("opacus")
 
 from opacus.accountants import RDPAccountant  # noqa: E402
 
-from lbp_motion.data import TUGDataModule  # noqa: E402
+from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError  # noqa: E402
 from lbp_motion.federated import FedAvgStrategy  # noqa: E402
 from lbp_motion.models import TransformerClassifier  # noqa: E402
@@ -25,7 +25,7 @@ from lbp_motion.tasks import ClassificationTask  # noqa: E402
 
 @pytest.fixture(scope="module")
 def sited_tug(tmp_path_factory):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     return generate_tug_dataset(tmp_path_factory.mktemp("sited_dp"), num_subjects=12, recordings_per_subject=1, sites=3, seed=2)
 

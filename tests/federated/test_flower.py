@@ -108,7 +108,7 @@ def test_insecure_transport_needs_the_explicit_flag(capsys):
 
 
 def test_federate_flags_parse_in_snake_case_and_unknown_ones_go_to_the_config(capsys):
-    from lbp_motion.federated.flower.deploy_cli import client_parser, server_parser
+    from lbp_motion.cli.federate import client_parser, server_parser
 
     args, overrides = client_parser().parse_known_args(
         ["--config", "a.yaml", "--server", "h:1", "--client_id", "3", "--work_dir", "w", "--root_certificates", "ca",
@@ -126,7 +126,7 @@ def test_federate_flags_parse_in_snake_case_and_unknown_ones_go_to_the_config(ca
 
 
 def test_old_hyphenated_federate_flags_still_parse_for_one_release_with_a_warning(capsys):
-    from lbp_motion.federated.flower.deploy_cli import client_parser, server_parser
+    from lbp_motion.cli.federate import client_parser, server_parser
 
     with pytest.warns(DeprecationWarning, match="--client-id is deprecated; use --client_id"):
         args, overrides = client_parser().parse_known_args(
@@ -144,7 +144,7 @@ def test_flower_executables_get_their_own_flag_spelling(tmp_path):
     """Only lbp's flags changed: what lbp passes to flower-superlink and flower-supernode did not."""
     import argparse
 
-    from lbp_motion.federated.flower.deploy_cli import transport
+    from lbp_motion.cli.federate import transport
 
     for name in ("ca", "cert", "key"):
         (tmp_path / name).write_text("pem")
@@ -269,7 +269,7 @@ def _wait_for(path: Path, timeout: float, procs: Processes, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def three_sites(tmp_path_factory):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     return generate_tug_dataset(tmp_path_factory.mktemp("flower_sites"), num_subjects=12, recordings_per_subject=1,
                                 sites=3, seed=2)

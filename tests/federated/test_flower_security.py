@@ -19,7 +19,8 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from lbp_motion.federated.flower.deploy import cmd_keys, free_port, write_app  # noqa: E402
+from lbp_motion.cli.federate import cmd_keys
+from lbp_motion.federated.flower.deploy import free_port, write_app  # noqa: E402
 from tests.federated.test_flower import SITES, SMALL, Processes, _certificates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +127,7 @@ def processes(tmp_path):
 
 @pytest.mark.slow
 def test_rogue_runs_and_unknown_supernodes_are_refused(tmp_path, processes):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     data = generate_tug_dataset(tmp_path / "data", num_subjects=6, recordings_per_subject=1, sites=3, seed=2)
     certs = _certificates(tmp_path / "certs")

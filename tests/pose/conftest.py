@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbp_motion.data.layouts import COCO17
+from lbp_motion.datasets.layouts import COCO17
 from lbp_motion.pose.base import PersonPose, PoseEstimator
 
 #: $LBP_CACHE/registry, as scripts/fetch_test_data.py fills it (`make test-data`)
@@ -129,7 +129,7 @@ def fake_backend(monkeypatch):
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of the tiny attention model trained one epoch on 9 synthetic subjects."""
     from lbp_motion.cli import main
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
     from tests.conftest import ROOT, TINY_ARGS
 
     base = tmp_path_factory.mktemp("pose_ckpt")

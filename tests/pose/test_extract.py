@@ -6,9 +6,9 @@ import os
 import pytest
 
 from lbp_motion.cli import main
-from lbp_motion.data import TUGDataModule
-from lbp_motion.data.format import read_labels, read_recording
-from lbp_motion.data.layouts import COCO17
+from lbp_motion.datamodules.tug import TUGDataModule
+from lbp_motion.datasets.format import read_labels, read_recording
+from lbp_motion.datasets.layouts import COCO17
 from lbp_motion.pose.extract import extract_folder, extract_video, keypoints_for_video_folder
 from lbp_motion.pose.tracking import TRACKING_RULE
 from tests.pose.conftest import FakeBackend, write_video
@@ -115,7 +115,7 @@ def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypat
     assert {r.recording: r.label for r in read_labels(keypoints_for_video_folder(videos))}["v0"] == "high"
     assert keypoints_for_video_folder(tmp_path) == tmp_path  # not a video folder: unchanged
     (videos / "labels.csv").unlink()
-    from lbp_motion.data.format import DataFormatError
+    from lbp_motion.datasets.format import DataFormatError
 
     with pytest.raises(DataFormatError, match="needs a labels.csv"):
         keypoints_for_video_folder(videos)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import DataFormatError, write_recording
-from lbp_motion.data.layouts import COCO17, get_layout, to_layout
+from lbp_motion.datasets.format import DataFormatError, write_recording
+from lbp_motion.datasets.layouts import COCO17, get_layout, to_layout
 from lbp_motion.pose import read_keraal_json
 from tests.conftest import SHARED_DATA
 
@@ -65,7 +65,7 @@ def test_alphapose_and_openpose_tracks_agree_after_conversion():
 
 @needs_keraal
 def test_imported_keraal_writes_a_valid_keypoint_file(tmp_path):
-    from lbp_motion.data.format import read_recording
+    from lbp_motion.datasets.format import read_recording
 
     bp = read_keraal_json(KERAAL / "G3-BP-CTK-P1T1-Unknown-C-0.json")
     coco = to_layout(bp.keypoints, "blazepose33", "coco17")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lbp_motion.data.layouts import (
+from lbp_motion.datasets.layouts import (
     COCO17,
     CONVERSIONS,
     convert_layout,

@@ -9,10 +9,10 @@ import torch
 
 import lbp_motion
 from lbp_motion.cli import main
-from lbp_motion.data.format import read_recording, write_recording
-from lbp_motion.data.layouts import layout_conversion
-from lbp_motion.data.synthetic import generate_tug_dataset
-from lbp_motion.pose.predict import AGGREGATION, predict
+from lbp_motion.datasets.format import read_recording, write_recording
+from lbp_motion.datasets.layouts import layout_conversion
+from lbp_motion.datasets.synthetic import generate_tug_dataset
+from lbp_motion.inference.predict import AGGREGATION, predict
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_predict_a_keypoint_file(tiny_checkpoint, recording, tmp_path):
 
 def test_windows_match_the_datamodule_pipeline(tiny_checkpoint, recording):
     """The same normalisation and model as `lbp predict --config` over a dataset."""
-    from lbp_motion.data.layouts import COCO17
-    from lbp_motion.data.normalize import body_scale
-    from lbp_motion.data.tug import PoseWindowDataset
+    from lbp_motion.datamodules.tug import PoseWindowDataset
+    from lbp_motion.datasets.layouts import COCO17
+    from lbp_motion.datasets.normalize import body_scale
     from lbp_motion.tasks import load_task
 
     rec = read_recording(recording)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lbp_motion.cli import main
-from lbp_motion.data.format import read_labels, read_recording
-from lbp_motion.data.layouts import COCO17
+from lbp_motion.datasets.format import read_labels, read_recording
+from lbp_motion.datasets.layouts import COCO17
 from tests.pose.conftest import HAVE_MODELS, REGISTRY, VIDEO
 
 pytestmark = [

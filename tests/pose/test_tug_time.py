@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import read_recording
-from lbp_motion.data.synthetic import generate_tug_dataset
-from lbp_motion.data.synthetic import tug as synthetic
-from lbp_motion.pose.predict import estimate_tug_time, hip_height
+from lbp_motion.datasets.format import read_recording
+from lbp_motion.datasets.synthetic import generate_tug_dataset
+from lbp_motion.datasets.synthetic import tug as synthetic
+from lbp_motion.inference.predict import estimate_tug_time, hip_height
 
 SEED, SUBJECTS = 3, 6
 

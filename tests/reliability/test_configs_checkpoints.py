@@ -20,7 +20,7 @@ MARKER = "imported-untrusted-code"
 
 @functools.cache
 def _tiny_data() -> Path:
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
 
     return generate_tug_dataset(Path(tempfile.mkdtemp(prefix="lbp-rel-")), num_subjects=9,
                                 recordings_per_subject=1, seed=0)

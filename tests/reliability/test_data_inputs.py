@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbp_motion.data.format import read_labels, read_recording, write_labels, write_recording
-from lbp_motion.data.layouts import COCO17
+from lbp_motion.datasets.format import read_labels, read_recording, write_labels, write_recording
+from lbp_motion.datasets.layouts import COCO17
 from tests.conftest import TINY_ARGS
 from tests.reliability.harness import Case, replay
 

@@ -33,7 +33,7 @@ def _client(server: str, *extra: str):
 
 
 def _keys(tmp: Path) -> Path:
-    from lbp_motion.federated.flower.deploy import cmd_keys
+    from lbp_motion.cli.federate import cmd_keys
 
     if not (tmp / "keys" / "site0").exists():
         cmd_keys([str(tmp / "keys"), "--sites", "1"])
@@ -153,7 +153,7 @@ class DeadGrid:
 
 
 def test_left_out_sites_are_named_by_client_id_and_reason(tmp_path, task_identity_fl):
-    from lbp_motion.data.synthetic import generate_tug_dataset
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
     from lbp_motion.federated.flower.apps import run_federation
     from tests.federated.test_flower import SITES, SMALL
 

@@ -69,7 +69,7 @@ def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
 def test_recording_metric_as_monitor_picks_the_best_epoch(run_lbp, tiny_tug):
     import csv
 
-    from lbp_motion.results import read_metrics
+    from lbp_motion.evaluation.results import read_metrics
 
     monitor = "val/recording_mcc"
     # a small CNN that learns within a few epochs on the tiny data, and a third of the

@@ -166,5 +166,5 @@ def test_trainer_fit_lowers_the_loss_and_logs_exercise_accuracy(tmp_path):
 
 
 def test_fallback_exercise_names_match_the_emopain_reader():
-    emopain = pytest.importorskip("lbp_motion.data.emopain")
+    emopain = pytest.importorskip("lbp_motion.datamodules.emopain")
     assert tuple(emopain.EXERCISES) == EMOPAIN_EXERCISES

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lbp_motion.tasks.metrics import (
+from lbp_motion.evaluation.metrics import (
     aggregate_by_recording,
     classification_metrics,
     flatten_metrics,
@@ -112,7 +112,7 @@ def test_recording_predictions_csv_follows_the_task_rule(rule, tmp_path):
     import csv
     from types import SimpleNamespace
 
-    from lbp_motion.results import PredictionFiles
+    from lbp_motion.evaluation.results import PredictionFiles
 
     batch = {"recording": torch.zeros(5, dtype=torch.long), "start": torch.arange(5), "probs": DISAGREE}
     module = SimpleNamespace(classes=["a", "b", "c"], recording_rule=rule)

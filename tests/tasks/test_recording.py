@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from lbp_motion.cli import main
-from lbp_motion.data import TUGDataModule
+from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError
+from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.models import TransformerClassifier
-from lbp_motion.results import read_metrics
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.tasks.recording import RecordingClassifier, RecordingTask
 from tests.conftest import TINY_ARGS
@@ -174,7 +174,7 @@ def test_baselines_of_a_recording_model_are_those_of_the_window_model_on_the_sam
 
 
 def test_augmentation_reaches_every_window_of_a_training_bag(tiny_tug):
-    from lbp_motion.data.augment import AugmentedDataset
+    from lbp_motion.transforms.augment import AugmentedDataset
 
     dm = _bags(tiny_tug, max_windows=4, augment=[{"name": "rotate", "degrees": 20}])
     train = dm._datasets["train"]

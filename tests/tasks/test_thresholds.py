@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lbp_motion.errors import ConfigError
-from lbp_motion.tasks.figures import plt, roc_figure, score_boxplot_figure
-from lbp_motion.tasks.thresholds import (
+from lbp_motion.evaluation.figures import plt, roc_figure, score_boxplot_figure
+from lbp_motion.evaluation.thresholds import (
     f1_optimal_threshold,
     percentile_threshold,
     select_threshold,

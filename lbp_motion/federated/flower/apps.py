@@ -32,12 +32,18 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from ...atomic import atomic_write, write_json
-from ...errors import ConfigError
-from ...results import SCHEMA_VERSION
-from ..fedavg import AggregationError, server_momentum_update
-from .messages import ARRAYS, CONFIG, arrays_to_state, state_to_arrays, train_reply_content
-from .messages import METRICS as METRICS_KEY
+from lbp_motion.atomic import atomic_write, write_json
+from lbp_motion.errors import ConfigError
+from lbp_motion.evaluation.results import SCHEMA_VERSION
+from lbp_motion.federated.fedavg import AggregationError, server_momentum_update
+from lbp_motion.federated.flower.messages import (
+    ARRAYS,
+    CONFIG,
+    arrays_to_state,
+    state_to_arrays,
+    train_reply_content,
+)
+from lbp_motion.federated.flower.messages import METRICS as METRICS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ _EXPERIMENTS: dict[str, Any] = {}
 
 def _client_experiment(settings: dict[str, Any]):
     """The site's experiment, built once per ClientApp process."""
-    from .experiment import load_experiment
+    from lbp_motion.federated.flower.experiment import load_experiment
 
     key = json.dumps(settings, sort_keys=True)
     if key not in _EXPERIMENTS:
@@ -113,7 +119,7 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
     lbp_round = int(msg.content[CONFIG]["lbp-round"])
     (work_dir / f"round-{lbp_round:03d}.started").touch()  # progress marker (tests, operators)
     experiment = _client_experiment(settings)
-    from .local import train_locally
+    from lbp_motion.federated.flower.local import train_locally
 
     global_state = arrays_to_state(msg.content[ARRAYS])
     mismatch = _shape_mismatch(experiment.task.state_dict(), global_state)
@@ -282,7 +288,7 @@ def _wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 def _server_validation(experiment, state: dict[str, torch.Tensor], run_dir: Path) -> dict[str, float]:
     import lightning.pytorch as pl
 
-    from .messages import scalar_metrics
+    from lbp_motion.federated.flower.messages import scalar_metrics
 
     task, dm = experiment.task, experiment.datamodule
     task.load_state_dict(state)
@@ -296,15 +302,15 @@ def _server_validation(experiment, state: dict[str, torch.Tensor], run_dir: Path
 
 def load_server_checkpoint(path: Path) -> dict[str, Any]:
     """The server's checkpoint, read as tensors and plain data only (no code runs)."""
-    from ...trust import load_checkpoint
+    from lbp_motion.trust import load_checkpoint
 
     return load_checkpoint(path)
 
 
 def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The server's rounds (see the module docstring); returns the final global state."""
-    from .experiment import load_experiment
-    from .strategy import LbpFedAvg
+    from lbp_motion.federated.flower.experiment import load_experiment
+    from lbp_motion.federated.flower.strategy import LbpFedAvg
 
     experiment = load_experiment(settings.get("config"), settings.get("overrides"))
     fed = experiment.federation

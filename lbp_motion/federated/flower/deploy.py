@@ -1,5 +1,5 @@
 """``lbp federate server|client|keys|app``: thin wrappers over Flower's SuperLink and SuperNode
-(their command lines: :mod:`.deploy_cli`).
+(their command lines and option checks: :mod:`lbp_motion.cli.federate`).
 
 * ``lbp federate server --config FILE [--port 9092] (--insecure | --ssl_ca_certfile CA
   --ssl_certfile CERT --ssl_keyfile KEY)``
@@ -23,6 +23,7 @@ processes) watch their parent's pid and exit with it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -33,18 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-from ...errors import ConfigError, LbpError
-from ...interrupts import Interrupted
-from .deploy_cli import (
-    app_parser,
-    authorized_keys,
-    check_client_args,
-    client_parser,
-    configs,
-    keys_parser,
-    server_parser,
-    transport,
-)
+from lbp_motion.errors import ConfigError, LbpError
+from lbp_motion.interrupts import Interrupted
 
 APP_PYPROJECT = """\
 # The lbp_motion Flower app (written by `lbp federate`). Its components live in the
@@ -189,18 +180,18 @@ def _server_run_dir(resume: str | None, experiment, config: str) -> Path:
         if not (run_dir / "checkpoints" / "last.ckpt").is_file():
             raise ConfigError(f"--resume {resume}: no checkpoints/last.ckpt in that folder")
         return run_dir
-    from ...results import make_run_dir
+    from lbp_motion.evaluation.results import make_run_dir
 
     run = experiment.run
     return make_run_dir(run.out_dir, run.name or Path(config).stem).resolve()
 
 
-def cmd_server(argv: list[str]) -> int:
-    args, overrides = server_parser().parse_known_args(argv)
-    tls = transport(args, "server")
-    keys = authorized_keys(args)
-    config, overrides = configs(args.config, overrides)
-    from .experiment import load_experiment
+def run_server(args: argparse.Namespace, config: str, overrides: list[str], tls: list[str],
+               keys: list[Path] | None) -> int:
+    """``lbp federate server`` with its options checked (:mod:`lbp_motion.cli.federate`):
+    Flower's SuperLink plus the lbp ServerApp, until the run ends. ``tls``: the TLS
+    options of Flower's executables; ``keys``: the SuperNodes' public keys, if any."""
+    from lbp_motion.federated.flower.experiment import load_experiment
 
     experiment = load_experiment(config, overrides)  # a bad config fails here, in one line
     run_dir = _server_run_dir(args.resume, experiment, config)
@@ -456,16 +447,14 @@ def _supernode_failure(lines: list[str]) -> str:
     return lines[-1].strip()[:300] if lines else "no output"
 
 
-def cmd_client(argv: list[str]) -> int:
-    args, overrides = client_parser().parse_known_args(argv)
-    tls = transport(args, "client")
-    check_client_args(args)
-    config, overrides = configs(args.config, overrides)
-    from .experiment import load_experiment
+def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls: list[str]) -> int:
+    """``lbp federate client`` with its options checked (:mod:`lbp_motion.cli.federate`):
+    this clinic's SuperNode behind the app-hash guard, until the federation ends."""
+    from lbp_motion.federated.flower.experiment import load_experiment
 
     experiment = load_experiment(config, overrides)
     if not args.skip_check:
-        from .local import site_training_data
+        from lbp_motion.federated.flower.local import site_training_data
 
         _, n_k = site_training_data(experiment.datamodule)
         print(f"lbp federate client {args.client_id}: {n_k} training windows (num-examples)", flush=True)
@@ -526,16 +515,17 @@ def cmd_client(argv: list[str]) -> int:
 
 
 # -- keys --------------------------------------------------------------------------------------
-def cmd_keys(argv: list[str]) -> int:
-    args = keys_parser().parse_args(argv)
-    if args.sites < 1:
+def write_keys(folder: str | Path, sites: int) -> Path:
+    """``lbp federate keys``: one EC key pair per site in ``folder`` (never overwriting a
+    key): private ``siteK`` (mode 0600) for clinic K, public ``siteK.pub`` for the server."""
+    if sites < 1:
         raise ConfigError("lbp federate keys: --sites must be at least 1")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    folder = Path(args.folder)
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for k in range(args.sites):
+    for k in range(sites):
         private, public = folder / f"site{k}", folder / f"site{k}.pub"
         if private.exists() or public.exists():
             raise ConfigError(f"lbp federate keys: {private} exists; not overwriting a key")
@@ -546,30 +536,4 @@ def cmd_keys(argv: list[str]) -> int:
                                        serialization.NoEncryption()))
         public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                          serialization.PublicFormat.OpenSSH) + b"\n")
-    print(f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth_key); "
-          "the server lists the .pub files (--authorized_keys)")
-    return 0
-
-
-# -- app ---------------------------------------------------------------------------------------
-def cmd_app(argv: list[str]) -> int:
-    args = app_parser().parse_args(argv)
-    folder = write_app(args.folder)
-    print(f"Wrote {folder / 'pyproject.toml'}; run it with: flwr run {folder} CONNECTION --stream "
-          "--run-config 'lbp-server=\"/path/to/server.json\"' (docs/deploy.md)")
-    return 0
-
-
-COMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app, "keys": cmd_keys}
-
-
-def cmd_federate(argv: list[str]) -> int:
-    """``lbp federate``: real multi-site FedAvg on Flower (server, client, keys, app)."""
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    import importlib.util
-
-    if argv[0] not in ("app", "keys") and importlib.util.find_spec("flwr") is None:
-        raise ConfigError("lbp federate needs Flower: pip install \"lbp-motion[fl]\" (flwr 1.41)")
-    return COMMANDS[argv[0]](argv[1:])
+    return folder

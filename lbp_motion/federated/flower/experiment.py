@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ... import runs
-from ...errors import ConfigError
-from ..strategy import FedAvgStrategy
+from lbp_motion import runs
+from lbp_motion.errors import ConfigError
+from lbp_motion.federated.strategy import FedAvgStrategy
 
 
 @dataclass

@@ -31,7 +31,7 @@ def lbp_app_hash() -> str:
     builds FABs reproducibly: fixed file dates, sorted files)."""
     from flwr.cli.build import build_fab_from_files
 
-    from .deploy import APP_PYPROJECT
+    from lbp_motion.federated.flower.deploy import APP_PYPROJECT
 
     fab, _ = build_fab_from_files({"pyproject.toml": APP_PYPROJECT.encode()})
     return hashlib.sha256(fab).hexdigest()

@@ -33,10 +33,10 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 
-from ...data.federated import mix_seed
-from ...errors import ConfigError
-from ...training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
-from .messages import scalar_metrics
+from lbp_motion.errors import ConfigError
+from lbp_motion.federated.clients import mix_seed
+from lbp_motion.federated.flower.messages import scalar_metrics
+from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 
 
 class SiteRoundLoader:
@@ -145,7 +145,7 @@ def site_training_data(datamodule) -> tuple[Any, int]:
 
 def _is_private(callback: Any) -> bool:
     try:
-        from ...privacy import DifferentialPrivacy
+        from lbp_motion.privacy import DifferentialPrivacy
     except ImportError:  # the dp extra is not installed: no DP callback can be configured either
         return False
     return isinstance(callback, DifferentialPrivacy)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from ...errors import LbpError
+from lbp_motion.errors import LbpError
 
 ARRAYS = "arrays"
 METRICS = "metrics"

@@ -24,8 +24,8 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
-from ..fedavg import all_finite, fedavg
-from .messages import (
+from lbp_motion.federated.fedavg import all_finite, fedavg
+from lbp_motion.federated.flower.messages import (
     ARRAYS,
     CLIENT_ID,
     METRICS,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 def select_nodes(node_ids: Iterable[int], fraction: float, min_clients: int, seed: int, server_round: int) -> list[int]:
     """The nodes of a round: all of them with ``fraction`` 1, else
     ``max(min_clients, round(fraction * available))`` drawn with (seed, round)."""
-    from ...data.federated import mix_seed
+    from lbp_motion.federated.clients import mix_seed
 
     nodes = sorted(int(n) for n in node_ids)
     m = len(nodes) if fraction >= 1 else max(min_clients, int(round(fraction * len(nodes))))

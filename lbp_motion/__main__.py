@@ -1,0 +1,7 @@
+"""``python -m lbp_motion``: the ``lbp`` command without its console script."""
+
+import sys
+
+from lbp_motion.cli import main
+
+sys.exit(main())

@@ -1,8 +1,0 @@
-"""Synthetic pose datasets for tests, demos and benchmarks (no patient data needed)."""
-
-from .tug import ensure_synthetic_tug, generate_tug_dataset
-
-__all__ = ["generate_tug_dataset", "ensure_synthetic_tug"]
-from .emopain import ensure_synthetic_emopain, generate_emopain_dataset  # noqa: E402
-
-__all__ += ["generate_emopain_dataset", "ensure_synthetic_emopain"]
