@@ -7,22 +7,13 @@ from typing import Any
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lbp_motion.datasets.emopain.format import EXERCISES
 from lbp_motion.errors import ConfigError
 from lbp_motion.tasks.base import tiny_emopain, tiny_lstm_dnn
 from lbp_motion.tasks.classification import ClassificationTask
 
 #: EmoPain's exercise types (column 71, values 0-8), in label order.
-EMOPAIN_EXERCISES = (
-    "other",
-    "one_leg_stand",
-    "reach_forward",
-    "bend",
-    "sit_to_stand",
-    "stand_to_sit",
-    "sitting_still",
-    "standing_still",
-    "walking",
-)
+EMOPAIN_EXERCISES = EXERCISES
 
 
 class JointTask(ClassificationTask):
