@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lbp_motion.datasets.format import read_recording
-from lbp_motion.datasets.synthetic import generate_tug_dataset
+from lbp_motion.datasets.synthetic import generate_tug_dataset, tug_body
 from lbp_motion.datasets.synthetic import tug as synthetic
 from lbp_motion.inference.predict import estimate_tug_time, hip_height
 
@@ -18,9 +18,9 @@ def _true_tug_times():
     cls, _ = synthetic._assign(SUBJECTS, classes, None, SEED)
     out = []
     for i in range(SUBJECTS):
-        style = synthetic._subject_style(np.random.default_rng([SEED, 1, i]), 2.0 * cls[i] / 2)
-        motion = synthetic._recording_motion(style, np.random.default_rng([SEED, 2, i, 0]))
-        starts = np.concatenate([[0.0], np.cumsum(synthetic._segment_durations(motion))])
+        style = tug_body._subject_style(np.random.default_rng([SEED, 1, i]), 2.0 * cls[i] / 2)
+        motion = tug_body._recording_motion(style, np.random.default_rng([SEED, 2, i, 0]))
+        starts = np.concatenate([[0.0], np.cumsum(tug_body._segment_durations(motion))])
         out.append((starts[1], starts[7]))
     return out
 
