@@ -32,6 +32,7 @@ test: $(STAMP) test-data
 
 lint: $(STAMP)
 	$(BIN)/ruff check lbp_motion tests benchmarks
+	$(BIN)/ruff format --check lbp_motion tests benchmarks
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

@@ -78,21 +78,25 @@ def main() -> int:
             self._t = time.perf_counter()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            timers["batches"] += time.perf_counter() - self._t - (timers["switch"] - self._switch_before)
+            timers["batches"] += (
+                time.perf_counter() - self._t - (timers["switch"] - self._switch_before)
+            )
 
         def on_train_epoch_end(self, trainer, pl_module):
             end = time.perf_counter()
             round_time = timers["round_end"] - timers["start"]
             fed = timers["switch"] + timers["aggregate"]
-            self.rows.append({
-                "round": trainer.current_epoch,
-                "round_s": round_time,
-                "local_s": timers["batches"],
-                "federation_s": fed,
-                "val_and_ckpt_s": end - timers["round_end"],
-                "overhead": (round_time - timers["batches"]) / round_time,
-                "federation_share": fed / round_time,
-            })
+            self.rows.append(
+                {
+                    "round": trainer.current_epoch,
+                    "round_s": round_time,
+                    "local_s": timers["batches"],
+                    "federation_s": fed,
+                    "val_and_ckpt_s": end - timers["round_end"],
+                    "overhead": (round_time - timers["batches"]) / round_time,
+                    "federation_share": fed / round_time,
+                }
+            )
 
     clock = Clock()
     # model and data exactly as the config builds them; the Trainer built here so the
@@ -101,22 +105,34 @@ def main() -> int:
     strategy = TimedFedAvg(num_clients=3, partition="site", local_epochs=1, seed=0)
     ckpt_dir = REPO / ".cache" / "bench-runs" / "federation"
     trainer = pl.Trainer(
-        max_epochs=args.rounds, accelerator=args.accelerator, devices=1, strategy=strategy,
-        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=args.rounds,
+        accelerator=args.accelerator,
+        devices=1,
+        strategy=strategy,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[clock, *checkpoint_callbacks(ckpt_dir, "val/f1_macro", "max")],
-        default_root_dir=str(ckpt_dir), num_sanity_val_steps=0,
+        default_root_dir=str(ckpt_dir),
+        num_sanity_val_steps=0,
     )
     trainer.fit(cli.model, datamodule=cli.datamodule)
     rows = clock.rows[1:] or clock.rows
     summary = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "round"}
     n_k = strategy.num_examples
     result = {
-        "device": args.accelerator, "threads": args.threads, "rounds_measured": len(rows),
-        "clients_n_k": n_k, "median": summary, "rounds": clock.rows,
+        "device": args.accelerator,
+        "threads": args.threads,
+        "rounds_measured": len(rows),
+        "clients_n_k": n_k,
+        "median": summary,
+        "rounds": clock.rows,
         "torch": torch.__version__,
     }
     Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"clients n_k = {n_k}; median over {len(rows)} rounds ({args.accelerator}, {args.threads} thread(s)):")
+    print(
+        f"clients n_k = {n_k}; median over {len(rows)} rounds ({args.accelerator}, {args.threads} thread(s)):"
+    )
     for key, value in summary.items():
         print(f"  {key:18s} {value:.4f}" if "s" not in key[-2:] else f"  {key:18s} {value:.2f} s")
     return 0

@@ -61,7 +61,9 @@ def bench_decode(video: Path, repeats: int) -> dict:
     return {"frames": n, "frames_per_s": statistics.median(rates), "runs": rates}
 
 
-def bench_backend(name: str, options: dict, video: Path, repeats: int, frames: list[np.ndarray]) -> dict:
+def bench_backend(
+    name: str, options: dict, video: Path, repeats: int, frames: list[np.ndarray]
+) -> dict:
     try:
         estimator = create_estimator(name, **options)
     except BackendUnavailable as err:
@@ -74,7 +76,10 @@ def bench_backend(name: str, options: dict, video: Path, repeats: int, frames: l
             start = time.perf_counter()
             batch = max(1, estimator.batch_size)
             for i in range(0, len(frames), batch):
-                estimator.estimate(frames[i : i + batch], [int(1000 * (i + k) / 30) for k in range(len(frames[i : i + batch]))])
+                estimator.estimate(
+                    frames[i : i + batch],
+                    [int(1000 * (i + k) / 30) for k in range(len(frames[i : i + batch]))],
+                )
             rates.append(len(frames) / (time.perf_counter() - start))
         out["inference_frames_per_s"] = statistics.median(rates)
         for stride in (1, 3):
@@ -125,7 +130,9 @@ def main() -> int:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; cpu pressure {results['cpu_pressure_before']} -> "
           f"{results['cpu_pressure_after']}")  # fmt: skip
     print(f"decode (PyAV -> RGB): {results['decode']['frames_per_s']:.1f} frames/s")
-    print("| backend | inference frames/s | pipeline frames/s, stride 1 | stride 3 | detection rate (stride 1) |")
+    print(
+        "| backend | inference frames/s | pipeline frames/s, stride 1 | stride 3 | detection rate (stride 1) |"
+    )
     print("|---|---|---|---|---|")
     for key, r in results["backends"].items():
         if not r["available"]:

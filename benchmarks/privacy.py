@@ -83,8 +83,11 @@ def main() -> int:
             subjects = dm.train_subject_info()["subject"]
             per_subject = min(32, len(subjects) / len(set(subjects)))
         task = ClassificationTask(
-            model=lambda f, c: TransformerClassifier(f, c, **net), data_spec=dm.spec,
-            lr=model_cfg["lr"], weight_decay=model_cfg["weight_decay"], lr_decay=model_cfg["lr_decay"],
+            model=lambda f, c: TransformerClassifier(f, c, **net),
+            data_spec=dm.spec,
+            lr=model_cfg["lr"],
+            weight_decay=model_cfg["weight_decay"],
+            lr_decay=model_cfg["lr_decay"],
         )
         timer = StepTimer()
         callbacks = [timer]
@@ -92,16 +95,30 @@ def main() -> int:
             callbacks.append(DifferentialPrivacy(noise_multiplier=1.0, unit="window"))
         elif name == "dp-subject":
             rate = args.batch_size / per_subject / len(set(subjects))
-            callbacks.append(DifferentialPrivacy(noise_multiplier=1.0, unit="subject", sample_rate=min(1.0, rate),
-                                                 max_windows_per_subject=32))
+            callbacks.append(
+                DifferentialPrivacy(
+                    noise_multiplier=1.0,
+                    unit="subject",
+                    sample_rate=min(1.0, rate),
+                    max_windows_per_subject=32,
+                )
+            )
         trainer = pl.Trainer(
-            max_epochs=-1, max_steps=args.steps + args.warmup, limit_val_batches=0, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            num_sanity_val_steps=0, accelerator=args.accelerator, devices=1, callbacks=callbacks,
+            max_epochs=-1,
+            max_steps=args.steps + args.warmup,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            accelerator=args.accelerator,
+            devices=1,
+            callbacks=callbacks,
             strategy=TrainingPlanStrategy(),  # applies the DP callback's Poisson loader (the "plain" runs: a no-op)
         )
         trainer.fit(task, datamodule=dm)
-        times, sizes = timer.times[args.warmup:], timer.sizes[args.warmup:]
+        times, sizes = timer.times[args.warmup :], timer.sizes[args.warmup :]
         results[name] = {
             "ms_per_step": 1000 * statistics.median(times),
             "ms_per_window": 1000 * sum(times) / max(sum(sizes), 1),
@@ -111,8 +128,14 @@ def main() -> int:
     for name in results:
         plain = (results["plain"]["ms_per_window"] + results["plain-again"]["ms_per_window"]) / 2
         results[name]["slowdown_per_window"] = results[name]["ms_per_window"] / plain
-    out = {"threads": args.threads, "accelerator": args.accelerator, "train_windows": n_windows,
-           "batch_size": args.batch_size, "model": net, "results": results}
+    out = {
+        "threads": args.threads,
+        "accelerator": args.accelerator,
+        "train_windows": n_windows,
+        "batch_size": args.batch_size,
+        "model": net,
+        "results": results,
+    }
     print(json.dumps(out, indent=1))
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     return 0

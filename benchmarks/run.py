@@ -98,7 +98,9 @@ class EpochTimer(pl.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.threads = torch.get_num_threads()
-        self.epochs.append({"start": time.perf_counter(), "cpu": time.process_time(), "windows": 0, "steps": []})
+        self.epochs.append(
+            {"start": time.perf_counter(), "cpu": time.process_time(), "windows": 0, "steps": []}
+        )
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
@@ -126,7 +128,9 @@ def _cpu_pressure() -> float | None:
         return None
 
 
-def _summarise(epochs: list[dict[str, Any]], end: float, end_cpu: float, warmup: int) -> dict[str, Any]:
+def _summarise(
+    epochs: list[dict[str, Any]], end: float, end_cpu: float, warmup: int
+) -> dict[str, Any]:
     """Throughput over the epochs after ``warmup``: ``epoch`` spans each epoch from its
     start to the next one's (all per-epoch work: batches, epoch-end metrics, logging,
     checkpoint, LR step); ``batches`` stops at the last batch of each epoch; ``steps``
@@ -157,8 +161,15 @@ def _summarise(epochs: list[dict[str, Any]], end: float, end_cpu: float, warmup:
     }
 
 
-def run_bare(data_kwargs: dict[str, Any], model_kwargs: dict[str, Any], lr: float, weight_decay: float,
-             lr_decay: float, epochs: int, warmup: int) -> dict[str, Any]:
+def run_bare(
+    data_kwargs: dict[str, Any],
+    model_kwargs: dict[str, Any],
+    lr: float,
+    weight_decay: float,
+    lr_decay: float,
+    epochs: int,
+    warmup: int,
+) -> dict[str, Any]:
     """The reference: a plain PyTorch loop, same model, data, optimiser and schedule."""
     torch.manual_seed(0)
     dm = TUGDataModule(**data_kwargs)
@@ -195,17 +206,27 @@ def run_lbp(epochs: int, warmup: int, out_dir: str, d_model: int) -> dict[str, A
     timer_path = f"{EpochTimer.__module__}.{EpochTimer.__qualname__}"
     args = [
         "fit",
-        "--config", str(QUICKSTART),
-        "--trainer.max_epochs", str(warmup + epochs),
-        "--trainer.accelerator", "cpu",  # the bare loop runs on the CPU too
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.limit_val_batches", "0",
-        "--model.init_args.model.init_args.d_model", str(d_model),
+        "--config",
+        str(QUICKSTART),
+        "--trainer.max_epochs",
+        str(warmup + epochs),
+        "--trainer.accelerator",
+        "cpu",  # the bare loop runs on the CPU too
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.limit_val_batches",
+        "0",
+        "--model.init_args.model.init_args.d_model",
+        str(d_model),
         f"--trainer.callbacks+={timer_path}",
-        "--run.wandb", "disabled",
-        "--run.out_dir", out_dir,
-        "--test_after_fit", "false",
+        "--run.wandb",
+        "disabled",
+        "--run.out_dir",
+        out_dir,
+        "--test_after_fit",
+        "false",
     ]
     with contextlib.redirect_stdout(io.StringIO()):  # "Results: <run dir>"
         rc = lbp_main(args)
@@ -218,7 +239,9 @@ def run_lbp(epochs: int, warmup: int, out_dir: str, d_model: int) -> dict[str, A
     return out
 
 
-def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | None = None) -> dict[str, Any]:
+def bench_train_throughput(
+    reps: int, epochs: int, warmup: int, d_model: int | None = None
+) -> dict[str, Any]:
     """Training throughput ratio = lbp windows/s / bare windows/s (target >= 0.9).
 
     *lbp*: ``lbp_motion.cli.main(["fit", "--config", "experiments/quickstart.yaml", ...])``
@@ -262,18 +285,28 @@ def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | N
                 gc.collect()
                 pressure = _cpu_pressure()
                 if kind == "bare":
-                    res = run_bare(data_kwargs, model_kwargs, task["lr"], task["weight_decay"],
-                                   task["lr_decay"], epochs, warmup)
+                    res = run_bare(
+                        data_kwargs,
+                        model_kwargs,
+                        task["lr"],
+                        task["weight_decay"],
+                        task["lr_decay"],
+                        epochs,
+                        warmup,
+                    )
                     bare_runs.append(res)
                 else:
                     res = run_lbp(epochs, warmup, out_dir, model_kwargs["d_model"])
                     lbp_runs.append(res)
                 res["cpu_pressure_before"], res["cpu_pressure_after"] = pressure, _cpu_pressure()
-                print(f"  rep {r + 1}/{reps} {kind:>4}: {res['windows_per_s']:6.1f} windows/s, "
-                      f"{res['epoch_seconds']:5.1f} s = steps {res['step_seconds']:5.1f} + between steps "
-                      f"{res['between_steps_seconds']:4.1f} + epoch end {res['epoch_end_seconds']:4.2f}; "
-                      f"median step {res['median_step_ms']:5.1f} ms; cpu pressure "
-                      f"{res['cpu_pressure_before']} -> {res['cpu_pressure_after']}", flush=True)
+                print(
+                    f"  rep {r + 1}/{reps} {kind:>4}: {res['windows_per_s']:6.1f} windows/s, "
+                    f"{res['epoch_seconds']:5.1f} s = steps {res['step_seconds']:5.1f} + between steps "
+                    f"{res['between_steps_seconds']:4.1f} + epoch end {res['epoch_end_seconds']:4.2f}; "
+                    f"median step {res['median_step_ms']:5.1f} ms; cpu pressure "
+                    f"{res['cpu_pressure_before']} -> {res['cpu_pressure_after']}",
+                    flush=True,
+                )
 
     if {r["parameters"] for r in bare_runs} != {r["parameters"] for r in lbp_runs}:
         raise RuntimeError("lbp and bare models differ in size")
@@ -283,7 +316,8 @@ def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | N
 
     ratio = med(lbp_runs, "windows_per_s") / med(bare_runs, "windows_per_s")
     contended = sum(
-        1 for r in bare_runs + lbp_runs
+        1
+        for r in bare_runs + lbp_runs
         if max(r["cpu_pressure_before"] or 0.0, r["cpu_pressure_after"] or 0.0) > CONTENDED_PRESSURE
     )
     return {
@@ -294,7 +328,8 @@ def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | N
         "bare_windows_per_s": med(bare_runs, "windows_per_s"),
         "ratio_batches_only": med(lbp_runs, "windows_per_s_batches_only")
         / med(bare_runs, "windows_per_s_batches_only"),
-        "ratio_best_of": max(r["windows_per_s"] for r in lbp_runs) / max(r["windows_per_s"] for r in bare_runs),
+        "ratio_best_of": max(r["windows_per_s"] for r in lbp_runs)
+        / max(r["windows_per_s"] for r in bare_runs),
         "ratio_cpu_time": med(lbp_runs, "windows_per_cpu_s") / med(bare_runs, "windows_per_cpu_s"),
         "lbp_median_step_ms": med(lbp_runs, "median_step_ms"),
         "bare_median_step_ms": med(bare_runs, "median_step_ms"),
@@ -302,13 +337,20 @@ def bench_train_throughput(reps: int, epochs: int, warmup: int, d_model: int | N
         "bare_min_step_ms": min(r["min_step_ms"] for r in bare_runs),
         "contended_runs": contended,
         "paired_ratio_median": statistics.median(
-            a["windows_per_s"] / b["windows_per_s"] for a, b in zip(lbp_runs, bare_runs, strict=True)
+            a["windows_per_s"] / b["windows_per_s"]
+            for a, b in zip(lbp_runs, bare_runs, strict=True)
         ),
-        "paired_ratios": [a["windows_per_s"] / b["windows_per_s"] for a, b in zip(lbp_runs, bare_runs, strict=True)],
+        "paired_ratios": [
+            a["windows_per_s"] / b["windows_per_s"]
+            for a, b in zip(lbp_runs, bare_runs, strict=True)
+        ],
         "settings": {
-            "reps": reps, "timed_epochs": epochs, "warmup_epochs": warmup,
+            "reps": reps,
+            "timed_epochs": epochs,
+            "warmup_epochs": warmup,
             "train_windows_per_epoch": bare_runs[0]["windows"] // epochs,
-            "batch_size": data_kwargs["batch_size"], "model": model_kwargs,
+            "batch_size": data_kwargs["batch_size"],
+            "model": model_kwargs,
             "parameters": bare_runs[0]["parameters"],
             "torch_threads": {"bare": bare_runs[0]["threads"], "lbp": lbp_runs[0]["threads"]},
         },
@@ -394,32 +436,67 @@ def print_table(results: dict[str, Any]) -> None:
     tr = results.get("train_throughput")
     if tr:
         rows += [
-            ("train throughput ratio (lbp / bare)", f"{tr['ratio']:.3f}", tr["target"],
-             "ok" if tr["meets_target"] else "BELOW"),
+            (
+                "train throughput ratio (lbp / bare)",
+                f"{tr['ratio']:.3f}",
+                tr["target"],
+                "ok" if tr["meets_target"] else "BELOW",
+            ),
             ("  model", ", ".join(f"{k} {v}" for k, v in tr["settings"]["model"].items()), "", ""),
             ("  lbp fit windows/s", f"{tr['lbp_windows_per_s']:.1f}", "", ""),
             ("  bare loop windows/s", f"{tr['bare_windows_per_s']:.1f}", "", ""),
             ("  ratio, batch loop only", f"{tr['ratio_batches_only']:.3f}", "", ""),
             ("  ratio, best run of each", f"{tr['ratio_best_of']:.3f}", "", ""),
             ("  ratio, per CPU second", f"{tr['ratio_cpu_time']:.3f}", "", ""),
-            ("  median step ms (lbp / bare)",
-             f"{tr['lbp_median_step_ms']:.1f} / {tr['bare_median_step_ms']:.1f}", "", ""),
-            ("  fastest step ms (lbp / bare)",
-             f"{tr['lbp_min_step_ms']:.1f} / {tr['bare_min_step_ms']:.1f}", "", ""),
-            ("  paired ratios (median)", ", ".join(f"{r:.3f}" for r in tr["paired_ratios"])
-             + f" ({tr['paired_ratio_median']:.3f})", "", ""),
-            ("  runs with cpu pressure > 10 %", f"{tr['contended_runs']} of {2 * len(tr['paired_ratios'])}",
-             "", "NOISY" if tr["contended_runs"] else ""),
+            (
+                "  median step ms (lbp / bare)",
+                f"{tr['lbp_median_step_ms']:.1f} / {tr['bare_median_step_ms']:.1f}",
+                "",
+                "",
+            ),
+            (
+                "  fastest step ms (lbp / bare)",
+                f"{tr['lbp_min_step_ms']:.1f} / {tr['bare_min_step_ms']:.1f}",
+                "",
+                "",
+            ),
+            (
+                "  paired ratios (median)",
+                ", ".join(f"{r:.3f}" for r in tr["paired_ratios"])
+                + f" ({tr['paired_ratio_median']:.3f})",
+                "",
+                "",
+            ),
+            (
+                "  runs with cpu pressure > 10 %",
+                f"{tr['contended_runs']} of {2 * len(tr['paired_ratios'])}",
+                "",
+                "NOISY" if tr["contended_runs"] else "",
+            ),
         ]
     mem = results.get("datamodule_memory")
     if mem:
         rows += [
-            ("datamodule memory ratio (traced / keypoints)", f"{mem['ratio']:.3f}", mem["target"],
-             "ok" if mem["meets_target"] else "ABOVE"),
+            (
+                "datamodule memory ratio (traced / keypoints)",
+                f"{mem['ratio']:.3f}",
+                mem["target"],
+                "ok" if mem["meets_target"] else "ABOVE",
+            ),
             ("  traced growth after setup + 1 batch", _mib(mem["traced_growth_bytes"]), "", ""),
-            ("  keypoint arrays", f"{_mib(mem['keypoint_bytes'])} ({mem['recordings']} recordings)", "", ""),
+            (
+                "  keypoint arrays",
+                f"{_mib(mem['keypoint_bytes'])} ({mem['recordings']} recordings)",
+                "",
+                "",
+            ),
             ("  window index maps (all splits)", _mib(mem["window_index_bytes_total"]), "", ""),
-            ("  materialised windows would be", _mib(mem["materialised_windows_bytes_train_val_test"]), "", ""),
+            (
+                "  materialised windows would be",
+                _mib(mem["materialised_windows_bytes_train_val_test"]),
+                "",
+                "",
+            ),
             ("  traced peak during setup", _mib(mem["traced_peak_bytes"]), "", ""),
         ]
     w = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -437,13 +514,21 @@ def print_table(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one repetition of each training run")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results.json"), help="JSON results file")
-    p.add_argument("--reps", type=int, default=None, help="repetitions of each run (default 5, --quick 1)")
+    p.add_argument(
+        "--out", default=str(REPO / "benchmarks" / "results.json"), help="JSON results file"
+    )
+    p.add_argument(
+        "--reps", type=int, default=None, help="repetitions of each run (default 5, --quick 1)"
+    )
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per run (default 1)")
     p.add_argument("--warmup", type=int, default=1, help="untimed first epochs per run (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument("--d-model", type=int, default=None,
-                   help="model width for both sides (default: the quickstart's)")
+    p.add_argument(
+        "--d-model",
+        type=int,
+        default=None,
+        help="model width for both sides (default: the quickstart's)",
+    )
     p.add_argument("--only", choices=["train", "memory"], default=None, help="run one benchmark")
     args = p.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
@@ -477,9 +562,13 @@ def main(argv: list[str] | None = None) -> int:
         print("datamodule_memory ...", flush=True)
         results["datamodule_memory"] = bench_datamodule_memory()
     if args.only in (None, "train"):
-        print(f"train_throughput: {reps} x (bare, lbp), {args.warmup} warm-up + {args.epochs} timed epoch(s) each",
-              flush=True)
-        results["train_throughput"] = bench_train_throughput(reps, args.epochs, args.warmup, args.d_model)
+        print(
+            f"train_throughput: {reps} x (bare, lbp), {args.warmup} warm-up + {args.epochs} timed epoch(s) each",
+            flush=True,
+        )
+        results["train_throughput"] = bench_train_throughput(
+            reps, args.epochs, args.warmup, args.d_model
+        )
     results["total_seconds"] = time.perf_counter() - t0
     print_table(results)
     out = Path(args.out)

@@ -66,10 +66,20 @@ def load(root: Path):
         bones = []
         for a, b in COCO17.edges:
             ok = vis[:, a] & vis[:, b]
-            d = np.linalg.norm(k[ok, a, :2] - k[ok, b, :2], axis=-1) / sc if ok.any() else np.zeros(1)
+            d = (
+                np.linalg.norm(k[ok, a, :2] - k[ok, b, :2], axis=-1) / sc
+                if ok.any()
+                else np.zeros(1)
+            )
             bones.append(np.median(d))
-        xn = normalize_skeleton(k, COCO17, min_confidence=MIN_CONF, scale=sc)  # whole-recording centre
-        posture = [np.median(np.abs(xn[vis[:, j], j, c])) if vis[:, j].any() else 0.0 for j in range(17) for c in (0, 1)]
+        xn = normalize_skeleton(
+            k, COCO17, min_confidence=MIN_CONF, scale=sc
+        )  # whole-recording centre
+        posture = [
+            np.median(np.abs(xn[vis[:, j], j, c])) if vis[:, j].any() else 0.0
+            for j in range(17)
+            for c in (0, 1)
+        ]
         static.append(np.concatenate([bones, posture, 1.0 - vis.mean(0)]))
     y = np.array([CLASSES.index(r.label) for r in rows])
     subjects = np.array([r.subject for r in rows])
@@ -102,7 +112,9 @@ def evaluate(root: Path, folds: int) -> dict[str, float]:
         lr = _lr(0.05).fit(X[~w_test], y[win_rec][~w_test])
         proba = lr.predict_proba(X[w_test])
         win_hits["winstats_lr"].append(proba.argmax(1) == y[win_rec][w_test])
-        nn = make_pipeline(StandardScaler(), KNeighborsClassifier(1)).fit(X[~w_test], y[win_rec][~w_test])
+        nn = make_pipeline(StandardScaler(), KNeighborsClassifier(1)).fit(
+            X[~w_test], y[win_rec][~w_test]
+        )
         nn_pred = nn.predict(X[w_test])
         win_hits["winstats_1nn"].append(nn_pred == y[win_rec][w_test])
         for r in np.flatnonzero(rec_test):

@@ -63,17 +63,29 @@ OLD_PACKAGES = {
         "EmoPainDataModule": "lbp_motion.datamodules.emopain",
         "TUGDataModule": "lbp_motion.datamodules.tug",
         "PoseWindowDataset": "lbp_motion.datamodules.tug",
-        **{name: "lbp_motion.datasets.format" for name in (
-            "DataFormatError", "LabelRow", "Recording", "read_labels", "read_recording",
-            "write_labels", "write_recording")},
+        **{
+            name: "lbp_motion.datasets.format"
+            for name in (
+                "DataFormatError",
+                "LabelRow",
+                "Recording",
+                "read_labels",
+                "read_recording",
+                "write_labels",
+                "write_recording",
+            )
+        },
         **{name: "lbp_motion.datasets.layouts" for name in ("COCO17", "Layout", "get_layout")},
     },
 }
 
 
 def _warn(old: str, new: str) -> None:
-    warnings.warn(f"{old} moved to {new} in lbp_motion 0.2; the old name goes in 0.3",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {new} in lbp_motion 0.2; the old name goes in 0.3",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _forwarding(name: str, where) -> types.ModuleType:
@@ -105,7 +117,9 @@ def _split_module(name: str) -> types.ModuleType:
     modules = [importlib.import_module(new) for new in MOVED[name]]
 
     def where(attr: str) -> str | None:
-        return next((m.__name__ for m in modules if hasattr(m, attr) and not attr.startswith("__")), None)
+        return next(
+            (m.__name__ for m in modules if hasattr(m, attr) and not attr.startswith("__")), None
+        )
 
     return _forwarding(name, where)
 
@@ -115,7 +129,9 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname in MOVED or fullname in OLD_PACKAGES:
-            return importlib.util.spec_from_loader(fullname, self, is_package=fullname in OLD_PACKAGES)
+            return importlib.util.spec_from_loader(
+                fullname, self, is_package=fullname in OLD_PACKAGES
+            )
         return None
 
     def create_module(self, spec):

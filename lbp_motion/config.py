@@ -21,9 +21,16 @@ from lbp_motion.trust import check_class_paths, lbp_info, load_checkpoint
 #: no ``--config`` is given.
 CHECKPOINT_COMMANDS = {"validate", "test", "predict"}
 
-_NOISE = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
-          "- Expected a <class 'NoneType'>", "- Problem with given class_path", "Problem with given class_path",
-          "tip:")
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Expected a <class 'NoneType'>",
+    "- Problem with given class_path",
+    "Problem with given class_path",
+    "tip:",
+)
 
 
 def one_line_error(message: str) -> str:
@@ -33,8 +40,11 @@ def one_line_error(message: str) -> str:
     for key in re.findall(r'Parser key "([^"]+)"', message):
         if not keys or keys[-1] != key:
             keys.append(key)
-    reasons = [ln.strip().lstrip("- ").strip() for ln in message.splitlines()
-               if ln.strip() and "Parser key" not in ln and not ln.strip().startswith(_NOISE)]
+    reasons = [
+        ln.strip().lstrip("- ").strip()
+        for ln in message.splitlines()
+        if ln.strip() and "Parser key" not in ln and not ln.strip().startswith(_NOISE)
+    ]
     reason = reasons[0] if reasons else " ".join(message.split())
     given = re.findall(r"Given value: (.+)", message)
     if given:
@@ -96,7 +106,9 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save the config as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.start}); save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -126,7 +138,9 @@ def config_from_checkpoint(argv: list[str], trust: tuple[str, ...] = ()) -> list
             )
         return argv
     if "://" in ckpt:
-        raise ConfigError(f"--ckpt_path {ckpt}: lbp reads local checkpoint files only; download it first")
+        raise ConfigError(
+            f"--ckpt_path {ckpt}: lbp reads local checkpoint files only; download it first"
+        )
     ckpt_data = load_checkpoint(ckpt)
     info = lbp_info(ckpt_data, ckpt)
     stored = info.get("config")
@@ -141,7 +155,9 @@ def config_from_checkpoint(argv: list[str], trust: tuple[str, ...] = ()) -> list
     except yaml.YAMLError:
         config = None
     if not isinstance(config, dict):
-        raise ConfigError(f"{ckpt}: lbp_motion.config is not a YAML mapping; give --config FILE too")
+        raise ConfigError(
+            f"{ckpt}: lbp_motion.config is not a YAML mapping; give --config FILE too"
+        )
     check_class_paths(config, f"{ckpt} (stored config)", extra=trust)
     for key in ("test_after_fit", "ckpt_path", "weights_only"):
         config.pop(key, None)

@@ -53,7 +53,6 @@ from lbp_motion.trust import check_class_paths
 ConfigFiles = str | Path | Sequence[str | Path]
 
 
-
 @dataclass
 class RunOptions:
     """Where a run's results go and what it logs.
@@ -88,11 +87,19 @@ def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCh
     that also saved a best checkpoint when it saves at the end of training epochs.
     """
     best = ModelCheckpoint(
-        dirpath=dirpath, filename="best-epoch{epoch:03d}", auto_insert_metric_name=False,
-        monitor=monitor, mode=mode, save_top_k=1,
+        dirpath=dirpath,
+        filename="best-epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
     )
     last = ModelCheckpoint(
-        dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+        dirpath=dirpath,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
     )
     return [best, last]
 
@@ -109,7 +116,9 @@ def resolve_out_dir(run: RunOptions, trainer: Mapping[str, Any]) -> RunOptions:
             f"run.out_dir = {run.out_dir!r} and trainer.default_root_dir = {str(root)!r}: runs go to one "
             "folder; set one of them"
         )
-    run.out_dir = str(run.out_dir if run.out_dir is not None else root if root is not None else DEFAULT_OUT_DIR)
+    run.out_dir = str(
+        run.out_dir if run.out_dir is not None else root if root is not None else DEFAULT_OUT_DIR
+    )
     return run
 
 
@@ -123,7 +132,9 @@ class LbpCLI(LightningCLI):
     LightningDataModule by ``class_path``; run directories; metrics.json; CSV + W&B
     logging; best-checkpoint selection on a validation metric; test after fit."""
 
-    def __init__(self, args: list[str] | None = None, trust: tuple[str, ...] = (), **kwargs: Any) -> None:
+    def __init__(
+        self, args: list[str] | None = None, trust: tuple[str, ...] = (), **kwargs: Any
+    ) -> None:
         self.run_dir: Path | None = None
         registered_tasks()  # import plugin tasks so configs may name them by class name
         if args is not None:  # e.g. lbp cv's DataModule built from the fold's arguments
@@ -166,7 +177,9 @@ class LbpCLI(LightningCLI):
             **kwargs,
         )
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         # checkpoints are read as tensors and plain data only (lbp_motion.trust)
         parser.set_defaults(weights_only=True)
@@ -195,7 +208,9 @@ class LbpCLI(LightningCLI):
                 seen.add(id(root))
                 root = root.__cause__ or root.__context__
             text = " ".join(str(root).split())[:300]
-            raise ConfigError(f"a class in the config rejected its arguments: {type(root).__name__}: {text}") from err
+            raise ConfigError(
+                f"a class in the config rejected its arguments: {type(root).__name__}: {text}"
+            ) from err
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -210,11 +225,15 @@ class LbpCLI(LightningCLI):
         for key in ("max_epochs", "max_steps"):
             value = trainer.get(key)
             if value is not None and (value < -1 or value == 0):
-                raise ConfigError(f"trainer.{key} = {value}: expected a positive number (or -1: no limit)")
+                raise ConfigError(
+                    f"trainer.{key} = {value}: expected a positive number (or -1: no limit)"
+                )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
-        parser.link_arguments("data", "model.init_args.data_spec", compute_fn=_data_spec, apply_on="instantiate")
+        parser.link_arguments(
+            "data", "model.init_args.data_spec", compute_fn=_data_spec, apply_on="instantiate"
+        )
 
     # -- trainer with run directory, loggers and callbacks ------------------------------
     def _run_name(self, config: Any) -> str:
@@ -249,25 +268,41 @@ class LbpCLI(LightningCLI):
                     )
                 )
             trainer_config["logger"] = loggers
-        trainer_config["default_root_dir"] = str(self.run_dir)  # Lightning's own files go with the run's
+        trainer_config["default_root_dir"] = str(
+            self.run_dir
+        )  # Lightning's own files go with the run's
 
-        callbacks: list[Any] = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+        callbacks: list[Any] = [
+            self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys
+        ]
         config_yaml = self._parser(self.subcommand).dump(config)
         callbacks.append(RunSummary(self.run_dir, config_yaml=config_yaml))
         if self.subcommand == "predict":
             callbacks.append(PredictionFiles(self.run_dir))
-        if self.subcommand == "fit" and trainer_config.get("enable_checkpointing", True) is not False:
+        if (
+            self.subcommand == "fit"
+            and trainer_config.get("enable_checkpointing", True) is not False
+        ):
             given = trainer_config.get("callbacks") or []
             if not any(isinstance(c, ModelCheckpoint) for c in given):
-                callbacks.extend(checkpoint_callbacks(self.run_dir / "checkpoints", opts.monitor, opts.monitor_mode))
+                callbacks.extend(
+                    checkpoint_callbacks(
+                        self.run_dir / "checkpoints", opts.monitor, opts.monitor_mode
+                    )
+                )
         if self.subcommand == "fit" and opts.early_stopping_patience is not None:
             callbacks.append(
-                EarlyStopping(monitor=opts.monitor, mode=opts.monitor_mode, patience=opts.early_stopping_patience)
+                EarlyStopping(
+                    monitor=opts.monitor,
+                    mode=opts.monitor_mode,
+                    patience=opts.early_stopping_patience,
+                )
             )
         # a callback that is a stage of the training plan (e.g. DifferentialPrivacy) needs a strategy that applies it
         given = trainer_config.get("callbacks") or []
         trainer_config["strategy"] = default_strategy(
-            trainer_config.get("strategy", "auto"), [*(given if isinstance(given, list) else [given]), *callbacks],
+            trainer_config.get("strategy", "auto"),
+            [*(given if isinstance(given, list) else [given]), *callbacks],
             trainer_config.get("devices", "auto"),
         )
         return self._instantiate_trainer(trainer_config, callbacks)
@@ -281,7 +316,6 @@ class LbpCLI(LightningCLI):
             return
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
         self.trainer.test(self.model, datamodule=dm, ckpt_path=best if best else None)
-
 
 
 def finish_wandb_run() -> None:
@@ -317,8 +351,12 @@ class RunResult:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
         best = metrics.get("best_checkpoint")
         predictions = run_dir / "predictions.csv"
-        return cls(run_dir=run_dir, metrics=metrics, best_checkpoint=Path(best) if best else None,
-                   predictions=predictions if predictions.is_file() else None)
+        return cls(
+            run_dir=run_dir,
+            metrics=metrics,
+            best_checkpoint=Path(best) if best else None,
+            predictions=predictions if predictions.is_file() else None,
+        )
 
 
 @dataclass
@@ -380,7 +418,9 @@ def run_arguments(argv: Sequence[str]) -> RunResult | None:
     temp_config = expanded[2] if expanded is not argv else None
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     # the run directory already holds config.yaml and wandb/ when the CSV logger starts
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings(
+        "ignore", message="Experiment logs directory .* exists and is not empty"
+    )
     try:
         cli = LbpCLI(args=expanded, trust=trust)
     finally:
@@ -390,16 +430,27 @@ def run_arguments(argv: Sequence[str]) -> RunResult | None:
     return RunResult.from_run_dir(cli.run_dir) if cli.run_dir is not None else None
 
 
-def _run(subcommand: str, config: ConfigFiles, overrides: Mapping[str, Any] | None, args: Sequence[str],
-         ckpt_path: str | Path | None) -> RunResult:
+def _run(
+    subcommand: str,
+    config: ConfigFiles,
+    overrides: Mapping[str, Any] | None,
+    args: Sequence[str],
+    ckpt_path: str | Path | None,
+) -> RunResult:
     result = run_arguments(arguments(subcommand, config, overrides, args, ckpt_path))
     if result is None:  # pragma: no cover - only --help / --print_config make no run
         raise ConfigError(f"{subcommand}: the arguments made no run")
     return result
 
 
-def fit(config: ConfigFiles = (), *, overrides: Mapping[str, Any] | None = None, args: Sequence[str] = (),
-        ckpt_path: str | Path | None = None, test_after_fit: bool = True) -> RunResult:
+def fit(
+    config: ConfigFiles = (),
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+    ckpt_path: str | Path | None = None,
+    test_after_fit: bool = True,
+) -> RunResult:
     """Train (``lbp fit``): the best checkpoint by ``run.monitor`` is kept and, when the
     data have a test split and ``test_after_fit``, tested. ``ckpt_path``: resume from
     a checkpoint (e.g. ``last.ckpt`` of an interrupted run)."""
@@ -407,14 +458,24 @@ def fit(config: ConfigFiles = (), *, overrides: Mapping[str, Any] | None = None,
     return _run("fit", config, overrides, args, ckpt_path)
 
 
-def validate(config: ConfigFiles = (), *, ckpt_path: str | Path | None = None,
-             overrides: Mapping[str, Any] | None = None, args: Sequence[str] = ()) -> RunResult:
+def validate(
+    config: ConfigFiles = (),
+    *,
+    ckpt_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+) -> RunResult:
     """Validate a checkpoint (``lbp validate``); without ``config``, its stored config."""
     return _run("validate", config, overrides, args, ckpt_path)
 
 
-def test(config: ConfigFiles = (), *, ckpt_path: str | Path | None = None,
-         overrides: Mapping[str, Any] | None = None, args: Sequence[str] = ()) -> RunResult:
+def test(
+    config: ConfigFiles = (),
+    *,
+    ckpt_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+) -> RunResult:
     """Test a checkpoint (``lbp test``); without ``config``, its stored config."""
     return _run("test", config, overrides, args, ckpt_path)
 
@@ -422,15 +483,25 @@ def test(config: ConfigFiles = (), *, ckpt_path: str | Path | None = None,
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported
 
 
-def predict(config: ConfigFiles = (), *, ckpt_path: str | Path | None = None,
-            overrides: Mapping[str, Any] | None = None, args: Sequence[str] = ()) -> RunResult:
+def predict(
+    config: ConfigFiles = (),
+    *,
+    ckpt_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+) -> RunResult:
     """Per-window and per-recording predictions of a checkpoint on a DataModule split
     (``lbp predict``; ``data.predict_split``); :attr:`RunResult.predictions` is the file."""
     return _run("predict", config, overrides, args, ckpt_path)
 
 
-def build(config: ConfigFiles = (), *, overrides: Mapping[str, Any] | None = None, args: Sequence[str] = (),
-          sections: Mapping[str, type] | None = None) -> Built:
+def build(
+    config: ConfigFiles = (),
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    args: Sequence[str] = (),
+    sections: Mapping[str, type] | None = None,
+) -> Built:
     """Instantiate a run's task, DataModule, trainer settings and callbacks from its
     config without running anything (no run directory, no Trainer). ``sections``:
     more top-level config sections, each read into a class (e.g. Flower's options)."""

@@ -120,7 +120,9 @@ class TrainData:
     @property
     def batch_size(self) -> int:
         """The batch size of the DataModule's training loader (or its ``batch_size``)."""
-        size = getattr(self.loader, "batch_size", None) or getattr(self.datamodule, "batch_size", None)
+        size = getattr(self.loader, "batch_size", None) or getattr(
+            self.datamodule, "batch_size", None
+        )
         if not size:
             raise ConfigError(f"{self.owner}: the training loader has no batch_size; see {GUIDE}")
         return int(size)
@@ -152,7 +154,9 @@ class TrainingStage:
 
     plan_order: int = 0
 
-    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
+    def transform_train_loader(
+        self, loader: Any, data: TrainData, trainer: pl.Trainer | None
+    ) -> Any:
         """The training loader this stage makes of ``loader`` (what the previous stage,
         or the DataModule, gave). Called for every training loader Lightning requests
         (each epoch when it reloads them)."""
@@ -173,7 +177,9 @@ class TrainingPlan:
     @classmethod
     def of(cls, trainer: pl.Trainer) -> TrainingPlan:
         """The plan of a Trainer: its strategy and callbacks that are stages."""
-        return cls(s for s in (trainer.strategy, *trainer.callbacks) if isinstance(s, TrainingStage))
+        return cls(
+            s for s in (trainer.strategy, *trainer.callbacks) if isinstance(s, TrainingStage)
+        )
 
     def train_loader(self, loader: Any, datamodule: Any, trainer: pl.Trainer | None = None) -> Any:
         """``loader`` (the DataModule's training loader) passed through every stage."""
@@ -191,7 +197,9 @@ class TrainingPlan:
         return step()
 
 
-def planned_train_loader(datamodule: Any, stages: Sequence[TrainingStage], trainer: pl.Trainer | None = None) -> Any:
+def planned_train_loader(
+    datamodule: Any, stages: Sequence[TrainingStage], trainer: pl.Trainer | None = None
+) -> Any:
     """The training loader that ``stages`` make of ``datamodule``'s, as a fit would get
     it (for tests and for looking at the batches outside a Trainer)."""
     return TrainingPlan(stages).train_loader(datamodule.train_dataloader(), datamodule, trainer)
@@ -222,7 +230,9 @@ class TrainingPlanStrategy(SingleDeviceStrategy):
         dataloader = super().process_dataloader(dataloader)
         trainer = self.lightning_module.trainer
         if trainer.state.fn == TrainerFn.FITTING and trainer.training:
-            dataloader = TrainingPlan.of(trainer).train_loader(dataloader, trainer.datamodule, trainer)
+            dataloader = TrainingPlan.of(trainer).train_loader(
+                dataloader, trainer.datamodule, trainer
+            )
         return dataloader
 
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
@@ -248,8 +258,14 @@ def default_strategy(strategy: Any, callbacks: Iterable[Any], devices: Any = Non
     """The strategy ``lbp`` gives a Trainer: :class:`TrainingPlanStrategy` when
     ``strategy`` is ``auto`` (or None), the run is on one device and a callback is a
     stage; else ``strategy`` unchanged."""
-    one_device = devices in (None, "auto", 1, "1") or (isinstance(devices, (list, tuple)) and len(devices) == 1)
-    if strategy in (None, "auto") and one_device and any(isinstance(c, TrainingStage) for c in callbacks):
+    one_device = devices in (None, "auto", 1, "1") or (
+        isinstance(devices, (list, tuple)) and len(devices) == 1
+    )
+    if (
+        strategy in (None, "auto")
+        and one_device
+        and any(isinstance(c, TrainingStage) for c in callbacks)
+    ):
         return TrainingPlanStrategy()
     return strategy
 

@@ -96,7 +96,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.stat().st_size == 0:
         raise UntrustedFileError(f"{path}: the checkpoint file is empty")
     if not zipfile.is_zipfile(path):  # torch.save's format since PyTorch 1.6
-        raise UntrustedFileError(f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, or another kind of file)")
+        raise UntrustedFileError(
+            f"{path}: not a PyTorch checkpoint (not a zip archive: truncated, or another kind of file)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -108,9 +110,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         message = " ".join(str(err).split())[:160]
-        raise UntrustedFileError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {message})") from None
+        raise UntrustedFileError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {message})"
+        ) from None
     if not isinstance(ckpt, dict):
-        raise UntrustedFileError(f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__}, not a dict)")
+        raise UntrustedFileError(
+            f"{path}: not a Lightning checkpoint (holds a {type(ckpt).__name__}, not a dict)"
+        )
     return ckpt
 
 

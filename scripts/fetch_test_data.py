@@ -43,8 +43,18 @@ def fetch(requirement: str, members: list[str], root: Path) -> bool:
     wheel_dir.mkdir(parents=True, exist_ok=True)
     wheels = list(wheel_dir.glob(f"{name}-{version}-*.whl"))
     if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "-d", str(wheel_dir), requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-d",
+            str(wheel_dir),
+            requirement,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             print(f"could not download {requirement}: {result.stderr.strip().splitlines()[-1:]}")

@@ -41,7 +41,9 @@ def tiny_tug(tmp_path_factory) -> Path:
     """9 subjects (3 per class), one recording each, synthetic, seeded."""
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(tmp_path_factory.mktemp("tiny_tug"), num_subjects=9, recordings_per_subject=1, seed=0)
+    return generate_tug_dataset(
+        tmp_path_factory.mktemp("tiny_tug"), num_subjects=9, recordings_per_subject=1, seed=0
+    )
 
 
 @pytest.fixture
@@ -52,7 +54,13 @@ def run_lbp(tmp_path):
     def run(*args: str, tiny: bool = True) -> Path:
         # subcommand [--config FILE], then the tiny settings, then the test's own overrides
         head = 3 if len(args) > 2 and args[1] == "--config" else 1
-        argv = [*args[:head], *(TINY_ARGS if tiny else []), *args[head:], "--run.out_dir", str(tmp_path / "runs")]
+        argv = [
+            *args[:head],
+            *(TINY_ARGS if tiny else []),
+            *args[head:],
+            "--run.out_dir",
+            str(tmp_path / "runs"),
+        ]
         assert main(argv) == 0
         runs = sorted((tmp_path / "runs").glob("*/version_*"), key=lambda p: p.stat().st_mtime)
         return runs[-1]

@@ -10,8 +10,14 @@ from lbp_motion.federated.clients import mix_seed
 from lbp_motion.federated.fedavg import fedavg
 
 
-def replayed_round(make_task: Callable[[], torch.nn.Module], start: dict, loader, num_examples, clients: int = 3,
-                   round_: int = 0) -> dict:
+def replayed_round(
+    make_task: Callable[[], torch.nn.Module],
+    start: dict,
+    loader,
+    num_examples,
+    clients: int = 3,
+    round_: int = 0,
+) -> dict:
     """The n_k-weighted mean of the clients' models, each trained from ``start`` on its
     own batches of ``loader`` (a FederatedLoader) with the seeds the strategy uses."""
     states = []

@@ -23,12 +23,17 @@ def test_one_way_anova_matches_the_formula():
     groups = {"a": [1.0, 2.0, 3.0], "b": [4.0, 5.0, 6.0, 5.0], "c": [2.0, 2.5, 4.0]}
     f, df_b, df_w = _hand_f(list(groups.values()))
     res = one_way_anova(groups)
-    assert res["F"] == pytest.approx(f) and (res["df_between"], res["df_within"]) == (df_b, df_w) == (2, 7)
+    assert res["F"] == pytest.approx(f) and (res["df_between"], res["df_within"]) == (
+        df_b,
+        df_w,
+    ) == (2, 7)
     assert 0 < res["p"] < 0.05
     assert res["groups"]["b"]["n"] == 4 and res["groups"]["b"]["mean"] == pytest.approx(5.0)
     assert res["groups"]["a"]["std"] == pytest.approx(1.0)  # sample std, ddof=1
     # by hand: means 2, 5, 17/6; grand 34.5/10
-    assert res["ss_between"] + res["ss_within"] == pytest.approx(sum((v - 3.45) ** 2 for g in groups.values() for v in g))
+    assert res["ss_between"] + res["ss_within"] == pytest.approx(
+        sum((v - 3.45) ** 2 for g in groups.values() for v in g)
+    )
 
 
 def test_one_way_anova_errors_and_degenerate_input():
@@ -73,7 +78,9 @@ def test_anova_from_cv_errors_name_the_directory(tmp_path):
     empty.mkdir(parents=True)
     with pytest.raises(LbpError, match=f"{empty}: no fold_"):
         anova_from_cv([a, empty])
-    with pytest.raises(LbpError, match="fold_0/metrics.json: no metric 'test/f1'.*test/accuracy, test/mcc"):
+    with pytest.raises(
+        LbpError, match="fold_0/metrics.json: no metric 'test/f1'.*test/accuracy, test/mcc"
+    ):
         anova_from_cv([a, a], metric="test/f1")
     with pytest.raises(LbpError, match="folder not found"):
         anova_from_cv([a, tmp_path / "missing"])
@@ -88,7 +95,10 @@ def test_write_anova_and_cli(tmp_path, capsys):
     assert "| lstm | 3 | 0.6000 |" in md_path.read_text()
 
     out = tmp_path / "out"
-    assert main(["analyze", "anova", str(a), str(b), "--metric", "test/mcc", "--out_dir", str(out)]) == 0
+    assert (
+        main(["analyze", "anova", str(a), str(b), "--metric", "test/mcc", "--out_dir", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "One-way ANOVA of test/mcc across 2 models" in printed and "| between | 1 |" in printed
     rows = {r["row"]: r for r in csv.DictReader(open(out / "anova.csv"))}

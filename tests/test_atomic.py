@@ -68,9 +68,17 @@ def test_text_bytes_and_a_callback_for_torch_save(tmp_path):
 
 def test_the_temporary_file_is_beside_the_target_with_the_suffix_asked_for(tmp_path):
     seen = []
-    atomic_write(tmp_path / "overlay.mp4", lambda tmp: (seen.append(tmp), tmp.write_bytes(b"v")), suffix=".tmp.mp4")
+    atomic_write(
+        tmp_path / "overlay.mp4",
+        lambda tmp: (seen.append(tmp), tmp.write_bytes(b"v")),
+        suffix=".tmp.mp4",
+    )
     (tmp,) = seen
-    assert tmp.parent == tmp_path and tmp.name.startswith(".overlay.mp4.") and tmp.name.endswith(".tmp.mp4")
+    assert (
+        tmp.parent == tmp_path
+        and tmp.name.startswith(".overlay.mp4.")
+        and tmp.name.endswith(".tmp.mp4")
+    )
     assert not tmp.exists() and (tmp_path / "overlay.mp4").read_bytes() == b"v"
 
 
@@ -85,7 +93,9 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
 def test_a_new_file_gets_the_permissions_open_would_give_it(tmp_path):
     write_text(tmp_path / "metrics.json", "{}")
     (tmp_path / "plain.json").write_text("{}")
-    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == (tmp_path / "plain.json").stat().st_mode & 0o777
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == (
+        tmp_path / "plain.json"
+    ).stat().st_mode & 0o777
 
 
 def test_concurrent_writers_get_their_own_temporary_files(tmp_path):

@@ -22,21 +22,46 @@ def fitted(tiny_tug, tmp_path_factory):
     from tests.conftest import TINY_ARGS
 
     out = tmp_path_factory.mktemp("runs")
-    assert main(["fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), *TINY_ARGS, "--run.out_dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                QUICKSTART,
+                "--data.root",
+                str(tiny_tug),
+                *TINY_ARGS,
+                "--run.out_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return next(out.glob("quickstart/version_0"))
 
 
 def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
     m = read_metrics(fitted)
     for stage in ("val", "test"):
-        for key in ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro", "mcc",
-                    "recording_accuracy", "recording_f1_macro", "recording_mcc"):
+        for key in (
+            "accuracy",
+            "precision_weighted",
+            "recall_weighted",
+            "f1_weighted",
+            "f1_macro",
+            "mcc",
+            "recording_accuracy",
+            "recording_f1_macro",
+            "recording_mcc",
+        ):
             assert 0 <= abs(m[f"{stage}/{key}"]) <= 1, f"{stage}/{key}"
         for cls in CLASSES:
             assert f"{stage}/f1/{cls}" in m
     assert m["monitor"] == "val/f1_macro"
     # the val metrics are those of the best checkpoint, which the final test used
-    assert m["best_checkpoint"].endswith(".ckpt") and m["best_checkpoint"].startswith(str(fitted.resolve()))
+    assert m["best_checkpoint"].endswith(".ckpt") and m["best_checkpoint"].startswith(
+        str(fitted.resolve())
+    )
     history = list(csv.DictReader(open(fitted / "metrics.csv")))
     best_val = [float(r["val/f1_macro"]) for r in history if r.get("val/f1_macro")]
     assert m["val/f1_macro"] == pytest.approx(max(best_val))
@@ -58,8 +83,17 @@ def test_same_config_same_metrics(fitted, run_lbp, tiny_tug):
 
 
 def test_test_after_fit_can_be_turned_off(run_lbp, tiny_tug):
-    run = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--test_after_fit", "false",
-                  "--trainer.max_epochs", "1")
+    run = run_lbp(
+        "fit",
+        "--config",
+        QUICKSTART,
+        "--data.root",
+        str(tiny_tug),
+        "--test_after_fit",
+        "false",
+        "--trainer.max_epochs",
+        "1",
+    )
     m = read_metrics(run)
     assert "val/f1_macro" in m and not any(k.startswith("test/") for k in m)
 
@@ -68,8 +102,19 @@ def test_test_and_predict_from_the_checkpoint_alone(fitted, run_lbp, tmp_path):
     ckpt = read_metrics(fitted)["best_checkpoint"]
     # no --config: model and data settings come from the checkpoint
     tested = run_lbp("test", "--ckpt_path", ckpt, "--run.wandb", "disabled", tiny=False)
-    assert read_metrics(tested)["test/accuracy"] == pytest.approx(read_metrics(fitted)["test/accuracy"])
-    pred = run_lbp("predict", "--ckpt_path", ckpt, "--data.predict_split", "all", "--run.wandb", "disabled", tiny=False)
+    assert read_metrics(tested)["test/accuracy"] == pytest.approx(
+        read_metrics(fitted)["test/accuracy"]
+    )
+    pred = run_lbp(
+        "predict",
+        "--ckpt_path",
+        ckpt,
+        "--data.predict_split",
+        "all",
+        "--run.wandb",
+        "disabled",
+        tiny=False,
+    )
     windows = list(csv.DictReader(open(pred / "predictions.csv")))
     recordings = list(csv.DictReader(open(pred / "recording_predictions.csv")))
     assert len(recordings) == 9 and {r["predicted"] for r in recordings} <= set(CLASSES)
@@ -85,15 +130,20 @@ def test_print_config_and_short_data_root(tiny_tug, capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["init_args"]["root"] == str(tiny_tug)
     written = yaml.safe_load(open(QUICKSTART))  # the file's values, resolved as written
-    assert config["model"]["init_args"]["model"]["init_args"]["num_layers"] == \
-        written["model"]["init_args"]["model"]["init_args"]["num_layers"]
+    assert (
+        config["model"]["init_args"]["model"]["init_args"]["num_layers"]
+        == written["model"]["init_args"]["model"]["init_args"]["num_layers"]
+    )
     assert config["data"]["init_args"]["augment"] == written["data"]["init_args"]["augment"]
     assert config["run"]["monitor"] == "val/f1_macro" and config["test_after_fit"] is True
 
 
 def test_lbp_tasks_lists_the_builtin_task(capsys):
     assert main(["tasks"]) == 0
-    assert "classification  lbp_motion.tasks.classification.ClassificationTask" in capsys.readouterr().out
+    assert (
+        "classification  lbp_motion.tasks.classification.ClassificationTask"
+        in capsys.readouterr().out
+    )
 
 
 def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
@@ -102,8 +152,17 @@ def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
     # a W&B run left open in this process (an earlier in-process run, a notebook) must not
     # swallow this run's logs: Lightning's WandbLogger would reuse it
     stale = wandb.init(mode="offline", dir=str(tmp_path), project="stale")
-    run = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--trainer.max_epochs", "1",
-                  "--run.wandb", "offline")
+    run = run_lbp(
+        "fit",
+        "--config",
+        QUICKSTART,
+        "--data.root",
+        str(tiny_tug),
+        "--trainer.max_epochs",
+        "1",
+        "--run.wandb",
+        "offline",
+    )
     assert wandb.run is None and stale.id not in str(list((run / "wandb").glob("*")))
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline, "expected an offline W&B run to sync later"
@@ -113,7 +172,9 @@ def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable.replace("python", "lbp"), "tasks"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable.replace("python", "lbp"), "tasks"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "classification" in out.stdout
 
 
@@ -127,13 +188,27 @@ def test_metrics_json_is_valid_json_without_nan(fitted):
     ("override", "message"),
     [
         (["--data.window", "0"], "data: window=0 and stride=5 must be positive"),
-        (["--data.test_fraction", "0.9"], "data: val_fraction=0.2 and test_fraction=0.9 must be >= 0 and sum below 1"),
+        (
+            ["--data.test_fraction", "0.9"],
+            "data: val_fraction=0.2 and test_fraction=0.9 must be >= 0 and sum below 1",
+        ),
         (["--data.layout", "ntu99"], "data: layout: unknown joint layout 'ntu99'"),
         (["--data.root", "/nowhere/at/all"], "/nowhere/at/all: data folder not found"),
     ],
 )
 def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_path, capsys):
-    code = main(["fit", "--config", QUICKSTART, *override, "--run.out_dir", str(tmp_path), "--run.wandb", "disabled"])
+    code = main(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            *override,
+            "--run.out_dir",
+            str(tmp_path),
+            "--run.wandb",
+            "disabled",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and f"lbp: error: {message}" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*/version_*"))
@@ -145,14 +220,18 @@ def test_usage_lists_every_registered_command_with_its_help(capsys):
     assert main(["--help"]) == 0
     lines = capsys.readouterr().out.splitlines()
     for command in COMMANDS.values():
-        assert any(line.split() == [command.name, *command.help.split()] for line in lines), command.name
+        assert any(line.split() == [command.name, *command.help.split()] for line in lines), (
+            command.name
+        )
     assert {"fit", "predict", "predict-file", "tasks", "federate"} <= set(COMMANDS)
 
 
 def test_help_imports_no_command_module_nor_torch():
-    code = ("import sys; from lbp_motion.cli import main; main(['--help']); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'flwr', 'mediapipe') "
-            "or m in ('lbp_motion.runs', 'lbp_motion.pipelines.cv', 'lbp_motion.cli.pose')))")
+    code = (
+        "import sys; from lbp_motion.cli import main; main(['--help']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'flwr', 'mediapipe') "
+        "or m in ('lbp_motion.runs', 'lbp_motion.pipelines.cv', 'lbp_motion.cli.pose')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
@@ -178,7 +257,11 @@ def test_the_docs_table_lists_every_registered_command():
 def test_an_unknown_command_is_named_in_one_line(capsys):
     assert main(["reprot", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("lbp: error: unknown command 'reprot'") and "report" in err and "\n" not in err
+    assert (
+        err.startswith("lbp: error: unknown command 'reprot'")
+        and "report" in err
+        and "\n" not in err
+    )
 
 
 def test_help_of_a_command_names_the_new_spelling_and_the_old_one_beside_it(capsys):

@@ -44,14 +44,18 @@ def test_task_runs_fit_test_predict(name, tmp_path):
     assert {k: tested[k] for k in test_keys} == pytest.approx({k: metrics[k] for k in test_keys})
 
     assert main(["predict", "--config", str(path), "--ckpt_path", ckpt]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "runs" / name / "version_2" / "recording_predictions.csv")))
+    rows = list(
+        csv.DictReader(open(tmp_path / "runs" / name / "version_2" / "recording_predictions.csv"))
+    )
     assert rows and all(r["predicted"] for r in rows)
 
 
 @pytest.mark.parametrize("name", sorted(registered_tasks()))
 def test_task_trains_federated_unchanged(name, tmp_path):
-    strategy = {"class_path": "lbp_motion.federated.FedAvgStrategy",
-                "init_args": {"num_clients": 2, "partition": "iid", "seed": 0}}
+    strategy = {
+        "class_path": "lbp_motion.federated.FedAvgStrategy",
+        "init_args": {"num_clients": 2, "partition": "iid", "seed": 0},
+    }
     path = _write_config(name, tmp_path, max_epochs=2, limit_train_batches=None, strategy=strategy)
     assert main(["fit", "--config", str(path), "--test_after_fit", "false"]) == 0
     run = tmp_path / "runs" / name / "version_0"

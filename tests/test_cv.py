@@ -32,8 +32,12 @@ def test_fold_assignment_draws_validation_from_training_subjects():
 
 
 def test_summary_mean_std_and_pooled_metrics():
-    s = summarize([{"test/accuracy": 0.5}, {"test/accuracy": 0.7}, {"test/accuracy": 0.9, "val/x": 1}])
-    assert s["test/accuracy_mean"] == pytest.approx(0.7) and s["test/accuracy_std"] == pytest.approx(0.2)
+    s = summarize(
+        [{"test/accuracy": 0.5}, {"test/accuracy": 0.7}, {"test/accuracy": 0.9, "val/x": 1}]
+    )
+    assert s["test/accuracy_mean"] == pytest.approx(0.7) and s[
+        "test/accuracy_std"
+    ] == pytest.approx(0.2)
     assert s["folds"] == 3 and not any(k.startswith("val/") for k in s)
     rows = [
         {"fold": "0", "recording": "r1", "label": "a", "p_a": "0.9", "p_b": "0.1"},
@@ -47,9 +51,22 @@ def test_summary_mean_std_and_pooled_metrics():
 
 @pytest.mark.slow
 def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
-    args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(tmp_path),
-            "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1",
-            "--model.init_args.recording_rule", "majority"]
+    args = [
+        "cv",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--folds",
+        "3",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--trainer.max_epochs",
+        "1",
+        "--model.init_args.recording_rule",
+        "majority",
+    ]
     assert main(args) == 0
     run = tmp_path / "quickstart-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
@@ -57,10 +74,15 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     # the pooled recording answers use the task's rule, read from every fold's metrics.json
     assert summary["recording_rule"] == "majority"
     assert json.loads((run / "fold_0" / "metrics.json").read_text())["recording_rule"] == "majority"
-    rows = [{**r, "fold": str(i)} for i in range(3) for r in csv.DictReader(open(run / f"fold_{i}" / "predictions.csv"))]
+    rows = [
+        {**r, "fold": str(i)}
+        for i in range(3)
+        for r in csv.DictReader(open(run / f"fold_{i}" / "predictions.csv"))
+    ]
     classes = [k[2:] for k in rows[0] if k.startswith("p_")]
     assert summary["pooled/recording_accuracy"] == pytest.approx(
-        pooled_metrics(rows, classes, "majority")["pooled/recording_accuracy"])
+        pooled_metrics(rows, classes, "majority")["pooled/recording_accuracy"]
+    )
     assert 0 <= summary["test/accuracy_mean"] <= 1 and "test/f1_macro_std" in summary
     assert "pooled/mcc" in summary and "pooled/recording_accuracy" in summary
     # the pooled test set is every subject exactly once
@@ -95,4 +117,6 @@ def test_fold_assignment_keeps_every_class_of_the_rest_in_training():
     for seed in range(5):
         split = fold_assignment(list(labels), ["t1"], val_fraction=0.5, seed=seed, labels=labels)
         assert split["b1"] == "train" and split["t1"] == "test"
-        assert "val" in split.values() and {labels[s] for s, v in split.items() if v == "train"} == {"A", "B"}
+        assert "val" in split.values() and {
+            labels[s] for s, v in split.items() if v == "train"
+        } == {"A", "B"}

@@ -34,8 +34,15 @@ def make_rows(outcomes, classes=("a", "b", "c"), windows=20, recordings=2, seed=
                 right = rng.random() < share
                 guess = label if right else classes[(classes.index(label) + 1) % len(classes)]
                 p = {c: 0.8 if c == guess else 0.2 / (len(classes) - 1) for c in classes}
-                rows.append({"fold": str(i % 3), "recording": name, "start": str(5 * w), "label": label,
-                             **{f"p_{c}": f"{v:.6f}" for c, v in p.items()}})
+                rows.append(
+                    {
+                        "fold": str(i % 3),
+                        "recording": name,
+                        "start": str(5 * w),
+                        "label": label,
+                        **{f"p_{c}": f"{v:.6f}" for c, v in p.items()},
+                    }
+                )
     return rows, subject_of
 
 
@@ -46,7 +53,9 @@ def subjects_of(subject_of):
 def test_point_metrics_match_the_pooled_torchmetrics():
     rng = np.random.default_rng(3)
     for classes in (("a", "b"), ("a", "b", "c", "d")):
-        rows, subject_of = make_rows(rng.uniform(0.2, 1.0, 12), classes=classes, windows=7, recordings=3)
+        rows, subject_of = make_rows(
+            rng.uniform(0.2, 1.0, 12), classes=classes, windows=7, recordings=3
+        )
         boot = SubjectBootstrap(subjects_of(subject_of), subject_of, classes, n_boot=10)
         point, pooled = boot.point(rows), pooled_metrics(rows, classes)
         for m in METRICS:
@@ -59,12 +68,24 @@ def test_recording_rule_reaches_the_pooled_and_bootstrap_recording_metrics():
     bootstrap follow the rule they are given, and agree with each other."""
     rows, subject_of = [], {"s0_r0": "s0", "s1_r0": "s1"}
     for p_a in (0.4, 0.4, 0.4, 0.99, 0.99):
-        rows.append({"fold": "0", "recording": "s0_r0", "start": "0", "label": "a",
-                     "p_a": f"{p_a:.6f}", "p_b": f"{1 - p_a:.6f}"})
-    rows += [{"fold": "0", "recording": "s1_r0", "start": "0", "label": "b", "p_a": "0.1", "p_b": "0.9"}]
+        rows.append(
+            {
+                "fold": "0",
+                "recording": "s0_r0",
+                "start": "0",
+                "label": "a",
+                "p_a": f"{p_a:.6f}",
+                "p_b": f"{1 - p_a:.6f}",
+            }
+        )
+    rows += [
+        {"fold": "0", "recording": "s1_r0", "start": "0", "label": "b", "p_a": "0.1", "p_b": "0.9"}
+    ]
     for rule, expected in (("mean_prob", 1.0), ("majority", 0.5)):
         boot = SubjectBootstrap(["s0", "s1"], subject_of, ("a", "b"), n_boot=5, rule=rule)
-        assert pooled_metrics(rows, ("a", "b"), rule)["pooled/recording_accuracy"] == pytest.approx(expected)
+        assert pooled_metrics(rows, ("a", "b"), rule)["pooled/recording_accuracy"] == pytest.approx(
+            expected
+        )
         assert boot.point(rows)["recording_accuracy"] == pytest.approx(expected)
 
 
@@ -72,7 +93,9 @@ def test_interval_contains_the_point_and_narrows_with_more_subjects():
     widths = []
     for n in (12, 96):
         rows, subject_of = make_rows(np.random.default_rng(n).uniform(0.3, 1.0, n))
-        boot = SubjectBootstrap(subjects_of(subject_of), subject_of, ("a", "b", "c"), n_boot=500, seed=1)
+        boot = SubjectBootstrap(
+            subjects_of(subject_of), subject_of, ("a", "b", "c"), n_boot=500, seed=1
+        )
         point, ci = boot.point(rows), boot.interval(rows)
         for m in METRICS:
             assert ci[m][0] <= point[m] <= ci[m][1], m
@@ -85,7 +108,9 @@ def test_resampling_is_by_subject_not_by_window():
     window bootstrap (1000 windows) would give accuracy 0.5 +- 0.03; by subject it is
     0.5 +- 1.96 * sqrt(0.25 / 10) = +- 0.31."""
     rows, subject_of = make_rows([1.0, 0.0] * 5, windows=50)
-    boot = SubjectBootstrap(subjects_of(subject_of), subject_of, ("a", "b", "c"), n_boot=2000, seed=0)
+    boot = SubjectBootstrap(
+        subjects_of(subject_of), subject_of, ("a", "b", "c"), n_boot=2000, seed=0
+    )
     lo, hi = boot.interval(rows)["accuracy"]
     assert boot.point(rows)["accuracy"] == 0.5
     assert 0.45 < hi - lo < 0.75  # a subject-level width; window level would be ~0.06
@@ -106,24 +131,40 @@ def test_paired_difference_of_a_model_with_itself_is_exactly_zero():
     outcomes = np.random.default_rng(1).uniform(0.1, 0.8, 15)
     better, _ = make_rows(np.minimum(outcomes + 0.15, 1.0), seed=0)
     worse, _ = make_rows(outcomes, seed=0)
-    boot = SubjectBootstrap(sorted({f"s{i}" for i in range(15)}), {r["recording"]: r["recording"].split("_")[0]
-                            for r in better}, ("a", "b", "c"), n_boot=500)
+    boot = SubjectBootstrap(
+        sorted({f"s{i}" for i in range(15)}),
+        {r["recording"]: r["recording"].split("_")[0] for r in better},
+        ("a", "b", "c"),
+        n_boot=500,
+    )
     diff = boot.difference(better, worse)["accuracy"]
     assert diff["ci"][0] > 0 and diff["diff"] == pytest.approx(
-        boot.point(better)["accuracy"] - boot.point(worse)["accuracy"])
+        boot.point(better)["accuracy"] - boot.point(worse)["accuracy"]
+    )
     assert boot.interval(better)["accuracy"][0] < boot.interval(worse)["accuracy"][1]
 
 
 def test_chance_is_a_uniform_guess():
     rows, _ = make_rows([1.0] * 6, classes=("a", "b", "c"))  # 2 subjects per class
     chance = chance_metrics(rows, ("a", "b", "c"))
-    assert chance["accuracy"] == pytest.approx(1 / 3) and chance["mcc"] == 0 and f"{chance['mcc']:.4f}" == "0.0000"
-    assert chance["f1_macro"] == pytest.approx(1 / 3) and chance["recording_accuracy"] == pytest.approx(1 / 3)
+    assert (
+        chance["accuracy"] == pytest.approx(1 / 3)
+        and chance["mcc"] == 0
+        and f"{chance['mcc']:.4f}" == "0.0000"
+    )
+    assert chance["f1_macro"] == pytest.approx(1 / 3) and chance[
+        "recording_accuracy"
+    ] == pytest.approx(1 / 3)
     # the real phase windows' class counts: the MCC is 0, not -3e-17 (shown as -0.0000)
     classes = [f"k{i}" for i in range(6)]
-    rows = [{"recording": f"r{i}", "label": c, **{f"p_{k}": "0.1" for k in classes}}
-            for c, n in zip(classes, (125, 164, 504, 277, 422, 659)) for i in range(n)]
-    assert chance_metrics(rows, classes)["mcc"] == 0 and chance_metrics(rows, classes)["accuracy"] == pytest.approx(1 / 6)
+    rows = [
+        {"recording": f"r{i}", "label": c, **{f"p_{k}": "0.1" for k in classes}}
+        for c, n in zip(classes, (125, 164, 504, 277, 422, 659))
+        for i in range(n)
+    ]
+    assert chance_metrics(rows, classes)["mcc"] == 0 and chance_metrics(rows, classes)[
+        "accuracy"
+    ] == pytest.approx(1 / 6)
 
 
 class _Windows(torch.utils.data.Dataset):
@@ -137,8 +178,13 @@ class _Windows(torch.utils.data.Dataset):
         return self.y.numpy()
 
     def __getitem__(self, i):
-        return {"x": self.x[i], "mask": self.mask[i], "y": self.y[i], "recording": self.recording[i],
-                "start": torch.tensor(0)}
+        return {
+            "x": self.x[i],
+            "mask": self.mask[i],
+            "y": self.y[i],
+            "recording": self.recording[i],
+            "start": torch.tensor(0),
+        }
 
 
 class _DataModule:
@@ -159,21 +205,35 @@ class _DataModule:
 def _windows(labels, seed=0, t=10, f=4):
     g = torch.Generator().manual_seed(seed)
     y = torch.tensor(labels)
-    x = torch.randn(len(y), t, f, generator=g) * 0.1 + y.view(-1, 1, 1).float()  # separable by the mean
+    x = (
+        torch.randn(len(y), t, f, generator=g) * 0.1 + y.view(-1, 1, 1).float()
+    )  # separable by the mean
     return _Windows(x, torch.ones(len(y), t, dtype=torch.bool), y, torch.arange(len(y)) % 100)
 
 
 def test_majority_baseline_predicts_the_training_majority():
-    assert majority_class([2, 0, 2, 1, 2], 3) == 2 and majority_class([1, 0], 3) == 0  # ties: first class
+    assert (
+        majority_class([2, 0, 2, 1, 2], 3) == 2 and majority_class([1, 0], 3) == 0
+    )  # ties: first class
     train = _windows([0] * 20 + [1] * 25 + [2] * 40)
     test = _windows([0] * 10 + [1] * 2, seed=1)  # the test majority is another class: not used
     rows = fold_baselines(_DataModule(train, test, ["a", "b", "c"]), ["majority", "window_stats"])
     assert len(rows["majority"]) == 12
-    assert {r["predicted"] for r in rows["majority"]} == {"c"} and rows["majority"][0]["p_c"] == "1.000000"
+    assert {r["predicted"] for r in rows["majority"]} == {"c"} and rows["majority"][0][
+        "p_c"
+    ] == "1.000000"
     assert [r["label"] for r in rows["majority"]] == ["a"] * 10 + ["b"] * 2
     # the window statistics separate the classes here
     assert [r["predicted"] for r in rows["window_stats"]] == ["a"] * 10 + ["b"] * 2
-    assert set(rows["window_stats"][0]) == {"recording", "start", "predicted", "label", "p_a", "p_b", "p_c"}
+    assert set(rows["window_stats"][0]) == {
+        "recording",
+        "start",
+        "predicted",
+        "label",
+        "p_a",
+        "p_b",
+        "p_c",
+    }
 
 
 def test_window_features_use_the_real_frames_only():
@@ -205,13 +265,29 @@ def test_window_stats_class_absent_from_training_gets_probability_zero():
 def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     from lbp_motion.pipelines.report import write_report
 
-    args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(tmp_path),
-            "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1", "--bootstrap", "200"]
+    args = [
+        "cv",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--folds",
+        "3",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--trainer.max_epochs",
+        "1",
+        "--bootstrap",
+        "200",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     run = tmp_path / "quickstart-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["baselines"] == ["window_stats", "majority"] and summary["bootstrap/subjects"] == 9
+    assert (
+        summary["baselines"] == ["window_stats", "majority"] and summary["bootstrap/subjects"] == 9
+    )
     assert summary["bootstrap/resamples"] == 200
     for m in METRICS:
         lo, hi = summary[f"pooled/{m}_ci"]
@@ -219,7 +295,9 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
         for b in ("window_stats", "majority"):
             lo, hi = summary[f"baseline/{b}/pooled/{m}_ci"]
             assert lo <= summary[f"baseline/{b}/pooled/{m}"] <= hi
-            assert summary[f"diff/{b}/{m}"] == pytest.approx(summary[f"pooled/{m}"] - summary[f"baseline/{b}/pooled/{m}"])
+            assert summary[f"diff/{b}/{m}"] == pytest.approx(
+                summary[f"pooled/{m}"] - summary[f"baseline/{b}/pooled/{m}"]
+            )
             assert len(summary[f"diff/{b}/{m}_ci"]) == 2
         assert f"chance/{m}" in summary
     assert summary["chance/accuracy"] == pytest.approx(1 / 3)
@@ -228,24 +306,38 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
         model = list(csv.DictReader(open(run / f"fold_{i}" / "predictions.csv")))
         for b in ("window_stats", "majority"):
             rows = list(csv.DictReader(open(run / f"fold_{i}" / f"baseline_{b}.csv")))
-            assert [(r["recording"], r["start"], r["label"]) for r in rows] == \
-                   [(r["recording"], r["start"], r["label"]) for r in model]
+            assert [(r["recording"], r["start"], r["label"]) for r in rows] == [
+                (r["recording"], r["start"], r["label"]) for r in model
+            ]
     # the majority baseline: the majority of each fold's training windows
     from lbp_motion.datamodules.tug import TUGDataModule
 
     for i in range(3):
-        dm = TUGDataModule(root=str(tiny_tug), stride=15, split_file=str(run / f"fold_{i}" / "split.csv"))
+        dm = TUGDataModule(
+            root=str(tiny_tug), stride=15, split_file=str(run / f"fold_{i}" / "split.csv")
+        )
         dm.setup("fit")
         top = dm.classes[np.bincount(dm.real_train_dataset().window_labels()).argmax()]
-        assert {r["predicted"] for r in csv.DictReader(open(run / f"fold_{i}" / "baseline_majority.csv"))} == {top}
+        assert {
+            r["predicted"]
+            for r in csv.DictReader(open(run / f"fold_{i}" / "baseline_majority.csv"))
+        } == {top}
     md = (run / "summary.md").read_text()
-    for line in ("| model | ", "| window statistics (logistic regression) | ", "| majority class | ",
-                 "| chance (uniform guess) | ", "model - majority class (f1_macro): "):
+    for line in (
+        "| model | ",
+        "| window statistics (logistic regression) | ",
+        "| majority class | ",
+        "| chance (uniform guess) | ",
+        "model - majority class (f1_macro): ",
+    ):
         assert line in md and line in printed
     assert "9 subjects" in md
     # lbp report shows the same table
     report = (write_report([run], tmp_path / "report").with_suffix(".md")).read_text()
-    assert "Model, baselines and chance" in report and "| window statistics (logistic regression) |" in report
+    assert (
+        "Model, baselines and chance" in report
+        and "| window statistics (logistic regression) |" in report
+    )
 
     # a resume recomputes no baseline; --baselines none leaves them out of the summary
     stamp = (run / "fold_0" / "baseline_window_stats.csv").stat().st_mtime_ns
@@ -260,7 +352,9 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--baselines", "some"]) == 2
     err = capsys.readouterr().err
-    assert "--baselines 'some': expected 'all' or 'none'" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "--baselines 'some': expected 'all' or 'none'" in err and len(err.strip().splitlines()) == 1
+    )
 
 
 PHASES = SHARED_DATA / "tst-tug-phases"
@@ -268,7 +362,10 @@ PHASE_CLASSES = ["sit", "sit_to_stand", "walk_out", "turn", "walk_back", "turn_t
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not PHASES.is_dir(), reason=f"real TUG phase data not found at {PHASES} (see shared/data/README.md)")
+@pytest.mark.skipif(
+    not PHASES.is_dir(),
+    reason=f"real TUG phase data not found at {PHASES} (see shared/data/README.md)",
+)
 def test_window_stats_baseline_recognises_real_tug_phases(tmp_path):
     """The window-statistics baseline alone (no model) on real Kinect TUG phases, 5 folds
     by subject as `lbp cv --folds 5` makes them (recordings under 30 frames skipped);
@@ -279,11 +376,14 @@ def test_window_stats_baseline_recognises_real_tug_phases(tmp_path):
     subjects, majority = whole.subjects(), whole.subject_labels()
     rows = []
     for i, test in enumerate(subject_folds(subjects, 5, seed=0)):
-        split = write_split_file(tmp_path / f"split_{i}.csv",
-                                 fold_assignment(subjects, test, seed=i, labels=majority))
+        split = write_split_file(
+            tmp_path / f"split_{i}.csv", fold_assignment(subjects, test, seed=i, labels=majority)
+        )
         dm = TUGDataModule(root=str(PHASES), classes=PHASE_CLASSES, split_file=str(split))
         dm.setup("fit")
-        rows += [{**r, "fold": str(i)} for r in fold_baselines(dm, ["window_stats"])["window_stats"]]
+        rows += [
+            {**r, "fold": str(i)} for r in fold_baselines(dm, ["window_stats"])["window_stats"]
+        ]
     metrics = pooled_metrics(rows, PHASE_CLASSES)
     assert metrics["pooled/accuracy"] > 0.8, metrics
 
@@ -295,25 +395,47 @@ def test_mcc_follows_torchmetrics_where_it_divides_by_zero():
 
     from lbp_motion.evaluation.bootstrap import confusion_metrics
 
-    for c, matrices in ((2, [[[67, 0], [6, 0]], [[0, 5], [0, 9]], [[4, 0], [0, 0]], [[0, 3], [0, 0]], [[3, 2], [0, 0]],
-                             [[0, 0], [2, 7]], [[5, 1], [2, 8]]]),
-                        (3, [[[4, 0, 0], [3, 0, 0], [0, 0, 0]], [[2, 1, 0], [0, 3, 1], [1, 0, 2]]])):
+    for c, matrices in (
+        (
+            2,
+            [
+                [[67, 0], [6, 0]],
+                [[0, 5], [0, 9]],
+                [[4, 0], [0, 0]],
+                [[0, 3], [0, 0]],
+                [[3, 2], [0, 0]],
+                [[0, 0], [2, 7]],
+                [[5, 1], [2, 8]],
+            ],
+        ),
+        (3, [[[4, 0, 0], [3, 0, 0], [0, 0, 0]], [[2, 1, 0], [0, 3, 1], [1, 0, 2]]]),
+    ):
         for cm in matrices:
             cm = torch.tensor(cm)
             target = torch.repeat_interleave(torch.arange(c).repeat_interleave(c), cm.flatten())
             preds = torch.repeat_interleave(torch.arange(c).repeat(c), cm.flatten())
             expected = float(multiclass_matthews_corrcoef(preds, target, c))
-            assert float(confusion_metrics(cm.numpy())["mcc"]) == pytest.approx(expected, abs=1e-5), cm
+            assert float(confusion_metrics(cm.numpy())["mcc"]) == pytest.approx(
+                expected, abs=1e-5
+            ), cm
 
 
 def test_verdict_judges_the_monitored_metric_by_its_interval():
     from lbp_motion.evaluation.tables import comparison, comparison_markdown
 
-    summary = {"pooled/accuracy": 0.9, "pooled/accuracy_ci": [0.8, 0.95], "bootstrap/subjects": 20,
-               "bootstrap/resamples": 1000, "baseline/window_stats/pooled/accuracy": 0.85,
-               "diff/window_stats/f1_macro": -0.05, "diff/window_stats/f1_macro_ci": [-0.09, -0.01],
-               "diff/window_stats/recording_accuracy": 0.1, "diff/window_stats/recording_accuracy_ci": [0.02, 0.2],
-               "diff/window_stats/accuracy": 0.01, "diff/window_stats/accuracy_ci": [-0.02, 0.04]}
+    summary = {
+        "pooled/accuracy": 0.9,
+        "pooled/accuracy_ci": [0.8, 0.95],
+        "bootstrap/subjects": 20,
+        "bootstrap/resamples": 1000,
+        "baseline/window_stats/pooled/accuracy": 0.85,
+        "diff/window_stats/f1_macro": -0.05,
+        "diff/window_stats/f1_macro_ci": [-0.09, -0.01],
+        "diff/window_stats/recording_accuracy": 0.1,
+        "diff/window_stats/recording_accuracy_ci": [0.02, 0.2],
+        "diff/window_stats/accuracy": 0.01,
+        "diff/window_stats/accuracy_ci": [-0.02, 0.04],
+    }
     # no monitor (or one that is not a pooled metric): macro F1, whose interval is below 0
     for monitor in (None, "val/loss"):
         (verdict,) = comparison({**summary, "monitor": monitor})["verdicts"]

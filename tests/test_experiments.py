@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = {"trainer.yaml", "data.yaml", "model.yaml"}
 # overlays on a whole TUG config: `--config experiments/quickstart.yaml --config <overlay>`
 OVERLAYS = {"nuisance.yaml", "streams.yaml"}
-CONFIGS = sorted(p for p in (ROOT / "experiments").rglob("*.yaml")
-                 if p.name not in PARTS | OVERLAYS and "sweeps" not in p.parts)
+CONFIGS = sorted(
+    p
+    for p in (ROOT / "experiments").rglob("*.yaml")
+    if p.name not in PARTS | OVERLAYS and "sweeps" not in p.parts
+)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "experiments")))
@@ -48,26 +51,81 @@ def test_overlay_changes_only_what_it_names_on_top_of_the_quickstart(overlay, ca
 
 TINY_EMOPAIN = [
     "--data.init_args.synthetic",
-    json.dumps({"num_train_patients": 2, "num_train_controls": 2, "num_val_patients": 1, "num_val_controls": 1,
-                "frames_per_file": 900}),
-    "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
-    "--run.wandb", "disabled",
+    json.dumps(
+        {
+            "num_train_patients": 2,
+            "num_train_controls": 2,
+            "num_val_patients": 1,
+            "num_val_controls": 1,
+            "frames_per_file": 900,
+        }
+    ),
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--run.wandb",
+    "disabled",
 ]
 
 
 @pytest.mark.slow
 def test_emopain_config_fits_and_cross_validates(tmp_path):
     config = "experiments/emopain/protective_lstm_dnn.yaml"
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[16]",
-             "--model.init_args.model.init_args.dense_sizes", "[16]", *TINY_EMOPAIN]
-    assert main(["fit", "--config", config, *small, "--data.init_args.balance", "smote",
-                 "--run.out_dir", str(tmp_path)]) == 0
-    metrics = json.loads(next(tmp_path.glob("emopain-protective-lstm_dnn/version_0/metrics.json")).read_text())
-    for key in ("test/accuracy", "test/mcc", "test/f1/protective", "test/f1/non_protective", "val/exercise_accuracy"):
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[16]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[16]",
+        *TINY_EMOPAIN,
+    ]
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                config,
+                *small,
+                "--data.init_args.balance",
+                "smote",
+                "--run.out_dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads(
+        next(tmp_path.glob("emopain-protective-lstm_dnn/version_0/metrics.json")).read_text()
+    )
+    for key in (
+        "test/accuracy",
+        "test/mcc",
+        "test/f1/protective",
+        "test/f1/non_protective",
+        "val/exercise_accuracy",
+    ):
         assert key in metrics
     # seed 8: each fold trains on a patient with protective windows (P003 of this tiny data
     # has none, and a fold whose training split has one class is refused)
-    assert main(["cv", "--config", config, "--folds", "2", "--seed", "8", "--out_dir", str(tmp_path / "cv"), *small]) == 0
+    assert (
+        main(
+            [
+                "cv",
+                "--config",
+                config,
+                "--folds",
+                "2",
+                "--seed",
+                "8",
+                "--out_dir",
+                str(tmp_path / "cv"),
+                *small,
+            ]
+        )
+        == 0
+    )
     summary = json.loads(next((tmp_path / "cv").glob("*/version_0/summary.json")).read_text())
     assert summary["folds"] == 2 and "test/mcc_mean" in summary and "pooled/mcc" in summary
 
@@ -77,13 +135,18 @@ def write_foreign_emopain(root: Path, rng) -> Path:
     save it (extra variables beside `data`), not by lbp_motion's writer."""
     from scipy.io import savemat
 
-    for split, subjects in (("train", ["P101", "P102", "C201", "C202"]), ("validation", ["P103", "C203"])):
+    for split, subjects in (
+        ("train", ["P101", "P102", "C201", "C202"]),
+        ("validation", ["P103", "C203"]),
+    ):
         (root / split).mkdir(parents=True)
         for subject in subjects:
             for level in "ND":
                 t = 600
                 data = np.zeros((t, 78))
-                data[:, 0:66] = np.cumsum(rng.normal(0, 0.01, (t, 66)), axis=0) + rng.normal(0, 1, 66)
+                data[:, 0:66] = np.cumsum(rng.normal(0, 0.01, (t, 66)), axis=0) + rng.normal(
+                    0, 1, 66
+                )
                 data[:, 66:70] = np.abs(rng.normal(0, 1, (t, 4)))
                 data[:, 70] = np.repeat(rng.integers(0, 9, t // 100), 100)
                 patient = subject.startswith("P")
@@ -92,7 +155,9 @@ def write_foreign_emopain(root: Path, rng) -> Path:
                 data[:, 72] = protective
                 data[protective, 73] = 1
                 data[:, 0:66] *= np.where(protective, 0.5, 1.0)[:, None]  # guarded: smaller motion
-                savemat(root / split / f"{subject}{level}.mat", {"data": data, "subject_info": subject})
+                savemat(
+                    root / split / f"{subject}{level}.mat", {"data": data, "subject_info": subject}
+                )
     return root
 
 
@@ -100,14 +165,30 @@ def write_foreign_emopain(root: Path, rng) -> Path:
 def test_a_foreign_challenge_folder_fits_and_cross_validates(tmp_path):
     root = write_foreign_emopain(tmp_path / "challenge", np.random.default_rng(0))
     config = "experiments/emopain/protective_lstm.yaml"
-    small = ["--data.root", str(root), "--model.init_args.model.init_args.hidden_sizes", "[16]",
-             "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
-             "--run.wandb", "disabled"]
+    small = [
+        "--data.root",
+        str(root),
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[16]",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        "--run.wandb",
+        "disabled",
+    ]
     assert main(["fit", "--config", config, *small, "--run.out_dir", str(tmp_path / "fit")]) == 0
     metrics = json.loads(next((tmp_path / "fit").glob("*/version_0/metrics.json")).read_text())
     assert "test/f1/protective" in metrics and "test/mcc" in metrics
-    assert main(["cv", "--config", config, "--folds", "3", "--out_dir", str(tmp_path / "cv"), *small]) == 0
+    assert (
+        main(["cv", "--config", config, "--folds", "3", "--out_dir", str(tmp_path / "cv"), *small])
+        == 0
+    )
     run = next((tmp_path / "cv").glob("*/version_0"))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["folds"] == 3 and "test/accuracy_mean" in summary and "pooled/accuracy" in summary
+    assert (
+        summary["folds"] == 3 and "test/accuracy_mean" in summary and "pooled/accuracy" in summary
+    )
     assert all((run / f"fold_{i}" / "metrics.json").is_file() for i in range(3))

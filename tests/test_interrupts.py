@@ -18,14 +18,21 @@ pytestmark = pytest.mark.slow
 
 
 def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lbp_motion.cli", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lbp_motion.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate, process: subprocess.Popen, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"lbp ended early ({process.returncode}): {process.stderr.read()[-2000:]}"
+        assert process.poll() is None, (
+            f"lbp ended early ({process.returncode}): {process.stderr.read()[-2000:]}"
+        )
         if predicate():
             return
         time.sleep(0.2)
@@ -39,8 +46,18 @@ def _last_line(text: str) -> str:
 
 def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     out = tmp_path / "runs"
-    args = ["fit", "--config", "experiments/quickstart.yaml", "--data.root", str(tiny_tug), *TINY_ARGS,
-            "--trainer.max_epochs", "500", "--run.out_dir", str(out)]
+    args = [
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--trainer.max_epochs",
+        "500",
+        "--run.out_dir",
+        str(out),
+    ]
     proc = _start(args)
     last = out / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
     _wait_for(lambda: last.is_file() and load_checkpoint(last)["epoch"] >= 1, proc)
@@ -48,13 +65,30 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "Traceback" not in err
-    assert _last_line(err) == f"lbp: interrupted by SIGTERM; resume with the same command and --ckpt_path {last}"
+    assert (
+        _last_line(err)
+        == f"lbp: interrupted by SIGTERM; resume with the same command and --ckpt_path {last}"
+    )
     epoch = load_checkpoint(last)["epoch"]  # still a whole, readable checkpoint
     assert not (out / "quickstart" / "version_0" / "metrics.json").exists()
 
     # resuming continues from that epoch instead of starting again
-    assert main([*args[:-4], "--trainer.max_epochs", str(epoch + 2), "--test_after_fit", "false",
-                 "--run.out_dir", str(out), "--ckpt_path", str(last)]) == 0
+    assert (
+        main(
+            [
+                *args[:-4],
+                "--trainer.max_epochs",
+                str(epoch + 2),
+                "--test_after_fit",
+                "false",
+                "--run.out_dir",
+                str(out),
+                "--ckpt_path",
+                str(last),
+            ]
+        )
+        == 0
+    )
     resumed = load_checkpoint(out / "quickstart" / "version_1" / "checkpoints" / "last.ckpt")
     assert resumed["epoch"] == epoch + 1
     assert resumed["global_step"] > load_checkpoint(last)["global_step"]
@@ -62,16 +96,32 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
 
 def test_sigint_during_cv_exits_130_and_names_the_run_to_resume(tiny_tug, tmp_path):
     out = tmp_path / "runs"
-    proc = _start(["cv", "--config", "experiments/quickstart.yaml", "--folds", "3", "--out_dir", str(out),
-                   "--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "500"])
+    proc = _start(
+        [
+            "cv",
+            "--config",
+            "experiments/quickstart.yaml",
+            "--folds",
+            "3",
+            "--out_dir",
+            str(out),
+            "--data.root",
+            str(tiny_tug),
+            *TINY_ARGS,
+            "--trainer.max_epochs",
+            "500",
+        ]
+    )
     _wait_for(lambda: any(out.glob("*/version_*/fold_0/version_0/checkpoints/last.ckpt")), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     run = next(out.glob("quickstart-cv/version_*"))
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert _last_line(err) == (f"lbp: interrupted by SIGINT; resume with the same command and --resume {run} "
-                               "(finished folds are kept)")
+    assert _last_line(err) == (
+        f"lbp: interrupted by SIGINT; resume with the same command and --resume {run} "
+        "(finished folds are kept)"
+    )
 
 
 def test_interrupted_outside_any_run_says_there_is_nothing_to_resume():
@@ -79,4 +129,7 @@ def test_interrupted_outside_any_run_says_there_is_nothing_to_resume():
 
     stop = Interrupted(signal.SIGTERM)
     assert stop.status == 143
-    assert stop.message() == "interrupted by SIGTERM; nothing was saved to resume from: run the same command again"
+    assert (
+        stop.message()
+        == "interrupted by SIGTERM; nothing was saved to resume from: run the same command again"
+    )

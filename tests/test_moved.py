@@ -36,4 +36,7 @@ def test_old_package_and_split_module_names_resolve_to_the_defining_modules():
     assert emopain.EmoPainDataModule is EmoPainDataModule and emopain.read_emopain is read_emopain
     with pytest.raises(AttributeError):
         data.NoSuchName  # noqa: B018
-    assert importlib.import_module("lbp_motion.cv").run_cv is importlib.import_module("lbp_motion.pipelines.cv").run_cv
+    assert (
+        importlib.import_module("lbp_motion.cv").run_cv
+        is importlib.import_module("lbp_motion.pipelines.cv").run_cv
+    )

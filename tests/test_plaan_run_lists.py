@@ -30,12 +30,24 @@ def test_every_run_names_a_config_and_overrides(path):
 def test_the_lists_and_sweeps_cover_the_issue():
     from lbp_motion.pipelines.sweep import grid_values, load_sweep
 
-    assert {p.stem for p in LISTS} >= {"network_comparison", "sota_pain", "sota_protective", "cascade_comparison"}
+    assert {p.stem for p in LISTS} >= {
+        "network_comparison",
+        "sota_pain",
+        "sota_protective",
+        "cascade_comparison",
+    }
     bases = set()
-    for stem in ("emopain_segment_length", "emopain_segment_length_lstm_dnn", "emopain_segment_length_anomaly"):
+    for stem in (
+        "emopain_segment_length",
+        "emopain_segment_length_lstm_dnn",
+        "emopain_segment_length_anomaly",
+    ):
         spec = load_sweep(ROOT / "experiments" / "sweeps" / f"{stem}.yaml")
         key = "data.init_args.segment_length"
         assert grid_values(key, spec.parameters[key]) == list(range(100, 1001, 100))
         bases.add(spec.lbp_args[2])
-    assert bases == {"experiments/emopain/pain_lstm.yaml", "experiments/emopain/pain_lstm_dnn.yaml",
-                     "experiments/emopain/anomaly/pain_loss.yaml"}
+    assert bases == {
+        "experiments/emopain/pain_lstm.yaml",
+        "experiments/emopain/pain_lstm_dnn.yaml",
+        "experiments/emopain/anomaly/pain_loss.yaml",
+    }

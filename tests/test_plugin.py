@@ -70,14 +70,30 @@ def test_installed_plugin_task_runs_through_lbp_fit(tmp_path, tiny_tug):
     site = tmp_path / "site"
     wheel = build_wheel(tmp_path)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         check=True,
     )
     env = {**os.environ, "PYTHONPATH": str(site), "WANDB_MODE": "disabled"}
     lbp = str(Path(sys.executable).with_name("lbp"))
 
-    listed = subprocess.run([lbp, "tasks"], env=env, capture_output=True, text=True, check=True).stdout
-    assert any(line.split()[:2] == ["linear_probe", "lbp_plugin_demo.LinearProbeTask"] for line in listed.splitlines())
+    listed = subprocess.run(
+        [lbp, "tasks"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert any(
+        line.split()[:2] == ["linear_probe", "lbp_plugin_demo.LinearProbeTask"]
+        for line in listed.splitlines()
+    )
 
     config = tmp_path / "plugin.yaml"
     config.write_text(
@@ -94,7 +110,9 @@ def test_installed_plugin_task_runs_through_lbp_fit(tmp_path, tiny_tug):
             """
         )
     )
-    done = subprocess.run([lbp, "fit", "--config", str(config)], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [lbp, "fit", "--config", str(config)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "plugin" / "version_0"
     import json

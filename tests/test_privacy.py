@@ -33,10 +33,14 @@ from lbp_motion.tasks import ClassificationTask  # noqa: E402
 from lbp_motion.training_plan import TrainingPlanStrategy  # noqa: E402
 
 MODELS = {
-    "transformer": lambda: TransformerClassifier(6, 3, d_model=16, num_layers=2, num_heads=2, dropout=0.0),
+    "transformer": lambda: TransformerClassifier(
+        6, 3, d_model=16, num_layers=2, num_heads=2, dropout=0.0
+    ),
     "lstm": lambda: LSTMClassifier(6, 3, hidden_sizes=(8, 4), dropout=0.0),
     "bilstm": lambda: BiLSTMClassifier(6, 3, hidden_sizes=(8, 4), dropout=0.0),
-    "attention_lstm": lambda: AttentionLSTMClassifier(6, 3, hidden_sizes=(8,), attention_size=4, dense_size=4, dropout=0.0),
+    "attention_lstm": lambda: AttentionLSTMClassifier(
+        6, 3, hidden_sizes=(8,), attention_size=4, dense_size=4, dropout=0.0
+    ),
     "lstm_dnn": lambda: LSTMDNNClassifier(6, 3, hidden_sizes=(8,), dense_sizes=(8,), dropout=0.0),
 }
 
@@ -99,7 +103,9 @@ def test_per_sample_gradients_of_converted_models_are_each_samples_own(name):
     nn.functional.cross_entropy(model(x, mask), y).backward()
     restore_sample_order(model.parameters())  # what UnitDPOptimizer does before clipping
     for j, p in enumerate(model.parameters()):
-        torch.testing.assert_close(p.grad_sample, torch.stack([e[j] for e in expected]), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            p.grad_sample, torch.stack([e[j] for e in expected]), atol=1e-5, rtol=1e-4
+        )
     hooks.cleanup()
 
 
@@ -115,15 +121,21 @@ def _per_sample_setup(seed=0, b=6):
 def _one_step(model, x, y, *, clip, sigma, expected, groups=None, seed=0):
     start = [p.detach().clone() for p in model.parameters()]
     hooks = GradSampleHooks(model, batch_first=True, loss_reduction="mean")
-    opt = UnitDPOptimizer(torch.optim.SGD(model.parameters(), lr=1.0), noise_multiplier=sigma,
-                          max_grad_norm=clip, expected_batch_size=expected)
+    opt = UnitDPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        noise_multiplier=sigma,
+        max_grad_norm=clip,
+        expected_batch_size=expected,
+    )
     opt.groups = groups
     torch.manual_seed(seed)
     opt.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
     hooks.cleanup()
-    return torch.cat([(s - p.detach()).flatten() for s, p in zip(start, model.parameters())])  # = -update / lr
+    return torch.cat(
+        [(s - p.detach()).flatten() for s, p in zip(start, model.parameters())]
+    )  # = -update / lr
 
 
 def _manual_sample_grads(model, x, y):
@@ -180,8 +192,12 @@ def test_noise_has_the_calibrated_scale_and_depends_on_the_seed():
 def test_an_empty_poisson_batch_is_a_noise_only_step_that_counts():
     model, _, _ = _per_sample_setup()
     hooks = GradSampleHooks(model, batch_first=True, loss_reduction="mean")
-    opt = UnitDPOptimizer(torch.optim.SGD(model.parameters(), lr=1.0), noise_multiplier=1.0,
-                          max_grad_norm=1.0, expected_batch_size=4)
+    opt = UnitDPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        expected_batch_size=4,
+    )
     counted = []
     opt.attach_step_hook(lambda o: counted.append(1))
     before = [p.detach().clone() for p in model.parameters()]
@@ -197,24 +213,32 @@ def test_an_empty_poisson_batch_is_a_noise_only_step_that_counts():
 # -- Poisson sampling -------------------------------------------------------------------------------
 def test_poisson_sampler_includes_units_at_rate_q_and_keeps_subjects_whole():
     groups = [[0, 1, 2], [3], [4, 5], [6, 7, 8, 9]]
-    sampler = PoissonBatchSampler(groups, 0.3, steps=4000, generator=torch.Generator().manual_seed(0))
+    sampler = PoissonBatchSampler(
+        groups, 0.3, steps=4000, generator=torch.Generator().manual_seed(0)
+    )
     hits = torch.zeros(4)
     sizes = []
     for batch in sampler:
         sizes.append(len(batch))
         for u, members in enumerate(groups):
             inside = [i in batch for i in members]
-            assert all(inside) or not any(inside)  # a subject comes with all its windows or not at all
+            assert all(inside) or not any(
+                inside
+            )  # a subject comes with all its windows or not at all
             hits[u] += inside[0]
     assert torch.allclose(hits / 4000, torch.full((4,), 0.3), atol=0.03)
     assert 0 in sizes  # batches may be empty
-    capped = PoissonBatchSampler(groups, 1.0, steps=3, generator=torch.Generator().manual_seed(0), max_per_group=2)
+    capped = PoissonBatchSampler(
+        groups, 1.0, steps=3, generator=torch.Generator().manual_seed(0), max_per_group=2
+    )
     assert all(len(b) == 2 + 1 + 2 + 2 for b in capped)
 
 
 def test_poisson_loader_tags_units_and_yields_empty_batches_with_the_right_fields():
     data = [{"x": torch.full((3,), float(i)), "y": torch.tensor(i % 2)} for i in range(6)]
-    loader = poisson_loader(data, ["a", "a", "b", "b", "b", "c"], 0.2, torch.Generator().manual_seed(3))
+    loader = poisson_loader(
+        data, ["a", "a", "b", "b", "b", "c"], 0.2, torch.Generator().manual_seed(3)
+    )
     assert len(loader) == 5  # ceil(1 / q) steps per epoch
     batches = [b for _ in range(20) for b in loader]
     assert any(len(b["y"]) == 0 for b in batches)
@@ -235,7 +259,9 @@ def test_epsilon_grows_with_steps_shrinks_with_noise_and_is_opacus_accountants()
     assert e40 == pytest.approx(rdp.get_epsilon(delta=1e-5), rel=1e-12)
     prv = PRVAccountant()
     prv.history = [(1.0, 0.1, 40)]
-    assert epsilon_of([(1.0, 0.1, 40)], 1e-5, "prv") == pytest.approx(prv.get_epsilon(delta=1e-5), rel=1e-6)
+    assert epsilon_of([(1.0, 0.1, 40)], 1e-5, "prv") == pytest.approx(
+        prv.get_epsilon(delta=1e-5), rel=1e-6
+    )
     assert group_privacy(1.0, 1e-6, 3) == pytest.approx((3.0, 3 * math.exp(2) * 1e-6))
 
 
@@ -251,12 +277,23 @@ def _fit(root, dp, *, epochs=2, batch_size=16, **dm_kwargs):
     pl.seed_everything(0)
     dm = TUGDataModule(str(root), stride=15, batch_size=batch_size, **dm_kwargs)
     task = ClassificationTask(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0),
+        model=lambda f, c: TransformerClassifier(
+            f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
+        ),
         data_spec=dm.spec,
     )
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, callbacks=[dp], strategy=TrainingPlanStrategy())
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[dp],
+        strategy=TrainingPlanStrategy(),
+    )
     trainer.fit(task, datamodule=dm)
     return dm, task, trainer
 
@@ -272,7 +309,9 @@ def test_reported_epsilon_is_opacus_accountant_for_the_runs_q_sigma_and_steps(ti
     summary = dp.run_summary()
     assert summary["dp/steps"] == steps and summary["dp/sample_rate"] == pytest.approx(q)
     assert summary["dp/epsilon"] == pytest.approx(expected.get_epsilon(delta=1e-5), rel=1e-9)
-    assert float(trainer.callback_metrics["dp/epsilon"]) == pytest.approx(summary["dp/epsilon"], rel=1e-6)
+    assert float(trainer.callback_metrics["dp/epsilon"]) == pytest.approx(
+        summary["dp/epsilon"], rel=1e-6
+    )
 
 
 def test_target_epsilon_ends_at_or_just_under_the_target(tiny_tug):
@@ -299,7 +338,9 @@ def test_subject_unit_protects_subjects_and_window_unit_reports_only_a_group_bou
     # a window-level run guarantees a subject only k * epsilon, at a delta of k e^((k-1) eps) delta
     assert w["dp/max_windows_per_subject"] == k
     assert w["dp/group_epsilon"] == pytest.approx(k * w["dp/epsilon"])
-    assert w["dp/group_delta"] is None or w["dp/group_delta"] > 1  # no subject-level guarantee at all
+    assert (
+        w["dp/group_delta"] is None or w["dp/group_delta"] > 1
+    )  # no subject-level guarantee at all
     assert "dp/group_epsilon" not in s
 
 
@@ -307,29 +348,68 @@ def test_dp_refuses_settings_that_break_its_guarantee(tiny_tug):
     with pytest.raises(ConfigError, match="data.balance='undersample'"):
         _fit(tiny_tug, DifferentialPrivacy(noise_multiplier=1.0), epochs=1, balance="undersample")
     with pytest.raises(ConfigError, match="data.augment: the Poisson loader"):
-        _fit(tiny_tug, DifferentialPrivacy(noise_multiplier=1.0), epochs=1, augment=[{"name": "mirror"}])
+        _fit(
+            tiny_tug,
+            DifferentialPrivacy(noise_multiplier=1.0),
+            epochs=1,
+            augment=[{"name": "mirror"}],
+        )
 
 
-def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(run_lbp, tiny_tug, tmp_path):
+def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(
+    run_lbp, tiny_tug, tmp_path
+):
     config = tmp_path / "dp.yaml"
-    config.write_text(json.dumps({"trainer": {"callbacks": [{
-        "class_path": "lbp_motion.privacy.DifferentialPrivacy",
-        "init_args": {"noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5, "unit": "subject"},
-    }]}}))
-    run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--config", str(config),
-                  "--data.root", str(tiny_tug), "--data.augment", "null")
+    config.write_text(
+        json.dumps(
+            {
+                "trainer": {
+                    "callbacks": [
+                        {
+                            "class_path": "lbp_motion.privacy.DifferentialPrivacy",
+                            "init_args": {
+                                "noise_multiplier": 1.0,
+                                "max_grad_norm": 1.0,
+                                "delta": 1e-5,
+                                "unit": "subject",
+                            },
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--config",
+        str(config),
+        "--data.root",
+        str(tiny_tug),
+        "--data.augment",
+        "null",
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["dp/epsilon"] > 0 and metrics["dp/unit"] == "subject" and metrics["dp/delta"] == 1e-5
+    assert (
+        metrics["dp/epsilon"] > 0
+        and metrics["dp/unit"] == "subject"
+        and metrics["dp/delta"] == 1e-5
+    )
     assert "test/accuracy" in metrics
     per_epoch = (run / "metrics.csv").read_text().splitlines()
     column = per_epoch[0].split(",").index("dp/epsilon")
     values = [float(r.split(",")[column]) for r in per_epoch[1:] if r.split(",")[column]]
-    assert len(values) == 2 and values[0] < values[1] == pytest.approx(metrics["dp/epsilon"], rel=1e-6)
+    assert len(values) == 2 and values[0] < values[1] == pytest.approx(
+        metrics["dp/epsilon"], rel=1e-6
+    )
     # the DP-trained checkpoint is a plain model's: it loads without any DP option
     ckpt = load_checkpoint(metrics["best_checkpoint"])
     dm = TUGDataModule(str(tiny_tug), stride=15)
-    plain = ClassificationTask(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
-                               data_spec=dm.spec)
+    plain = ClassificationTask(
+        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        data_spec=dm.spec,
+    )
     plain.load_state_dict(ckpt["state_dict"])
 
 
@@ -351,20 +431,65 @@ def test_resumed_centralised_dp_run_ends_where_an_uninterrupted_one_does(tiny_tu
     from tests.conftest import TINY_ARGS
 
     fixed_noise = tmp_path / "noise.yaml"
-    fixed_noise.write_text(json.dumps({"trainer": {"callbacks": [{
-        "class_path": "lbp_motion.privacy.DifferentialPrivacy",
-        "init_args": {"noise_multiplier": 1.0, "target_epsilon": None},
-    }]}}))
-    base = ["--config", "experiments/tug_dp.yaml", "--config", str(fixed_noise), "--data.root", str(tiny_tug),
-            *TINY_ARGS, "--model.init_args.model.init_args.dropout", "0.0", "--test_after_fit", "false"]
-    assert main(["fit", *base, "--trainer.max_epochs", "3", "--run.out_dir", str(tmp_path / "full")]) == 0
-    assert main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")]) == 0
+    fixed_noise.write_text(
+        json.dumps(
+            {
+                "trainer": {
+                    "callbacks": [
+                        {
+                            "class_path": "lbp_motion.privacy.DifferentialPrivacy",
+                            "init_args": {"noise_multiplier": 1.0, "target_epsilon": None},
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    base = [
+        "--config",
+        "experiments/tug_dp.yaml",
+        "--config",
+        str(fixed_noise),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--model.init_args.model.init_args.dropout",
+        "0.0",
+        "--test_after_fit",
+        "false",
+    ]
+    assert (
+        main(["fit", *base, "--trainer.max_epochs", "3", "--run.out_dir", str(tmp_path / "full")])
+        == 0
+    )
+    assert (
+        main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")])
+        == 0
+    )
     half = tmp_path / "half" / "tug-dp" / "version_0" / "checkpoints" / "last.ckpt"
-    assert main(["fit", *base, "--trainer.max_epochs", "3", "--run.out_dir", str(tmp_path / "half"),
-                 "--ckpt_path", str(half)]) == 0
-    runs = {name: tmp_path / name / "tug-dp" / version for name, version in (("full", "version_0"), ("half", "version_1"))}
+    assert (
+        main(
+            [
+                "fit",
+                *base,
+                "--trainer.max_epochs",
+                "3",
+                "--run.out_dir",
+                str(tmp_path / "half"),
+                "--ckpt_path",
+                str(half),
+            ]
+        )
+        == 0
+    )
+    runs = {
+        name: tmp_path / name / "tug-dp" / version
+        for name, version in (("full", "version_0"), ("half", "version_1"))
+    }
     full, resumed = (json.loads((r / "metrics.json").read_text()) for r in runs.values())
-    assert resumed["dp/steps"] == full["dp/steps"] and resumed["dp/epsilon"] == pytest.approx(full["dp/epsilon"])
+    assert resumed["dp/steps"] == full["dp/steps"] and resumed["dp/epsilon"] == pytest.approx(
+        full["dp/epsilon"]
+    )
     a, b = (load_checkpoint(r / "checkpoints" / "last.ckpt")["state_dict"] for r in runs.values())
     for key, value in a.items():  # the same Poisson batches and the same noise after resuming
         torch.testing.assert_close(b[key], value, msg=key)

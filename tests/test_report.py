@@ -43,18 +43,30 @@ def browser_probe(report: Path, tmp_path: Path) -> dict:
     beside the original so that relative figure paths resolve)."""
     browser = find_browser()
     if browser is None:
-        pytest.skip("no Chromium/Chrome binary found (.ci/run installs Debian's chromium; or set LBP_BROWSER)")
+        pytest.skip(
+            "no Chromium/Chrome binary found (.ci/run installs Debian's chromium; or set LBP_BROWSER)"
+        )
     probe = report.with_name("_probe_" + report.name)
     probe.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000",
-           "--dump-dom", probe.resolve().as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        probe.resolve().as_uri(),
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     finally:
         probe.unlink()
     match = re.search(r'<pre id="lbp-probe">(.*?)</pre>', done.stdout, re.S)
-    assert match, f"the browser gave no probe output (exit {done.returncode}): {done.stderr[-2000:]}"
+    assert match, (
+        f"the browser gave no probe output (exit {done.returncode}): {done.stderr[-2000:]}"
+    )
     return json.loads(html.unescape(match.group(1)))
 
 
@@ -97,7 +109,14 @@ def parse_report(path: Path) -> _Cells:
 def numeric_metrics(metrics: dict) -> dict[str, float]:
     overall, per_class = split_metrics(metrics)
     out = {f"{s}/{m}": v for s, ms in overall.items() for m, v in ms.items()}
-    out.update({f"{s}/{m}/{c}": v for s, cs in per_class.items() for c, ms in cs.items() for m, v in ms.items()})
+    out.update(
+        {
+            f"{s}/{m}/{c}": v
+            for s, cs in per_class.items()
+            for c, ms in cs.items()
+            for m, v in ms.items()
+        }
+    )
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -108,11 +127,33 @@ def fit_and_predict(tiny_tug, tmp_path_factory) -> tuple[Path, Path]:
     from tests.conftest import TINY_ARGS
 
     out = tmp_path_factory.mktemp("report_runs")
-    common = ["--config", "experiments/quickstart.yaml", *TINY_ARGS, "--data.root", str(tiny_tug), "--run.out_dir", str(out)]
+    common = [
+        "--config",
+        "experiments/quickstart.yaml",
+        *TINY_ARGS,
+        "--data.root",
+        str(tiny_tug),
+        "--run.out_dir",
+        str(out),
+    ]
     assert main(["fit", *common, "--run.name", "fit"]) == 0
     fit = out / "fit" / "version_0"
     best = json.loads((fit / "metrics.json").read_text())["best_checkpoint"]
-    assert main(["predict", *common, "--run.name", "predict", "--ckpt_path", best, "--data.predict_split", "test"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                *common,
+                "--run.name",
+                "predict",
+                "--ckpt_path",
+                best,
+                "--data.predict_split",
+                "test",
+            ]
+        )
+        == 0
+    )
     return fit, out / "predict" / "version_0"
 
 
@@ -120,17 +161,42 @@ def fake_federated_run(root: Path) -> Path:
     """The files of a federated fit as FedAvgStrategy and RunSummary write them."""
     run = root / "fed" / "version_0"
     run.mkdir(parents=True)
-    metrics = {"schema_version": 1, "best_epoch": 2, "epochs_trained": 3, "monitor": "val/f1_macro",
-               "val/f1_macro": 0.61234567, "val/accuracy": 0.7, "final_val/f1_macro": 0.59, "test/accuracy": 0.6543,
-               "test/f1/a": 0.5, "test/f1/b": 0.75}
+    metrics = {
+        "schema_version": 1,
+        "best_epoch": 2,
+        "epochs_trained": 3,
+        "monitor": "val/f1_macro",
+        "val/f1_macro": 0.61234567,
+        "val/accuracy": 0.7,
+        "final_val/f1_macro": 0.59,
+        "test/accuracy": 0.6543,
+        "test/f1/a": 0.5,
+        "test/f1/b": 0.75,
+    }
     (run / "metrics.json").write_text(json.dumps(metrics))
     with open(run / "rounds.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["round", "client_0/n", "client_0/train_loss", "client_1/n", "client_1/train_loss", "clients",
-                    "failed", "failed_clients", "val/accuracy", "val/f1_macro"])
+        w.writerow(
+            [
+                "round",
+                "client_0/n",
+                "client_0/train_loss",
+                "client_1/n",
+                "client_1/train_loss",
+                "clients",
+                "failed",
+                "failed_clients",
+                "val/accuracy",
+                "val/f1_macro",
+            ]
+        )
         for r in range(3):
-            w.writerow([r, 10, 1.0 - 0.1 * r, 12, 1.1 - 0.15 * r, 2, "", 0, 0.5 + 0.1 * r, 0.4 + 0.1 * r])
-    (run / "config.yaml").write_text("trainer:\n  strategy:\n    class_path: lbp_motion.federated.FedAvgStrategy\n")
+            w.writerow(
+                [r, 10, 1.0 - 0.1 * r, 12, 1.1 - 0.15 * r, 2, "", 0, 0.5 + 0.1 * r, 0.4 + 0.1 * r]
+            )
+    (run / "config.yaml").write_text(
+        "trainer:\n  strategy:\n    class_path: lbp_motion.federated.FedAvgStrategy\n"
+    )
     return run
 
 
@@ -139,17 +205,28 @@ def fake_cv_run(root: Path) -> Path:
     run = root / "x-cv" / "version_0"
     run.mkdir(parents=True)
     (run / "folds.csv").write_text("subject,fold\ns1,0\ns2,1\n")
-    for i, (acc, preds) in enumerate([(0.75, [("a", 0.8), ("b", 0.3)]), (0.5, [("a", 0.4), ("b", 0.2)])]):
+    for i, (acc, preds) in enumerate(
+        [(0.75, [("a", 0.8), ("b", 0.3)]), (0.5, [("a", 0.4), ("b", 0.2)])]
+    ):
         fold = run / f"fold_{i}"
         fold.mkdir()
-        (fold / "metrics.json").write_text(json.dumps({"test/accuracy": acc, "test/f1_macro": acc - 0.1234}))
+        (fold / "metrics.json").write_text(
+            json.dumps({"test/accuracy": acc, "test/f1_macro": acc - 0.1234})
+        )
         with open(fold / "predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["recording", "start", "predicted", "label", "p_a", "p_b"])
             for j, (label, pa) in enumerate(preds):
                 w.writerow([f"r{i}", j, "a" if pa > 0.5 else "b", label, pa, 1 - pa])
-    summary = {"folds": 2, "folds_spec": "2", "test/accuracy_mean": 0.625, "test/accuracy_std": 0.1767767,
-               "test/f1_macro_mean": 0.5016, "test/f1_macro_std": 0.1767767, "pooled/accuracy": 0.75}
+    summary = {
+        "folds": 2,
+        "folds_spec": "2",
+        "test/accuracy_mean": 0.625,
+        "test/accuracy_std": 0.1767767,
+        "test/f1_macro_mean": 0.5016,
+        "test/f1_macro_std": 0.1767767,
+        "pooled/accuracy": 0.75,
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     return run
 
@@ -174,7 +251,9 @@ def test_report_numbers_equal_metrics_json(fit_and_predict, tmp_path):
     assert "class_path: lbp_motion.tasks.ClassificationTask" in (fit / "config.yaml").read_text()
     assert "class_path: lbp_motion.tasks.ClassificationTask" in report.read_text()
     # figures: PNG files beside the report, referenced relatively; nothing from the network
-    assert parsed.imgs and all((report.parent / src).is_file() and "/" not in src for src in parsed.imgs)
+    assert parsed.imgs and all(
+        (report.parent / src).is_file() and "/" not in src for src in parsed.imgs
+    )
     assert not any(link.startswith(("http:", "https:", "//")) for link in parsed.links)
     assert any("confusion_test" in s for s in parsed.imgs) and any("roc" in s for s in parsed.imgs)
 
@@ -188,7 +267,11 @@ def test_federated_and_cross_validation_sections(tmp_path):
     assert "Federated: validation per round" in page and "client training loss per round" in page
     assert ("0.6123", 0.61234567) in parsed.cells  # val/f1_macro from metrics.json
     assert ("0.6000", 0.6) in parsed.cells  # round 1's val/accuracy from rounds.csv
-    assert "Per fold (test)" in page and ("0.7500", 0.75) in parsed.cells and ("0.3766", 0.3766) in parsed.cells
+    assert (
+        "Per fold (test)" in page
+        and ("0.7500", 0.75) in parsed.cells
+        and ("0.3766", 0.3766) in parsed.cells
+    )
     assert ("0.6250", 0.625) in parsed.cells and ("0.1768", 0.1767767) in parsed.cells  # mean, std
     assert "Pooled confusion matrix" in page and "ROC curves (pooled test windows)" in page
     assert len(parsed.imgs) == 4 and all((report.parent / s).is_file() for s in parsed.imgs)
@@ -196,7 +279,9 @@ def test_federated_and_cross_validation_sections(tmp_path):
 
 def test_report_in_a_headless_browser(fit_and_predict, tmp_path):
     fit, predict = fit_and_predict
-    report = write_report([fit, predict, fake_federated_run(tmp_path), fake_cv_run(tmp_path)], tmp_path / "out")
+    report = write_report(
+        [fit, predict, fake_federated_run(tmp_path), fake_cv_run(tmp_path)], tmp_path / "out"
+    )
     shown = browser_probe(report, tmp_path)
     imgs = shown["imgs"]
     assert len(imgs) == len(parse_report(report).imgs) == 7
@@ -210,7 +295,9 @@ def test_report_in_a_headless_browser(fit_and_predict, tmp_path):
 
 def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     fit, _ = fit_and_predict
-    assert main(["report", str(fit.parent), "--out_dir", str(tmp_path / "r")]) == 0  # runs/<name>: its latest version
+    assert (
+        main(["report", str(fit.parent), "--out_dir", str(tmp_path / "r")]) == 0
+    )  # runs/<name>: its latest version
     assert "Report: " in capsys.readouterr().out and (tmp_path / "r" / "report.md").is_file()
     assert main(["report", str(tmp_path / "missing"), "--out_dir", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
@@ -220,19 +307,28 @@ def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-def test_lbp_report_takes_the_old_out_for_one_release_with_a_warning(fit_and_predict, tmp_path, capsys):
+def test_lbp_report_takes_the_old_out_for_one_release_with_a_warning(
+    fit_and_predict, tmp_path, capsys
+):
     fit, _ = fit_and_predict
     assert main(["report", str(fit), "--out", str(tmp_path / "old")]) == 0
     assert (tmp_path / "old" / "report.md").is_file()
     err = capsys.readouterr().err.splitlines()
-    assert "lbp: warning: --out is deprecated; use --out_dir (the old spelling goes in the next release)" in err
+    assert (
+        "lbp: warning: --out is deprecated; use --out_dir (the old spelling goes in the next release)"
+        in err
+    )
 
 
 def test_per_class_rows_follow_the_tasks_class_order():
     from lbp_motion.pipelines.report import metrics_tables
 
     metrics = {"test/f1/high": 0.9, "test/f1/low": 0.7, "test/f1/medium": 0.6, "test/accuracy": 0.8}
-    per_class = [t for t in metrics_tables(metrics, classes=["low", "medium", "high"]) if t.title.startswith("Per class")]
+    per_class = [
+        t
+        for t in metrics_tables(metrics, classes=["low", "medium", "high"])
+        if t.title.startswith("Per class")
+    ]
     assert [row[0].text for row in per_class[0].rows] == ["low", "medium", "high"]
     by_name = [t for t in metrics_tables(metrics) if t.title.startswith("Per class")]
     assert [row[0].text for row in by_name[0].rows] == ["high", "low", "medium"]

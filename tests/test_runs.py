@@ -25,13 +25,19 @@ def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
     assert "test/accuracy" in fitted.metrics  # tested after fit: the tiny data have a test split
 
     # the best checkpoint, tested again from its stored config alone: the same numbers
-    tested = runs.test(ckpt_path=fitted.best_checkpoint, overrides={"run.out_dir": tmp_path / "runs"})
+    tested = runs.test(
+        ckpt_path=fitted.best_checkpoint, overrides={"run.out_dir": tmp_path / "runs"}
+    )
     assert tested.run_dir != fitted.run_dir
     assert tested.metrics["test/accuracy"] == pytest.approx(fitted.metrics["test/accuracy"])
     assert tested.metrics["test/f1_macro"] == pytest.approx(fitted.metrics["test/f1_macro"])
 
-    predicted = runs.predict(QUICKSTART, args=TINY_ARGS, ckpt_path=fitted.best_checkpoint,
-                             overrides={**where, "data.predict_split": "test"})
+    predicted = runs.predict(
+        QUICKSTART,
+        args=TINY_ARGS,
+        ckpt_path=fitted.best_checkpoint,
+        overrides={**where, "data.predict_split": "test"},
+    )
     assert predicted.predictions == predicted.run_dir / "predictions.csv"
     with open(predicted.predictions, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -40,8 +46,15 @@ def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
 
 
 def test_overrides_win_over_args_and_config_files(tiny_tug):
-    built = runs.build(QUICKSTART, args=["--model.lr", "0.5", "--data.root", str(tiny_tug)],
-                       overrides={"model.lr": 0.002, "data.classes": ["low", "medium", "high"], "data.augment": None})
+    built = runs.build(
+        QUICKSTART,
+        args=["--model.lr", "0.5", "--data.root", str(tiny_tug)],
+        overrides={
+            "model.lr": 0.002,
+            "data.classes": ["low", "medium", "high"],
+            "data.augment": None,
+        },
+    )
     assert built.task.hparams.lr == pytest.approx(0.002)
     assert built.datamodule.classes == ["low", "medium", "high"]
     assert built.datamodule.augment_pipeline is None
@@ -52,15 +65,20 @@ def test_overrides_win_over_args_and_config_files(tiny_tug):
 def test_build_reads_extra_sections_into_their_classes():
     from lbp_motion.federated.flower.experiment import FlowerOptions
 
-    built = runs.build(QUICKSTART, overrides={"flower.round_timeout": 7.5}, sections={"flower": FlowerOptions})
+    built = runs.build(
+        QUICKSTART, overrides={"flower.round_timeout": 7.5}, sections={"flower": FlowerOptions}
+    )
     assert isinstance(built.sections["flower"], FlowerOptions)
     assert built.sections["flower"].round_timeout == 7.5
 
 
 def test_a_bad_override_is_one_config_error(tiny_tug, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.max_epochs = 0: expected a positive number"):
-        runs.fit(QUICKSTART, args=TINY_ARGS, overrides={"trainer.max_epochs": 0, "data.root": tiny_tug,
-                                                         "run.out_dir": tmp_path})
+        runs.fit(
+            QUICKSTART,
+            args=TINY_ARGS,
+            overrides={"trainer.max_epochs": 0, "data.root": tiny_tug, "run.out_dir": tmp_path},
+        )
     assert not any(tmp_path.rglob("metrics.json"))
 
 
@@ -98,19 +116,54 @@ def test_old_import_path_of_moved_names_still_works_with_a_warning():
 
 
 def test_arguments_put_later_settings_last():
-    argv = runs.arguments("fit", ["a.yaml", Path("b.yaml")], {"x.y": [1, 2], "z": "text", "n": None},
-                          ["--k", "v"], ckpt_path="c.ckpt")
-    assert argv == ["fit", "--config", "a.yaml", "--config", "b.yaml", "--k", "v",
-                    "--x.y=[1, 2]", "--z=text", "--n=null", "--ckpt_path", "c.ckpt"]
+    argv = runs.arguments(
+        "fit",
+        ["a.yaml", Path("b.yaml")],
+        {"x.y": [1, 2], "z": "text", "n": None},
+        ["--k", "v"],
+        ckpt_path="c.ckpt",
+    )
+    assert argv == [
+        "fit",
+        "--config",
+        "a.yaml",
+        "--config",
+        "b.yaml",
+        "--k",
+        "v",
+        "--x.y=[1, 2]",
+        "--z=text",
+        "--n=null",
+        "--ckpt_path",
+        "c.ckpt",
+    ]
 
 
 def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path):
-    where = {"data.root": tiny_tug, "data.augment": None, "trainer.max_epochs": 1, "run.name": "rooted"}
-    fitted = runs.fit(QUICKSTART, args=TINY_ARGS, test_after_fit=False,
-                      overrides={**where, "trainer.default_root_dir": tmp_path / "lightning"})
+    where = {
+        "data.root": tiny_tug,
+        "data.augment": None,
+        "trainer.max_epochs": 1,
+        "run.name": "rooted",
+    }
+    fitted = runs.fit(
+        QUICKSTART,
+        args=TINY_ARGS,
+        test_after_fit=False,
+        overrides={**where, "trainer.default_root_dir": tmp_path / "lightning"},
+    )
     assert fitted.run_dir == tmp_path / "lightning" / "rooted" / "version_0"
     assert fitted.best_checkpoint.parent == fitted.run_dir / "checkpoints"
-    with pytest.raises(ConfigError, match="run.out_dir = .* and trainer.default_root_dir = .*one folder"):
-        runs.fit(QUICKSTART, args=TINY_ARGS, overrides={**where, "trainer.default_root_dir": tmp_path / "a",
-                                                         "run.out_dir": tmp_path / "b"})
+    with pytest.raises(
+        ConfigError, match="run.out_dir = .* and trainer.default_root_dir = .*one folder"
+    ):
+        runs.fit(
+            QUICKSTART,
+            args=TINY_ARGS,
+            overrides={
+                **where,
+                "trainer.default_root_dir": tmp_path / "a",
+                "run.out_dir": tmp_path / "b",
+            },
+        )
     assert not (tmp_path / "b").exists() and not (tmp_path / "a").exists()

@@ -45,9 +45,9 @@ def test_there_are_grid_random_and_bayes_sweeps_and_a_segment_length_ablation():
     specs = {p.stem: load_sweep(p) for p in SWEEPS}
     assert {s.method for s in specs.values()} == {"grid", "random", "bayes"}
     ablation = specs["emopain_segment_length"]
-    assert grid_values("data.init_args.segment_length", ablation.parameters["data.init_args.segment_length"]) == list(
-        range(100, 1001, 100)
-    )
+    assert grid_values(
+        "data.init_args.segment_length", ablation.parameters["data.init_args.segment_length"]
+    ) == list(range(100, 1001, 100))
 
 
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
@@ -55,7 +55,11 @@ def test_sweep_file_parses_and_lbp_accepts_the_agents_arguments(sweep, capsys):
     raw = yaml.safe_load(sweep.read_text())
     spec = load_sweep(sweep)
     # W&B's own keys are there, and the command runs `lbp fit --config BASE ${args}`
-    assert raw["program"] and raw["metric"]["name"] and raw["metric"]["goal"] in ("maximize", "minimize")
+    assert (
+        raw["program"]
+        and raw["metric"]["name"]
+        and raw["metric"]["goal"] in ("maximize", "minimize")
+    )
     assert raw["command"][:3] == ["${env}", "lbp", "fit"] and raw["command"][-1] == "${args}"
     assert (ROOT / spec.lbp_args[2]).is_file()
     k = grid_size(spec) - 1 if spec.method == "grid" else 0  # the last grid point, or a random draw
@@ -72,52 +76,113 @@ def test_sweep_file_parses_and_lbp_accepts_the_agents_arguments(sweep, capsys):
 
 def test_sampling_follows_wandb_distributions():
     rng = np.random.default_rng(0)
-    draws = [sample_value({"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}, rng) for _ in range(200)]
+    draws = [
+        sample_value({"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1}, rng)
+        for _ in range(200)
+    ]
     assert all(1e-4 <= d <= 1e-1 for d in draws)
     assert np.mean(np.array(draws) < 1e-2) == pytest.approx(2 / 3, abs=0.1)  # uniform in log space
-    logs = [sample_value({"distribution": "log_uniform", "min": 0, "max": 1}, rng) for _ in range(50)]
+    logs = [
+        sample_value({"distribution": "log_uniform", "min": 0, "max": 1}, rng) for _ in range(50)
+    ]
     assert all(1 <= v <= math.e for v in logs)  # natural-log bounds
-    ints = [sample_value({"distribution": "int_uniform", "min": 2, "max": 4}, rng) for _ in range(50)]
+    ints = [
+        sample_value({"distribution": "int_uniform", "min": 2, "max": 4}, rng) for _ in range(50)
+    ]
     assert set(ints) == {2, 3, 4} and all(isinstance(v, int) for v in ints)
-    q = [sample_value({"distribution": "q_uniform", "min": 0, "max": 100, "q": 10}, rng) for _ in range(30)]
+    q = [
+        sample_value({"distribution": "q_uniform", "min": 0, "max": 100, "q": 10}, rng)
+        for _ in range(30)
+    ]
     assert all(v % 10 == 0 and isinstance(v, int) for v in q)
-    cat = [sample_value({"distribution": "categorical", "values": ["a", "b"], "probabilities": [1.0, 0.0]}, rng)
-           for _ in range(10)]
+    cat = [
+        sample_value(
+            {"distribution": "categorical", "values": ["a", "b"], "probabilities": [1.0, 0.0]}, rng
+        )
+        for _ in range(10)
+    ]
     assert cat == ["a"] * 10
     # min/max without a distribution: int_uniform for integers, uniform otherwise
-    spec = parse_sweep({"method": "random", "parameters": {"a": {"min": 1, "max": 3}, "b": {"min": 0.0, "max": 1.0}},
-                        "command": ["lbp", "fit", "${args}"]})
+    spec = parse_sweep(
+        {
+            "method": "random",
+            "parameters": {"a": {"min": 1, "max": 3}, "b": {"min": 0.0, "max": 1.0}},
+            "command": ["lbp", "fit", "${args}"],
+        }
+    )
     assert spec.parameters["a"]["distribution"] == "int_uniform"
     assert spec.parameters["b"]["distribution"] == "uniform"
     # random search is reproducible run by run
-    assert run_parameters(spec, 3, seed=1) == run_parameters(spec, 3, seed=1) != run_parameters(spec, 4, seed=1)
+    assert (
+        run_parameters(spec, 3, seed=1)
+        == run_parameters(spec, 3, seed=1)
+        != run_parameters(spec, 4, seed=1)
+    )
 
 
 def test_grid_enumerates_every_combination():
-    spec = parse_sweep({"method": "grid", "command": ["${env}", "lbp", "fit", "--config", "x.yaml", "${args}"],
-                        "parameters": {"a": {"values": [1, 2]}, "b": {"distribution": "int_uniform", "min": 0, "max": 2},
-                                       "c": {"value": "z"}}})
+    spec = parse_sweep(
+        {
+            "method": "grid",
+            "command": ["${env}", "lbp", "fit", "--config", "x.yaml", "${args}"],
+            "parameters": {
+                "a": {"values": [1, 2]},
+                "b": {"distribution": "int_uniform", "min": 0, "max": 2},
+                "c": {"value": "z"},
+            },
+        }
+    )
     combos = [run_parameters(spec, k) for k in range(grid_size(spec))]
     assert len(combos) == 6 and len({tuple(c.values()) for c in combos}) == 6
     assert combos[0] == {"a": 1, "b": 0, "c": "z"} and combos[-1] == {"a": 2, "b": 2, "c": "z"}
     assert command_for(spec, combos[1]) == ["fit", "--config", "x.yaml", "--a=1", "--b=1", "--c=z"]
-    assert command_for(spec, combos[1], ["--x", "1"])[3:5] == ["--x", "1"]  # extras before the parameters
+    assert command_for(spec, combos[1], ["--x", "1"])[3:5] == [
+        "--x",
+        "1",
+    ]  # extras before the parameters
 
 
 @pytest.mark.parametrize(
     "raw, message",
     [
         ({"method": "hyperband", "parameters": {"a": {"value": 1}}}, "method 'hyperband'"),
-        ({"method": "grid", "parameters": {"a": {"distribution": "uniform", "min": 0, "max": 1}},
-          "command": ["lbp", "fit", "${args}"]}, "a grid search needs values"),
+        (
+            {
+                "method": "grid",
+                "parameters": {"a": {"distribution": "uniform", "min": 0, "max": 1}},
+                "command": ["lbp", "fit", "${args}"],
+            },
+            "a grid search needs values",
+        ),
         ({"method": "random", "parameters": {"a": {"values": []}}}, "parameters.a.values"),
-        ({"method": "random", "parameters": {"a": {"parameters": {"b": {"value": 1}}}}}, "nested parameters"),
-        ({"method": "random", "parameters": {"a": {"value": 1}}, "command": ["python", "train.py", "${args}"]},
-         "does not run lbp"),
-        ({"method": "random", "parameters": {"a": {"value": 1}}, "command": ["lbp", "fit", "${args_no_hyphens}"]},
-         "cannot pass options to lbp"),
-        ({"method": "random", "parameters": {"a": {"value": 1}}, "metric": {"name": "m", "goal": "up"}},
-         "metric.goal 'up'"),
+        (
+            {"method": "random", "parameters": {"a": {"parameters": {"b": {"value": 1}}}}},
+            "nested parameters",
+        ),
+        (
+            {
+                "method": "random",
+                "parameters": {"a": {"value": 1}},
+                "command": ["python", "train.py", "${args}"],
+            },
+            "does not run lbp",
+        ),
+        (
+            {
+                "method": "random",
+                "parameters": {"a": {"value": 1}},
+                "command": ["lbp", "fit", "${args_no_hyphens}"],
+            },
+            "cannot pass options to lbp",
+        ),
+        (
+            {
+                "method": "random",
+                "parameters": {"a": {"value": 1}},
+                "metric": {"name": "m", "goal": "up"},
+            },
+            "metric.goal 'up'",
+        ),
     ],
 )
 def test_bad_sweep_files_name_the_field(raw, message):
@@ -129,26 +194,63 @@ def test_bad_sweep_files_name_the_field(raw, message):
 def test_command_forms(monkeypatch):
     monkeypatch.setenv("BASE_CONFIG", "experiments/quickstart.yaml")
     base = {"method": "random", "parameters": {"a": {"value": 1}}}
-    with pytest.raises(ConfigError, match="subcommand"):  # W&B's default command has no room for `fit`
+    with pytest.raises(
+        ConfigError, match="subcommand"
+    ):  # W&B's default command has no room for `fit`
         parse_sweep({**base, "program": "lbp"})
-    program = parse_sweep({**base, "program": "/venv/bin/lbp", "command": ["${program}", "fit", "${args}"]})
+    program = parse_sweep(
+        {**base, "program": "/venv/bin/lbp", "command": ["${program}", "fit", "${args}"]}
+    )
     assert command_for(program, {"a": 1}) == ["fit", "--a=1"]
-    module = parse_sweep({**base, "command": ["${env}", "${interpreter}", "-m", "lbp_motion.cli", "fit",
-                                              "--config", "${envvar:BASE_CONFIG}", "${args_no_equals}"]})
-    assert command_for(module, {"a": 1}) == ["fit", "--config", "experiments/quickstart.yaml", "--a", "1"]
+    module = parse_sweep(
+        {
+            **base,
+            "command": [
+                "${env}",
+                "${interpreter}",
+                "-m",
+                "lbp_motion.cli",
+                "fit",
+                "--config",
+                "${envvar:BASE_CONFIG}",
+                "${args_no_equals}",
+            ],
+        }
+    )
+    assert command_for(module, {"a": 1}) == [
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--a",
+        "1",
+    ]
     # a sweep over config files: the swept config goes before the runner's options, which it would reset
-    over_configs = parse_sweep({"method": "grid", "parameters": {"x": {"value": 1}, "config": {"values": ["a.yaml"]}},
-                                "command": ["${env}", "lbp", "fit", "${args}"]})
+    over_configs = parse_sweep(
+        {
+            "method": "grid",
+            "parameters": {"x": {"value": 1}, "config": {"values": ["a.yaml"]}},
+            "command": ["${env}", "lbp", "fit", "${args}"],
+        }
+    )
     assert command_for(over_configs, {"x": 1, "config": "a.yaml"}, ["--data.root", "D"]) == [
-        "fit", "--config=a.yaml", "--data.root", "D", "--x=1"]
+        "fit",
+        "--config=a.yaml",
+        "--data.root",
+        "D",
+        "--x=1",
+    ]
 
 
 def test_lbp_sweep_prints_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("method: grid\nparameters: {a: {values: [1]}}\ncommand: [python, train.py, '${args}']\n")
+    bad.write_text(
+        "method: grid\nparameters: {a: {values: [1]}}\ncommand: [python, train.py, '${args}']\n"
+    )
     assert main(["sweep", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("lbp: error: sweep file") and "does not run lbp" in err and "\n" not in err
+    assert (
+        err.startswith("lbp: error: sweep file") and "does not run lbp" in err and "\n" not in err
+    )
     bad.write_text("method: grid\ncommand: [lbp, fit, ${args}]\n")  # unquoted ${...} in a flow list
     assert main(["sweep", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
@@ -157,10 +259,19 @@ def test_lbp_sweep_prints_one_line_errors(tmp_path, capsys):
 
 
 def test_ranking_follows_the_goal():
-    spec = parse_sweep({"method": "random", "parameters": {"a": {"value": 1}}, "metric": {"name": "m", "goal": "minimize"},
-                        "command": ["lbp", "fit", "${args}"]})
-    runs = [{"index": 0, "name": "r0", "metrics": {"m": 0.5}}, {"index": 1, "name": "r1", "metrics": None},
-            {"index": 2, "name": "r2", "metrics": {"m": 0.1}}]
+    spec = parse_sweep(
+        {
+            "method": "random",
+            "parameters": {"a": {"value": 1}},
+            "metric": {"name": "m", "goal": "minimize"},
+            "command": ["lbp", "fit", "${args}"],
+        }
+    )
+    runs = [
+        {"index": 0, "name": "r0", "metrics": {"m": 0.5}},
+        {"index": 1, "name": "r1", "metrics": None},
+        {"index": 2, "name": "r2", "metrics": {"m": 0.1}},
+    ]
     assert [r["name"] for r in ranked_runs(spec, runs)] == ["r2", "r0", "r1"]
     spec.goal = "maximize"
     assert [r["name"] for r in ranked_runs(spec, runs)] == ["r0", "r2", "r1"]
@@ -171,9 +282,22 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     import lbp_motion.pipelines.sweep as sweep_module
 
     sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
-    tiny = [a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")]  # keep the offline W&B log
-    argv = ["sweep", sweep, "--count", "4", "--out_dir", str(tmp_path), "--data.root", str(tiny_tug), *tiny,
-            "--trainer.max_epochs", "1"]
+    tiny = [
+        a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")
+    ]  # keep the offline W&B log
+    argv = [
+        "sweep",
+        sweep,
+        "--count",
+        "4",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *tiny,
+        "--trainer.max_epochs",
+        "1",
+    ]
     real_run, calls = sweep_module.run_arguments, []
 
     def interrupted(args):  # Ctrl-C while the third run starts
@@ -209,14 +333,21 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics == r["metrics"]
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        assert config["model"]["init_args"]["lr"] == pytest.approx(r["params"]["model.init_args.lr"])
+        assert config["model"]["init_args"]["lr"] == pytest.approx(
+            r["params"]["model.init_args.lr"]
+        )
         assert (run_dir / "metrics.csv").is_file()  # CSV log
         offline = list((run_dir / "wandb").glob("offline-run-*"))
         assert len(offline) == 1  # one offline W&B run each, not one shared run
 
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     values = [float(r["val/f1_macro"]) for r in rows]
-    assert values == sorted(values, reverse=True) and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    assert values == sorted(values, reverse=True) and [r["rank"] for r in rows] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     assert rows[0]["run"] in out.split("Best: ")[1].split()[0]
     md = (sweep_dir / "results.md").read_text()
     assert md.count("| run-") == 4 and "model.init_args.lr" in md
@@ -229,13 +360,20 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     from tests.test_report import browser_probe, find_browser, parse_report
 
     report_dir = tmp_path / "report"
-    assert main(["report", str(sweep_dir), *(r["run_dir"] for r in runs), "--out_dir", str(report_dir)]) == 0
+    assert (
+        main(
+            ["report", str(sweep_dir), *(r["run_dir"] for r in runs), "--out_dir", str(report_dir)]
+        )
+        == 0
+    )
     page = report_dir / "report.html"
     parsed = parse_report(page)
     assert "Runs compared" in page.read_text() and "Sweep runs, best first" in page.read_text()
     best = max(r["metrics"]["val/f1_macro"] for r in runs)
     assert (f"{best:.4f}", best) in parsed.cells
-    assert len(parsed.imgs) == 1 + 4 and all((report_dir / s).is_file() for s in parsed.imgs)  # 1 epoch: no curves
+    assert len(parsed.imgs) == 1 + 4 and all(
+        (report_dir / s).is_file() for s in parsed.imgs
+    )  # 1 epoch: no curves
     if find_browser() is not None:  # the browser check proper is in test_report.py
         shown = browser_probe(page, tmp_path)
         assert all(i["width"] > 0 for i in shown["imgs"]) and f"{best:.4f}" in shown["text"]
@@ -253,7 +391,9 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
 
     def fake_fit(argv):  # metric = lr * 100; an lr above 2e-3 "fails"
         calls.append(argv)
-        run_dir = make_run_dir(argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1])
+        run_dir = make_run_dir(
+            argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1]
+        )
         lr = float(next(a for a in argv if a.startswith("--model.init_args.lr=")).split("=", 1)[1])
         if lr > 2e-3:
             raise LbpError(f"training loss is nan (lr {lr})")
@@ -265,19 +405,27 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
     sweep = ROOT / "experiments" / "sweeps" / "quickstart_bayes.yaml"
     sweep_dir = run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)
     assert any("running random search instead" in n for n in notes)
-    assert len(calls) == 6 and all(c[0] == "fit" and c[1:3] == ["--config", "experiments/quickstart.yaml"] for c in calls)
+    assert len(calls) == 6 and all(
+        c[0] == "fit" and c[1:3] == ["--config", "experiments/quickstart.yaml"] for c in calls
+    )
     for c in calls:  # the command's --config, then lbp sweep's options, then the parameters
         first_param = next(i for i, a in enumerate(c) if a.startswith("--model.init_args.lr="))
         assert c.index("--config") < c.index("--run.wandb") < first_param
-        assert c[c.index("--run.wandb") + 1] == "offline" and "--run.wandb=online" in c[:first_param]
+        assert (
+            c[c.index("--run.wandb") + 1] == "offline" and "--run.wandb=online" in c[:first_param]
+        )
     state = json.loads((sweep_dir / "state.json").read_text())
     lrs = [r["params"]["model.init_args.lr"] for r in state["runs"]]
     assert all(1e-4 <= lr <= 3e-3 for lr in lrs) and len(set(lrs)) == 6
     failed = [r["name"] for r in state["runs"] if r["status"] == "failed"]
-    assert failed and failed == [r["name"] for r in state["runs"] if r["params"]["model.init_args.lr"] > 2e-3]
+    assert failed and failed == [
+        r["name"] for r in state["runs"] if r["params"]["model.init_args.lr"] > 2e-3
+    ]
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     finished = [float(r["val/f1_macro"]) for r in rows if r["status"] == "finished"]
-    assert finished == sorted(finished, reverse=True) and [r["status"] for r in rows[len(finished):]] == ["failed"] * len(failed)
+    assert finished == sorted(finished, reverse=True) and [
+        r["status"] for r in rows[len(finished) :]
+    ] == ["failed"] * len(failed)
     # a rerun retries only the failed runs, with the same parameters
     calls.clear()
     run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)
@@ -288,44 +436,97 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
     # other options on a resume: said, recorded, and passed to the runs from then on
     notes.clear()
     calls.clear()
-    run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, overrides=["--trainer.max_epochs", "1"], log=notes.append)
+    run_sweep(
+        sweep,
+        count=6,
+        out_dir=tmp_path,
+        seed=3,
+        overrides=["--trainer.max_epochs", "1"],
+        log=notes.append,
+    )
     assert any("started with the options []" in n for n in notes)
     assert calls and all("--trainer.max_epochs" in c for c in calls)
-    assert json.loads((sweep_dir / "state.json").read_text())["overrides"] == ["--trainer.max_epochs", "1"]
+    assert json.loads((sweep_dir / "state.json").read_text())["overrides"] == [
+        "--trainer.max_epochs",
+        "1",
+    ]
 
 
 def test_plaan_run_lists_are_sweeps_of_their_entries():
     spec = load_sweep(ROOT / "experiments" / "emopain" / "sweeps" / "cascade_comparison.yaml")
-    entries = yaml.safe_load((ROOT / "experiments" / "emopain" / "sweeps" / "cascade_comparison.yaml").read_text())["runs"]
+    entries = yaml.safe_load(
+        (ROOT / "experiments" / "emopain" / "sweeps" / "cascade_comparison.yaml").read_text()
+    )["runs"]
     assert grid_size(spec) == len(entries) and spec.metric == "test/mcc" and spec.goal == "maximize"
     for k, entry in enumerate(entries):
         params = run_parameters(spec, k)
         assert command_for(spec, params, ["--data.root", "D"]) == [
-            "fit", "--config", entry["config"], "--data.root", "D", *entry["overrides"]]
+            "fit",
+            "--config",
+            entry["config"],
+            "--data.root",
+            "D",
+            *entry["overrides"],
+        ]
     with pytest.raises(ConfigError, match=r"runs\[1\].name 'a'"):
-        parse_sweep({"kind": "run_list", "runs": [{"name": "a", "config": "x.yaml"}, {"name": "a", "config": "y.yaml"}]})
+        parse_sweep(
+            {
+                "kind": "run_list",
+                "runs": [{"name": "a", "config": "x.yaml"}, {"name": "a", "config": "y.yaml"}],
+            }
+        )
 
 
 @pytest.mark.slow
 def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
     run_list = tmp_path / "compare.yaml"
-    run_list.write_text(yaml.safe_dump({"kind": "run_list", "metric": {"name": "test/accuracy", "goal": "maximize"},
-                                        "runs": [{"name": "slow", "config": "experiments/quickstart.yaml",
-                                                  "overrides": ["--model.init_args.lr", "1e-5"]},
-                                                 {"name": "fast", "config": "experiments/quickstart.yaml",
-                                                  "overrides": ["--model.init_args.lr", "3e-3"]}]}))
-    argv = ["sweep", str(run_list), "--out_dir", str(tmp_path / "out"), "--data.root", str(tiny_tug), *TINY_ARGS,
-            "--trainer.max_epochs", "1"]
+    run_list.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "run_list",
+                "metric": {"name": "test/accuracy", "goal": "maximize"},
+                "runs": [
+                    {
+                        "name": "slow",
+                        "config": "experiments/quickstart.yaml",
+                        "overrides": ["--model.init_args.lr", "1e-5"],
+                    },
+                    {
+                        "name": "fast",
+                        "config": "experiments/quickstart.yaml",
+                        "overrides": ["--model.init_args.lr", "3e-3"],
+                    },
+                ],
+            }
+        )
+    )
+    argv = [
+        "sweep",
+        str(run_list),
+        "--out_dir",
+        str(tmp_path / "out"),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--trainer.max_epochs",
+        "1",
+    ]
     assert main(argv) == 0
     sweep_dir = tmp_path / "out" / "compare"
     state = json.loads((sweep_dir / "state.json").read_text())
-    assert [r["name"] for r in state["runs"]] == ["slow", "fast"] and {r["status"] for r in state["runs"]} == {"finished"}
+    assert [r["name"] for r in state["runs"]] == ["slow", "fast"] and {
+        r["status"] for r in state["runs"]
+    } == {"finished"}
     for r, lr in zip(state["runs"], (1e-5, 3e-3)):
         config = yaml.safe_load((Path(r["run_dir"]) / "config.yaml").read_text())
-        assert Path(r["run_dir"]).parent.name == r["name"] and config["model"]["init_args"]["lr"] == pytest.approx(lr)
+        assert Path(r["run_dir"]).parent.name == r["name"] and config["model"]["init_args"][
+            "lr"
+        ] == pytest.approx(lr)
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     values = [float(r["test/accuracy"]) for r in rows]
-    assert values == sorted(values, reverse=True) and {r["config"] for r in rows} == {"experiments/quickstart.yaml"}
+    assert values == sorted(values, reverse=True) and {r["config"] for r in rows} == {
+        "experiments/quickstart.yaml"
+    }
     before = (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime
     assert main(argv) == 0  # finished runs are not run again
     assert (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime == before

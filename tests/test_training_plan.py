@@ -40,8 +40,13 @@ class Windows(torch.utils.data.Dataset):
         return len(self.y)
 
     def __getitem__(self, i):
-        return {"x": self.x[i], "mask": torch.ones(FRAMES, dtype=torch.bool), "y": self.y[i],
-                "recording": self.recording[i], "start": torch.tensor(0)}
+        return {
+            "x": self.x[i],
+            "mask": torch.ones(FRAMES, dtype=torch.bool),
+            "y": self.y[i],
+            "recording": self.recording[i],
+            "start": torch.tensor(0),
+        }
 
 
 class UserDataModule(pl.LightningDataModule):
@@ -72,22 +77,39 @@ class UserDataModuleWithSubjects(UserDataModule):
 
     def train_subject_info(self):
         rec = self.recording.tolist()
-        return {"subject": [SUBJECTS[r] for r in rec], "label": [str(r % 2) for r in rec],
-                "site": [f"site{r // 3}" for r in rec]}
+        return {
+            "subject": [SUBJECTS[r] for r in rec],
+            "label": [str(r % 2) for r in rec],
+            "site": [f"site{r // 3}" for r in rec],
+        }
 
 
 def _task(seed=0):
     torch.manual_seed(seed)
     return ClassificationTask(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0),
-        data_spec={"num_features": FEATURES, "classes": ["low", "high"]}, lr_decay=1.0,
+        model=lambda f, c: TransformerClassifier(
+            f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
+        ),
+        data_spec={"num_features": FEATURES, "classes": ["low", "high"]},
+        lr_decay=1.0,
     )
 
 
 def _fit(dm, task, strategy, callbacks=(), epochs=1, tmp_path=None, **kw):
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, strategy=strategy, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                         num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=list(callbacks), **kw)
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        strategy=strategy,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+        **kw,
+    )
     trainer.fit(task, datamodule=dm)
     return trainer
 
@@ -110,12 +132,18 @@ def test_a_user_datamodule_is_partitioned_by_subject_and_averaged_by_fedavg(tmp_
     trainer = _fit(dm, task, strategy, [seen], tmp_path=tmp_path)
 
     # partitioned: each client's batches hold only its own site's subjects, tagged with its id
-    assert [set(c) for c in strategy.client_subjects] == [set(SUBJECTS[0:3]), set(SUBJECTS[3:6]), set(SUBJECTS[6:9])]
+    assert [set(c) for c in strategy.client_subjects] == [
+        set(SUBJECTS[0:3]),
+        set(SUBJECTS[3:6]),
+        set(SUBJECTS[6:9]),
+    ]
     assert strategy.num_examples == [3 * WINDOWS] * 3
     assert {int(c) for b in seen.batches for c in b["client"]} == {0, 1, 2}
     for batch in seen.batches:
         client = int(batch["client"][0])
-        assert {SUBJECTS[r] for r in batch["recording"].tolist()} <= set(strategy.client_subjects[client])
+        assert {SUBJECTS[r] for r in batch["recording"].tolist()} <= set(
+            strategy.client_subjects[client]
+        )
     (row,) = strategy.history
     assert row["clients"] == 3 and all(f"client_{k}/train_loss" in row for k in range(3))
     assert "val/loss" in trainer.callback_metrics  # validation stays the DataModule's own loader
@@ -127,12 +155,17 @@ def test_a_user_datamodule_is_partitioned_by_subject_and_averaged_by_fedavg(tmp_
     assert isinstance(loader, FederatedLoader)
     expected = replayed_round(_task, start, loader, strategy.num_examples)
     for key, value in task.state_dict().items():
-        torch.testing.assert_close(value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5
+        )
 
 
 def test_fedavg_names_a_datamodule_that_cannot_say_whose_samples_it_holds(tmp_path):
-    with pytest.raises(ConfigError, match=r"FedAvgStrategy: .*UserDataModule does not say which subject.*"
-                                          r"train_subject_info\(\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"FedAvgStrategy: .*UserDataModule does not say which subject.*"
+        r"train_subject_info\(\)",
+    ):
         _fit(UserDataModule(), _task(), FedAvgStrategy(num_clients=2), tmp_path=tmp_path)
 
 
@@ -151,12 +184,16 @@ def test_a_user_datamodule_gets_poisson_sampling_clipping_and_accounting(tmp_pat
 
     n = len(dm.train)
     q, steps = 8 / n, 2 * math.ceil(n / 8)
-    assert isinstance(trainer.train_dataloader.batch_sampler, PoissonBatchSampler)  # the DP stage's loader
+    assert isinstance(
+        trainer.train_dataloader.batch_sampler, PoissonBatchSampler
+    )  # the DP stage's loader
     assert trainer.train_dataloader.batch_sampler.sample_rate == pytest.approx(q)
     assert len(seen.batches) == steps and all(GROUP_KEY in b for b in seen.batches)
     assert len({len(b["y"]) for b in seen.batches}) > 1  # Poisson batches: random sizes
     optimizer = trainer.optimizers[0]
-    assert isinstance(optimizer, UnitDPOptimizer) and optimizer.max_grad_norm == 0.5  # per-sample clipping
+    assert (
+        isinstance(optimizer, UnitDPOptimizer) and optimizer.max_grad_norm == 0.5
+    )  # per-sample clipping
     expected = RDPAccountant()
     for _ in range(steps):
         expected.step(noise_multiplier=1.1, sample_rate=q)
@@ -165,9 +202,16 @@ def test_a_user_datamodule_gets_poisson_sampling_clipping_and_accounting(tmp_pat
     assert 0 < summary["dp/epsilon"] < math.inf
     assert summary["dp/epsilon"] == pytest.approx(expected.get_epsilon(delta=1e-5), rel=1e-9)
     # subject-level privacy needs the subjects: one line naming the DataModule
-    with pytest.raises(ConfigError, match=r"UserDataModule does not say which subject.*train_subject_info"):
-        _fit(dm, _task(), TrainingPlanStrategy(), [DifferentialPrivacy(noise_multiplier=1.0, unit="subject")],
-             tmp_path=tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"UserDataModule does not say which subject.*train_subject_info"
+    ):
+        _fit(
+            dm,
+            _task(),
+            TrainingPlanStrategy(),
+            [DifferentialPrivacy(noise_multiplier=1.0, unit="subject")],
+            tmp_path=tmp_path,
+        )
 
 
 def test_fedavg_and_dp_together_give_each_client_of_a_user_datamodule_its_own_ledger(tmp_path):
@@ -179,11 +223,16 @@ def test_fedavg_and_dp_together_give_each_client_of_a_user_datamodule_its_own_le
     dp = DifferentialPrivacy(noise_multiplier=1.0, unit="subject", sample_rate=0.5)
     strategy = FedAvgStrategy(partition="site", num_clients=3)
     trainer = _fit(dm, _task(), strategy, [dp], epochs=1, tmp_path=tmp_path)
-    assert isinstance(trainer.train_dataloader, PoissonFederatedLoader)  # federation first, then privacy
+    assert isinstance(
+        trainer.train_dataloader, PoissonFederatedLoader
+    )  # federation first, then privacy
     summary = dp.run_summary()
     for k in range(3):
         assert summary[f"dp/client_{k}/units"] == 3  # the client's subjects, not its windows
-        assert summary[f"dp/client_{k}/steps"] == 2 and 0 < summary[f"dp/client_{k}/epsilon"] < math.inf
+        assert (
+            summary[f"dp/client_{k}/steps"] == 2
+            and 0 < summary[f"dp/client_{k}/epsilon"] < math.inf
+        )
     assert 0 < strategy.history[0]["dp/epsilon"] == pytest.approx(summary["dp/epsilon"])
 
 
@@ -191,8 +240,16 @@ def test_dp_refuses_a_strategy_that_would_bypass_the_plan(tmp_path):
     pytest.importorskip("opacus")
     from lbp_motion.privacy import DifferentialPrivacy
 
-    with pytest.raises(ConfigError, match=r"DifferentialPrivacy: .*\(SingleDeviceStrategy\) does not apply"):
-        _fit(UserDataModule(), _task(), "auto", [DifferentialPrivacy(noise_multiplier=1.0)], tmp_path=tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"DifferentialPrivacy: .*\(SingleDeviceStrategy\) does not apply"
+    ):
+        _fit(
+            UserDataModule(),
+            _task(),
+            "auto",
+            [DifferentialPrivacy(noise_multiplier=1.0)],
+            tmp_path=tmp_path,
+        )
 
 
 # -- the plan itself ------------------------------------------------------------------------------------
@@ -222,7 +279,9 @@ def test_lbp_gives_a_plan_strategy_when_a_stage_needs_one():
     stage = _Tag("s", 1, [])
     assert isinstance(default_strategy("auto", [stage]), TrainingPlanStrategy)
     assert default_strategy("auto", [pl.Callback()]) == "auto"
-    assert default_strategy("auto", [stage], devices=2) == "auto"  # DP then says it needs one device
+    assert (
+        default_strategy("auto", [stage], devices=2) == "auto"
+    )  # DP then says it needs one device
     fedavg_strategy = FedAvgStrategy()
     assert default_strategy(fedavg_strategy, [stage]) is fedavg_strategy
 
@@ -230,6 +289,10 @@ def test_lbp_gives_a_plan_strategy_when_a_stage_needs_one():
 def test_nothing_in_lbp_motion_assigns_a_training_loader_or_step():
     """The plan is the only way to change them: no monkey-patching of DataModules or tasks."""
     patched = re.compile(r"\.(train_dataloader|training_step)\s*=[^=]")
-    hits = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "lbp_motion").rglob("*.py"))
-            for i, line in enumerate(p.read_text().splitlines(), 1) if patched.search(line)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in sorted((ROOT / "lbp_motion").rglob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if patched.search(line)
+    ]
     assert hits == []

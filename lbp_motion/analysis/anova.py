@@ -41,7 +41,9 @@ def one_way_anova(groups: dict[str, list[float]]) -> dict:
     from scipy.stats import f_oneway
 
     if len(groups) < 2:
-        raise LbpError(f"ANOVA needs at least two groups, got {len(groups)}: {', '.join(groups) or 'none'}")
+        raise LbpError(
+            f"ANOVA needs at least two groups, got {len(groups)}: {', '.join(groups) or 'none'}"
+        )
     arrays = {}
     for name, values in groups.items():
         a = np.asarray(values, dtype=float).reshape(-1)
@@ -52,7 +54,9 @@ def one_way_anova(groups: dict[str, list[float]]) -> dict:
         arrays[name] = a
     k, n_total = len(arrays), sum(a.size for a in arrays.values())
     if n_total - k < 1:
-        raise LbpError(f"ANOVA needs more observations than groups ({n_total} observations, {k} groups)")
+        raise LbpError(
+            f"ANOVA needs more observations than groups ({n_total} observations, {k} groups)"
+        )
     grand = np.concatenate(list(arrays.values())).mean()
     ss_between = float(sum(a.size * (a.mean() - grand) ** 2 for a in arrays.values()))
     ss_within = float(sum(((a - a.mean()) ** 2).sum() for a in arrays.values()))
@@ -87,7 +91,11 @@ def _fold_index(path: Path) -> int:
 
 
 def _group_name(cv_dir: Path) -> str:
-    return cv_dir.parent.name if re.fullmatch(r"version_\d+", cv_dir.name) and cv_dir.parent.name else cv_dir.name
+    return (
+        cv_dir.parent.name
+        if re.fullmatch(r"version_\d+", cv_dir.name) and cv_dir.parent.name
+        else cv_dir.name
+    )
 
 
 def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float]:
@@ -95,8 +103,14 @@ def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float
     cv_dir = Path(cv_dir)
     if not cv_dir.is_dir():
         raise LbpError(f"{cv_dir}: folder not found")
-    folds = sorted((f for f in cv_dir.glob("fold_*") if _fold_index(f) >= 0 and (f / "metrics.json").is_file()),
-                   key=_fold_index)
+    folds = sorted(
+        (
+            f
+            for f in cv_dir.glob("fold_*")
+            if _fold_index(f) >= 0 and (f / "metrics.json").is_file()
+        ),
+        key=_fold_index,
+    )
     if not folds:
         raise LbpError(f"{cv_dir}: no fold_<i>/metrics.json (is it an `lbp cv` run directory?)")
     values = []
@@ -108,7 +122,9 @@ def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float
         value = metrics.get(metric)
         if value is None:
             known = ", ".join(sorted(k for k in metrics if k.startswith("test/"))) or "none"
-            raise LbpError(f"{fold / 'metrics.json'}: no metric {metric!r} (test metrics there: {known})")
+            raise LbpError(
+                f"{fold / 'metrics.json'}: no metric {metric!r} (test metrics there: {known})"
+            )
         values.append(float(value))
     return values
 
@@ -131,10 +147,22 @@ def anova_from_cv(cv_dirs: list[Path], metric: str = "test/accuracy") -> dict:
 
 
 def _rows(result: dict) -> list[dict]:
-    rows = [{"row": name, "n": g["n"], "mean": g["mean"], "std": g["std"]} for name, g in result["groups"].items()]
+    rows = [
+        {"row": name, "n": g["n"], "mean": g["mean"], "std": g["std"]}
+        for name, g in result["groups"].items()
+    ]
     dfb, dfw = result["df_between"], result["df_within"]
     ssb, ssw = result["ss_between"], result["ss_within"]
-    rows.append({"row": "between", "df": dfb, "SS": ssb, "MS": ssb / dfb, "F": result["F"], "p": result["p"]})
+    rows.append(
+        {
+            "row": "between",
+            "df": dfb,
+            "SS": ssb,
+            "MS": ssb / dfb,
+            "F": result["F"],
+            "p": result["p"],
+        }
+    )
     rows.append({"row": "within", "df": dfw, "SS": ssw, "MS": ssw / dfw})
     rows.append({"row": "total", "df": dfb + dfw, "SS": ssb + ssw})
     return rows
@@ -151,12 +179,24 @@ def _fmt(value) -> str:
 def anova_markdown(result: dict) -> str:
     metric = result.get("metric", "score")
     groups = ["| model | folds | mean | std |", "| --- | ---: | ---: | ---: |"]
-    groups += [f"| {name} | {g['n']} | {g['mean']:.4f} | {_fmt(g['std'])} |" for name, g in result["groups"].items()]
+    groups += [
+        f"| {name} | {g['n']} | {g['mean']:.4f} | {_fmt(g['std'])} |"
+        for name, g in result["groups"].items()
+    ]
     table = ["| source | df | SS | MS | F | p |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in _rows(result)[len(result["groups"]):]:
-        table.append("| " + " | ".join([r["row"]] + [_fmt(r.get(k)) for k in ("df", "SS", "MS", "F", "p")]) + " |")
-    return (f"# One-way ANOVA of {metric} across {len(result['groups'])} models\n\n" + "\n".join(groups)
-            + "\n\n" + "\n".join(table) + "\n")
+    for r in _rows(result)[len(result["groups"]) :]:
+        table.append(
+            "| "
+            + " | ".join([r["row"]] + [_fmt(r.get(k)) for k in ("df", "SS", "MS", "F", "p")])
+            + " |"
+        )
+    return (
+        f"# One-way ANOVA of {metric} across {len(result['groups'])} models\n\n"
+        + "\n".join(groups)
+        + "\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
 
 
 def write_anova(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
@@ -172,7 +212,9 @@ def write_anova(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
-def run_anova(cv_dirs: list[str | Path], metric: str = "test/accuracy", out: str | Path = "runs/analysis") -> dict:
+def run_anova(
+    cv_dirs: list[str | Path], metric: str = "test/accuracy", out: str | Path = "runs/analysis"
+) -> dict:
     """``lbp analyze anova``: compute, write and print the table."""
     result = anova_from_cv([Path(d) for d in cv_dirs], metric)
     csv_path, md_path = write_anova(result, out)

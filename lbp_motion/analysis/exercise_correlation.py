@@ -25,13 +25,19 @@ def _emopain_files(root: Path) -> list[Path]:
     if not root.is_dir():
         raise LbpError(f"{root}: folder not found")
     folders = [root / "train", root / "validation", root / "test"]
-    files = [f for d in folders if d.is_dir() for f in list_emopain_files(d)] or list_emopain_files(root)
+    files = [f for d in folders if d.is_dir() for f in list_emopain_files(d)] or list_emopain_files(
+        root
+    )
     if not files:
-        raise LbpError(f"{root}: no EmoPain .mat or .csv files (looked in train/, validation/, test/ and the folder)")
+        raise LbpError(
+            f"{root}: no EmoPain .mat or .csv files (looked in train/, validation/, test/ and the folder)"
+        )
     return files
 
 
-def exercise_label_correlation(exercise: np.ndarray, pain: np.ndarray, protective: np.ndarray) -> list[dict]:
+def exercise_label_correlation(
+    exercise: np.ndarray, pain: np.ndarray, protective: np.ndarray
+) -> list[dict]:
     """Rows of (exercise, label, class, rho, p, frames) over frame label arrays (T,).
     A constant indicator has no correlation: rho and p are NaN then."""
     from scipy.stats import spearmanr
@@ -51,8 +57,16 @@ def exercise_label_correlation(exercise: np.ndarray, pain: np.ndarray, protectiv
                     rho, p = float("nan"), float("nan")
                 else:
                     rho, p = (float(v) for v in spearmanr(a, b))
-                rows.append({"exercise": exercise_name, "label": label, "class": class_name, "rho": rho, "p": p,
-                             "frames": int(keep.sum())})
+                rows.append(
+                    {
+                        "exercise": exercise_name,
+                        "label": label,
+                        "class": class_name,
+                        "rho": rho,
+                        "p": p,
+                        "frames": int(keep.sum()),
+                    }
+                )
     return rows
 
 
@@ -74,7 +88,14 @@ def correlation_figure(rows: list[dict]):
     for i in range(len(exercises)):
         for j in range(len(columns)):
             if np.isfinite(rho[i, j]):
-                ax.text(j, i, f"{rho[i, j]:.2f}{'*' if star[i, j] else ''}", ha="center", va="center", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{rho[i, j]:.2f}{'*' if star[i, j] else ''}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                )
     fig.colorbar(im, ax=ax, label="Spearman rho")
     ax.set_title("Exercise type vs. label (Spearman; * p < 0.05)")
     fig.tight_layout()
@@ -101,5 +122,7 @@ def run_exercise_correlation(root: str | Path, out: str | Path) -> Path:
     from lbp_motion.evaluation.figures import plt
 
     plt.close(fig)
-    print(f"{len(files)} files, {len(exercise)} frames -> {out / 'exercise_correlation.csv'}, {out / 'exercise_correlation.png'}")
+    print(
+        f"{len(files)} files, {len(exercise)} frames -> {out / 'exercise_correlation.csv'}, {out / 'exercise_correlation.png'}"
+    )
     return out

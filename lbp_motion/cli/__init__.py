@@ -44,7 +44,10 @@ def usage() -> str:
     for group in (LIGHTNING, OTHER):
         lines += ["", f"{group}:"]
         lines += [f"  {c.name:<{width}}  {c.help}" for c in COMMANDS.values() if c.group == group]
-    lines += ["", "Results go to runs/<name>/version_<n>/ (metrics.json, checkpoints/, config.yaml)."]
+    lines += [
+        "",
+        "Results go to runs/<name>/version_<n>/ (metrics.json, checkpoints/, config.yaml).",
+    ]
     return "\n".join(lines)
 
 
@@ -88,25 +91,39 @@ def _implementation(command: Command) -> Callable:
 
 def _dispatch(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
-    if name == "predict" and rest and not rest[0].startswith("-"):  # the 0.x form `lbp predict PATH --ckpt CKPT`
+    if (
+        name == "predict" and rest and not rest[0].startswith("-")
+    ):  # the 0.x form `lbp predict PATH --ckpt CKPT`
         deprecated("`lbp predict PATH`", "`lbp predict-file PATH`", what="form")
         name = "predict-file"
     command = COMMANDS.get(name)
     if command is None and not name.startswith("-"):
-        print(f"lbp: error: unknown command {name!r}; the commands are {', '.join(COMMANDS)} (lbp --help)",
-              file=sys.stderr)
+        print(
+            f"lbp: error: unknown command {name!r}; the commands are {', '.join(COMMANDS)} (lbp --help)",
+            file=sys.stderr,
+        )
         return 2
     if command is not None and not command.lightning:
         return _implementation(command)(rest)
-    result = _implementation(command or COMMANDS["fit"])(argv)  # LightningCLI reports a misplaced option
+    result = _implementation(command or COMMANDS["fit"])(
+        argv
+    )  # LightningCLI reports a misplaced option
     if result is not None:
         print(f"Results: {result.run_dir.resolve()}")
     return 0
 
 
-_MOVED = {"LbpCLI": "runs", "RunOptions": "runs", "checkpoint_callbacks": "runs", "finish_wandb_run": "runs",
-          "read_yaml": "config", "config_files": "config", "one_line_error": "config",
-          "LbpArgumentParser": "config", "user_error": "errors"}
+_MOVED = {
+    "LbpCLI": "runs",
+    "RunOptions": "runs",
+    "checkpoint_callbacks": "runs",
+    "finish_wandb_run": "runs",
+    "read_yaml": "config",
+    "config_files": "config",
+    "one_line_error": "config",
+    "LbpArgumentParser": "config",
+    "user_error": "errors",
+}
 
 
 def __getattr__(name: str):
@@ -114,7 +131,10 @@ def __getattr__(name: str):
     release, with a deprecation warning."""
     if name in _MOVED:
         where = f"lbp_motion.{_MOVED[name]}"
-        warnings.warn(f"lbp_motion.cli.{name} moved to {where}.{name}; import it from there",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"lbp_motion.cli.{name} moved to {where}.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module(where), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

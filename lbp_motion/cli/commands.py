@@ -64,31 +64,69 @@ def register(name: str, target: str, help: str, **kwargs: Any) -> Command:
 
 
 _RUNS = "lbp_motion.runs:run_arguments"
-register("fit", _RUNS, "train, keep the best checkpoint by run.monitor, then test it", group=LIGHTNING)
+register(
+    "fit", _RUNS, "train, keep the best checkpoint by run.monitor, then test it", group=LIGHTNING
+)
 register("validate", _RUNS, "validate a checkpoint", group=LIGHTNING)
 register("test", _RUNS, "test a checkpoint", group=LIGHTNING)
-register("predict", _RUNS, "per-window and per-recording predictions of a checkpoint over a DataModule",
-         group=LIGHTNING)
-register("predict-file", "lbp_motion.cli.pose:cmd_predict_file",
-         "severity and TUG time of one video or keypoint file (docs/pose.md)")
-register("tasks", "lbp_motion.cli:cmd_tasks", "list the tasks found through the lbp_motion.tasks entry points")
-register("cv", "lbp_motion.cli.cv:cmd_cv", "cross-validate a config by subject (leave-one-subject-out or K folds)")
-register("analyze", "lbp_motion.cli.analyze:cmd_analyze", "dataset and result analyses (exercise-correlation, anova)")
-register("extract-poses", "lbp_motion.cli.pose:cmd_extract_poses",
-         "extract keypoints from a folder of videos (resumable)",
-         resume="run the same command again: finished videos are kept and skipped")
-register("sweep", "lbp_motion.cli.sweep:cmd_sweep", "run a W&B sweep file locally and offline (grid, random), resumable",
-         resume="run the same command again: finished runs are kept and the sweep continues")
-register("report", "lbp_motion.cli.report:cmd_report", "an HTML and Markdown report of run directories, with figures")
-register("federate", "lbp_motion.cli.federate:cmd_federate",
-         "server or client of a real federation on Flower (docs/deploy.md)")
+register(
+    "predict",
+    _RUNS,
+    "per-window and per-recording predictions of a checkpoint over a DataModule",
+    group=LIGHTNING,
+)
+register(
+    "predict-file",
+    "lbp_motion.cli.pose:cmd_predict_file",
+    "severity and TUG time of one video or keypoint file (docs/pose.md)",
+)
+register(
+    "tasks",
+    "lbp_motion.cli:cmd_tasks",
+    "list the tasks found through the lbp_motion.tasks entry points",
+)
+register(
+    "cv",
+    "lbp_motion.cli.cv:cmd_cv",
+    "cross-validate a config by subject (leave-one-subject-out or K folds)",
+)
+register(
+    "analyze",
+    "lbp_motion.cli.analyze:cmd_analyze",
+    "dataset and result analyses (exercise-correlation, anova)",
+)
+register(
+    "extract-poses",
+    "lbp_motion.cli.pose:cmd_extract_poses",
+    "extract keypoints from a folder of videos (resumable)",
+    resume="run the same command again: finished videos are kept and skipped",
+)
+register(
+    "sweep",
+    "lbp_motion.cli.sweep:cmd_sweep",
+    "run a W&B sweep file locally and offline (grid, random), resumable",
+    resume="run the same command again: finished runs are kept and the sweep continues",
+)
+register(
+    "report",
+    "lbp_motion.cli.report:cmd_report",
+    "an HTML and Markdown report of run directories, with figures",
+)
+register(
+    "federate",
+    "lbp_motion.cli.federate:cmd_federate",
+    "server or client of a real federation on Flower (docs/deploy.md)",
+)
 
 
 # -- old spellings ---------------------------------------------------------------------------------
 def deprecated(old: str, new: str, what: str = "spelling") -> None:
     """Say that ``old`` still works for this release only and ``new`` replaces it."""
-    print(f"lbp: warning: {old} is deprecated; use {new} (the old {what} goes in the next release)",
-          file=sys.stderr, flush=True)
+    print(
+        f"lbp: warning: {old} is deprecated; use {new} (the old {what} goes in the next release)",
+        file=sys.stderr,
+        flush=True,
+    )
     warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
 
 
@@ -108,7 +146,9 @@ def _renamed(action_class: type[argparse.Action]) -> type[argparse.Action]:
     return Renamed
 
 
-def add_flag(parser: argparse.ArgumentParser, name: str, *old: str, **kwargs: Any) -> argparse.Action:
+def add_flag(
+    parser: argparse.ArgumentParser, name: str, *old: str, **kwargs: Any
+) -> argparse.Action:
     """``parser.add_argument(name, **kwargs)``, also reachable for one release as the
     old spellings ``old`` (which ``--help`` lists beside the help text, not as options)."""
     if old and kwargs.get("help") not in (None, argparse.SUPPRESS):
@@ -122,21 +162,39 @@ def add_flag(parser: argparse.ArgumentParser, name: str, *old: str, **kwargs: An
 
 
 # -- flags several commands share ------------------------------------------------------------------
-def add_config(parser: argparse.ArgumentParser, help: str = "config file (repeatable; later files override "
-               "earlier ones)", required: bool = True) -> argparse.Action:
+def add_config(
+    parser: argparse.ArgumentParser,
+    help: str = "config file (repeatable; later files override earlier ones)",
+    required: bool = True,
+) -> argparse.Action:
     """``--config FILE`` / ``-c FILE``, repeatable, as in ``lbp fit``."""
     return parser.add_argument("--config", "-c", action="append", required=required, help=help)
 
 
-def add_out_dir(parser: argparse.ArgumentParser, help: str, default: str | None = None,
-                old: tuple[str, ...] = ()) -> argparse.Action:
+def add_out_dir(
+    parser: argparse.ArgumentParser,
+    help: str,
+    default: str | None = None,
+    old: tuple[str, ...] = (),
+) -> argparse.Action:
     """``--out_dir DIR``, required when there is no default."""
     if default is not None:
         help += f" (default: {default})"
-    return add_flag(parser, "--out_dir", *old, default=default, required=default is None, metavar="DIR", help=help)
+    return add_flag(
+        parser,
+        "--out_dir",
+        *old,
+        default=default,
+        required=default is None,
+        metavar="DIR",
+        help=help,
+    )
 
 
-def add_ckpt_path(parser: argparse.ArgumentParser, help: str = "checkpoint of `lbp fit`",
-                  old: tuple[str, ...] = ()) -> argparse.Action:
+def add_ckpt_path(
+    parser: argparse.ArgumentParser,
+    help: str = "checkpoint of `lbp fit`",
+    old: tuple[str, ...] = (),
+) -> argparse.Action:
     """``--ckpt_path CKPT`` (required), as in ``lbp test``."""
     return add_flag(parser, "--ckpt_path", *old, required=True, metavar="CKPT", help=help)

@@ -15,17 +15,33 @@ def cmd_cv(argv: list[str]) -> int:
         "are passed to every fold's `lbp fit`.",
     )
     add_config(parser)
-    parser.add_argument("--folds", default="loso", help="'loso' or a number of folds K (default: loso)")
-    parser.add_argument("--val_fraction", type=float, default=0.2, help="validation subjects drawn from each fold's training subjects")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the folds and the inner splits")
+    parser.add_argument(
+        "--folds", default="loso", help="'loso' or a number of folds K (default: loso)"
+    )
+    parser.add_argument(
+        "--val_fraction",
+        type=float,
+        default=0.2,
+        help="validation subjects drawn from each fold's training subjects",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the folds and the inner splits"
+    )
     add_out_dir(parser, "parent of the cv run directory", default="runs")
     parser.add_argument("--name", default=None, help="default: <config stem>-cv")
     parser.add_argument("--resume", default=None, help="an interrupted cv run directory to finish")
-    parser.add_argument("--baselines", default="all",
-                        help="'all' (default): fit the majority-class and window-statistics baselines on the same "
-                        "folds and windows; 'none': skip them")
-    parser.add_argument("--bootstrap", type=int, default=1000,
-                        help="resamples of the subject bootstrap of the 95%% intervals (default: 1000)")
+    parser.add_argument(
+        "--baselines",
+        default="all",
+        help="'all' (default): fit the majority-class and window-statistics baselines on the same "
+        "folds and windows; 'none': skip them",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="resamples of the subject bootstrap of the 95%% intervals (default: 1000)",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.folds != "loso" and not args.folds.isdigit():
         parser.error(f"--folds {args.folds!r}: expected 'loso' or a number of folds")
@@ -33,9 +49,17 @@ def cmd_cv(argv: list[str]) -> int:
     config_args = [a for c in args.config for a in ("--config", c)] + overrides
     from lbp_motion.pipelines.cv import run_cv
 
-    run = run_cv(config_args, folds=folds, val_fraction=args.val_fraction, seed=args.seed,
-                 out_dir=args.out_dir, name=args.name, resume=args.resume, baselines=args.baselines,
-                 n_boot=args.bootstrap)
+    run = run_cv(
+        config_args,
+        folds=folds,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        out_dir=args.out_dir,
+        name=args.name,
+        resume=args.resume,
+        baselines=args.baselines,
+        n_boot=args.bootstrap,
+    )
     print((run / "summary.md").read_text())
     print(f"Results: {run.resolve()}")
     return 0

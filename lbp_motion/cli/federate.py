@@ -22,63 +22,167 @@ INSECURE_HELP = "no TLS: unencrypted traffic (trusted networks and tests only)"
 
 
 def server_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate server", allow_abbrev=False,
-                                description="Run the federation's server: Flower's SuperLink plus the lbp ServerApp.")
+    p = argparse.ArgumentParser(
+        prog="lbp federate server",
+        allow_abbrev=False,
+        description="Run the federation's server: Flower's SuperLink plus the lbp ServerApp.",
+    )
     add_config(p, help="the lbp config (as for lbp fit; repeatable, merged in order)")
-    p.add_argument("--host", default="0.0.0.0", help="address the public port listens on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=9092, help="the public port: Flower's Fleet API only, for the clinics' "
-                   "SuperNodes (default 9092)")
-    add_flag(p, "--control_port", "--control-port", type=int, default=None, help="port of the SuperLink itself "
-             "(Control and Runtime APIs), on 127.0.0.1 only (default: a free one)")
-    add_flag(p, "--authorized_keys", "--authorized-keys", nargs="+", metavar="PUBLIC_KEY", default=None,
-             help="the clinics' SuperNode public keys (OpenSSH EC, `lbp federate keys`): only these nodes may "
-             "join (Flower's SuperNode authentication; needs TLS)")
+    p.add_argument(
+        "--host", default="0.0.0.0", help="address the public port listens on (default 0.0.0.0)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        help="the public port: Flower's Fleet API only, for the clinics' SuperNodes (default 9092)",
+    )
+    add_flag(
+        p,
+        "--control_port",
+        "--control-port",
+        type=int,
+        default=None,
+        help="port of the SuperLink itself "
+        "(Control and Runtime APIs), on 127.0.0.1 only (default: a free one)",
+    )
+    add_flag(
+        p,
+        "--authorized_keys",
+        "--authorized-keys",
+        nargs="+",
+        metavar="PUBLIC_KEY",
+        default=None,
+        help="the clinics' SuperNode public keys (OpenSSH EC, `lbp federate keys`): only these nodes may "
+        "join (Flower's SuperNode authentication; needs TLS)",
+    )
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     add_flag(p, "--ssl_ca_certfile", "--ssl-ca-certfile", help="CA certificate (PEM)")
-    add_flag(p, "--ssl_certfile", "--ssl-certfile", help="the server's certificate (PEM), signed by the CA")
+    add_flag(
+        p,
+        "--ssl_certfile",
+        "--ssl-certfile",
+        help="the server's certificate (PEM), signed by the CA",
+    )
     add_flag(p, "--ssl_keyfile", "--ssl-keyfile", help="the server's private key (PEM)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint at the next round")
-    add_flag(p, "--startup_timeout", "--startup-timeout", type=float, default=120.0,
-             help="seconds to wait for the SuperLink to listen")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue this run from its last checkpoint at the next round",
+    )
+    add_flag(
+        p,
+        "--startup_timeout",
+        "--startup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the SuperLink to listen",
+    )
     return p
 
 
 def client_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate client", allow_abbrev=False,
-                                description="Run one site of the federation: Flower's SuperNode plus the lbp ClientApp.")
-    add_config(p, help="the lbp config (the server's; repeatable; --data.root points at this site's data)")
+    p = argparse.ArgumentParser(
+        prog="lbp federate client",
+        allow_abbrev=False,
+        description="Run one site of the federation: Flower's SuperNode plus the lbp ClientApp.",
+    )
+    add_config(
+        p, help="the lbp config (the server's; repeatable; --data.root points at this site's data)"
+    )
     p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink's address")
-    add_flag(p, "--client_id", "--client-id", type=int, default=0,
-             help="this site's number (0, 1, ...): seeds its shuffling and dropout like client K of the simulation")
-    p.add_argument("--port", type=int, default=None, help="local port of the SuperNode's Runtime API (default: a free one)")
-    add_flag(p, "--work_dir", "--work-dir", default=None, help="where the site keeps its settings and round log "
-             "(default: <run.out_dir>/<run name>-site<K>)")
+    add_flag(
+        p,
+        "--client_id",
+        "--client-id",
+        type=int,
+        default=0,
+        help="this site's number (0, 1, ...): seeds its shuffling and dropout like client K of the simulation",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="local port of the SuperNode's Runtime API (default: a free one)",
+    )
+    add_flag(
+        p,
+        "--work_dir",
+        "--work-dir",
+        default=None,
+        help="where the site keeps its settings and round log "
+        "(default: <run.out_dir>/<run name>-site<K>)",
+    )
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
-    add_flag(p, "--root_certificates", "--root-certificates",
-             help="CA certificate (PEM) that signed the server's certificate")
-    add_flag(p, "--auth_key", "--auth-key", metavar="PRIVATE_KEY", help="this site's SuperNode private key "
-             "(OpenSSH EC, `lbp federate keys`); the server must hold its public key (--authorized_keys)")
-    add_flag(p, "--approve_app_hash", "--approve-app-hash", action="append", default=[], metavar="SHA256",
-             help="also run the Flower app bundle with this hash (default: only the lbp app of this "
-             "installation); repeatable")
-    add_flag(p, "--connect_retries", "--connect-retries", type=int, default=10,
-             help="attempts to reach the server before giving up with the reason (default 10)")
-    add_flag(p, "--connect_wait", "--connect-wait", type=float, default=300.0,
-             help="seconds to keep trying to reach the server before giving up (default 300)")
-    add_flag(p, "--skip_check", "--skip-check", action="store_true", help="do not load the site's data before joining")
+    add_flag(
+        p,
+        "--root_certificates",
+        "--root-certificates",
+        help="CA certificate (PEM) that signed the server's certificate",
+    )
+    add_flag(
+        p,
+        "--auth_key",
+        "--auth-key",
+        metavar="PRIVATE_KEY",
+        help="this site's SuperNode private key "
+        "(OpenSSH EC, `lbp federate keys`); the server must hold its public key (--authorized_keys)",
+    )
+    add_flag(
+        p,
+        "--approve_app_hash",
+        "--approve-app-hash",
+        action="append",
+        default=[],
+        metavar="SHA256",
+        help="also run the Flower app bundle with this hash (default: only the lbp app of this "
+        "installation); repeatable",
+    )
+    add_flag(
+        p,
+        "--connect_retries",
+        "--connect-retries",
+        type=int,
+        default=10,
+        help="attempts to reach the server before giving up with the reason (default 10)",
+    )
+    add_flag(
+        p,
+        "--connect_wait",
+        "--connect-wait",
+        type=float,
+        default=300.0,
+        help="seconds to keep trying to reach the server before giving up (default 300)",
+    )
+    add_flag(
+        p,
+        "--skip_check",
+        "--skip-check",
+        action="store_true",
+        help="do not load the site's data before joining",
+    )
     return p
 
 
 def keys_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate keys",
-                                description="Make SuperNode key pairs (EC P-384, OpenSSH format) for the clinics.")
+    p = argparse.ArgumentParser(
+        prog="lbp federate keys",
+        description="Make SuperNode key pairs (EC P-384, OpenSSH format) for the clinics.",
+    )
     p.add_argument("folder")
-    p.add_argument("--sites", type=int, required=True, help="number of clinics: writes site0 ... site<N-1> (+ .pub)")
+    p.add_argument(
+        "--sites",
+        type=int,
+        required=True,
+        help="number of clinics: writes site0 ... site<N-1> (+ .pub)",
+    )
     return p
 
 
 def app_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lbp federate app", description="Write the Flower app folder for `flwr run`.")
+    p = argparse.ArgumentParser(
+        prog="lbp federate app", description="Write the Flower app folder for `flwr run`."
+    )
     p.add_argument("folder")
     return p
 
@@ -118,7 +222,9 @@ def transport(args: argparse.Namespace, role: str) -> list[str]:
     if role == "server":
         given = [args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile]
         if args.insecure and any(given):
-            raise ConfigError("lbp federate server: give either --insecure or the TLS certificates, not both")
+            raise ConfigError(
+                "lbp federate server: give either --insecure or the TLS certificates, not both"
+            )
         if args.insecure:
             return ["--insecure"]
         if not all(given):
@@ -132,7 +238,9 @@ def transport(args: argparse.Namespace, role: str) -> list[str]:
         ca, cert, key = _files(*given)
         return ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key]
     if args.insecure and args.root_certificates:
-        raise ConfigError("lbp federate client: give either --insecure or --root_certificates, not both")
+        raise ConfigError(
+            "lbp federate client: give either --insecure or --root_certificates, not both"
+        )
     if args.insecure:
         return ["--insecure"]
     if not args.root_certificates:
@@ -141,7 +249,9 @@ def transport(args: argparse.Namespace, role: str) -> list[str]:
             "certificate, docs/deploy.md); for unencrypted traffic on a trusted network pass --insecure"
         )
     if not Path(args.root_certificates).is_file():
-        raise ConfigError(f"lbp federate client: certificate file {args.root_certificates} does not exist")
+        raise ConfigError(
+            f"lbp federate client: certificate file {args.root_certificates} does not exist"
+        )
     return ["--root-certificates", *_files(args.root_certificates)]
 
 
@@ -159,9 +269,13 @@ def check_public_keys(paths: list[str]) -> list[Path]:
         try:
             key = serialization.load_ssh_public_key(file.read_bytes())
         except (ValueError, TypeError, UnsupportedAlgorithm) as err:
-            raise ConfigError(f"--authorized_keys {path}: not an OpenSSH public key ({err})") from None
+            raise ConfigError(
+                f"--authorized_keys {path}: not an OpenSSH public key ({err})"
+            ) from None
         if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise ConfigError(f"--authorized_keys {path}: not an EC public key (make keys with `lbp federate keys`)")
+            raise ConfigError(
+                f"--authorized_keys {path}: not an EC public key (make keys with `lbp federate keys`)"
+            )
         out.append(file.resolve())
     return out
 
@@ -171,7 +285,9 @@ def authorized_keys(args: argparse.Namespace) -> list[Path] | None:
     if not args.authorized_keys:
         return None
     if args.insecure:
-        raise ConfigError("lbp federate server: --authorized_keys (SuperNode authentication) needs TLS, not --insecure")
+        raise ConfigError(
+            "lbp federate server: --authorized_keys (SuperNode authentication) needs TLS, not --insecure"
+        )
     return check_public_keys(args.authorized_keys)
 
 
@@ -179,14 +295,20 @@ def check_client_args(args: argparse.Namespace) -> None:
     """The client's options that :func:`transport` does not check."""
     if args.auth_key:
         if args.insecure:
-            raise ConfigError("lbp federate client: --auth_key (SuperNode authentication) needs TLS, not --insecure")
+            raise ConfigError(
+                "lbp federate client: --auth_key (SuperNode authentication) needs TLS, not --insecure"
+            )
         if not Path(args.auth_key).is_file():
             raise ConfigError(f"lbp federate client: --auth_key {args.auth_key}: no such file")
     if args.connect_retries < 1 or args.connect_wait <= 0:
-        raise ConfigError("lbp federate client: --connect_retries must be at least 1 and --connect_wait positive")
+        raise ConfigError(
+            "lbp federate client: --connect_retries must be at least 1 and --connect_wait positive"
+        )
     for value in args.approve_app_hash:
         if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
-            raise ConfigError(f"--approve_app_hash {value}: expected a SHA-256 in hex (64 characters)")
+            raise ConfigError(
+                f"--approve_app_hash {value}: expected a SHA-256 in hex (64 characters)"
+            )
 
 
 def cmd_server(argv: list[str]) -> int:
@@ -214,8 +336,10 @@ def cmd_keys(argv: list[str]) -> int:
 
     args = keys_parser().parse_args(argv)
     folder = write_keys(args.folder, args.sites)
-    print(f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth_key); "
-          "the server lists the .pub files (--authorized_keys)")
+    print(
+        f"Wrote {args.sites} key pair(s) in {folder}: give clinic K its private key siteK (--auth_key); "
+        "the server lists the .pub files (--authorized_keys)"
+    )
     return 0
 
 
@@ -224,8 +348,10 @@ def cmd_app(argv: list[str]) -> int:
 
     args = app_parser().parse_args(argv)
     folder = write_app(args.folder)
-    print(f"Wrote {folder / 'pyproject.toml'}; run it with: flwr run {folder} CONNECTION --stream "
-          "--run-config 'lbp-server=\"/path/to/server.json\"' (docs/deploy.md)")
+    print(
+        f"Wrote {folder / 'pyproject.toml'}; run it with: flwr run {folder} CONNECTION --stream "
+        "--run-config 'lbp-server=\"/path/to/server.json\"' (docs/deploy.md)"
+    )
     return 0
 
 
@@ -235,10 +361,12 @@ SUBCOMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app, "keys
 def cmd_federate(argv: list[str]) -> int:
     """``lbp federate``: real multi-site FedAvg on Flower (server, client, keys, app)."""
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)")
+        print(
+            "usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)"
+        )
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     import importlib.util
 
     if argv[0] not in ("app", "keys") and importlib.util.find_spec("flwr") is None:
-        raise ConfigError("lbp federate needs Flower: pip install \"lbp-motion[fl]\" (flwr 1.41)")
+        raise ConfigError('lbp federate needs Flower: pip install "lbp-motion[fl]" (flwr 1.41)')
     return SUBCOMMANDS[argv[0]](argv[1:])

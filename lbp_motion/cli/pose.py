@@ -35,14 +35,28 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     from lbp_motion.pose.base import available_backends
 
-    parser.add_argument("--backend", default="mediapipe",
-                        help=f"pose backend: {', '.join(available_backends())} (default: mediapipe)")
-    parser.add_argument("--model", default=None,
-                        help="the backend's model file (mediapipe: a .task bundle; detectron2: weights); "
-                             "default: resolved as docs/pose.md says")
-    parser.add_argument("--device", default=None, help="cpu, cuda or auto (backends that support it)")
-    add_flag(parser, "--num_poses", "--num-poses", type=int, default=None,
-             help="people the mediapipe landmarker looks for per frame (default 2)")
+    parser.add_argument(
+        "--backend",
+        default="mediapipe",
+        help=f"pose backend: {', '.join(available_backends())} (default: mediapipe)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="the backend's model file (mediapipe: a .task bundle; detectron2: weights); "
+        "default: resolved as docs/pose.md says",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda or auto (backends that support it)"
+    )
+    add_flag(
+        parser,
+        "--num_poses",
+        "--num-poses",
+        type=int,
+        default=None,
+        help="people the mediapipe landmarker looks for per frame (default 2)",
+    )
     add_flag(parser, "--no_progress", "--no-progress", action="store_true", help="no progress bar")
 
 
@@ -59,12 +73,24 @@ def cmd_extract_poses(argv: list[str]) -> int:
     )
     parser.add_argument("video_dir", help="a folder of videos (or one video file)")
     add_out_dir(parser, "keypoint folder to write", old=("--out",))
-    parser.add_argument("--labels", default=None,
-                        help="labels CSV naming recordings by video stem (default: VIDEO_DIR/labels.csv if "
-                             "present); only listed videos are extracted and DIR/labels.csv gets their rows")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="labels CSV naming recordings by video stem (default: VIDEO_DIR/labels.csv if "
+        "present); only listed videos are extracted and DIR/labels.csv gets their rows",
+    )
     parser.add_argument("--stride", type=int, default=1, help="use every N-th frame (default: 1)")
-    parser.add_argument("--layout", default="coco17", help="joint layout to write (default: coco17)")
-    add_flag(parser, "--batch_size", "--batch-size", type=int, default=None, help="frames per backend call")
+    parser.add_argument(
+        "--layout", default="coco17", help="joint layout to write (default: coco17)"
+    )
+    add_flag(
+        parser,
+        "--batch_size",
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per backend call",
+    )
     parser.add_argument("--overwrite", action="store_true", help="redo videos already extracted")
     _add_backend_arguments(parser)
     args = parser.parse_args(argv)
@@ -95,17 +121,54 @@ def cmd_predict_file(argv: list[str]) -> int:
     )
     parser.add_argument("path", help="a video or a keypoint file")
     add_ckpt_path(parser, old=("--ckpt",))
-    add_flag(parser, "--out_dir", "--out", default=None, metavar="DIR",
-             help="output folder (default: predictions/<file stem>)")
-    parser.add_argument("--overlay", action="store_true", help="also write overlay.mp4: the skeleton on the video")
-    add_flag(parser, "--no_timeline", "--no-timeline", action="store_true", help="do not draw timeline.png")
-    parser.add_argument("--stride", type=int, default=None,
-                        help="use every N-th video frame (default: matches the checkpoint's frame rate)")
-    parser.add_argument("--fps", type=float, default=None, help="frame rate of a JSON keypoint file (default 30)")
-    add_flag(parser, "--image_size", "--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-             help="image size of a JSON keypoint file with normalised coordinates")
-    add_flag(parser, "--batch_size", "--batch-size", type=int, default=64, help="windows per forward pass")
-    parser.add_argument("--json", action="store_true", help="print the whole prediction as JSON on stdout")
+    add_flag(
+        parser,
+        "--out_dir",
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output folder (default: predictions/<file stem>)",
+    )
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write overlay.mp4: the skeleton on the video"
+    )
+    add_flag(
+        parser,
+        "--no_timeline",
+        "--no-timeline",
+        action="store_true",
+        help="do not draw timeline.png",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=None,
+        help="use every N-th video frame (default: matches the checkpoint's frame rate)",
+    )
+    parser.add_argument(
+        "--fps", type=float, default=None, help="frame rate of a JSON keypoint file (default 30)"
+    )
+    add_flag(
+        parser,
+        "--image_size",
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("W", "H"),
+        default=None,
+        help="image size of a JSON keypoint file with normalised coordinates",
+    )
+    add_flag(
+        parser,
+        "--batch_size",
+        "--batch-size",
+        type=int,
+        default=64,
+        help="windows per forward pass",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the whole prediction as JSON on stdout"
+    )
     _add_backend_arguments(parser)
     args = parser.parse_args(argv)
     if args.stride is not None and args.stride < 1:
@@ -122,7 +185,13 @@ def cmd_predict_file(argv: list[str]) -> int:
     else:
         probs = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
         tug = result["tug"]
-        tug_text = f"TUG time {tug['time_s']:.1f} s" if tug.get("time_s") is not None else f"no TUG time ({tug.get('reason')})"
-        print(f"{result['recording']}: {result['predicted']} ({probs}; {len(result['windows'])} windows); {tug_text}")
+        tug_text = (
+            f"TUG time {tug['time_s']:.1f} s"
+            if tug.get("time_s") is not None
+            else f"no TUG time ({tug.get('reason')})"
+        )
+        print(
+            f"{result['recording']}: {result['predicted']} ({probs}; {len(result['windows'])} windows); {tug_text}"
+        )
     print(f"Results: {out.resolve()}", file=sys.stdout)
     return 0

@@ -14,7 +14,9 @@ def cmd_report(argv: list[str]) -> int:
         description="Write DIR/report.html (self-contained) and DIR/report.md with PNG figures beside them, "
         "for run directories of lbp fit/test/predict, lbp cv and lbp sweep.",
     )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<name>/version_<n>)")
+    parser.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (runs/<name>/version_<n>)"
+    )
     add_out_dir(parser, "folder for report.html, report.md and the figures", old=("--out",))
     parser.add_argument("--title", default=None, help="title of the report")
     args = parser.parse_args(argv)

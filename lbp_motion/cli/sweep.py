@@ -20,10 +20,17 @@ def cmd_sweep(argv: list[str]) -> int:
         "Rerun the same command to resume. Options not listed here (e.g. --data.root DIR) are passed "
         "to every run.",
     )
-    parser.add_argument("sweep_file", help="a W&B sweep file (experiments/sweeps/*.yaml) or a run list "
-                        "(kind: run_list, e.g. experiments/emopain/sweeps/*.yaml)")
-    parser.add_argument("--count", type=int, default=None,
-                        help="number of runs in all (default: the whole grid, or run_cap)")
+    parser.add_argument(
+        "sweep_file",
+        help="a W&B sweep file (experiments/sweeps/*.yaml) or a run list "
+        "(kind: run_list, e.g. experiments/emopain/sweeps/*.yaml)",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="number of runs in all (default: the whole grid, or run_cap)",
+    )
     add_out_dir(parser, "parent of the sweep directory", default="runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of random search (default: 0)")
     args, overrides = parser.parse_known_args(argv)
@@ -36,8 +43,9 @@ def cmd_sweep(argv: list[str]) -> int:
         run_sweep,
     )
 
-    sweep_dir = run_sweep(args.sweep_file, count=args.count, out_dir=args.out_dir, seed=args.seed,
-                          overrides=overrides)
+    sweep_dir = run_sweep(
+        args.sweep_file, count=args.count, out_dir=args.out_dir, seed=args.seed, overrides=overrides
+    )
     spec = load_sweep(args.sweep_file)
     print((sweep_dir / "results.md").read_text())
     runs = json.loads((sweep_dir / STATE_FILE).read_text())["runs"]
@@ -48,12 +56,20 @@ def cmd_sweep(argv: list[str]) -> int:
         return 1
     value = (best["metrics"] or {}).get(spec.metric) if spec.metric else None
     if spec.metric and value is None:
-        print(f"lbp sweep: note: no run's metrics.json has {spec.metric!r} (metric.name of the sweep file); "
-              "the table is in run order")
-    print(f"Best: {best['name']}" + (f" ({spec.metric} = {format_value(value)})" if spec.metric else "")
-          + ": " + describe(spec, best["params"]))
+        print(
+            f"lbp sweep: note: no run's metrics.json has {spec.metric!r} (metric.name of the sweep file); "
+            "the table is in run order"
+        )
+    print(
+        f"Best: {best['name']}"
+        + (f" ({spec.metric} = {format_value(value)})" if spec.metric else "")
+        + ": "
+        + describe(spec, best["params"])
+    )
     print(f"Best run: {best['run_dir']}")
     if failed:
-        print(f"lbp sweep: {len(failed)} run(s) did not finish: {', '.join(failed)}; rerun to retry them")
+        print(
+            f"lbp sweep: {len(failed)} run(s) did not finish: {', '.join(failed)}; rerun to retry them"
+        )
     print(f"Results: {sweep_dir.resolve()}")
     return 0

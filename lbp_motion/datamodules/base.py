@@ -45,7 +45,9 @@ class MotionDataModule(pl.LightningDataModule):
     def __init__(self, classes: list[str], batch_size: int = 64, num_workers: int = 0) -> None:
         super().__init__()
         if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise ConfigError(f"data: classes={classes}; expected at least two distinct class names")
+            raise ConfigError(
+                f"data: classes={classes}; expected at least two distinct class names"
+            )
         self.classes = list(classes)
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -78,7 +80,9 @@ class MotionDataModule(pl.LightningDataModule):
         """Inverse class frequency over training samples, normalised to mean 1; a class
         without training samples gets weight 0."""
         counts = torch.bincount(self.train_labels(), minlength=len(self.classes)).double()
-        weights = torch.where(counts > 0, counts.sum() / (len(self.classes) * counts.clamp_min(1)), 0.0)
+        weights = torch.where(
+            counts > 0, counts.sum() / (len(self.classes) * counts.clamp_min(1)), 0.0
+        )
         return weights.float()
 
     def _loader(self, name: str, shuffle: bool) -> torch.utils.data.DataLoader:
@@ -99,7 +103,9 @@ class MotionDataModule(pl.LightningDataModule):
     def train_subject_info(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """For the REAL (unbalanced) training samples, aligned with ``real_train_dataset()``:
         ``subject`` (N,) str, ``label`` (N,) str, ``site`` (N,) str or None."""
-        raise NotImplementedError(f"{type(self).__name__} does not say which subject each training sample belongs to")
+        raise NotImplementedError(
+            f"{type(self).__name__} does not say which subject each training sample belongs to"
+        )
 
     def real_train_dataset(self) -> torch.utils.data.Dataset:
         """The training samples before any balancing."""
@@ -133,7 +139,9 @@ class MotionDataModule(pl.LightningDataModule):
     balance_seed: int = 0
     num_real_train_samples: int = 0
 
-    def finish_train_split(self, stage: str | None = None, pooled_train_labels: np.ndarray | None = None) -> None:
+    def finish_train_split(
+        self, stage: str | None = None, pooled_train_labels: np.ndarray | None = None
+    ) -> None:
         """Call at the end of ``setup``: checks the splits' classes, remembers the real
         training samples (n for federated weighting) and balances the training split if
         configured.
@@ -154,7 +162,11 @@ class MotionDataModule(pl.LightningDataModule):
             ds = self._datasets.get(split)
             labels = ds.window_labels() if ds is not None and len(ds) else np.zeros(0, np.int64)
             present[split] = {int(y) for y in np.unique(labels)}
-        pooled = present["train"] if pooled_train_labels is None else {int(y) for y in np.unique(pooled_train_labels)}
+        pooled = (
+            present["train"]
+            if pooled_train_labels is None
+            else {int(y) for y in np.unique(pooled_train_labels)}
+        )
         if stage in (None, "fit") and len(pooled) < 2:
             have = [self.classes[i] for i in sorted(pooled)]
             what = "no samples" if not have else f"samples of one class only ({have[0]!r})"
@@ -171,17 +183,25 @@ class MotionDataModule(pl.LightningDataModule):
             names = ", ".join(repr(c) for c in missing)
             them = "it" if len(missing) == 1 else "them"
             effect = (
-                f"the model never sees {them}" if split == "train"
+                f"the model never sees {them}"
+                if split == "train"
                 else f"per-class {split} metrics of {them} are 0 by definition, not a measurement"
             )
             log.warning(
                 "data: the %s split has no samples of class%s %s; %s (listed in metrics.json under absent_classes)",
-                split, "es" if len(missing) > 1 else "", names, effect,
+                split,
+                "es" if len(missing) > 1 else "",
+                names,
+                effect,
             )
         if self.balance != "none":
-            self._datasets["train"] = balance_dataset(self._real_train, self.balance, self.balance_seed)
+            self._datasets["train"] = balance_dataset(
+                self._real_train, self.balance, self.balance_seed
+            )
         if self.augment_pipeline is not None:
-            self._datasets["train"] = AugmentedDataset(self._real_train, self.augment_pipeline, self.augment_seed)
+            self._datasets["train"] = AugmentedDataset(
+                self._real_train, self.augment_pipeline, self.augment_seed
+            )
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

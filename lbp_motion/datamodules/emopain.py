@@ -92,7 +92,9 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
             return frames
         from lbp_motion.transforms.augment import augment_features
 
-        return augment_features(self.transform, self.features[r], start, len(frames), self._rng, **self.augment_context)
+        return augment_features(
+            self.transform, self.features[r], start, len(frames), self._rng, **self.augment_context
+        )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, start, real = (int(v) for v in self.index[i])
@@ -136,7 +138,11 @@ class EmoPainSegmentDataset(torch.utils.data.Dataset):
             "start": torch.from_numpy(self.index[:, 1].copy()),
         }
         if self.frame_targets is not None:
-            out["frame_protective"] = torch.stack([self[i]["frame_protective"] for i in range(n)]) if n else torch.zeros(0, self.length, dtype=torch.long)
+            out["frame_protective"] = (
+                torch.stack([self[i]["frame_protective"] for i in range(n)])
+                if n
+                else torch.zeros(0, self.length, dtype=torch.long)
+            )
         return out
 
 
@@ -308,7 +314,11 @@ class EmoPainDataModule(MotionDataModule):
         self.balance_seed = balance_seed
         self.init_augment(augment, augment_seed)
         pipe = self.augment_pipeline
-        if pipe is not None and pipe.spatial and (features == "emg" or joint_angles or joint_energies):
+        if (
+            pipe is not None
+            and pipe.spatial
+            and (features == "emg" or joint_angles or joint_energies)
+        ):
             raise ConfigError(
                 f"data: augment: {pipe.spatial[0].name} moves joints, but features={features!r}, "
                 f"joint_angles={joint_angles}, joint_energies={joint_energies}; spatial transforms need "
@@ -383,7 +393,9 @@ class EmoPainDataModule(MotionDataModule):
         if not self._datasets:
             self.setup("fit")
         if split not in self._datasets:
-            raise ConfigError(f"data: unknown split {split!r}; expected one of {sorted(self._datasets)}")
+            raise ConfigError(
+                f"data: unknown split {split!r}; expected one of {sorted(self._datasets)}"
+            )
         return self._datasets[split]
 
     # -- reading -------------------------------------------------------------------
@@ -430,7 +442,11 @@ class EmoPainDataModule(MotionDataModule):
     def train_subject_info(self) -> dict[str, Any]:
         real = self.real_train_dataset()
         subjects = np.asarray(self.subject_names, dtype=object)[real.subject_ids[real.index[:, 0]]]
-        return {"subject": subjects, "label": [self.classes[y] for y in real.window_labels()], "site": None}
+        return {
+            "subject": subjects,
+            "label": [self.classes[y] for y in real.window_labels()],
+            "site": None,
+        }
 
     def subjects(self) -> list[str]:
         """Sorted subject ids of the files the DataModule uses (file names only)."""
@@ -529,7 +545,13 @@ class EmoPainDataModule(MotionDataModule):
             labels = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
             aux = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0, np.int64)
             return EmoPainSegmentDataset(
-                feats, index, labels, aux, rec_ids, subj_ids, length=self.sample_length,
+                feats,
+                index,
+                labels,
+                aux,
+                rec_ids,
+                subj_ids,
+                length=self.sample_length,
                 frame_targets=frame_targets,
             )
 
@@ -539,8 +561,10 @@ class EmoPainDataModule(MotionDataModule):
             ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
         )
         self._datasets["train"].augment_context = dict(
-            layout=EMOPAIN22, coord_columns=3 * NUM_JOINTS if self.features != "emg" else 0,
-            mean=self.feature_mean, std=self.feature_std,
+            layout=EMOPAIN22,
+            coord_columns=3 * NUM_JOINTS if self.features != "emg" else 0,
+            mean=self.feature_mean,
+            std=self.feature_std,
         )
         self.finish_train_split(stage)  # refuses fewer than two training classes when fitting
         log.info(

@@ -97,19 +97,27 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         if start + self.window > len(source):
             source, start = kp, 0
         return self.transform.keypoints(  # a short recording keeps its length (then padded)
-            source, start, len(kp), self._rng,
-            scale=float(self.scales[r]), flip_pairs=self.layout.flip_pairs,
+            source,
+            start,
+            len(kp),
+            self._rng,
+            scale=float(self.scales[r]),
+            flip_pairs=self.layout.flip_pairs,
         )
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         r, start = (int(v) for v in self.index[i])
         kp = self.keypoints[r][start : start + self.window]
         kp = self.augment_window(kp, r, start)
-        joints = normalize_skeleton(kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r])
+        joints = normalize_skeleton(
+            kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r]
+        )
         mask = visible_mask(kp, self.min_confidence).any(axis=1)
         if len(kp) < self.window:  # a short recording padded into one window: zeros, masked
             pad = self.window - len(kp)
-            joints = np.concatenate([joints, np.zeros((pad, *joints.shape[1:]), dtype=joints.dtype)])
+            joints = np.concatenate(
+                [joints, np.zeros((pad, *joints.shape[1:]), dtype=joints.dtype)]
+            )
             mask = np.concatenate([mask, np.zeros(pad, dtype=bool)])
         x = stream_features(joints, self.layout, self.streams)
         return {
@@ -165,7 +173,11 @@ class RecordingBags(torch.utils.data.Dataset):
         return len(self.rows)
 
     def window_labels(self) -> np.ndarray:
-        return self.windows.labels[self.index[:, 0]] if len(self.index) else np.zeros(0, dtype=np.int64)
+        return (
+            self.windows.labels[self.index[:, 0]]
+            if len(self.index)
+            else np.zeros(0, dtype=np.int64)
+        )
 
     def chosen_windows(self, k: int) -> np.ndarray:
         """Rows of the window dataset that make bag ``k`` (at most ``max_windows``)."""
@@ -281,7 +293,9 @@ class TUGDataModule(MotionDataModule):
         if window <= 0 or stride <= 0:
             raise ConfigError(f"data: window={window} and stride={stride} must be positive")
         if predict_split not in {"train", "val", "test", "all"}:
-            raise ConfigError(f"data: predict_split={predict_split!r}; expected train, val, test or all")
+            raise ConfigError(
+                f"data: predict_split={predict_split!r}; expected train, val, test or all"
+            )
         if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
             raise ConfigError(
                 f"data: val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1"
@@ -331,7 +345,11 @@ class TUGDataModule(MotionDataModule):
             "streams": list(self.streams),
             "short_recordings": self.short_recordings,
             # only for recording bags: window-level checkpoints keep their description
-            **({"unit": "recording", "max_windows": self.max_windows} if self.unit == "recording" else {}),
+            **(
+                {"unit": "recording", "max_windows": self.max_windows}
+                if self.unit == "recording"
+                else {}
+            ),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -382,7 +400,9 @@ class TUGDataModule(MotionDataModule):
             if rec.num_frames < self.window and not (pad and rec.num_frames > 0):
                 log.warning(
                     "%s: %d frames, shorter than one window of %d; skipped (data.short_recordings: pad keeps it)",
-                    path, rec.num_frames, self.window,
+                    path,
+                    rec.num_frames,
+                    self.window,
                 )
                 too_short += 1
                 continue
@@ -394,7 +414,9 @@ class TUGDataModule(MotionDataModule):
             if not visible_mask(rec.keypoints, self.min_confidence).any():
                 log.warning(
                     "%s: no joint is visible (confidence >= %g) in any of its %d frames; skipped",
-                    path, self.min_confidence, rec.num_frames,
+                    path,
+                    self.min_confidence,
+                    rec.num_frames,
                 )
                 invisible += 1
                 continue
@@ -412,7 +434,12 @@ class TUGDataModule(MotionDataModule):
             (log.warning if too_short else log.info)(
                 "TUG data %s: of %d recordings shorter than one window of %d frames, %d padded into one "
                 "masked window and %d skipped (data.short_recordings=%s)",
-                root, padded + too_short, self.window, padded, too_short, self.short_recordings,
+                root,
+                padded + too_short,
+                self.window,
+                padded,
+                too_short,
+                self.short_recordings,
             )
         if not keypoints and not invisible:
             raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
@@ -435,27 +462,39 @@ class TUGDataModule(MotionDataModule):
             known = {s for s in sites if s is not None}
             unknown = sorted(set(self.train_sites) - known)
             if unknown:
-                raise ConfigError(f"data: train_sites={self.train_sites}; sites {unknown} are not in labels.csv ({sorted(known)})")
+                raise ConfigError(
+                    f"data: train_sites={self.train_sites}; sites {unknown} are not in labels.csv ({sorted(known)})"
+                )
             elsewhere = np.array([s not in self.train_sites for s in sites]) & (side != "test")
             side[elsewhere] = "unused"
         common = dict(
-            layout=self.layout_name, window=self.window, min_confidence=self.min_confidence, streams=self.streams
+            layout=self.layout_name,
+            window=self.window,
+            min_confidence=self.min_confidence,
+            streams=self.streams,
         )
         ids = np.arange(len(names), dtype=np.int64)
         scales_arr = np.asarray(scales, dtype=np.float32)
 
         def subset(mask: np.ndarray) -> PoseWindowDataset | RecordingBags:
-            windows = PoseWindowDataset(keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common)
+            windows = PoseWindowDataset(
+                keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common
+            )
             return RecordingBags(windows, self.max_windows) if self.unit == "recording" else windows
 
         for split in ("train", "val", "test"):
             self._datasets[split] = subset(side == split)
-        predict = np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
+        predict = (
+            np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
+        )
         self._datasets["predict"] = subset(predict)
         self.finish_train_split(stage, pooled_train if self.train_sites is not None else None)
         log.info(
             "TUG data %s: %d recordings, %s %ss (train/val/test)",
-            root, len(names), [len(self._datasets[s]) for s in ("train", "val", "test")], self.unit,
+            root,
+            len(names),
+            [len(self._datasets[s]) for s in ("train", "val", "test")],
+            self.unit,
         )
 
     def _split(self, subjects: list[str], labels: np.ndarray) -> dict[str, str]:

@@ -107,7 +107,9 @@ def write_recording(
     return path
 
 
-def validate_keypoints(keypoints: np.ndarray, *, source: str, num_joints: int | None = None) -> None:
+def validate_keypoints(
+    keypoints: np.ndarray, *, source: str, num_joints: int | None = None
+) -> None:
     """Raise :class:`DataFormatError` naming ``source`` unless ``keypoints`` is a valid
     (T, J, 3) float32 array with finite values and confidences in [0, 1]."""
     if keypoints.ndim != 3 or keypoints.shape[-1] != 3:
@@ -119,7 +121,9 @@ def validate_keypoints(keypoints: np.ndarray, *, source: str, num_joints: int | 
             f"{source}: field 'keypoints' has {keypoints.shape[1]} joints; its layout has {num_joints}"
         )
     if keypoints.dtype != np.float32:
-        raise DataFormatError(f"{source}: field 'keypoints' has dtype {keypoints.dtype}; expected float32")
+        raise DataFormatError(
+            f"{source}: field 'keypoints' has dtype {keypoints.dtype}; expected float32"
+        )
     bad = ~np.isfinite(keypoints)
     if bad.any():
         t, j, c = np.argwhere(bad)[0]
@@ -184,13 +188,21 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     except DataFormatError:
         raise
     except Exception as err:  # a damaged zip, a truncated member
-        raise DataFormatError(f"{path}: not a readable keypoint .npz file ({type(err).__name__}: {err})") from None
+        raise DataFormatError(
+            f"{path}: not a readable keypoint .npz file ({type(err).__name__}: {err})"
+        ) from None
     return data
 
 
 def _scalar(path: Path, key: str, value: np.ndarray, kind: type, expected: str):
     """``value`` as one ``kind`` (float or int) or a DataFormatError naming file, field, value."""
-    shown = value.item() if value.size == 1 else value.tolist() if value.size <= 4 else f"an array of shape {value.shape}"
+    shown = (
+        value.item()
+        if value.size == 1
+        else value.tolist()
+        if value.size <= 4
+        else f"an array of shape {value.shape}"
+    )
     if value.size != 1 or value.dtype.kind not in "biuf":
         raise DataFormatError(f"{path}: field {key!r} is {shown!r}; expected {expected}")
     number = float(value.reshape(-1)[0])
@@ -211,7 +223,9 @@ def read_recording(path: str | Path, *, mmap: bool = False) -> Recording:
         if key not in data:
             raise DataFormatError(f"{path}: field {key!r} is missing; it has {sorted(data)}")
     if "format_version" in data:
-        version = _scalar(path, "format_version", data.pop("format_version"), int, f"the integer {FORMAT_VERSION}")
+        version = _scalar(
+            path, "format_version", data.pop("format_version"), int, f"the integer {FORMAT_VERSION}"
+        )
     else:
         version = FORMAT_VERSION
     if version > FORMAT_VERSION:
@@ -219,10 +233,14 @@ def read_recording(path: str | Path, *, mmap: bool = False) -> Recording:
             f"{path}: field 'format_version' is {version}; this lbp_motion reads up to {FORMAT_VERSION}"
         )
     if version < 1:
-        raise DataFormatError(f"{path}: field 'format_version' is {version}; expected {FORMAT_VERSION}")
+        raise DataFormatError(
+            f"{path}: field 'format_version' is {version}; expected {FORMAT_VERSION}"
+        )
     layout_value = data.pop("layout")
     if layout_value.size != 1 or layout_value.dtype.kind not in "US":
-        raise DataFormatError(f"{path}: field 'layout' is {layout_value.tolist()!r}; expected a layout name such as 'coco17'")
+        raise DataFormatError(
+            f"{path}: field 'layout' is {layout_value.tolist()!r}; expected a layout name such as 'coco17'"
+        )
     layout = str(layout_value.reshape(-1)[0])
     try:
         num_joints = get_layout(layout).num_joints
@@ -265,7 +283,7 @@ def _decode_error(path: Path, raw: bytes, err: UnicodeDecodeError) -> DataFormat
         guess = "perhaps Latin-1 or Windows-1252"
     line = raw[: err.start].count(b"\n") + 1
     return DataFormatError(
-        f"{path}, line {line}: not UTF-8 text (byte {raw[err.start:err.start + 1]!r} at offset {err.start}; "
+        f"{path}, line {line}: not UTF-8 text (byte {raw[err.start : err.start + 1]!r} at offset {err.start}; "
         f"{guess}); save it as UTF-8"
     )
 
@@ -296,7 +314,9 @@ def read_labels(root: str | Path) -> list[LabelRow]:
         columns = [c.strip() for c in header or []]
         dupes = sorted({c for c in columns if columns.count(c) > 1 and c})
         if dupes:
-            raise DataFormatError(f"{path}: column {dupes[0]!r} appears more than once in the header {columns}")
+            raise DataFormatError(
+                f"{path}: column {dupes[0]!r} appears more than once in the header {columns}"
+            )
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             raise DataFormatError(f"{path}: columns {missing} are missing; it has {columns}")
@@ -312,12 +332,16 @@ def read_labels(root: str | Path) -> list[LabelRow]:
             name = rec["recording"]
             why = check_recording_name(name)
             if why is not None:
-                raise DataFormatError(f"{path}, line {line}: field 'recording' is {name!r}; it {why}")
+                raise DataFormatError(
+                    f"{path}, line {line}: field 'recording' is {name!r}; it {why}"
+                )
             if name in seen:
                 raise DataFormatError(f"{path}, line {line}: recording {name!r} appears twice")
             seen.add(name)
             extra = {c: v for c, v in rec.items() if c and c not in (*REQUIRED_COLUMNS, "site")}
-            rows.append(LabelRow(name, rec["subject"], rec["label"], rec.get("site") or None, extra))
+            rows.append(
+                LabelRow(name, rec["subject"], rec["label"], rec.get("site") or None, extra)
+            )
     except csv.Error as err:
         raise DataFormatError(f"{path}, line {reader.line_num}: not valid CSV ({err})") from None
     if not rows:
@@ -355,7 +379,9 @@ def _describe(row: LabelRow) -> str:
     return text + (f", site {row.site!r}" if row.site is not None else "")
 
 
-def merge_labels(root: str | Path, rows: list[LabelRow], *, source: str | Path = "the new rows") -> list[LabelRow]:
+def merge_labels(
+    root: str | Path, rows: list[LabelRow], *, source: str | Path = "the new rows"
+) -> list[LabelRow]:
     """Add ``rows`` to ``root/labels.csv`` atomically and return the rows added.
 
     Rows already there are kept as they are (in their order, with their other columns);
@@ -373,7 +399,9 @@ def merge_labels(root: str | Path, rows: list[LabelRow], *, source: str | Path =
     return added
 
 
-def check_labels_merge(root: str | Path, rows: list[LabelRow], *, source: str | Path = "the new rows") -> list[LabelRow]:
+def check_labels_merge(
+    root: str | Path, rows: list[LabelRow], *, source: str | Path = "the new rows"
+) -> list[LabelRow]:
     """The rows of ``root/labels.csv`` (none if there is no such file), after checking
     that ``rows`` can be merged into them: a recording listed in both with another
     subject, label or site is a :class:`DataFormatError` naming both files and the
@@ -381,7 +409,11 @@ def check_labels_merge(root: str | Path, rows: list[LabelRow], *, source: str | 
     path = Path(root) / LABELS_FILE
     existing = read_labels(root) if path.exists() else []
     by_name = {r.recording: r for r in existing}
-    conflicts = [(by_name[r.recording], r) for r in rows if r.recording in by_name and by_name[r.recording] != r]
+    conflicts = [
+        (by_name[r.recording], r)
+        for r in rows
+        if r.recording in by_name and by_name[r.recording] != r
+    ]
     if conflicts:
         old, new = conflicts[0]
         more = f" ({len(conflicts)} such recordings)" if len(conflicts) > 1 else ""

@@ -64,7 +64,9 @@ class Layout:
         """(J,) int64 parent index of every joint (the root's is itself); a ``ValueError``
         naming the layout if it defines no tree."""
         if not self.parents:
-            raise ValueError(f"layout {self.name!r} defines no parent per joint (Layout.parents); bones need them")
+            raise ValueError(
+                f"layout {self.name!r} defines no parent per joint (Layout.parents); bones need them"
+            )
         return np.asarray(self.parents, dtype=np.int64)
 
 
@@ -83,7 +85,9 @@ def _parents(joints: tuple[str, ...], root: str, parent_of: dict[str, str]) -> t
         seen, k = set(), j
         while parents[k] != k:
             if k in seen:
-                raise ValueError(f"skeleton tree: joint {joints[j]!r} does not lead to the root {root!r}")
+                raise ValueError(
+                    f"skeleton tree: joint {joints[j]!r} does not lead to the root {root!r}"
+                )
             seen.add(k)
             k = parents[k]
     return parents
@@ -93,7 +97,7 @@ def _flip_pairs(joints: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
     pairs = []
     for i, name in enumerate(joints):
         if name.startswith("left_"):
-            other = "right_" + name[len("left_"):]
+            other = "right_" + name[len("left_") :]
             if other in joints:
                 pairs.append((i, joints.index(other)))
     return tuple(pairs)
@@ -112,13 +116,21 @@ COCO17 = Layout(
     edges=_edges(
         _COCO17_JOINTS,
         [
-            ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
-            ("right_eye", "right_ear"), ("left_shoulder", "right_shoulder"),
-            ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
-            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
-            ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
-            ("left_hip", "right_hip"), ("left_hip", "left_knee"),
-            ("left_knee", "left_ankle"), ("right_hip", "right_knee"),
+            ("nose", "left_eye"),
+            ("nose", "right_eye"),
+            ("left_eye", "left_ear"),
+            ("right_eye", "right_ear"),
+            ("left_shoulder", "right_shoulder"),
+            ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"),
+            ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"),
+            ("left_shoulder", "left_hip"),
+            ("right_shoulder", "right_hip"),
+            ("left_hip", "right_hip"),
+            ("left_hip", "left_knee"),
+            ("left_knee", "left_ankle"),
+            ("right_hip", "right_knee"),
             ("right_knee", "right_ankle"),
         ],
     ),  # fmt: skip
@@ -129,13 +141,25 @@ COCO17 = Layout(
     flip_pairs=_flip_pairs(_COCO17_JOINTS),
     # the tree of skeleton action recognition for COCO (PySKL's JointToBone): root nose
     parents=_parents(
-        _COCO17_JOINTS, "nose",
+        _COCO17_JOINTS,
+        "nose",
         {
-            "left_eye": "nose", "right_eye": "nose", "left_ear": "left_eye", "right_ear": "right_eye",
-            "left_shoulder": "nose", "right_shoulder": "nose", "left_elbow": "left_shoulder",
-            "right_elbow": "right_shoulder", "left_wrist": "left_elbow", "right_wrist": "right_elbow",
-            "left_hip": "nose", "right_hip": "nose", "left_knee": "left_hip", "right_knee": "right_hip",
-            "left_ankle": "left_knee", "right_ankle": "right_knee",
+            "left_eye": "nose",
+            "right_eye": "nose",
+            "left_ear": "left_eye",
+            "right_ear": "right_eye",
+            "left_shoulder": "nose",
+            "right_shoulder": "nose",
+            "left_elbow": "left_shoulder",
+            "right_elbow": "right_shoulder",
+            "left_wrist": "left_elbow",
+            "right_wrist": "right_elbow",
+            "left_hip": "nose",
+            "right_hip": "nose",
+            "left_knee": "left_hip",
+            "right_knee": "right_hip",
+            "left_ankle": "left_knee",
+            "right_ankle": "right_knee",
         },
     ),  # fmt: skip
 )
@@ -154,12 +178,22 @@ OPENPOSE18 = Layout(
     edges=_edges(
         _OPENPOSE18_JOINTS,
         [
-            ("neck", "nose"), ("nose", "right_eye"), ("right_eye", "right_ear"),
-            ("nose", "left_eye"), ("left_eye", "left_ear"), ("neck", "right_shoulder"),
-            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
-            ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
-            ("left_elbow", "left_wrist"), ("neck", "right_hip"), ("right_hip", "right_knee"),
-            ("right_knee", "right_ankle"), ("neck", "left_hip"), ("left_hip", "left_knee"),
+            ("neck", "nose"),
+            ("nose", "right_eye"),
+            ("right_eye", "right_ear"),
+            ("nose", "left_eye"),
+            ("left_eye", "left_ear"),
+            ("neck", "right_shoulder"),
+            ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"),
+            ("neck", "left_shoulder"),
+            ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"),
+            ("neck", "right_hip"),
+            ("right_hip", "right_knee"),
+            ("right_knee", "right_ankle"),
+            ("neck", "left_hip"),
+            ("left_hip", "left_knee"),
             ("left_knee", "left_ankle"),
         ],
     ),  # fmt: skip
@@ -170,14 +204,26 @@ OPENPOSE18 = Layout(
     flip_pairs=_flip_pairs(_OPENPOSE18_JOINTS),
     # PySKL's 'openpose' tree: root nose, the body hangs from the neck
     parents=_parents(
-        _OPENPOSE18_JOINTS, "nose",
+        _OPENPOSE18_JOINTS,
+        "nose",
         {
-            "neck": "nose", "right_shoulder": "neck", "right_elbow": "right_shoulder",
-            "right_wrist": "right_elbow", "left_shoulder": "neck", "left_elbow": "left_shoulder",
-            "left_wrist": "left_elbow", "right_hip": "right_shoulder", "right_knee": "right_hip",
-            "right_ankle": "right_knee", "left_hip": "left_shoulder", "left_knee": "left_hip",
-            "left_ankle": "left_knee", "right_eye": "nose", "left_eye": "nose",
-            "right_ear": "right_eye", "left_ear": "left_eye",
+            "neck": "nose",
+            "right_shoulder": "neck",
+            "right_elbow": "right_shoulder",
+            "right_wrist": "right_elbow",
+            "left_shoulder": "neck",
+            "left_elbow": "left_shoulder",
+            "left_wrist": "left_elbow",
+            "right_hip": "right_shoulder",
+            "right_knee": "right_hip",
+            "right_ankle": "right_knee",
+            "left_hip": "left_shoulder",
+            "left_knee": "left_hip",
+            "left_ankle": "left_knee",
+            "right_eye": "nose",
+            "left_eye": "nose",
+            "right_ear": "right_eye",
+            "left_ear": "left_eye",
         },
     ),  # fmt: skip
 )
@@ -199,15 +245,25 @@ BLAZEPOSE33 = Layout(
     edges=_edges(
         _BLAZEPOSE33_JOINTS,
         [
-            ("left_shoulder", "right_shoulder"), ("left_shoulder", "left_elbow"),
-            ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
-            ("right_elbow", "right_wrist"), ("left_shoulder", "left_hip"),
-            ("right_shoulder", "right_hip"), ("left_hip", "right_hip"),
-            ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
-            ("left_ankle", "left_heel"), ("left_heel", "left_foot_index"),
-            ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
-            ("right_ankle", "right_heel"), ("right_heel", "right_foot_index"),
-            ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+            ("left_shoulder", "right_shoulder"),
+            ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"),
+            ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"),
+            ("left_shoulder", "left_hip"),
+            ("right_shoulder", "right_hip"),
+            ("left_hip", "right_hip"),
+            ("left_hip", "left_knee"),
+            ("left_knee", "left_ankle"),
+            ("left_ankle", "left_heel"),
+            ("left_heel", "left_foot_index"),
+            ("right_hip", "right_knee"),
+            ("right_knee", "right_ankle"),
+            ("right_ankle", "right_heel"),
+            ("right_heel", "right_foot_index"),
+            ("nose", "left_eye"),
+            ("nose", "right_eye"),
+            ("left_eye", "left_ear"),
             ("right_eye", "right_ear"),
         ],
     ),  # fmt: skip
@@ -219,19 +275,41 @@ BLAZEPOSE33 = Layout(
     # COCO's tree (root nose) for the COCO joints; face, hand and foot points hang from
     # their neighbours on MediaPipe's connections
     parents=_parents(
-        _BLAZEPOSE33_JOINTS, "nose",
+        _BLAZEPOSE33_JOINTS,
+        "nose",
         {
-            "left_eye_inner": "nose", "left_eye": "left_eye_inner", "left_eye_outer": "left_eye",
-            "right_eye_inner": "nose", "right_eye": "right_eye_inner", "right_eye_outer": "right_eye",
-            "left_ear": "left_eye_outer", "right_ear": "right_eye_outer",
-            "mouth_left": "nose", "mouth_right": "nose",
-            "left_shoulder": "nose", "right_shoulder": "nose", "left_elbow": "left_shoulder",
-            "right_elbow": "right_shoulder", "left_wrist": "left_elbow", "right_wrist": "right_elbow",
-            "left_pinky": "left_wrist", "right_pinky": "right_wrist", "left_index": "left_wrist",
-            "right_index": "right_wrist", "left_thumb": "left_wrist", "right_thumb": "right_wrist",
-            "left_hip": "nose", "right_hip": "nose", "left_knee": "left_hip", "right_knee": "right_hip",
-            "left_ankle": "left_knee", "right_ankle": "right_knee", "left_heel": "left_ankle",
-            "right_heel": "right_ankle", "left_foot_index": "left_heel", "right_foot_index": "right_heel",
+            "left_eye_inner": "nose",
+            "left_eye": "left_eye_inner",
+            "left_eye_outer": "left_eye",
+            "right_eye_inner": "nose",
+            "right_eye": "right_eye_inner",
+            "right_eye_outer": "right_eye",
+            "left_ear": "left_eye_outer",
+            "right_ear": "right_eye_outer",
+            "mouth_left": "nose",
+            "mouth_right": "nose",
+            "left_shoulder": "nose",
+            "right_shoulder": "nose",
+            "left_elbow": "left_shoulder",
+            "right_elbow": "right_shoulder",
+            "left_wrist": "left_elbow",
+            "right_wrist": "right_elbow",
+            "left_pinky": "left_wrist",
+            "right_pinky": "right_wrist",
+            "left_index": "left_wrist",
+            "right_index": "right_wrist",
+            "left_thumb": "left_wrist",
+            "right_thumb": "right_wrist",
+            "left_hip": "nose",
+            "right_hip": "nose",
+            "left_knee": "left_hip",
+            "right_knee": "right_hip",
+            "left_ankle": "left_knee",
+            "right_ankle": "right_knee",
+            "left_heel": "left_ankle",
+            "right_heel": "right_ankle",
+            "left_foot_index": "left_heel",
+            "right_foot_index": "right_heel",
         },
     ),  # fmt: skip
 )
@@ -251,15 +329,29 @@ OPENPOSE_BODY25 = Layout(
     edges=_edges(
         _BODY25_JOINTS,
         [
-            ("neck", "nose"), ("nose", "right_eye"), ("right_eye", "right_ear"),
-            ("nose", "left_eye"), ("left_eye", "left_ear"), ("neck", "right_shoulder"),
-            ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
-            ("neck", "left_shoulder"), ("left_shoulder", "left_elbow"),
-            ("left_elbow", "left_wrist"), ("neck", "mid_hip"), ("mid_hip", "right_hip"),
-            ("mid_hip", "left_hip"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
-            ("left_hip", "left_knee"), ("left_knee", "left_ankle"), ("left_ankle", "left_heel"),
-            ("left_ankle", "left_big_toe"), ("left_big_toe", "left_small_toe"),
-            ("right_ankle", "right_heel"), ("right_ankle", "right_big_toe"),
+            ("neck", "nose"),
+            ("nose", "right_eye"),
+            ("right_eye", "right_ear"),
+            ("nose", "left_eye"),
+            ("left_eye", "left_ear"),
+            ("neck", "right_shoulder"),
+            ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"),
+            ("neck", "left_shoulder"),
+            ("left_shoulder", "left_elbow"),
+            ("left_elbow", "left_wrist"),
+            ("neck", "mid_hip"),
+            ("mid_hip", "right_hip"),
+            ("mid_hip", "left_hip"),
+            ("right_hip", "right_knee"),
+            ("right_knee", "right_ankle"),
+            ("left_hip", "left_knee"),
+            ("left_knee", "left_ankle"),
+            ("left_ankle", "left_heel"),
+            ("left_ankle", "left_big_toe"),
+            ("left_big_toe", "left_small_toe"),
+            ("right_ankle", "right_heel"),
+            ("right_ankle", "right_big_toe"),
             ("right_big_toe", "right_small_toe"),
         ],
     ),  # fmt: skip
@@ -270,16 +362,33 @@ OPENPOSE_BODY25 = Layout(
     flip_pairs=_flip_pairs(_BODY25_JOINTS),
     # OpenPose's own limbs as a tree: root nose, the legs hang from the mid-hip
     parents=_parents(
-        _BODY25_JOINTS, "nose",
+        _BODY25_JOINTS,
+        "nose",
         {
-            "neck": "nose", "right_shoulder": "neck", "right_elbow": "right_shoulder",
-            "right_wrist": "right_elbow", "left_shoulder": "neck", "left_elbow": "left_shoulder",
-            "left_wrist": "left_elbow", "mid_hip": "neck", "right_hip": "mid_hip",
-            "right_knee": "right_hip", "right_ankle": "right_knee", "left_hip": "mid_hip",
-            "left_knee": "left_hip", "left_ankle": "left_knee", "right_eye": "nose",
-            "left_eye": "nose", "right_ear": "right_eye", "left_ear": "left_eye",
-            "left_big_toe": "left_ankle", "left_small_toe": "left_big_toe", "left_heel": "left_ankle",
-            "right_big_toe": "right_ankle", "right_small_toe": "right_big_toe", "right_heel": "right_ankle",
+            "neck": "nose",
+            "right_shoulder": "neck",
+            "right_elbow": "right_shoulder",
+            "right_wrist": "right_elbow",
+            "left_shoulder": "neck",
+            "left_elbow": "left_shoulder",
+            "left_wrist": "left_elbow",
+            "mid_hip": "neck",
+            "right_hip": "mid_hip",
+            "right_knee": "right_hip",
+            "right_ankle": "right_knee",
+            "left_hip": "mid_hip",
+            "left_knee": "left_hip",
+            "left_ankle": "left_knee",
+            "right_eye": "nose",
+            "left_eye": "nose",
+            "right_ear": "right_eye",
+            "left_ear": "left_eye",
+            "left_big_toe": "left_ankle",
+            "left_small_toe": "left_big_toe",
+            "left_heel": "left_ankle",
+            "right_big_toe": "right_ankle",
+            "right_small_toe": "right_big_toe",
+            "right_heel": "right_ankle",
         },
     ),  # fmt: skip
 )
@@ -300,14 +409,27 @@ EMOPAIN22 = Layout(
     name="emopain22",
     joints=_EMOPAIN22_JOINTS,
     edges=(
-        (0, 1), (0, 4), (0, 7),
-        (1, 2), (2, 3),
-        (4, 5), (5, 6),
+        (0, 1),
+        (0, 4),
+        (0, 7),
+        (1, 2),
+        (2, 3),
+        (4, 5),
+        (5, 6),
         (7, 8),
-        (8, 9), (8, 14), (8, 19),
-        (9, 10), (10, 11), (11, 12), (12, 13),
-        (14, 15), (15, 16), (16, 17), (17, 18),
-        (19, 20), (20, 21),
+        (8, 9),
+        (8, 14),
+        (8, 19),
+        (9, 10),
+        (10, 11),
+        (11, 12),
+        (12, 13),
+        (14, 15),
+        (15, 16),
+        (16, 17),
+        (17, 18),
+        (19, 20),
+        (20, 21),
     ),  # fmt: skip
     left_hip="left_hip",
     right_hip="right_hip",
@@ -316,7 +438,9 @@ EMOPAIN22 = Layout(
     flip_pairs=_flip_pairs(_EMOPAIN22_JOINTS),
 )
 
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33, OPENPOSE_BODY25)}
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout for layout in (COCO17, OPENPOSE18, BLAZEPOSE33, OPENPOSE_BODY25)
+}
 
 
 def register_layout(layout: Layout) -> Layout:
@@ -330,10 +454,14 @@ def get_layout(name: str) -> Layout:
     try:
         return LAYOUTS[name]
     except KeyError:
-        raise ValueError(f"unknown joint layout {name!r}; known layouts: {sorted(LAYOUTS)}") from None
+        raise ValueError(
+            f"unknown joint layout {name!r}; known layouts: {sorted(LAYOUTS)}"
+        ) from None
 
 
-def conversion_table(source: Layout, target: Layout, mapping: dict[str, str] | None = None) -> np.ndarray:
+def conversion_table(
+    source: Layout, target: Layout, mapping: dict[str, str] | None = None
+) -> np.ndarray:
     """For each target joint, the index of the source joint that provides it (or -1).
 
     ``mapping`` maps target joint names to source joint names where they differ; by

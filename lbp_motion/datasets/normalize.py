@@ -63,7 +63,9 @@ def body_scale(keypoints: np.ndarray, layout: Layout, min_confidence: float = 0.
     return float(np.median(diagonals)) if diagonals else 1.0
 
 
-def skeleton_centre(keypoints: np.ndarray, layout: Layout, min_confidence: float = 0.3) -> np.ndarray:
+def skeleton_centre(
+    keypoints: np.ndarray, layout: Layout, min_confidence: float = 0.3
+) -> np.ndarray:
     """Centre (2,) in pixels of a window (step 2 of the recipe); zeros if nothing is visible."""
     vis = visible_mask(keypoints, min_confidence)
     hips, ok = _mid(keypoints, vis, layout.hip_indices())
@@ -104,7 +106,9 @@ def check_scale(keypoints: np.ndarray, scale: float, *, min_confidence: float, s
     recording's :func:`body_scale`) is finite, positive and believable: no frame's visible
     joints may spread over more than :data:`MAX_SPREAD_IN_SCALES` body scales."""
     if not (np.isfinite(scale) and scale > 0):
-        raise DataFormatError(f"{source}: body scale is {scale:g} pixels; expected a positive finite size")
+        raise DataFormatError(
+            f"{source}: body scale is {scale:g} pixels; expected a positive finite size"
+        )
     vis = visible_mask(keypoints, min_confidence)
     frames = np.flatnonzero(vis.any(axis=1))
     if not len(frames):

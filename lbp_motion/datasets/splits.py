@@ -72,7 +72,9 @@ def subject_folds(subjects: Sequence[str], folds: str | int, seed: int = 0) -> l
         return [[s] for s in subjects]
     k = int(folds)
     if not 2 <= k <= len(subjects):
-        raise ConfigError(f"--folds {k}: expected 'loso' or a number from 2 to the {len(subjects)} subjects")
+        raise ConfigError(
+            f"--folds {k}: expected 'loso' or a number from 2 to the {len(subjects)} subjects"
+        )
     order = np.random.default_rng(seed).permutation(len(subjects))
     return [sorted(subjects[i] for i in part) for part in np.array_split(order, k)]
 
@@ -102,11 +104,15 @@ def read_split_file(path: str | Path, subjects: Sequence[str]) -> dict[str, str]
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or not {"subject", "split"} <= set(reader.fieldnames):
-            raise DataFormatError(f"{path}: expected columns 'subject' and 'split'; it has {reader.fieldnames}")
+            raise DataFormatError(
+                f"{path}: expected columns 'subject' and 'split'; it has {reader.fieldnames}"
+            )
         for line, row in enumerate(reader, start=2):
             split = (row["split"] or "").strip()
             if split not in SPLITS:
-                raise DataFormatError(f"{path}, line {line}: field 'split' is {split!r}; expected one of {SPLITS}")
+                raise DataFormatError(
+                    f"{path}, line {line}: field 'split' is {split!r}; expected one of {SPLITS}"
+                )
             out[(row["subject"] or "").strip()] = split
     missing = sorted(set(subjects) - set(out))
     if missing:

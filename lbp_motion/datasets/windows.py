@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def window_starts(num_frames: int, length: int, stride: int, *, pad_short: bool = False) -> np.ndarray:
+def window_starts(
+    num_frames: int, length: int, stride: int, *, pad_short: bool = False
+) -> np.ndarray:
     """Start frames of the windows ``[s, s + length)`` that fit in ``num_frames``.
 
     Starts are ``0, stride, 2 * stride, ...`` while the window ends inside the
@@ -22,7 +24,9 @@ def window_starts(num_frames: int, length: int, stride: int, *, pad_short: bool 
     return np.arange(0, num_frames - length + 1, stride, dtype=np.int64)
 
 
-def window_index(lengths: Sequence[int], length: int, stride: int, *, pad_short: bool = False) -> np.ndarray:
+def window_index(
+    lengths: Sequence[int], length: int, stride: int, *, pad_short: bool = False
+) -> np.ndarray:
     """(N, 2) int64 rows ``(recording position, start frame)`` over all recordings."""
     parts = [
         np.stack([np.full(len(s), r, dtype=np.int64), s], axis=1)

@@ -97,14 +97,19 @@ def majority_class(train_labels: Sequence[int] | np.ndarray, num_classes: int) -
     return int(np.bincount(labels, minlength=num_classes).argmax())
 
 
-def majority_probs(train_labels: Sequence[int] | np.ndarray, n: int, num_classes: int) -> np.ndarray:
+def majority_probs(
+    train_labels: Sequence[int] | np.ndarray, n: int, num_classes: int
+) -> np.ndarray:
     probs = np.zeros((n, num_classes))
     probs[:, majority_class(train_labels, num_classes)] = 1.0
     return probs
 
 
 def window_stats_probs(
-    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, num_classes: int
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    num_classes: int,
 ) -> np.ndarray:
     """Class probabilities (N, C) of the standardised logistic regression (a class
     absent from training gets probability 0)."""
@@ -114,13 +119,18 @@ def window_stats_probs(
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(train_labels)) < 2:
-        raise ValueError("window-statistics baseline: the training windows have fewer than two classes")
+        raise ValueError(
+            "window-statistics baseline: the training windows have fewer than two classes"
+        )
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(train_features, train_labels)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        log.warning("window-statistics baseline: the logistic regression did not converge in %d iterations", MAX_ITER)
+        log.warning(
+            "window-statistics baseline: the logistic regression did not converge in %d iterations",
+            MAX_ITER,
+        )
     probs = np.zeros((len(test_features), num_classes))
     if len(test_features):
         probs[:, model.classes_] = model.predict_proba(test_features)
@@ -128,13 +138,22 @@ def window_stats_probs(
 
 
 def prediction_rows(
-    names: Sequence[str], recording: np.ndarray, start: np.ndarray, labels: np.ndarray,
-    probs: np.ndarray, classes: Sequence[str],
+    names: Sequence[str],
+    recording: np.ndarray,
+    start: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
 ) -> list[dict[str, str]]:
     """Rows in the form of ``predictions.csv`` (probabilities with 6 decimals)."""
     return [
-        {"recording": names[int(r)], "start": str(int(s)), "predicted": classes[int(p.argmax())],
-         "label": classes[int(y)], **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)}}
+        {
+            "recording": names[int(r)],
+            "start": str(int(s)),
+            "predicted": classes[int(p.argmax())],
+            "label": classes[int(y)],
+            **{f"p_{c}": f"{v:.6f}" for c, v in zip(classes, p)},
+        }
         for r, s, y, p in zip(recording, start, labels, probs)
     ]
 
@@ -154,10 +173,17 @@ def fold_baselines(datamodule: Any, names: Sequence[str]) -> dict[str, list[dict
             probs = majority_probs(train.window_labels(), len(tested["y"]), len(classes))
         elif name == "window_stats":
             trained = collect(train, features=True)
-            probs = window_stats_probs(trained["features"], trained["y"], tested["features"], len(classes))
+            probs = window_stats_probs(
+                trained["features"], trained["y"], tested["features"], len(classes)
+            )
         else:
             raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
         out[name] = prediction_rows(
-            datamodule.recording_names, tested["recording"], tested["start"], tested["y"], probs, classes
+            datamodule.recording_names,
+            tested["recording"],
+            tested["start"],
+            tested["y"],
+            probs,
+            classes,
         )
     return out

@@ -34,7 +34,14 @@ from lbp_motion.evaluation.metrics import (
 #: The metrics with intervals: window level, then recording level (the windows of a
 #: recording combined by the task's recording rule, default the mean window
 #: probability, argmax; the recording's label is its most frequent one).
-METRICS = ("accuracy", "f1_macro", "mcc", "recording_accuracy", "recording_f1_macro", "recording_mcc")
+METRICS = (
+    "accuracy",
+    "f1_macro",
+    "mcc",
+    "recording_accuracy",
+    "recording_f1_macro",
+    "recording_mcc",
+)
 
 
 def confusion_metrics(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,18 +79,38 @@ def _binary_degenerate_mcc(cm: np.ndarray) -> np.ndarray:
     eps = float(np.finfo(np.float32).eps)
     root = np.sqrt(eps)
     numerator = np.select(
-        [(fn == 0) & (tn == 0), (fp == 0) & (tn == 0), (tp == 0) & (fn == 0), (tp == 0) & (fp == 0),
-         tp == 0, tn == 0, (fp == 0) | (fn == 0)],
-        [root * (tp - fp), root * (tp - fn), root * (tn - fp), root * (tn - fn),
-         tn - fp * fn, tp - fp * fn, tp * tn],
+        [
+            (fn == 0) & (tn == 0),
+            (fp == 0) & (tn == 0),
+            (tp == 0) & (fn == 0),
+            (tp == 0) & (fp == 0),
+            tp == 0,
+            tn == 0,
+            (fp == 0) | (fn == 0),
+        ],
+        [
+            root * (tp - fp),
+            root * (tp - fn),
+            root * (tn - fp),
+            root * (tn - fn),
+            tn - fp * fn,
+            tp - fp * fn,
+            tp * tn,
+        ],
         default=0.0,
     )
-    return numerator / np.sqrt((tp + fp + eps) * (tp + fn + eps) * (tn + fp + eps) * (tn + fn + eps))
+    return numerator / np.sqrt(
+        (tp + fp + eps) * (tp + fn + eps) * (tn + fp + eps) * (tn + fn + eps)
+    )
 
 
-def _probs_and_labels(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+def _probs_and_labels(
+    rows: Sequence[Mapping[str, str]], classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     index = {c: i for i, c in enumerate(classes)}
-    probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows], dtype=np.float64).reshape(len(rows), len(classes))
+    probs = np.array(
+        [[float(r[f"p_{c}"]) for c in classes] for r in rows], dtype=np.float64
+    ).reshape(len(rows), len(classes))
     labels = np.array([index[r["label"]] for r in rows], dtype=np.int64)
     return probs, labels
 
@@ -104,7 +131,10 @@ def recording_predictions(
     pos = {k: i for i, k in enumerate(names)}
     idx = torch.tensor([pos[k] for k in keys], dtype=torch.long)
     ids, scores, rec_labels = aggregate_by_recording(
-        idx, torch.from_numpy(probs).reshape(len(rows), len(classes)), torch.from_numpy(labels), rule
+        idx,
+        torch.from_numpy(probs).reshape(len(rows), len(classes)),
+        torch.from_numpy(labels),
+        rule,
     )
     pred = scores.argmax(dim=1)
     return {names[int(i)]: (int(y), int(p)) for i, y, p in zip(ids, rec_labels, pred)}
@@ -125,9 +155,13 @@ def subject_confusions(
     def subject_index(recording: str) -> int:
         subject = subject_of.get(recording)
         if subject is None:
-            raise ValueError(f"recording {recording!r} has no subject (not in the data's recordings)")
+            raise ValueError(
+                f"recording {recording!r} has no subject (not in the data's recordings)"
+            )
         if subject not in pos:
-            raise ValueError(f"recording {recording!r}: subject {subject!r} is not among the resampled subjects")
+            raise ValueError(
+                f"recording {recording!r}: subject {subject!r} is not among the resampled subjects"
+            )
         return pos[subject]
 
     windows = np.zeros((len(subjects), c, c))
@@ -177,7 +211,9 @@ class SubjectBootstrap:
         if not subjects:
             raise ValueError("subject bootstrap: no subjects")
         if n_boot < 1 or not 0 < level < 1:
-            raise ValueError(f"subject bootstrap: n_boot={n_boot} must be >= 1 and level={level} in (0, 1)")
+            raise ValueError(
+                f"subject bootstrap: n_boot={n_boot} must be >= 1 and level={level} in (0, 1)"
+            )
         self.subjects = sorted(subjects)
         self.subject_of = dict(subject_of)
         self.classes = list(classes)
@@ -200,7 +236,9 @@ class SubjectBootstrap:
     def draws(self, rows: Sequence[Mapping[str, str]]) -> dict[str, np.ndarray]:
         """(n_boot,) values of every metric, one per resample."""
         w, r = self._confusions(rows)
-        return point_metrics(np.einsum("bs,sij->bij", self.counts, w), np.einsum("bs,sij->bij", self.counts, r))
+        return point_metrics(
+            np.einsum("bs,sij->bij", self.counts, w), np.einsum("bs,sij->bij", self.counts, r)
+        )
 
     def _interval(self, values: np.ndarray) -> list[float]:
         tail = 100 * (1 - self.level) / 2
@@ -228,7 +266,9 @@ def chance_metrics(rows: Sequence[Mapping[str, str]], classes: Sequence[str]) ->
     recordings (recording level)."""
     c = len(classes)
     _, labels = _probs_and_labels(rows, classes)
-    rec_labels = np.array([label for label, _ in recording_predictions(rows, classes).values()], dtype=np.int64)
+    rec_labels = np.array(
+        [label for label, _ in recording_predictions(rows, classes).values()], dtype=np.int64
+    )
     windows = np.repeat(np.bincount(labels, minlength=c)[:, None] / c, c, axis=1)
     recordings = np.repeat(np.bincount(rec_labels, minlength=c)[:, None] / c, c, axis=1)
     # rounded: the MCC is 0 up to float error, shown as 0.0000 rather than -0.0000

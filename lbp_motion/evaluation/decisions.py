@@ -16,7 +16,11 @@ from lbp_motion.evaluation.metrics import classification_metrics, flatten_metric
 
 
 def decision_metrics(
-    preds: Tensor, target: Tensor, classes: Sequence[str], prefix: str, recording: Tensor | None = None
+    preds: Tensor,
+    target: Tensor,
+    classes: Sequence[str],
+    prefix: str,
+    recording: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Window metrics (accuracy, weighted/macro/per-class F1, MCC, ...; the names of
     :mod:`.metrics`) of hard predictions ``preds`` (N,) against ``target`` (N,), and,
@@ -57,7 +61,11 @@ def save_confusion(task, preds: Tensor, target: Tensor, classes: Sequence[str], 
     directory and the PNG as a W&B image, like :class:`~.classification.ClassificationTask`."""
     n = len(classes)
     matrix = torch.zeros(n, n, dtype=torch.long)
-    matrix.index_put_((target.long().cpu(), preds.long().cpu()), torch.ones(len(preds), dtype=torch.long), accumulate=True)
+    matrix.index_put_(
+        (target.long().cpu(), preds.long().cpu()),
+        torch.ones(len(preds), dtype=torch.long),
+        accumulate=True,
+    )
     out = run_dir_of(task)
     if out is None:
         return

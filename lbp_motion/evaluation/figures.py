@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def confusion_matrix_figure(matrix: np.ndarray, classes: Sequence[str], title: str = "confusion matrix"):
+def confusion_matrix_figure(
+    matrix: np.ndarray, classes: Sequence[str], title: str = "confusion matrix"
+):
     """A confusion matrix (rows true, columns predicted) as a figure with counts and
     row-normalised colours."""
     matrix = np.asarray(matrix)
@@ -26,8 +28,14 @@ def confusion_matrix_figure(matrix: np.ndarray, classes: Sequence[str], title: s
     ax.set_title(title)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                f"{int(matrix[i, j])}",
+                ha="center",
+                va="center",
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     fig.tight_layout()
     return fig
 
@@ -40,9 +48,14 @@ def roc_figure(curves: dict, title: str = "ROC"):
 
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, (scores, labels) in curves.items():
-        scores, labels = np.asarray(scores, dtype=float).reshape(-1), np.asarray(labels).reshape(-1).astype(int)
+        scores, labels = (
+            np.asarray(scores, dtype=float).reshape(-1),
+            np.asarray(labels).reshape(-1).astype(int),
+        )
         if np.unique(labels).size < 2:
-            raise ValueError(f"roc_figure: curve {name!r} needs both normal (0) and anomalous (1) labels")
+            raise ValueError(
+                f"roc_figure: curve {name!r} needs both normal (0) and anomalous (1) labels"
+            )
         fpr, tpr, _ = roc_curve(labels, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(labels, scores):.3f})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
@@ -60,7 +73,10 @@ def score_boxplot_figure(scores, labels, threshold: float, title: str = "anomaly
     """Box plots of the anomaly scores of normal (label 0) and anomalous (label 1)
     segments, with ``threshold`` drawn as a horizontal dashed line. A class without
     scores gets an empty box position."""
-    scores, labels = np.asarray(scores, dtype=float).reshape(-1), np.asarray(labels).reshape(-1).astype(int)
+    scores, labels = (
+        np.asarray(scores, dtype=float).reshape(-1),
+        np.asarray(labels).reshape(-1).astype(int),
+    )
     groups = [scores[labels == 0], scores[labels == 1]]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.boxplot(groups)

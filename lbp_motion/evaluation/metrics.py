@@ -59,7 +59,9 @@ def confusion_matrix_metric(num_classes: int) -> MulticlassConfusionMatrix:
     return MulticlassConfusionMatrix(num_classes)
 
 
-def flatten_metrics(values: dict[str, Tensor], classes: Sequence[str], prefix: str) -> dict[str, Tensor]:
+def flatten_metrics(
+    values: dict[str, Tensor], classes: Sequence[str], prefix: str
+) -> dict[str, Tensor]:
     """``{"f1": tensor([a, b])}`` -> ``{"<prefix>/f1/<class0>": a, ...}``; scalars keep their name."""
     out: dict[str, Tensor] = {}
     for name, value in values.items():

@@ -33,7 +33,11 @@ def make_run_dir(out_dir: str | Path, name: str) -> Path:
     """
     parent = Path(out_dir) / name
     parent.mkdir(parents=True, exist_ok=True)
-    taken = [int(p.name.split("_")[1]) for p in parent.glob("version_*") if p.name.split("_")[1].isdigit()]
+    taken = [
+        int(p.name.split("_")[1])
+        for p in parent.glob("version_*")
+        if p.name.split("_")[1].isdigit()
+    ]
     n = max(taken, default=-1) + 1
     while True:
         run = parent / f"version_{n}"
@@ -161,7 +165,9 @@ class PredictionFiles(BasePredictionWriter):
         rec = torch.cat([b["recording"] for b in batches]).cpu()
         start = torch.cat([b["start"] for b in batches]).cpu()
         probs = torch.cat([b["probs"] for b in batches]).float().cpu()
-        labels = torch.cat([b["y"] for b in batches]).cpu() if all("y" in b for b in batches) else None
+        labels = (
+            torch.cat([b["y"] for b in batches]).cpu() if all("y" in b for b in batches) else None
+        )
         names = list(getattr(trainer.datamodule, "recording_names", []))
         classes = list(pl_module.classes)
         name_of = (lambda i: names[i]) if names else str
@@ -169,20 +175,33 @@ class PredictionFiles(BasePredictionWriter):
         with open(self.run_dir / "predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             label_col = ["label"] if labels is not None else []
-            w.writerow(["recording", "start", "predicted"] + label_col + [f"p_{c}" for c in classes])
+            w.writerow(
+                ["recording", "start", "predicted"] + label_col + [f"p_{c}" for c in classes]
+            )
             for i, (r, s, p) in enumerate(zip(rec.tolist(), start.tolist(), probs)):
                 label = [classes[int(labels[i])]] if labels is not None else []
-                w.writerow([name_of(r), s, classes[int(p.argmax())]] + label + [f"{v:.6f}" for v in p.tolist()])
+                w.writerow(
+                    [name_of(r), s, classes[int(p.argmax())]]
+                    + label
+                    + [f"{v:.6f}" for v in p.tolist()]
+                )
         from lbp_motion.evaluation.metrics import aggregate_by_recording
 
         rule = getattr(pl_module, "recording_rule", "mean_prob")
-        ids, scores, _ = aggregate_by_recording(rec, probs, torch.zeros(len(rec), dtype=torch.long), rule)
+        ids, scores, _ = aggregate_by_recording(
+            rec, probs, torch.zeros(len(rec), dtype=torch.long), rule
+        )
         if all("windows" in b for b in batches):  # a recording-level task: one row per recording
-            windows = dict(zip(rec.tolist(), torch.cat([b["windows"] for b in batches]).cpu().tolist()))
+            windows = dict(
+                zip(rec.tolist(), torch.cat([b["windows"] for b in batches]).cpu().tolist())
+            )
         else:
             windows = dict(zip(*(t.tolist() for t in torch.unique(rec, return_counts=True))))
         with open(self.run_dir / "recording_predictions.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["recording", "windows", "predicted"] + [f"p_{c}" for c in classes])
             for i, p in zip(ids.tolist(), scores):
-                w.writerow([name_of(i), int(windows[i]), classes[int(p.argmax())]] + [f"{v:.6f}" for v in p.tolist()])
+                w.writerow(
+                    [name_of(i), int(windows[i]), classes[int(p.argmax())]]
+                    + [f"{v:.6f}" for v in p.tolist()]
+                )

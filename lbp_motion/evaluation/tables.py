@@ -47,28 +47,45 @@ def comparison(summary: Mapping[str, Any]) -> dict[str, Any] | None:
     metrics = [m for m in METRICS if f"pooled/{m}" in summary]
     names = baselines_in(summary)
     rows = [["model", *(_cell(summary, f"pooled/{m}") for m in metrics)]]
-    rows += [[TITLES[b], *(_cell(summary, f"baseline/{b}/pooled/{m}") for m in metrics)] for b in names]
+    rows += [
+        [TITLES[b], *(_cell(summary, f"baseline/{b}/pooled/{m}") for m in metrics)] for b in names
+    ]
     if "chance/accuracy" in summary:
         rows.append(["chance (uniform guess)", *(_cell(summary, f"chance/{m}") for m in metrics)])
-    diff_rows = [[f"model - {TITLES[b]}", *(_cell(summary, f"diff/{b}/{m}", signed=True) for m in metrics)]
-                 for b in names]
+    diff_rows = [
+        [f"model - {TITLES[b]}", *(_cell(summary, f"diff/{b}/{m}", signed=True) for m in metrics)]
+        for b in names
+    ]
     verdicts, judged = [], verdict_metric(summary)
     for b in names:
         key = f"diff/{b}/{judged}"
         if key not in summary:
             continue
         lo, hi = summary.get(f"{key}_ci") or (0.0, 0.0)
-        verdict = ("interval above 0: better" if lo > 0 else "interval below 0: worse" if hi < 0
-                   else "interval includes 0: not shown to be better")
-        verdicts.append(f"model - {TITLES[b]} ({judged}): {_cell(summary, key, signed=True)} ({verdict})")
+        verdict = (
+            "interval above 0: better"
+            if lo > 0
+            else "interval below 0: worse"
+            if hi < 0
+            else "interval includes 0: not shown to be better"
+        )
+        verdicts.append(
+            f"model - {TITLES[b]} ({judged}): {_cell(summary, key, signed=True)} ({verdict})"
+        )
     n, boot = summary.get("bootstrap/subjects"), summary.get("bootstrap/resamples")
     caption = (
         f"pooled test windows of all folds; [95% interval] by bootstrap over the {n} subjects "
         f"({boot} resamples; differences paired: the same resampled subjects); "
         "chance: expected metrics of a uniform random guess"
     )
-    return {"columns": ["", *metrics], "rows": rows, "diff_rows": diff_rows, "verdicts": verdicts,
-            "caption": caption, "notes": list(summary.get("baseline_notes") or [])}
+    return {
+        "columns": ["", *metrics],
+        "rows": rows,
+        "diff_rows": diff_rows,
+        "verdicts": verdicts,
+        "caption": caption,
+        "notes": list(summary.get("baseline_notes") or []),
+    }
 
 
 def comparison_markdown(summary: Mapping[str, Any]) -> str:
@@ -78,8 +95,11 @@ def comparison_markdown(summary: Mapping[str, Any]) -> str:
         return ""
 
     def table(rows: list[list[str]]) -> list[str]:
-        return ["| " + " | ".join(c["columns"]) + " |", "|" + "---|" * len(c["columns"]),
-                *("| " + " | ".join(r) + " |" for r in rows)]
+        return [
+            "| " + " | ".join(c["columns"]) + " |",
+            "|" + "---|" * len(c["columns"]),
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
 
     lines = ["## Model, baselines and chance", "", c["caption"], "", *table(c["rows"]), ""]
     if c["diff_rows"]:

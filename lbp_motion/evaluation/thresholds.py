@@ -44,11 +44,15 @@ def _scores_labels(scores, labels, rule: str) -> tuple[np.ndarray, np.ndarray]:
     if y.shape != s.shape:
         raise ConfigError(f"threshold selection: {s.size} scores but {y.size} labels")
     if not np.all(np.isin(y, (0, 1))):
-        raise ConfigError(f"threshold selection: labels must be 0 (normal) or 1 (anomalous), got {sorted(set(y.tolist()))}")
+        raise ConfigError(
+            f"threshold selection: labels must be 0 (normal) or 1 (anomalous), got {sorted(set(y.tolist()))}"
+        )
     y = y.astype(int)
     if rule in ("f1", "youden") and np.unique(y).size < 2:
         only = "anomalous" if y[0] == 1 else "normal"
-        raise ConfigError(f"threshold rule {rule!r} needs both normal (0) and anomalous (1) labels; all {y.size} are {only}")
+        raise ConfigError(
+            f"threshold rule {rule!r} needs both normal (0) and anomalous (1) labels; all {y.size} are {only}"
+        )
     return s, y
 
 
@@ -58,7 +62,9 @@ def percentile_threshold(normal_scores, q: float = 95.0) -> float:
         raise ConfigError(f"threshold percentile q must be in [0, 100], got {q}")
     s = np.asarray(normal_scores, dtype=float).reshape(-1)
     if s.size == 0:
-        raise ConfigError("threshold rule 'percentile' needs normal (label 0) scores; there are none")
+        raise ConfigError(
+            "threshold rule 'percentile' needs normal (label 0) scores; there are none"
+        )
     return float(np.percentile(_scores(s, "normal scores"), q))
 
 
@@ -81,13 +87,17 @@ def youden_threshold(scores, labels) -> float:
 
     s, y = _scores_labels(scores, labels, "youden")
     fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
-    finite = np.isfinite(thresholds) & (thresholds <= s.max())  # drop sklearn's leading inf / max + 1
+    finite = np.isfinite(thresholds) & (
+        thresholds <= s.max()
+    )  # drop sklearn's leading inf / max + 1
     j, t = (tpr - fpr)[finite], thresholds[finite]
     best = np.flatnonzero(j == j.max())
     return float(t[best].max())
 
 
-def select_threshold(scores, labels, rule: Literal["percentile", "f1", "youden"], q: float = 95.0) -> float:
+def select_threshold(
+    scores, labels, rule: Literal["percentile", "f1", "youden"], q: float = 95.0
+) -> float:
     """The threshold chosen by ``rule`` (see the module docstring) on validation scores."""
     if rule not in RULES:
         raise ConfigError(f"unknown threshold rule {rule!r}; choose one of {', '.join(RULES)}")

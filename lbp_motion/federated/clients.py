@@ -23,7 +23,10 @@ from lbp_motion.federated.partition import partition_subjects, subject_majority_
 
 def mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 def select_clients(num_clients: int, fraction: float, seed: int, round_: int) -> list[int]:
@@ -81,8 +84,14 @@ def split_clients(
     majority = None if labels is None else subject_majority_labels(subjects.tolist(), list(labels))
     sites = None if info.get("site") is None else dict(zip(subjects.tolist(), info["site"]))
     clients = partition_subjects(
-        subjects.tolist(), scheme=spec.partition, num_clients=spec.num_clients, labels=majority,
-        sites=sites, groups=spec.subject_groups, alpha=spec.alpha, seed=spec.seed,
+        subjects.tolist(),
+        scheme=spec.partition,
+        num_clients=spec.num_clients,
+        labels=majority,
+        sites=sites,
+        groups=spec.subject_groups,
+        alpha=spec.alpha,
+        seed=spec.seed,
     )
     datasets, counts = [], []
     for members in clients:
@@ -115,13 +124,20 @@ class FederatedLoader:
         self.batch_size = batch_size
         self.spec = spec
         self.round = spec.round_fn()
-        self.selected = select_clients(len(self.client_datasets), spec.client_fraction, spec.seed, self.round)
+        self.selected = select_clients(
+            len(self.client_datasets), spec.client_fraction, spec.seed, self.round
+        )
 
     def client_loader(self, client: int, epoch: int) -> torch.utils.data.DataLoader:
         """Client ``client``'s own DataLoader for local epoch ``epoch`` of this round."""
-        generator = torch.Generator().manual_seed(mix_seed(self.spec.seed, client, self.round, epoch))
+        generator = torch.Generator().manual_seed(
+            mix_seed(self.spec.seed, client, self.round, epoch)
+        )
         return torch.utils.data.DataLoader(
-            self.client_datasets[client], batch_size=self.batch_size, shuffle=True, generator=generator
+            self.client_datasets[client],
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
         )
 
     def __len__(self) -> int:

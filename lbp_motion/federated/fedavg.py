@@ -27,10 +27,14 @@ def fedavg(states: Sequence[Mapping[str, Tensor]], weights: Sequence[float]) -> 
         weights: n_k of each client (need not sum to 1; must be positive).
     """
     if not states or len(states) != len(weights):
-        raise AggregationError(f"fedavg needs one weight per state; got {len(states)} states, {len(weights)} weights")
+        raise AggregationError(
+            f"fedavg needs one weight per state; got {len(states)} states, {len(weights)} weights"
+        )
     total = float(sum(weights))
     if total <= 0 or any(w < 0 for w in weights):
-        raise AggregationError(f"fedavg weights must be non-negative with a positive sum; got {list(weights)}")
+        raise AggregationError(
+            f"fedavg weights must be non-negative with a positive sum; got {list(weights)}"
+        )
     keys = list(states[0])
     for i, s in enumerate(states[1:], start=1):
         if list(s) != keys:

@@ -50,23 +50,31 @@ def partition_subjects(
     rng = np.random.default_rng(seed)
     if scheme == "site":
         if not sites or any(sites.get(s) is None for s in subjects):
-            raise ConfigError("partition 'site' needs a 'site' value for every training recording in labels.csv")
+            raise ConfigError(
+                "partition 'site' needs a 'site' value for every training recording in labels.csv"
+            )
         names = sorted({sites[s] for s in subjects})
         clients = [[s for s in subjects if sites[s] == name] for name in names]
     elif scheme == "groups":
         if not groups:
-            raise ConfigError("partition 'groups' needs subject_groups: a list of subject lists, one per client")
+            raise ConfigError(
+                "partition 'groups' needs subject_groups: a list of subject lists, one per client"
+            )
         known = set(subjects)
         seen: set[str] = set()
         for g in groups:
             twice = sorted(seen & set(g))
             if twice:
-                raise ConfigError(f"subject_groups name subjects {twice[:5]} in more than one group")
+                raise ConfigError(
+                    f"subject_groups name subjects {twice[:5]} in more than one group"
+                )
             seen |= set(g)
         clients = [sorted(set(g) & known) for g in groups]
         unknown = sorted({s for g in groups for s in g} - known)
         if unknown:
-            raise ConfigError(f"subject_groups name subjects {unknown[:5]} that are not in the training split")
+            raise ConfigError(
+                f"subject_groups name subjects {unknown[:5]} that are not in the training split"
+            )
     elif scheme == "iid":
         k = _require_clients(num_clients, len(subjects))
         order = rng.permutation(len(subjects))
@@ -77,7 +85,9 @@ def partition_subjects(
             raise ConfigError("partition 'dirichlet' needs the subjects' labels")
         clients = [[] for _ in range(k)]
         for label in sorted({labels[s] for s in subjects}):
-            members = [subjects[i] for i in rng.permutation(len(subjects)) if labels[subjects[i]] == label]
+            members = [
+                subjects[i] for i in rng.permutation(len(subjects)) if labels[subjects[i]] == label
+            ]
             shares = rng.dirichlet(np.full(k, alpha))
             cuts = (np.cumsum(shares)[:-1] * len(members)).round().astype(int)
             for c, part in enumerate(np.split(np.asarray(members, dtype=object), cuts)):
@@ -91,7 +101,9 @@ def partition_subjects(
     else:
         raise ConfigError(f"partition={scheme!r}; expected one of site, groups, iid, dirichlet")
     if num_clients is not None and len(clients) != num_clients:
-        raise ConfigError(f"partition {scheme!r} gives {len(clients)} clients but num_clients={num_clients}")
+        raise ConfigError(
+            f"partition {scheme!r} gives {len(clients)} clients but num_clients={num_clients}"
+        )
     empty = [i for i, c in enumerate(clients) if not c]
     if empty:
         raise ConfigError(f"partition {scheme!r}: client(s) {empty} would hold no training subject")
@@ -102,7 +114,9 @@ def _require_clients(num_clients: int | None, num_subjects: int) -> int:
     if num_clients is None or num_clients < 1:
         raise ConfigError(f"num_clients={num_clients}; expected a positive number of clients")
     if num_clients > num_subjects:
-        raise ConfigError(f"num_clients={num_clients} but the training split has only {num_subjects} subjects")
+        raise ConfigError(
+            f"num_clients={num_clients} but the training split has only {num_subjects} subjects"
+        )
     return num_clients
 
 

@@ -117,8 +117,13 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
     ) -> None:
         super().__init__(device=device, **kwargs)
         self.spec = FederationSpec(
-            num_clients=num_clients, partition=partition, alpha=alpha, subject_groups=subject_groups,
-            local_epochs=local_epochs, client_fraction=client_fraction, seed=seed,
+            num_clients=num_clients,
+            partition=partition,
+            alpha=alpha,
+            subject_groups=subject_groups,
+            local_epochs=local_epochs,
+            client_fraction=client_fraction,
+            seed=seed,
         )
         self.mu = mu
         self.server_momentum = server_momentum
@@ -133,7 +138,9 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._losses: dict[int, list[float]] = defaultdict(list)
         self._optimizer_states: dict[int, dict] = {}
         self._clients: ClientData | None = None
-        self.num_examples: list[int] = []  # n_k of each client, known from the first training loader
+        self.num_examples: list[
+            int
+        ] = []  # n_k of each client, known from the first training loader
         self.client_subjects: list[list[str]] = []
         self.history: list[dict[str, Any]] = []
 
@@ -160,7 +167,9 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
 
     def setup(self, trainer: pl.Trainer) -> None:
         self.validate_options()
-        if trainer.state.fn == "fit":  # before super().setup(): configure_optimizers may ask for the loader
+        if (
+            trainer.state.fn == "fit"
+        ):  # before super().setup(): configure_optimizers may ask for the loader
             self.spec.round_fn = lambda: trainer.current_epoch
             self._clients = None  # partitioned again from this fit's DataModule
         super().setup(trainer)
@@ -171,14 +180,21 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             trainer.callbacks.insert(0, _RoundHooks(self))
 
     # -- the federation stage of the training plan -----------------------------------------
-    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> FederatedLoader:
+    def transform_train_loader(
+        self, loader: Any, data: TrainData, trainer: pl.Trainer | None
+    ) -> FederatedLoader:
         """This round's per-client loader; the clients' data are split on the first call."""
         if self._clients is None:
             info = data.require_info("FedAvgStrategy", "client partitions are by subject")
             self._clients = split_clients(data.dataset, info, self.spec, balance=data.balance)
-            self.num_examples, self.client_subjects = self._clients.num_examples, self._clients.subjects
+            self.num_examples, self.client_subjects = (
+                self._clients.num_examples,
+                self._clients.subjects,
+            )
             log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
-        return FederatedLoader(self._clients.datasets, self._clients.num_examples, data.batch_size, self.spec)
+        return FederatedLoader(
+            self._clients.datasets, self._clients.num_examples, data.batch_size, self.spec
+        )
 
     @property
     def restore_checkpoint_after_setup(self) -> bool:
@@ -202,7 +218,9 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         if self.persist_optimizer_state and client in self._optimizer_states:
             # the client's moment estimates, but this round's learning rate (the schedule is global)
             groups = optimizer.state_dict()["param_groups"]
-            optimizer.load_state_dict({"state": self._optimizer_states[client]["state"], "param_groups": groups})
+            optimizer.load_state_dict(
+                {"state": self._optimizer_states[client]["state"], "param_groups": groups}
+            )
         else:
             optimizer.state = defaultdict(dict)
         torch.manual_seed(mix_seed(self.spec.seed, client, module.current_epoch, 104729))
@@ -213,10 +231,16 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         if all_finite(state):
             self._kept.append((self._client, state))
         else:
-            log.warning("round %d: client %d returned non-finite weights; left out", self.lightning_module.current_epoch, self._client)
+            log.warning(
+                "round %d: client %d returned non-finite weights; left out",
+                self.lightning_module.current_epoch,
+                self._client,
+            )
             self._failed.append(self._client)
         if self.persist_optimizer_state:
-            self._optimizer_states[self._client] = copy.deepcopy(self.lightning_module.trainer.optimizers[0].state_dict())
+            self._optimizer_states[self._client] = copy.deepcopy(
+                self.lightning_module.trainer.optimizers[0].state_dict()
+            )
         self._client = None
 
     def around_training_step(self, batch: Any, step: Callable[[], Any]) -> Any:
@@ -233,7 +257,12 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         except Exception as err:  # a failing client is left out of the round
             if isinstance(err, (ConfigError, KeyboardInterrupt)):
                 raise
-            log.warning("round %d: client %d failed (%s); left out", self.lightning_module.current_epoch, client, err)
+            log.warning(
+                "round %d: client %d failed (%s); left out",
+                self.lightning_module.current_epoch,
+                client,
+                err,
+            )
             self._failed.append(client)
             self._client = None
             self.lightning_module.load_state_dict(self._global)
@@ -268,7 +297,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         averaged = fedavg([s for _, s in self._kept], weights)
         if self.server_momentum > 0 or self.server_lr != 1.0:
             averaged, self._velocity = server_momentum_update(
-                self._global, averaged, self._velocity, momentum=self.server_momentum, server_lr=self.server_lr
+                self._global,
+                averaged,
+                self._velocity,
+                momentum=self.server_momentum,
+                server_lr=self.server_lr,
             )
         self._global = averaged
         self.lightning_module.load_state_dict(averaged)
@@ -336,4 +369,3 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._velocity = state.get("velocity")
         self._optimizer_states = state.get("optimizer_states", {})
         self.history = list(state.get("history", []))
-

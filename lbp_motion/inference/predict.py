@@ -40,7 +40,9 @@ from lbp_motion.datasets.format import Recording, write_recording
 from lbp_motion.errors import LbpError
 
 PREDICTION_SCHEMA = "lbp_motion.prediction/v1"
-AGGREGATION = "mean of the window probabilities; class = argmax (as ClassificationTask's recording metrics)"
+AGGREGATION = (
+    "mean of the window probabilities; class = argmax (as ClassificationTask's recording metrics)"
+)
 
 
 # -- the TUG time ------------------------------------------------------------------------
@@ -72,7 +74,9 @@ def _moving_median(values: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _signals(keypoints: np.ndarray, layout: str, min_confidence: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _signals(
+    keypoints: np.ndarray, layout: str, min_confidence: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Per frame: the mid-hip's height above the lower visible ankle in torso lengths,
     and the mid-shoulder position (T, 2) in pixels (NaN where not visible); and the
     torso length (the recording's body scale, as the normalisation computes it)."""
@@ -144,28 +148,47 @@ def estimate_tug_time(
     h, shoulder, scale = _signals(keypoints, layout, min_confidence)
     seen = np.isfinite(h)
     if seen.mean() < 0.5:
-        return {**out, "reason": f"hips and ankles seen in {100 * seen.mean():.0f}% of the frames (< 50%)"}
+        return {
+            **out,
+            "reason": f"hips and ankles seen in {100 * seen.mean():.0f}% of the frames (< 50%)",
+        }
     gap, smooth = max(1, int(round(0.5 * fps))), max(1, int(round(0.3 * fps)) | 1)
     h = _moving_median(_fill_short_gaps(h, gap), smooth)
-    sh = np.stack([_moving_median(_fill_short_gaps(shoulder[:, i], gap), smooth) for i in range(2)], axis=1)
+    sh = np.stack(
+        [_moving_median(_fill_short_gaps(shoulder[:, i], gap), smooth) for i in range(2)], axis=1
+    )
     valid = np.flatnonzero(np.isfinite(h))
     edge = max(1, int(round(0.5 * fps)))
     first, last = valid[0], valid[-1]
     head, tail = slice(first, first + edge), slice(max(first, last - edge + 1), last + 1)
     seated_start, seated_end = float(np.nanmedian(h[head])), float(np.nanmedian(h[tail]))
     standing = float(np.nanpercentile(h, 90))
-    out.update(seated_start=round(seated_start, 3), seated_end=round(seated_end, 3), standing=round(standing, 3))
+    out.update(
+        seated_start=round(seated_start, 3),
+        seated_end=round(seated_end, 3),
+        standing=round(standing, 3),
+    )
     if standing - seated_start < 0.25:
-        return {**out, "reason": "the person is not seen seated at the start (hip height near standing)"}
+        return {
+            **out,
+            "reason": "the person is not seen seated at the start (hip height near standing)",
+        }
     if standing - seated_end < 0.25:
-        return {**out, "reason": "the person is not seen seated at the end (hip height near standing)"}
+        return {
+            **out,
+            "reason": "the person is not seen seated at the end (hip height near standing)",
+        }
     h_lo = np.nan_to_num(h, nan=-np.inf)
     first_up = int(np.flatnonzero(h_lo >= seated_start + 0.5 * (standing - seated_start))[0])
     last_up = int(np.flatnonzero(h_lo >= seated_end + 0.5 * (standing - seated_end))[-1])
 
     def near(ref_slice: slice, frames: np.ndarray, fallback_level: float) -> np.ndarray:
         """Of ``frames``, those where the person is still in the seated posture of ``ref_slice``."""
-        ref = np.nanmedian(sh[ref_slice], axis=0) if np.isfinite(sh[ref_slice]).all(axis=1).any() else None
+        ref = (
+            np.nanmedian(sh[ref_slice], axis=0)
+            if np.isfinite(sh[ref_slice]).all(axis=1).any()
+            else None
+        )
         if ref is not None:
             dist = np.linalg.norm(sh[frames] - ref, axis=1) / scale
             return frames[np.nan_to_num(dist, nan=np.inf) <= 0.15]
@@ -178,7 +201,9 @@ def estimate_tug_time(
     if not len(after):
         return {**out, "reason": "the sit ends after the track does"}
     rise, sit = int(before[-1]), int(after[0])
-    out.update(time_s=round((sit - rise) / fps, 3), rise_s=round(rise / fps, 3), sit_s=round(sit / fps, 3))
+    out.update(
+        time_s=round((sit - rise) / fps, 3), rise_s=round(rise / fps, 3), sit_s=round(sit / fps, 3)
+    )
     return out
 
 
@@ -201,7 +226,9 @@ def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     data = dict(info.get("data") or {})
     missing = [k for k in ("classes", "layout", "window", "stride") if k not in data]
     if "task" not in info or missing:
-        raise LbpError(f"{checkpoint}: not an lbp_motion checkpoint with its data description (missing {missing})")
+        raise LbpError(
+            f"{checkpoint}: not an lbp_motion checkpoint with its data description (missing {missing})"
+        )
     if data.get("normalization", NORMALIZATION) != NORMALIZATION:
         raise LbpError(
             f"{checkpoint}: its data were normalised by {data['normalization']!r}; this lbp_motion predicts "
@@ -213,7 +240,9 @@ def _checkpoint_data(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "predicts with window models only: use `lbp predict --ckpt_path CKPT --data.root FOLDER` on a keypoint folder"
         )
     # checkpoints from before input streams were joint positions only
-    data["streams"] = check_streams(data.get("streams") or DEFAULT_STREAMS, what=f"{checkpoint}: data streams")
+    data["streams"] = check_streams(
+        data.get("streams") or DEFAULT_STREAMS, what=f"{checkpoint}: data streams"
+    )
     data.setdefault("short_recordings", "skip")
     return info, data
 
@@ -242,7 +271,9 @@ def load_keypoints(
 
         with create_estimator(backend, **(backend_options or {})) as estimator:
             result = extract_video(path, estimator, stride=stride, layout=layout, progress=progress)
-        return Recording(path.stem, result.keypoints, layout, result.fps, result.image_size, result.meta)
+        return Recording(
+            path.stem, result.keypoints, layout, result.fps, result.image_size, result.meta
+        )
     return import_keypoints(path, fps=fps, image_size=image_size, layout=layout)
 
 
@@ -305,11 +336,17 @@ def predict(
             path, backend=backend, backend_options=backend_options, stride=stride or 1,
             fps=fps, image_size=image_size, layout=layout, progress=progress,
         )  # fmt: skip
-    keypoints = rec.keypoints if rec.layout == layout else convert_layout(rec.keypoints, rec.layout, layout)
+    keypoints = (
+        rec.keypoints if rec.layout == layout else convert_layout(rec.keypoints, rec.layout, layout)
+    )
     rate = float(rec.fps)
     resampled_from = None
     if model_fps and abs(rate - float(model_fps)) > 0.05 * float(model_fps):
-        keypoints, resampled_from, rate = _resample(keypoints, rate, float(model_fps)), rate, float(model_fps)
+        keypoints, resampled_from, rate = (
+            _resample(keypoints, rate, float(model_fps)),
+            rate,
+            float(model_fps),
+        )
     pad_short = data["short_recordings"] == "pad"
     starts = window_starts(len(keypoints), window, win_stride, pad_short=pad_short)
     if not len(starts):
@@ -367,7 +404,9 @@ def predict(
             {
                 "start": int(s),
                 "start_s": round(int(s) / rate, 3),
-                "end_s": round(min(int(s) + window, len(keypoints)) / rate, 3),  # a padded window ends with the recording
+                "end_s": round(
+                    min(int(s) + window, len(keypoints)) / rate, 3
+                ),  # a padded window ends with the recording
                 "predicted": classes[int(p.argmax())],
                 "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
             }
@@ -387,22 +426,44 @@ def predict(
 
 
 def _write_outputs(
-    out: Path, result, keypoints, layout, rate, rec, source, *, timeline: bool, overlay: bool, stride: int
+    out: Path,
+    result,
+    keypoints,
+    layout,
+    rate,
+    rec,
+    source,
+    *,
+    timeline: bool,
+    overlay: bool,
+    stride: int,
 ) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / "prediction.json"), "keypoints": str(out / "keypoints.npz")}
     meta = {k: v for k, v in rec.meta.items() if isinstance(v, (str, int, float, bool))}
-    write_recording(out / "keypoints.npz", keypoints, layout=layout, fps=rate, image_size=rec.image_size, **meta)
+    write_recording(
+        out / "keypoints.npz", keypoints, layout=layout, fps=rate, image_size=rec.image_size, **meta
+    )
     if timeline:
         files["timeline"] = str(timeline_figure(result, out / "timeline.png"))
     if overlay:
         from lbp_motion.pose.video import is_video
 
-        video = Path(source) if source is not None and Path(source).is_file() and is_video(source) else None
+        video = (
+            Path(source)
+            if source is not None and Path(source).is_file() and is_video(source)
+            else None
+        )
         files["overlay"] = str(
             overlay_video(
-                out / "overlay.mp4", rec_keypoints_in(rec, layout), layout, rec.fps, rec.image_size,
-                video=video, stride=stride, result=result,
+                out / "overlay.mp4",
+                rec_keypoints_in(rec, layout),
+                layout,
+                rec.fps,
+                rec.image_size,
+                video=video,
+                stride=stride,
+                result=result,
             )  # fmt: skip
         )
     result["files"] = files
@@ -413,7 +474,9 @@ def _write_outputs(
 def rec_keypoints_in(rec: Recording, layout: str) -> np.ndarray:
     from lbp_motion.datasets.layouts import convert_layout
 
-    return rec.keypoints if rec.layout == layout else convert_layout(rec.keypoints, rec.layout, layout)
+    return (
+        rec.keypoints if rec.layout == layout else convert_layout(rec.keypoints, rec.layout, layout)
+    )
 
 
 def _jsonable(value):
@@ -443,7 +506,9 @@ def timeline_figure(result: dict[str, Any], path: str | Path) -> Path:
     centres = [(w["start_s"] + w["end_s"]) / 2 for w in result["windows"]]
     fig, ax = plt.subplots(figsize=(8, 3.2), dpi=100)
     for c in classes:
-        ax.plot(centres, [w["probabilities"][c] for w in result["windows"]], marker="o", ms=3, label=c)
+        ax.plot(
+            centres, [w["probabilities"][c] for w in result["windows"]], marker="o", ms=3, label=c
+        )
     tug = result.get("tug") or {}
     if tug.get("time_s") is not None:
         for key, label in (("rise_s", "rise"), ("sit_s", "sit")):
@@ -466,7 +531,14 @@ def timeline_figure(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, layout: str, *, min_confidence: float = 0.3, scale: float = 1.0) -> np.ndarray:
+def draw_skeleton(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    layout: str,
+    *,
+    min_confidence: float = 0.3,
+    scale: float = 1.0,
+) -> np.ndarray:
     """Draw one skeleton ``(J, 3)`` (pixels of the original frame, times ``scale``) on
     an RGB image in place: left side orange, right side blue, centre white."""
     import cv2
@@ -479,13 +551,28 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, layout: str, *, min_
     thick = max(2, int(round(image.shape[0] / 250)))
 
     def colour(name: str) -> tuple[int, int, int]:
-        return (255, 140, 0) if name.startswith("left") else (30, 144, 255) if name.startswith("right") else (255, 255, 255)
+        return (
+            (255, 140, 0)
+            if name.startswith("left")
+            else (30, 144, 255)
+            if name.startswith("right")
+            else (255, 255, 255)
+        )
 
     for a, b in lay.edges:
         if ok[a] and ok[b]:
-            cv2.line(image, tuple(map(int, pts[a])), tuple(map(int, pts[b])), colour(lay.joints[b]), thick, cv2.LINE_AA)
+            cv2.line(
+                image,
+                tuple(map(int, pts[a])),
+                tuple(map(int, pts[b])),
+                colour(lay.joints[b]),
+                thick,
+                cv2.LINE_AA,
+            )
     for j in np.flatnonzero(ok):
-        cv2.circle(image, tuple(map(int, pts[j])), thick + 1, colour(lay.joints[j]), -1, cv2.LINE_AA)
+        cv2.circle(
+            image, tuple(map(int, pts[j])), thick + 1, colour(lay.joints[j]), -1, cv2.LINE_AA
+        )
     return image
 
 
@@ -549,7 +636,11 @@ def _overlay_frame(image, points, layout, size, width, t, windows) -> np.ndarray
     import cv2
 
     ow, oh = size
-    canvas = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA) if ow != width or image.shape[:2] != (oh, ow) else image.copy()
+    canvas = (
+        cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA)
+        if ow != width or image.shape[:2] != (oh, ow)
+        else image.copy()
+    )
     draw_skeleton(canvas, points, layout, scale=ow / width)
     current = [win for win in windows if win["start_s"] <= t < win["end_s"]]
     label = f"{t:5.1f} s"
@@ -558,5 +649,7 @@ def _overlay_frame(image, points, layout, size, width, t, windows) -> np.ndarray
         label += f"  {win['predicted']} {win['probabilities'][win['predicted']]:.2f}"
     (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 2)
     cv2.rectangle(canvas, (4, 4), (16 + tw, 16 + th), (0, 0, 0), -1)
-    cv2.putText(canvas, label, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(
+        canvas, label, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA
+    )
     return np.ascontiguousarray(canvas)

@@ -20,7 +20,9 @@ class MultiChannelClassifier(SequenceClassifier):
     (``channels[k](x, mask)``).
     """
 
-    def __init__(self, channels: Sequence[nn.Module], num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: Sequence[nn.Module], num_classes: int, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if not channels:
             raise ValueError("MultiChannelClassifier needs at least one channel")

@@ -78,7 +78,9 @@ class TransformerClassifier(SequenceClassifier):
         if d_model % num_heads:
             raise ValueError(f"d_model={d_model} must be divisible by num_heads={num_heads}")
         if positional not in {"sinusoidal", "learned", "none"}:
-            raise ValueError(f"positional={positional!r}; expected 'sinusoidal', 'learned' or 'none'")
+            raise ValueError(
+                f"positional={positional!r}; expected 'sinusoidal', 'learned' or 'none'"
+            )
         if pooling not in {"mean", "cls"}:
             raise ValueError(f"pooling={pooling!r}; expected 'mean' or 'cls'")
         self.pooling = pooling

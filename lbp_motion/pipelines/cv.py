@@ -69,7 +69,9 @@ def fold_assignment(
     test = set(test_subjects)
     rest = [s for s in subjects if s not in test]
     if len(rest) < 2:
-        raise ConfigError("cross-validation needs at least two subjects outside each fold's test subjects")
+        raise ConfigError(
+            "cross-validation needs at least two subjects outside each fold's test subjects"
+        )
     strata = {s: (labels or {}).get(s, "all") for s in rest}
     inner = split_subjects(strata, val_fraction=val_fraction, test_fraction=0.0, seed=seed)
     if labels:  # a class whose only subjects went to val would be missing from training
@@ -83,11 +85,15 @@ def fold_assignment(
         spare = [s for s in sorted(rest) if per_class[strata[s]] > 1]  # keeps every class in train
         inner[(spare or sorted(rest))[0]] = "val"
     if "train" not in inner.values():
-        raise ConfigError("cross-validation left no training subject in a fold; lower --val_fraction")
+        raise ConfigError(
+            "cross-validation left no training subject in a fold; lower --val_fraction"
+        )
     return {**inner, **{s: "test" for s in test}}
 
 
-def pooled_metrics(rows: list[dict[str, str]], classes: Sequence[str], rule: str = "mean_prob") -> dict[str, float]:
+def pooled_metrics(
+    rows: list[dict[str, str]], classes: Sequence[str], rule: str = "mean_prob"
+) -> dict[str, float]:
     """Metrics over the test windows of all folds together (from predictions.csv rows
     with ``label`` and ``p_<class>`` columns), window and recording level (the windows
     of a recording combined by ``rule``, the task's ``recording_rule``)."""
@@ -124,7 +130,7 @@ def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
 def _table(summary: dict[str, float], pooled: dict[str, float]) -> str:
     lines = ["| metric | mean | std | pooled |", "|---|---|---|---|"]
     for key in sorted(k[: -len("_mean")] for k in summary if k.endswith("_mean")):
-        name = key[len("test/"):]
+        name = key[len("test/") :]
         p = pooled.get(f"pooled/{name}")
         lines.append(
             f"| {name} | {summary[key + '_mean']:.4f} | {summary[key + '_std']:.4f} | {'' if p is None else f'{p:.4f}'} |"
@@ -187,7 +193,9 @@ def compare_with_baselines(
 
     def fold_dm(i: int):
         if i not in dms:
-            dm = _datamodule([*config_args, "--data.split_file", str(run / f"fold_{i}" / "split.csv")])
+            dm = _datamodule(
+                [*config_args, "--data.split_file", str(run / f"fold_{i}" / "split.csv")]
+            )
             dm.setup("fit")
             dms[i] = dm
         return dms[i]
@@ -199,8 +207,10 @@ def compare_with_baselines(
         data_classes = list(data_classes) if data_classes is not None else list(fold_dm(0).classes)
         if data_classes != list(classes):  # e.g. an anomaly task's [no_pain, pain]
             names.remove("window_stats")
-            notes.append(f"window statistics baseline skipped: the task's classes {classes} are not the data's "
-                         f"{data_classes}; the majority class is that of the other folds' test windows")
+            notes.append(
+                f"window statistics baseline skipped: the task's classes {classes} are not the data's "
+                f"{data_classes}; the majority class is that of the other folds' test windows"
+            )
     base_rows: dict[str, list[dict[str, str]]] = {n: [] for n in names}
     columns = ["recording", "start", "predicted", "label", *(f"p_{c}" for c in classes)]
     for i in range(folds):
@@ -212,54 +222,92 @@ def compare_with_baselines(
                 subjects = getattr(dm, "recording_subjects", None)
                 if subjects is not None:
                     subject_of = dict(zip(dm.recording_names, subjects))
-                    _write_rows(run / "recordings.csv", [{"recording": r, "subject": s} for r, s in subject_of.items()],
-                                ["recording", "subject"])
-            if "window_stats" in missing and not has_windows(window_dataset(dm.real_train_dataset())):
+                    _write_rows(
+                        run / "recordings.csv",
+                        [{"recording": r, "subject": s} for r, s in subject_of.items()],
+                        ["recording", "subject"],
+                    )
+            if "window_stats" in missing and not has_windows(
+                window_dataset(dm.real_train_dataset())
+            ):
                 names.remove("window_stats")
                 missing.remove("window_stats")
                 del base_rows["window_stats"]
-                notes.append(f"window statistics baseline skipped: {type(dm).__name__}'s samples are not windows "
-                             "with x (T, F) and mask (T,)")
+                notes.append(
+                    f"window statistics baseline skipped: {type(dm).__name__}'s samples are not windows "
+                    "with x (T, F) and mask (T,)"
+                )
             if missing and data_classes == list(classes):
                 for name, computed in fold_baselines(dm, missing).items():
                     _write_rows(fold / f"baseline_{name}.csv", computed, columns)
         if "majority" in missing and data_classes != list(classes):
             others = [classes.index(r["label"]) for r in rows if r["fold"] != str(i)]
             top = classes[majority_class(others, len(classes))]
-            own = [{**{k: v for k, v in r.items() if k != "fold"}, "predicted": top,
-                    **{f"p_{c}": "1.000000" if c == top else "0.000000" for c in classes}}
-                   for r in rows if r["fold"] == str(i)]
+            own = [
+                {
+                    **{k: v for k, v in r.items() if k != "fold"},
+                    "predicted": top,
+                    **{f"p_{c}": "1.000000" if c == top else "0.000000" for c in classes},
+                }
+                for r in rows
+                if r["fold"] == str(i)
+            ]
             _write_rows(fold / "baseline_majority.csv", own, columns)
         for name in names:
-            base_rows[name].extend({**r, "fold": str(i)} for r in _read_rows(fold / f"baseline_{name}.csv"))
+            base_rows[name].extend(
+                {**r, "fold": str(i)} for r in _read_rows(fold / f"baseline_{name}.csv")
+            )
         dms.pop(i, None)  # one fold's data in memory at a time
 
     out: dict = {"baselines": names}
     # a model with one answer per recording (a recording-level task) is compared with the
     # window baselines at recording level only
     per_recording = len(rows) == len({(r["fold"], r["recording"]) for r in rows})
-    compared = [m for m in METRICS if m.startswith("recording_")] if per_recording else list(METRICS)
+    compared = (
+        [m for m in METRICS if m.startswith("recording_")] if per_recording else list(METRICS)
+    )
     if names and len(compared) < len(METRICS):
-        notes.append("the model answers once per recording: model - baseline differences are given at recording "
-                     "level only (the baselines classify every window of the same recordings)")
+        notes.append(
+            "the model answers once per recording: model - baseline differences are given at recording "
+            "level only (the baselines classify every window of the same recordings)"
+        )
     model = pooled if pooled is not None else pooled_metrics(rows, classes, rule)
     points = {name: pooled_metrics(r, classes, rule) for name, r in base_rows.items()}
     for name, point in points.items():
         out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
-        out.update({f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in compared})
+        out.update(
+            {f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in compared}
+        )
     out.update({f"chance/{m}": v for m, v in chance_metrics(rows, classes).items()})
     if subject_of is None:
-        notes.append("no intervals: the DataModule has no recording_subjects to resample subjects by")
+        notes.append(
+            "no intervals: the DataModule has no recording_subjects to resample subjects by"
+        )
     else:
-        subjects = sorted({subject_of[r["recording"]] for rs in (rows, *base_rows.values()) for r in rs})
+        subjects = sorted(
+            {subject_of[r["recording"]] for rs in (rows, *base_rows.values()) for r in rs}
+        )
         boot = SubjectBootstrap(subjects, subject_of, classes, n_boot=n_boot, seed=seed, rule=rule)
-        out.update({"bootstrap/subjects": len(subjects), "bootstrap/resamples": n_boot, "bootstrap/seed": seed,
-                    "bootstrap/level": boot.level})
+        out.update(
+            {
+                "bootstrap/subjects": len(subjects),
+                "bootstrap/resamples": n_boot,
+                "bootstrap/seed": seed,
+                "bootstrap/level": boot.level,
+            }
+        )
         out.update({f"pooled/{m}_ci": ci for m, ci in boot.interval(rows).items()})
         for name, brows in base_rows.items():
-            out.update({f"baseline/{name}/pooled/{m}_ci": ci for m, ci in boot.interval(brows).items()})
-            out.update({f"diff/{name}/{m}_ci": d["ci"] for m, d in boot.difference(rows, brows).items()
-                        if m in compared})
+            out.update(
+                {f"baseline/{name}/pooled/{m}_ci": ci for m, ci in boot.interval(brows).items()}
+            )
+            out.update(
+                {
+                    f"diff/{name}/{m}_ci": d["ci"]
+                    for m, d in boot.difference(rows, brows).items()
+                    if m in compared
+                }
+            )
     out["baseline_notes"] = notes
     return out
 
@@ -268,7 +316,9 @@ def _datamodule(config_args: list[str]):
     """Instantiate only what the config describes, without running anything."""
     dm = runs.build(args=config_args).datamodule
     if not hasattr(dm, "subjects"):
-        raise ConfigError(f"{type(dm).__name__} has no subjects() method: it cannot be cross-validated by subject")
+        raise ConfigError(
+            f"{type(dm).__name__} has no subjects() method: it cannot be cross-validated by subject"
+        )
     return dm
 
 
@@ -319,7 +369,12 @@ def run_cv(
         name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
     run = Path(resume) if resume else make_run_dir(out_dir, name)
     plan = subject_folds(subjects, folds, seed)
-    settings = {"folds": str(folds), "seed": seed, "val_fraction": val_fraction, "subjects": len(subjects)}
+    settings = {
+        "folds": str(folds),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "subjects": len(subjects),
+    }
     _check_resume(run, settings) if resume else None
     write_json(run / "cv.json", {**settings, "config_args": list(config_args)})
     with open(run / "folds.csv", "w", newline="") as fh:
@@ -337,19 +392,32 @@ def run_cv(
             if not done:
                 split = write_split_file(
                     fold / "split.csv",
-                    fold_assignment(subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels),
+                    fold_assignment(
+                        subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels
+                    ),
                 )
-                common = {"data.split_file": split, "run.out_dir": run, "trainer.default_root_dir": run,
-                          "run.name": f"fold_{i}"}
+                common = {
+                    "data.split_file": split,
+                    "run.out_dir": run,
+                    "trainer.default_root_dir": run,
+                    "run.name": f"fold_{i}",
+                }
                 try:
                     fitted = runs.fit(args=config_args, overrides=common)
                 except LbpError as err:
-                    raise LbpError(f"fold {i}: {err}; finished folds are kept: --resume {run}") from err
+                    raise LbpError(
+                        f"fold {i}: {err}; finished folds are kept: --resume {run}"
+                    ) from err
                 metrics = fitted.metrics
-                predicted = runs.predict(args=config_args, overrides={**common, "data.predict_split": "test"},
-                                         ckpt_path=fitted.best_checkpoint)
+                predicted = runs.predict(
+                    args=config_args,
+                    overrides={**common, "data.predict_split": "test"},
+                    ckpt_path=fitted.best_checkpoint,
+                )
                 if predicted.predictions is None:
-                    raise LbpError(f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}")
+                    raise LbpError(
+                        f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}"
+                    )
                 shutil.copy(predicted.predictions, fold / "predictions.csv")
                 write_json(fold / "metrics.json", metrics)
             fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
@@ -357,17 +425,33 @@ def run_cv(
                 rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
 
     summary = summarize(fold_metrics)
-    if rows:  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
+    if (
+        rows
+    ):  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
         classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
     # the task's rule (metrics.json of every fold), so pooled recording metrics are those of its fits
     rule = next((m["recording_rule"] for m in fold_metrics if m.get("recording_rule")), "mean_prob")
     pooled = pooled_metrics(rows, classes, rule) if rows and "label" in rows[0] else {}
     summary.update(pooled)
     if pooled:
-        with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
-            summary.update(compare_with_baselines(run, rows, classes, config_args, folds=len(plan),
-                                                  baselines=baselines, n_boot=n_boot, seed=seed,
-                                                  data_classes=data_classes, rule=rule, pooled=pooled))
+        with resume_hint(
+            f"resume with the same command and --resume {run} (finished folds are kept)"
+        ):
+            summary.update(
+                compare_with_baselines(
+                    run,
+                    rows,
+                    classes,
+                    config_args,
+                    folds=len(plan),
+                    baselines=baselines,
+                    n_boot=n_boot,
+                    seed=seed,
+                    data_classes=data_classes,
+                    rule=rule,
+                    pooled=pooled,
+                )
+            )
         summary["recording_rule"] = rule
     monitor = next((m["monitor"] for m in fold_metrics if m.get("monitor")), None)
     if monitor:  # the verdicts of summary.md judge the metric the folds selected by
@@ -376,7 +460,8 @@ def run_cv(
     write_json(run / "summary.json", summary)
     comparison = comparison_markdown(summary)
     (run / "summary.md").write_text(
-        f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n" + _table(summary, pooled)
+        f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n"
+        + _table(summary, pooled)
         + ("\n" + comparison if comparison else "")
     )
     return run

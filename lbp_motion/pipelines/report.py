@@ -37,8 +37,18 @@ from typing import Any
 from lbp_motion.errors import LbpError
 
 #: Main metrics shown first and in the comparison of several runs.
-MAIN_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted", "mcc",
-                "recording_accuracy", "recording_f1_macro", "recording_mcc", "loss")
+MAIN_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "precision_weighted",
+    "recall_weighted",
+    "mcc",
+    "recording_accuracy",
+    "recording_f1_macro",
+    "recording_mcc",
+    "loss",
+)
 STAGE_ORDER = ("val", "final_val", "test")
 
 
@@ -107,7 +117,16 @@ def resolve_run_dirs(paths: list[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.is_dir():
             raise LbpError(f"{p}: no such run directory")
-        if any((p / f).is_file() for f in ("metrics.json", "summary.json", "state.json", "config.yaml", "predictions.csv")):
+        if any(
+            (p / f).is_file()
+            for f in (
+                "metrics.json",
+                "summary.json",
+                "state.json",
+                "config.yaml",
+                "predictions.csv",
+            )
+        ):
             out.append(p)
             continue
         versions = [v for v in p.glob("version_*") if v.name.split("_")[-1].isdigit()]
@@ -133,14 +152,20 @@ def _float(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def split_metrics(metrics: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
+def split_metrics(
+    metrics: dict[str, Any],
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, dict[str, float]]]]:
     """``metrics.json`` keys into ``overall[stage][metric]`` (``<stage>/<metric>``) and
     ``per_class[stage][class][metric]`` (``<stage>/<metric>/<class>``)."""
     overall: dict[str, dict[str, float]] = {}
     per_class: dict[str, dict[str, dict[str, float]]] = {}
     for key, value in metrics.items():
         parts = key.split("/")
-        if len(parts) < 2 or not (value is None or isinstance(value, (int, float))) or isinstance(value, bool):
+        if (
+            len(parts) < 2
+            or not (value is None or isinstance(value, (int, float)))
+            or isinstance(value, bool)
+        ):
             continue
         stage = parts[0]
         if len(parts) == 2:
@@ -151,14 +176,20 @@ def split_metrics(metrics: dict[str, Any]) -> tuple[dict[str, dict[str, float]],
 
 
 def _stages(keys) -> list[str]:
-    return sorted(keys, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s))
+    return sorted(
+        keys, key=lambda s: (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s)
+    )
 
 
 def _metric_order(names) -> list[str]:
-    return sorted(names, key=lambda m: (MAIN_METRICS.index(m) if m in MAIN_METRICS else len(MAIN_METRICS), m))
+    return sorted(
+        names, key=lambda m: (MAIN_METRICS.index(m) if m in MAIN_METRICS else len(MAIN_METRICS), m)
+    )
 
 
-def metrics_tables(metrics: dict[str, Any], title_prefix: str = "", classes: list[str] | None = None) -> list[Table]:
+def metrics_tables(
+    metrics: dict[str, Any], title_prefix: str = "", classes: list[str] | None = None
+) -> list[Table]:
     """The final-metrics table (metric x stage) and one per-class table per stage, its
     rows in the order of ``classes`` (the task's) where given, else by name."""
     overall, per_class = split_metrics(metrics)
@@ -166,16 +197,29 @@ def metrics_tables(metrics: dict[str, Any], title_prefix: str = "", classes: lis
     stages = _stages(overall)
     if stages:
         names = _metric_order({m for s in stages for m in overall[s]})
-        rows = [[text(m), *(num(overall[s].get(m)) if m in overall[s] else text("") for s in stages)] for m in names]
-        tables.append(Table(f"{title_prefix}Final metrics", ["metric", *stages], rows,
-                            "val: the best checkpoint's validation; final_val: the last epoch's; "
-                            "test: the best checkpoint on the test split."))
+        rows = [
+            [text(m), *(num(overall[s].get(m)) if m in overall[s] else text("") for s in stages)]
+            for m in names
+        ]
+        tables.append(
+            Table(
+                f"{title_prefix}Final metrics",
+                ["metric", *stages],
+                rows,
+                "val: the best checkpoint's validation; final_val: the last epoch's; "
+                "test: the best checkpoint on the test split.",
+            )
+        )
     for stage in _stages(per_class):
         by_class = per_class[stage]
         order = list(classes or [])
         names = sorted({m for c in by_class.values() for m in c})
-        rows = [[text(c), *(num(by_class[c].get(m)) for m in names)]
-                for c in sorted(by_class, key=lambda c: (order.index(c) if c in order else len(order), c))]
+        rows = [
+            [text(c), *(num(by_class[c].get(m)) for m in names)]
+            for c in sorted(
+                by_class, key=lambda c: (order.index(c) if c in order else len(order), c)
+            )
+        ]
         tables.append(Table(f"{title_prefix}Per class ({stage})", ["class", *names], rows))
     return tables
 
@@ -232,9 +276,14 @@ def confusion_section(sec: Section, path: Path, figures: Figures, prefix: str) -
     else:
         import numpy as np
 
-        file = figures.save(confusion_matrix_figure(np.array(matrix), classes, f"{stage} confusion matrix"),
-                            prefix, f"confusion_{stage}")
-    sec.figures.append(Figure(f"Confusion matrix ({stage})", file, "rows: true class; columns: predicted"))
+        file = figures.save(
+            confusion_matrix_figure(np.array(matrix), classes, f"{stage} confusion matrix"),
+            prefix,
+            f"confusion_{stage}",
+        )
+    sec.figures.append(
+        Figure(f"Confusion matrix ({stage})", file, "rows: true class; columns: predicted")
+    )
 
 
 def roc_curves(rows: list[dict[str, str]]) -> dict[str, tuple[list[float], list[int]]]:
@@ -258,7 +307,9 @@ def roc_curves(rows: list[dict[str, str]]) -> dict[str, tuple[list[float], list[
     return curves
 
 
-def roc_section(sec: Section, rows: list[dict[str, str]], figures: Figures, prefix: str, title: str) -> None:
+def roc_section(
+    sec: Section, rows: list[dict[str, str]], figures: Figures, prefix: str, title: str
+) -> None:
     from sklearn.metrics import roc_auc_score
 
     from lbp_motion.evaluation.figures import roc_figure
@@ -267,9 +318,18 @@ def roc_section(sec: Section, rows: list[dict[str, str]], figures: Figures, pref
     if not curves:
         return
     file = figures.save(roc_figure(curves, title=title), prefix, "roc")
-    sec.figures.append(Figure(title, file, f"{len(rows)} windows; one-vs-rest per class" if len(curves) > 1 else ""))
-    sec.tables.append(Table(f"{title}: area under the curve", ["curve", "AUC"],
-                            [[text(n), num(float(roc_auc_score(lab, s)))] for n, (s, lab) in curves.items()]))
+    sec.figures.append(
+        Figure(
+            title, file, f"{len(rows)} windows; one-vs-rest per class" if len(curves) > 1 else ""
+        )
+    )
+    sec.tables.append(
+        Table(
+            f"{title}: area under the curve",
+            ["curve", "AUC"],
+            [[text(n), num(float(roc_auc_score(lab, s)))] for n, (s, lab) in curves.items()],
+        )
+    )
 
 
 def _line_figure(series: dict[str, tuple[list[float], list[float]]], xlabel: str, title: str):
@@ -294,10 +354,16 @@ def _line_figure(series: dict[str, tuple[list[float], list[float]]], xlabel: str
 def epoch_curves(sec: Section, path: Path, figures: Figures, prefix: str) -> None:
     """Validation metrics per epoch from the CSV logger's ``metrics.csv``."""
     rows = _read_csv(path)
-    keys = [k for k in ("val/f1_macro", "val/accuracy", "val/mcc", "val/loss") if rows and k in rows[0]]
+    keys = [
+        k for k in ("val/f1_macro", "val/accuracy", "val/mcc", "val/loss") if rows and k in rows[0]
+    ]
     series = {}
     for key in keys:
-        points = [(int(float(r["epoch"])), _float(r[key])) for r in rows if r.get("epoch") and _float(r.get(key)) is not None]
+        points = [
+            (int(float(r["epoch"])), _float(r[key]))
+            for r in rows
+            if r.get("epoch") and _float(r.get(key)) is not None
+        ]
         if points:
             series[key] = ([p[0] for p in points], [p[1] for p in points])
     if series and max(len(x) for x, _ in series.values()) > 1:
@@ -312,9 +378,17 @@ def rounds_section(sec: Section, path: Path, figures: Figures, prefix: str) -> N
         return
     rounds = [int(float(r["round"])) for r in rows]
     val_keys = [k for k in ("val/f1_macro", "val/accuracy", "val/mcc", "val/loss") if k in rows[0]]
-    series = {k: (rounds, [_float(r[k]) for r in rows]) for k in val_keys if all(_float(r[k]) is not None for r in rows)}
+    series = {
+        k: (rounds, [_float(r[k]) for r in rows])
+        for k in val_keys
+        if all(_float(r[k]) is not None for r in rows)
+    }
     if series:
-        file = figures.save(_line_figure(series, "round", "global model, validation per round"), prefix, "rounds_val")
+        file = figures.save(
+            _line_figure(series, "round", "global model, validation per round"),
+            prefix,
+            "rounds_val",
+        )
         sec.figures.append(Figure("Federated: validation per round", file, "from rounds.csv"))
     loss_keys = sorted(k for k in rows[0] if k.startswith("client_") and k.endswith("/train_loss"))
     clients = {}
@@ -323,24 +397,55 @@ def rounds_section(sec: Section, path: Path, figures: Figures, prefix: str) -> N
         if pts:
             clients[k.split("/")[0]] = ([p[0] for p in pts], [p[1] for p in pts])
     if clients:
-        file = figures.save(_line_figure(clients, "round", "client training loss per round"), prefix, "rounds_clients")
-        sec.figures.append(Figure("Federated: client training loss per round", file, "from rounds.csv"))
+        file = figures.save(
+            _line_figure(clients, "round", "client training loss per round"),
+            prefix,
+            "rounds_clients",
+        )
+        sec.figures.append(
+            Figure("Federated: client training loss per round", file, "from rounds.csv")
+        )
     shown = ["round", "clients", *val_keys[:4]]
     shown = [k for k in shown if k in rows[0]]
-    sec.tables.append(Table("Federated rounds", shown,
-                            [[num(int(float(r[k])) if k in ("round", "clients") else _float(r[k])) for k in shown]
-                             for r in rows]))
+    sec.tables.append(
+        Table(
+            "Federated rounds",
+            shown,
+            [
+                [
+                    num(int(float(r[k])) if k in ("round", "clients") else _float(r[k]))
+                    for k in shown
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 # -- sections per kind of run directory ----------------------------------------------------
 def _fit_section(run: Path, name: str, figures: Figures) -> Section:
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    metrics = (
+        json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    )
     federated = (run / "rounds.csv").is_file()
-    kind = "federated fit" if federated else ("fit" if "best_epoch" in metrics or "epochs_trained" in metrics
-                                              else "predict" if (run / "predictions.csv").is_file() else "evaluation")
+    kind = (
+        "federated fit"
+        if federated
+        else (
+            "fit"
+            if "best_epoch" in metrics or "epochs_trained" in metrics
+            else "predict"
+            if (run / "predictions.csv").is_file()
+            else "evaluation"
+        )
+    )
     sec = Section(name, str(run), kind)
-    for key, label in (("monitor", "monitored metric"), ("best_epoch", "best epoch"),
-                       ("epochs_trained", "epochs trained"), ("best_checkpoint", "best checkpoint")):
+    for key, label in (
+        ("monitor", "monitored metric"),
+        ("best_epoch", "best epoch"),
+        ("epochs_trained", "epochs trained"),
+        ("best_checkpoint", "best checkpoint"),
+    ):
         if key in metrics:
             sec.facts.append((label, fmt(metrics[key])))
     confusions = sorted(run.glob("confusion_*.csv"))
@@ -349,7 +454,9 @@ def _fit_section(run: Path, name: str, figures: Figures) -> Section:
     for path in confusions:
         confusion_section(sec, path, figures, name)
     if (run / "predictions.csv").is_file():
-        roc_section(sec, _read_csv(run / "predictions.csv"), figures, name, "ROC curves (predictions.csv)")
+        roc_section(
+            sec, _read_csv(run / "predictions.csv"), figures, name, "ROC curves (predictions.csv)"
+        )
     if federated:
         rounds_section(sec, run / "rounds.csv", figures, name)
     elif (run / "metrics.csv").is_file():
@@ -365,37 +472,87 @@ def _cv_section(run: Path, name: str, figures: Figures) -> Section:
     summary = json.loads((run / "summary.json").read_text())
     sec = Section(name, str(run), "cross-validation")
     spec = str(summary.get("folds_spec", ""))
-    sec.facts.append(("folds", fmt(summary.get("folds")) + (f" ({spec})" if spec and spec != str(summary.get("folds")) else "")))
+    sec.facts.append(
+        (
+            "folds",
+            fmt(summary.get("folds"))
+            + (f" ({spec})" if spec and spec != str(summary.get("folds")) else ""),
+        )
+    )
     means = sorted(k[: -len("_mean")] for k in summary if k.endswith("_mean"))
     rows = []
     for key in _metric_order([k.split("/", 1)[1] for k in means]):
         full = f"test/{key}"
-        rows.append([text(key), num(summary.get(f"{full}_mean")), num(summary.get(f"{full}_std")),
-                     num(summary.get(f"pooled/{key}")) if f"pooled/{key}" in summary else text("")])
-    sec.tables.append(Table("Cross-validation: test metrics over folds", ["metric", "mean", "std", "pooled"], rows,
-                            "mean and sample std (ddof 1) over folds; pooled: all folds' test windows together"))
+        rows.append(
+            [
+                text(key),
+                num(summary.get(f"{full}_mean")),
+                num(summary.get(f"{full}_std")),
+                num(summary.get(f"pooled/{key}")) if f"pooled/{key}" in summary else text(""),
+            ]
+        )
+    sec.tables.append(
+        Table(
+            "Cross-validation: test metrics over folds",
+            ["metric", "mean", "std", "pooled"],
+            rows,
+            "mean and sample std (ddof 1) over folds; pooled: all folds' test windows together",
+        )
+    )
     from lbp_motion.evaluation.tables import comparison
 
     versus = comparison(summary)
-    if versus is not None:  # the model beside its baselines and chance, with subject-bootstrap intervals
-        sec.tables.append(Table("Model, baselines and chance (pooled)", versus["columns"],
-                                [[text(c) for c in r] for r in versus["rows"]], versus["caption"]))
+    if (
+        versus is not None
+    ):  # the model beside its baselines and chance, with subject-bootstrap intervals
+        sec.tables.append(
+            Table(
+                "Model, baselines and chance (pooled)",
+                versus["columns"],
+                [[text(c) for c in r] for r in versus["rows"]],
+                versus["caption"],
+            )
+        )
         if versus["diff_rows"]:
-            sec.tables.append(Table("Paired differences model - baseline", versus["columns"],
-                                    [[text(c) for c in r] for r in versus["diff_rows"]],
-                                    "; ".join(versus["verdicts"])))
+            sec.tables.append(
+                Table(
+                    "Paired differences model - baseline",
+                    versus["columns"],
+                    [[text(c) for c in r] for r in versus["diff_rows"]],
+                    "; ".join(versus["verdicts"]),
+                )
+            )
         sec.notes.extend(versus["notes"])
-    folds = sorted((p for p in run.glob("fold_*") if p.name.split("_")[1].isdigit()), key=lambda p: int(p.name.split("_")[1]))
+    folds = sorted(
+        (p for p in run.glob("fold_*") if p.name.split("_")[1].isdigit()),
+        key=lambda p: int(p.name.split("_")[1]),
+    )
     subjects: dict[str, list[str]] = {}
     if (run / "folds.csv").is_file():
         for r in _read_csv(run / "folds.csv"):
             subjects.setdefault(r["fold"], []).append(r["subject"])
-    fold_metrics = {f.name: json.loads((f / "metrics.json").read_text()) for f in folds if (f / "metrics.json").is_file()}
-    shown = _metric_order({k.split("/", 1)[1] for m in fold_metrics.values() for k in m
-                           if k.startswith("test/") and k.count("/") == 1})
+    fold_metrics = {
+        f.name: json.loads((f / "metrics.json").read_text())
+        for f in folds
+        if (f / "metrics.json").is_file()
+    }
+    shown = _metric_order(
+        {
+            k.split("/", 1)[1]
+            for m in fold_metrics.values()
+            for k in m
+            if k.startswith("test/") and k.count("/") == 1
+        }
+    )
     shown = [k for k in shown if k in MAIN_METRICS][:7]
-    frows = [[text(f), text(" ".join(subjects.get(f.split("_")[1], []))), *(num(m.get(f"test/{k}")) for k in shown)]
-             for f, m in fold_metrics.items()]
+    frows = [
+        [
+            text(f),
+            text(" ".join(subjects.get(f.split("_")[1], []))),
+            *(num(m.get(f"test/{k}")) for k in shown),
+        ]
+        for f, m in fold_metrics.items()
+    ]
     sec.tables.append(Table("Per fold (test)", ["fold", "test subjects", *shown], frows))
     rows_all = []
     for f in folds:
@@ -411,9 +568,18 @@ def _cv_section(run: Path, name: str, figures: Figures) -> Section:
         for r in rows_all:
             pred = max(classes, key=lambda c: float(r[f"p_{c}"]))
             matrix[classes.index(r["label"]), classes.index(pred)] += 1
-        sec.tables.append(Table("Pooled confusion matrix (test windows of all folds)", ["true \\ predicted", *classes],
-                                [[text(c), *(num(int(v)) for v in row)] for c, row in zip(classes, matrix)]))
-        file = figures.save(confusion_matrix_figure(matrix, classes, "pooled test confusion matrix"), name, "confusion_pooled")
+        sec.tables.append(
+            Table(
+                "Pooled confusion matrix (test windows of all folds)",
+                ["true \\ predicted", *classes],
+                [[text(c), *(num(int(v)) for v in row)] for c, row in zip(classes, matrix)],
+            )
+        )
+        file = figures.save(
+            confusion_matrix_figure(matrix, classes, "pooled test confusion matrix"),
+            name,
+            "confusion_pooled",
+        )
         sec.figures.append(Figure("Pooled confusion matrix", file, "test windows of all folds"))
         roc_section(sec, rows_all, figures, name, "ROC curves (pooled test windows)")
     if (run / "summary.md").is_file():
@@ -425,21 +591,44 @@ def _sweep_section(run: Path, name: str, figures: Figures) -> Section:
     state = json.loads((run / "state.json").read_text())
     sec = Section(name, str(run), "sweep")
     metric, goal = state.get("metric"), state.get("goal")
-    sec.facts += [("method", str(state.get("method"))), ("seed", fmt(state.get("seed"))),
-                  ("metric", f"{metric} ({goal})" if metric else "none")]
+    sec.facts += [
+        ("method", str(state.get("method"))),
+        ("seed", fmt(state.get("seed"))),
+        ("metric", f"{metric} ({goal})" if metric else "none"),
+    ]
     if (run / "results.csv").is_file():
         rows = _read_csv(run / "results.csv")
-        params = [c for c in (rows[0] if rows else {}) if c not in ("rank", "run", "status", "run_dir") and "/" not in c
-                  or c.startswith(("model.", "data.", "trainer."))]
-        shown = [c for c in ([metric] if metric else []) + [f"test/{m}" for m in ("accuracy", "f1_macro", "mcc")]
-                 if rows and c in rows[0]]
+        params = [
+            c
+            for c in (rows[0] if rows else {})
+            if c not in ("rank", "run", "status", "run_dir")
+            and "/" not in c
+            or c.startswith(("model.", "data.", "trainer."))
+        ]
+        shown = [
+            c
+            for c in ([metric] if metric else [])
+            + [f"test/{m}" for m in ("accuracy", "f1_macro", "mcc")]
+            if rows and c in rows[0]
+        ]
         shown = list(dict.fromkeys(shown))
         table_rows = []
         for r in rows:
-            table_rows.append([num(int(r["rank"])), text(r["run"]), text(r["status"]),
-                               *(text(r[p]) for p in params), *(num(_float(r[c])) for c in shown)])
-        sec.tables.append(Table("Sweep runs, best first", ["rank", "run", "status", *params, *shown], table_rows))
-        finished = [r for r in rows if r["status"] == "finished" and _float(r.get(metric or "")) is not None]
+            table_rows.append(
+                [
+                    num(int(r["rank"])),
+                    text(r["run"]),
+                    text(r["status"]),
+                    *(text(r[p]) for p in params),
+                    *(num(_float(r[c])) for c in shown),
+                ]
+            )
+        sec.tables.append(
+            Table("Sweep runs, best first", ["rank", "run", "status", *params, *shown], table_rows)
+        )
+        finished = [
+            r for r in rows if r["status"] == "finished" and _float(r.get(metric or "")) is not None
+        ]
         if metric and finished:
             import matplotlib.pyplot as plt
 
@@ -448,7 +637,11 @@ def _sweep_section(run: Path, name: str, figures: Figures) -> Section:
             ax.set_xlabel(metric)
             ax.set_title(f"sweep {state.get('sweep', name)}: {metric}")
             fig.tight_layout()
-            sec.figures.append(Figure(f"Sweep: {metric} per run", figures.save(fig, name, "sweep"), "best at the top"))
+            sec.figures.append(
+                Figure(
+                    f"Sweep: {metric} per run", figures.save(fig, name, "sweep"), "best at the top"
+                )
+            )
     if (run / "sweep.yaml").is_file():
         sec.config = (run / "sweep.yaml").read_text()
     return sec
@@ -481,16 +674,28 @@ def comparison_table(sections: list[Section], run_dirs: list[Path]) -> Table | N
             entries.append((sec, json.loads((run / "metrics.json").read_text())))
         elif (run / "summary.json").is_file():
             s = json.loads((run / "summary.json").read_text())
-            entries.append((sec, {k[: -len("_mean")]: v for k, v in s.items() if k.endswith("_mean")}))
-    wanted = [f"test/{m}" for m in ("accuracy", "f1_macro", "mcc", "recording_accuracy")] + ["val/f1_macro", "val/accuracy"]
+            entries.append(
+                (sec, {k[: -len("_mean")]: v for k, v in s.items() if k.endswith("_mean")})
+            )
+    wanted = [f"test/{m}" for m in ("accuracy", "f1_macro", "mcc", "recording_accuracy")] + [
+        "val/f1_macro",
+        "val/accuracy",
+    ]
     cols = [c for c in wanted if any(c in m for _, m in entries)]
     if len(entries) < 2 or not cols:
         return None
     for sec, m in entries:
-        rows.append([text(sec.name), text(sec.kind), *(num(m.get(c)) if c in m else text("") for c in cols)])
+        rows.append(
+            [text(sec.name), text(sec.kind), *(num(m.get(c)) if c in m else text("") for c in cols)]
+        )
     cv = any(sec.kind == "cross-validation" for sec, _ in entries)
-    return Table("Runs compared", ["run", "kind", *cols], rows,
-                 "val: the best checkpoint's validation" + ("; cross-validation rows: means over folds" if cv else ""))
+    return Table(
+        "Runs compared",
+        ["run", "kind", *cols],
+        rows,
+        "val: the best checkpoint's validation"
+        + ("; cross-validation rows: means over folds" if cv else ""),
+    )
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -558,7 +763,10 @@ def render_html(title: str, sections: list[Section], comparison: Table | None) -
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(HTML_TEMPLATE).render(
-        title=title, sections=sections, comparison=comparison, version=__version__,
+        title=title,
+        sections=sections,
+        comparison=comparison,
+        version=__version__,
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -567,8 +775,12 @@ def _md_table(t: Table) -> list[str]:
     def esc(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
 
-    lines = [f"**{esc(t.title)}**", "", "| " + " | ".join(esc(c) for c in t.columns) + " |",
-             "|" + "---|" * len(t.columns)]
+    lines = [
+        f"**{esc(t.title)}**",
+        "",
+        "| " + " | ".join(esc(c) for c in t.columns) + " |",
+        "|" + "---|" * len(t.columns),
+    ]
     lines += ["| " + " | ".join(esc(c.text) for c in row) + " |" for row in t.rows]
     if t.note:
         lines += ["", f"*{t.note}*"]
@@ -588,8 +800,16 @@ def render_markdown(title: str, sections: list[Section], comparison: Table | Non
         for f in s.figures:
             lines += [f"![{f.title}]({f.file})", ""]
         if s.config:
-            lines += ["<details><summary>Configuration</summary>", "", "```yaml", s.config.rstrip(), "```", "",
-                      "</details>", ""]
+            lines += [
+                "<details><summary>Configuration</summary>",
+                "",
+                "```yaml",
+                s.config.rstrip(),
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
     return "\n".join(lines)
 
 
@@ -601,7 +821,11 @@ def write_report(run_dirs: list[str | Path], out: str | Path, title: str | None 
     figures = Figures(out)
     sections = build_sections(runs, figures)
     comparison = comparison_table(sections, runs)
-    title = title or ("Run report: " + ", ".join(s.name for s in sections[:3]) + (" ..." if len(sections) > 3 else ""))
+    title = title or (
+        "Run report: "
+        + ", ".join(s.name for s in sections[:3])
+        + (" ..." if len(sections) > 3 else "")
+    )
     (out / "report.md").write_text(render_markdown(title, sections, comparison))
     path = out / "report.html"
     path.write_text(render_html(title, sections, comparison))

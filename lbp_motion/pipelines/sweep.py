@@ -73,7 +73,14 @@ DISTRIBUTIONS = (
 METHODS = ("grid", "random", "bayes")
 STATE_FILE = "state.json"
 #: Metrics shown in results.md besides the sweep's own metric (when the runs have them).
-TABLE_METRICS = ("val/f1_macro", "val/accuracy", "test/accuracy", "test/f1_macro", "test/mcc", "test/recording_accuracy")
+TABLE_METRICS = (
+    "val/f1_macro",
+    "val/accuracy",
+    "test/accuracy",
+    "test/f1_macro",
+    "test/mcc",
+    "test/recording_accuracy",
+)
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
 
 
@@ -108,7 +115,9 @@ class SweepSpec:
 
     def fingerprint(self) -> str:
         """A hash of what decides the runs (method, parameters, command)."""
-        key = json.dumps([self.method, self.parameters, self.lbp_args, self.runs], sort_keys=True, default=str)
+        key = json.dumps(
+            [self.method, self.parameters, self.lbp_args, self.runs], sort_keys=True, default=str
+        )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -139,25 +148,46 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
     checked, names = [], set()
     for i, run in enumerate(runs):
         if not isinstance(run, dict) or not isinstance(run.get("config"), str):
-            raise ConfigError(f"{where}: runs[{i}] must be a mapping with a config (and name, overrides)")
+            raise ConfigError(
+                f"{where}: runs[{i}] must be a mapping with a config (and name, overrides)"
+            )
         name = str(run.get("name") or f"run-{i}")
         overrides = run.get("overrides") or []
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name) or name in names:
-            raise ConfigError(f"{where}: runs[{i}].name {name!r}: expected a unique name of letters, digits, '.', '_', '-'")
+            raise ConfigError(
+                f"{where}: runs[{i}].name {name!r}: expected a unique name of letters, digits, '.', '_', '-'"
+            )
         if not isinstance(overrides, list) or not all(isinstance(a, str) for a in overrides):
             raise ConfigError(f"{where}: runs[{i}].overrides must be a list of strings")
         names.add(name)
         checked.append({"name": name, "config": run["config"], "overrides": list(overrides)})
     metric = raw.get("metric") or {"name": "test/mcc", "goal": "maximize"}
-    if not isinstance(metric, dict) or "name" not in metric or metric.get("goal", "maximize") not in ("maximize", "minimize"):
-        raise ConfigError(f"{where}: metric must be a mapping with a name and goal maximize or minimize")
+    if (
+        not isinstance(metric, dict)
+        or "name" not in metric
+        or metric.get("goal", "maximize") not in ("maximize", "minimize")
+    ):
+        raise ConfigError(
+            f"{where}: metric must be a mapping with a name and goal maximize or minimize"
+        )
     return SweepSpec(
-        name=str(raw.get("name") or ("runs" if str(source).startswith("<") else Path(str(source)).stem)),
-        method="grid", metric=metric["name"], goal=metric.get("goal", "maximize"),
-        parameters={"config": {"distribution": "categorical", "values": [r["config"] for r in checked]},
-                    "overrides": {"distribution": "categorical", "values": [" ".join(r["overrides"]) for r in checked]}},
-        lbp_args=["fit", "${args}"], path=Path(source) if not str(source).startswith("<") else None,
-        raw=raw, runs=checked,
+        name=str(
+            raw.get("name") or ("runs" if str(source).startswith("<") else Path(str(source)).stem)
+        ),
+        method="grid",
+        metric=metric["name"],
+        goal=metric.get("goal", "maximize"),
+        parameters={
+            "config": {"distribution": "categorical", "values": [r["config"] for r in checked]},
+            "overrides": {
+                "distribution": "categorical",
+                "values": [" ".join(r["overrides"]) for r in checked],
+            },
+        },
+        lbp_args=["fit", "${args}"],
+        path=Path(source) if not str(source).startswith("<") else None,
+        raw=raw,
+        runs=checked,
     )
 
 
@@ -190,9 +220,13 @@ def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise ConfigError(f"{where}: run_cap {run_cap!r}; expected a positive integer")
-    name = str(raw.get("name") or ("sweep" if str(source).startswith("<") else Path(str(source)).stem))
+    name = str(
+        raw.get("name") or ("sweep" if str(source).startswith("<") else Path(str(source)).stem)
+    )
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise ConfigError(f"{where}: name {name!r}; expected letters, digits, '.', '_' or '-' (it names a folder)")
+        raise ConfigError(
+            f"{where}: name {name!r}; expected letters, digits, '.', '_' or '-' (it names a folder)"
+        )
     return SweepSpec(
         name=name,
         method=method,
@@ -208,7 +242,9 @@ def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
 
 def _check_parameter(key: str, spec: Any, where: str) -> dict[str, Any]:
     if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: parameters.{key} must be a mapping (value, values or distribution)")
+        raise ConfigError(
+            f"{where}: parameters.{key} must be a mapping (value, values or distribution)"
+        )
     if "parameters" in spec:
         raise ConfigError(
             f"{where}: parameters.{key}: nested parameters are not supported; name the option with a dotted key"
@@ -220,31 +256,48 @@ def _check_parameter(key: str, spec: Any, where: str) -> dict[str, Any]:
         elif "values" in spec:
             spec["distribution"] = "categorical"
         elif "min" in spec and "max" in spec:
-            both_int = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max"))
+            both_int = all(
+                isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max")
+            )
             spec["distribution"] = "int_uniform" if both_int else "uniform"
         else:
-            raise ConfigError(f"{where}: parameters.{key}: expected value, values, min/max or a distribution")
+            raise ConfigError(
+                f"{where}: parameters.{key}: expected value, values, min/max or a distribution"
+            )
     dist = spec["distribution"]
     if dist not in DISTRIBUTIONS:
-        raise ConfigError(f"{where}: parameters.{key}: distribution {dist!r} is not one of {', '.join(DISTRIBUTIONS)}")
+        raise ConfigError(
+            f"{where}: parameters.{key}: distribution {dist!r} is not one of {', '.join(DISTRIBUTIONS)}"
+        )
     needs = {
         "constant": ("value",), "categorical": ("values",),
         "beta": ("a", "b"), "q_beta": ("a", "b"),
     }.get(dist, () if "normal" in dist else ("min", "max"))  # fmt: skip
     missing = [k for k in needs if k not in spec]
     if missing:
-        raise ConfigError(f"{where}: parameters.{key}: distribution {dist} needs {' and '.join(missing)}")
+        raise ConfigError(
+            f"{where}: parameters.{key}: distribution {dist} needs {' and '.join(missing)}"
+        )
     if dist == "categorical":
         values = spec["values"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}: parameters.{key}.values must be a non-empty list")
         probs = spec.get("probabilities")
-        if probs is not None and (len(probs) != len(values) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6)):
-            raise ConfigError(f"{where}: parameters.{key}.probabilities must have one entry per value and sum to 1")
+        if probs is not None and (
+            len(probs) != len(values) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6)
+        ):
+            raise ConfigError(
+                f"{where}: parameters.{key}.probabilities must have one entry per value and sum to 1"
+            )
     if "min" in needs:
         lo, hi = spec["min"], spec["max"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:
-            raise ConfigError(f"{where}: parameters.{key}: min {lo!r} and max {hi!r} must be numbers with min <= max")
+        if (
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+            or lo > hi
+        ):
+            raise ConfigError(
+                f"{where}: parameters.{key}: min {lo!r} and max {hi!r} must be numbers with min <= max"
+            )
         if dist.endswith("_values") and lo <= 0:
             raise ConfigError(f"{where}: parameters.{key}: {dist} needs min > 0, got {lo!r}")
     return spec
@@ -271,7 +324,11 @@ def lbp_arguments(command: Any, program: Any, where: str) -> list[str]:
         if token == "lbp" or token.endswith("/lbp"):
             start = i + 1
             break
-        if token == "-m" and i + 1 < len(tokens) and tokens[i + 1] in ("lbp_motion.cli", "lbp_motion"):
+        if (
+            token == "-m"
+            and i + 1 < len(tokens)
+            and tokens[i + 1] in ("lbp_motion.cli", "lbp_motion")
+        ):
             start = i + 2
             break
     if start is None:
@@ -287,7 +344,9 @@ def lbp_arguments(command: Any, program: Any, where: str) -> list[str]:
             f"{where}: command macro {unsupported[0]} cannot pass options to lbp; use ${{args}} (--key=value)"
         )
     if len(macros) != 1:
-        raise ConfigError(f"{where}: command must contain ${{args}} exactly once, where the parameters go")
+        raise ConfigError(
+            f"{where}: command must contain ${{args}} exactly once, where the parameters go"
+        )
     if not args or args[0].startswith("-") or args[0] in macros:
         raise ConfigError(f"{where}: command must name an lbp subcommand (fit) before its options")
     return args
@@ -334,7 +393,9 @@ def sample_value(spec: dict[str, Any], rng: np.random.Generator) -> Any:
     if dist in ("beta", "q_beta"):
         x = float(rng.beta(spec["a"], spec["b"]))
         return _quantize(x, q) if dist.startswith("q_") else x
-    raise ConfigError(f"distribution {dist!r} is not supported")  # pragma: no cover (checked when parsed)
+    raise ConfigError(
+        f"distribution {dist!r} is not supported"
+    )  # pragma: no cover (checked when parsed)
 
 
 def grid_values(key: str, spec: dict[str, Any], where: str = "sweep file") -> list[Any]:
@@ -397,14 +458,22 @@ def describe(spec: SweepSpec, params: dict[str, Any]) -> str:
     return " ".join(format_arguments(params))
 
 
-def command_for(spec: SweepSpec, params: dict[str, Any], extra: list[str] | None = None) -> list[str]:
+def command_for(
+    spec: SweepSpec, params: dict[str, Any], extra: list[str] | None = None
+) -> list[str]:
     """The ``lbp`` argument list of one run: the sweep's command with its macro filled
     in; ``extra`` options go just before the parameters (after the command's
     ``--config``, which would otherwise override them; before the parameters, which
     therefore win). A parameter named ``config`` (a sweep over config files) goes
     before ``extra``, for the same reason."""
     if spec.runs is not None:  # a run list: lbp fit --config CONFIG [extra] OVERRIDES
-        return ["fit", "--config", params["config"], *(extra or []), *shlex.split(params["overrides"])]
+        return [
+            "fit",
+            "--config",
+            params["config"],
+            *(extra or []),
+            *shlex.split(params["overrides"]),
+        ]
     out: list[str] = []
     # a swept `config` (a sweep over configs, e.g. a model comparison) goes first: a
     # config file set after `extra` would reset what `extra` sets (e.g. --data.root)
@@ -412,7 +481,13 @@ def command_for(spec: SweepSpec, params: dict[str, Any], extra: list[str] | None
     others = {k: v for k, v in params.items() if k != "config"}
     for token in spec.lbp_args:
         if token in ("${args}", "${args_no_equals}"):
-            out.extend([*format_arguments(configs, token), *(extra or []), *format_arguments(others, token)])
+            out.extend(
+                [
+                    *format_arguments(configs, token),
+                    *(extra or []),
+                    *format_arguments(others, token),
+                ]
+            )
         else:
             out.append(token)
     return out
@@ -438,13 +513,20 @@ def format_value(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_tables(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
+def write_tables(
+    spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path
+) -> list[dict[str, Any]]:
     """Write results.csv (all scalar metrics) and results.md (main metrics); returns
     the runs best first."""
     ranked = ranked_runs(spec, runs)
     params = list(spec.parameters)
     metric_keys = sorted(
-        {k for r in ranked for k, v in (r.get("metrics") or {}).items() if isinstance(v, (int, float)) and "/" in k}
+        {
+            k
+            for r in ranked
+            for k, v in (r.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and "/" in k
+        }
     )
     if spec.metric in metric_keys:
         metric_keys.remove(spec.metric)
@@ -457,11 +539,21 @@ def write_tables(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -
             w.writerow(fields)
             for rank, r in enumerate(ranked, 1):
                 m = r.get("metrics") or {}
-                w.writerow([rank, r["name"], r["status"], *(r["params"].get(p) for p in params),
-                            *(m.get(k) for k in metric_keys), r.get("run_dir") or ""])
+                w.writerow(
+                    [
+                        rank,
+                        r["name"],
+                        r["status"],
+                        *(r["params"].get(p) for p in params),
+                        *(m.get(k) for k in metric_keys),
+                        r.get("run_dir") or "",
+                    ]
+                )
 
     atomic_write(sweep_dir / "results.csv", write_csv)
-    shown = [k for k in ([spec.metric] if spec.metric else []) + list(TABLE_METRICS) if k in metric_keys]
+    shown = [
+        k for k in ([spec.metric] if spec.metric else []) + list(TABLE_METRICS) if k in metric_keys
+    ]
     shown = list(dict.fromkeys(shown))
     lines = [
         f"# Sweep {spec.name}: {len(ranked)} runs, {spec.method} search"
@@ -472,8 +564,13 @@ def write_tables(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -
     ]
     for rank, r in enumerate(ranked, 1):
         m = r.get("metrics") or {}
-        cells = [str(rank), r["name"], r["status"], *(format_value(r["params"].get(p)) for p in params),
-                 *(format_value(m.get(k)) for k in shown)]
+        cells = [
+            str(rank),
+            r["name"],
+            r["status"],
+            *(format_value(r["params"].get(p)) for p in params),
+            *(format_value(m.get(k)) for k in shown),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     write_text(sweep_dir / "results.md", "\n".join(lines) + "\n")
     return ranked
@@ -531,11 +628,15 @@ def run_sweep(
         elif spec.run_cap:
             count = spec.run_cap
         else:
-            raise ConfigError(f"sweep file {sweep_file}: a {spec.method} search needs --count N (or run_cap in the file)")
+            raise ConfigError(
+                f"sweep file {sweep_file}: a {spec.method} search needs --count N (or run_cap in the file)"
+            )
     if count < 1:
         raise ConfigError(f"--count {count}: expected a positive number of runs")
     if spec.method == "grid" and count > grid_size(spec):
-        log(f"lbp sweep: note: the grid has {grid_size(spec)} combinations; running those, not {count}")
+        log(
+            f"lbp sweep: note: the grid has {grid_size(spec)} combinations; running those, not {count}"
+        )
         count = grid_size(spec)
 
     sweep_dir = Path(out_dir) / spec.name
@@ -549,13 +650,23 @@ def run_sweep(
                 "delete it or give the sweep another name (the file's name field)"
             )
         if state.get("overrides") != list(overrides or []):
-            log(f"lbp sweep: note: the runs before were started with the options {state.get('overrides')}, "
-                f"the runs from now on with {list(overrides or [])}")
+            log(
+                f"lbp sweep: note: the runs before were started with the options {state.get('overrides')}, "
+                f"the runs from now on with {list(overrides or [])}"
+            )
             state["overrides"] = list(overrides or [])
     else:
-        state = {"sweep": spec.name, "sweep_file": str(sweep_file), "method": spec.method, "seed": seed,
-                 "metric": spec.metric, "goal": spec.goal, "fingerprint": spec.fingerprint(),
-                 "overrides": list(overrides or []), "runs": []}
+        state = {
+            "sweep": spec.name,
+            "sweep_file": str(sweep_file),
+            "method": spec.method,
+            "seed": seed,
+            "metric": spec.metric,
+            "goal": spec.goal,
+            "fingerprint": spec.fingerprint(),
+            "overrides": list(overrides or []),
+            "runs": [],
+        }
         shutil.copyfile(sweep_file, sweep_dir / "sweep.yaml")
     runs: list[dict[str, Any]] = state["runs"]
 
@@ -569,15 +680,29 @@ def run_sweep(
             log(f"lbp sweep: {name} finished before; skipping")
             continue
         params = run_parameters(spec, k, seed)
-        entry = {"index": k, "name": name, "params": params, "status": "running", "run_dir": None, "metrics": None}
+        entry = {
+            "index": k,
+            "name": name,
+            "params": params,
+            "status": "running",
+            "run_dir": None,
+            "metrics": None,
+        }
         if k < len(runs):
             runs[k] = entry
         else:
             runs.append(entry)
         save()
         args = command_for(spec, params)
-        argv = [*command_for(spec, params, ["--run.wandb", "offline", *overrides]),
-                "--run.out_dir", str(sweep_dir), "--trainer.default_root_dir", str(sweep_dir), "--run.name", name]
+        argv = [
+            *command_for(spec, params, ["--run.wandb", "offline", *overrides]),
+            "--run.out_dir",
+            str(sweep_dir),
+            "--trainer.default_root_dir",
+            str(sweep_dir),
+            "--run.name",
+            name,
+        ]
         log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
         started = time.monotonic()
         result = None
@@ -597,8 +722,12 @@ def run_sweep(
         except Exception as exc:  # a failed run does not stop the sweep, as with wandb agent
             log(f"lbp sweep: {name} failed: {type(exc).__name__}: {exc}")
         if result is not None and result.metrics:
-            entry.update(status="finished", run_dir=str(result.run_dir), metrics=result.metrics,
-                         seconds=round(time.monotonic() - started, 1))
+            entry.update(
+                status="finished",
+                run_dir=str(result.run_dir),
+                metrics=result.metrics,
+                seconds=round(time.monotonic() - started, 1),
+            )
         else:
             run_dir = result.run_dir if result is not None else _latest_version(sweep_dir / name)
             entry.update(status="failed", run_dir=str(run_dir) if run_dir else None)

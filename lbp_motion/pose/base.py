@@ -92,7 +92,9 @@ class PoseEstimator(ABC):
         frames reset their state here)."""
 
     @abstractmethod
-    def estimate(self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]) -> list[list[PersonPose]]:
+    def estimate(
+        self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]
+    ) -> list[list[PersonPose]]:
         """People in each frame. ``frames``: RGB uint8 ``(H, W, 3)`` arrays of one video,
         in time order; ``timestamps_ms``: their times (strictly increasing within a
         video). Returns one list per frame (possibly empty)."""
@@ -144,9 +146,13 @@ def create_estimator(name: str, **options: Any) -> PoseEstimator:
     Raises :class:`BackendUnavailable` for an unknown name or a backend whose library
     is missing (the message says how to install it).
     """
-    factory = _REGISTERED.get(name) or BUILTIN_BACKENDS.get(name) or _entry_point_backends().get(name)
+    factory = (
+        _REGISTERED.get(name) or BUILTIN_BACKENDS.get(name) or _entry_point_backends().get(name)
+    )
     if factory is None:
-        raise BackendUnavailable(f"unknown pose backend {name!r}; known backends: {available_backends()}")
+        raise BackendUnavailable(
+            f"unknown pose backend {name!r}; known backends: {available_backends()}"
+        )
     if isinstance(factory, str):
         factory = _load(factory)
     return factory(**options)

@@ -74,7 +74,9 @@ def _wheel_path(registry: Path, download: bool) -> Path | None:
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise BackendUnavailable(f"could not download {MEDIAPIPE_WHEEL} from the package registry: {last}")
+        raise BackendUnavailable(
+            f"could not download {MEDIAPIPE_WHEEL} from the package registry: {last}"
+        )
     wheels = sorted(wheel_dir.glob(f"{name}-{version}-*.whl"))
     return wheels[0] if wheels else None
 
@@ -129,7 +131,9 @@ def _metadata_writer():
     return metadata_writer.MetadataWriter
 
 
-def add_input_metadata(model: bytes, *, mean: float, std: float, num_outputs: int, name: str = "") -> bytes:
+def add_input_metadata(
+    model: bytes, *, mean: float, std: float, num_outputs: int, name: str = ""
+) -> bytes:
     """``model`` (.tflite) with metadata saying its RGB input is ``(x - mean) / std``."""
     writer = _metadata_writer().create(bytearray(model))
     if name:
@@ -150,7 +154,11 @@ def build_pose_landmarker_bundle(detector: bytes, landmarks: bytes, out: str | P
     members = {}
     for member, mean, std, outputs, name in MODELS:
         members[name] = add_input_metadata(
-            sources[member], mean=mean, std=std, num_outputs=outputs, name=name.removesuffix(".tflite")
+            sources[member],
+            mean=mean,
+            std=std,
+            num_outputs=outputs,
+            name=name.removesuffix(".tflite"),
         )
 
     def write(tmp: Path) -> None:
@@ -164,7 +172,9 @@ def build_pose_landmarker_bundle(detector: bytes, landmarks: bytes, out: str | P
 def bundle_from_wheel(wheel: str | Path, out: str | Path) -> Path:
     """Build the bundle from a mediapipe <= 0.10.21 wheel file (read, never installed)."""
     with zipfile.ZipFile(wheel) as zf:
-        return build_pose_landmarker_bundle(zf.read(DETECTOR_MEMBER), zf.read(LANDMARKS_MEMBER), out)
+        return build_pose_landmarker_bundle(
+            zf.read(DETECTOR_MEMBER), zf.read(LANDMARKS_MEMBER), out
+        )
 
 
 def build_offline_bundle(

@@ -54,8 +54,16 @@ def instances_to_poses(instances: Any, *, min_score: float = 0.0) -> list[Person
     if kps.ndim != 3 or kps.shape[1:] != (17, 3):
         raise ValueError(f"pred_keypoints has shape {kps.shape}; expected (N, 17, 3)")
     n = kps.shape[0]
-    scores = _numpy(instances.scores).astype(np.float64).reshape(n) if hasattr(instances, "scores") else np.ones(n)
-    boxes = _numpy(instances.pred_boxes).astype(np.float64).reshape(n, 4) if hasattr(instances, "pred_boxes") else None
+    scores = (
+        _numpy(instances.scores).astype(np.float64).reshape(n)
+        if hasattr(instances, "scores")
+        else np.ones(n)
+    )
+    boxes = (
+        _numpy(instances.pred_boxes).astype(np.float64).reshape(n, 4)
+        if hasattr(instances, "pred_boxes")
+        else None
+    )
     out = []
     for i in np.argsort(-scores, kind="stable"):
         if scores[i] < min_score:
@@ -64,7 +72,11 @@ def instances_to_poses(instances: Any, *, min_score: float = 0.0) -> list[Person
         kp[:, 2] = np.clip(np.nan_to_num(kp[:, 2]), 0.0, 1.0)
         bad = ~np.isfinite(kp[:, :2]).all(axis=1)
         kp[bad] = 0.0
-        out.append(PersonPose(kp, "coco17", score=float(scores[i]), box=None if boxes is None else boxes[i]))
+        out.append(
+            PersonPose(
+                kp, "coco17", score=float(scores[i]), box=None if boxes is None else boxes[i]
+            )
+        )
     return out
 
 
@@ -133,15 +145,22 @@ class Detectron2PoseEstimator(PoseEstimator):
             "backend_version": f"detectron2 {self._version}",
         }
 
-    def estimate(self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]) -> list[list[PersonPose]]:
+    def estimate(
+        self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]
+    ) -> list[list[PersonPose]]:
         torch = self._torch
         inputs = []
         for frame in frames:
             image = frame[:, :, ::-1] if self.cfg.INPUT.FORMAT == "BGR" else frame
             h, w = image.shape[:2]
             resized = self.aug.get_transform(image).apply_image(image)
-            tensor = torch.as_tensor(np.ascontiguousarray(resized).astype("float32").transpose(2, 0, 1))
+            tensor = torch.as_tensor(
+                np.ascontiguousarray(resized).astype("float32").transpose(2, 0, 1)
+            )
             inputs.append({"image": tensor, "height": h, "width": w})
         with torch.inference_mode():
             outputs = self.model(inputs)
-        return [instances_to_poses(o["instances"].to("cpu"), min_score=self.score_threshold) for o in outputs]
+        return [
+            instances_to_poses(o["instances"].to("cpu"), min_score=self.score_threshold)
+            for o in outputs
+        ]

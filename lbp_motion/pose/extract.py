@@ -62,14 +62,21 @@ class ExtractionResult:
 
     def write(self, path: str | Path) -> Path:
         return write_recording(
-            path, self.keypoints, layout=self.layout, fps=self.fps, image_size=self.image_size, **self.meta
+            path,
+            self.keypoints,
+            layout=self.layout,
+            fps=self.fps,
+            image_size=self.image_size,
+            **self.meta,
         )
 
 
 def _progress(total: int | None, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, leave=False, file=sys.stderr)
+    return tqdm(
+        total=total, desc=desc, unit="frame", disable=not enabled, leave=False, file=sys.stderr
+    )
 
 
 def extract_video(
@@ -161,7 +168,11 @@ class ExtractionSummary:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
     def line(self) -> str:
-        parts = [f"{len(self.extracted)} written", f"{len(self.done)} already done", f"{len(self.failed)} failed"]
+        parts = [
+            f"{len(self.extracted)} written",
+            f"{len(self.done)} already done",
+            f"{len(self.failed)} failed",
+        ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         text = f"{self.videos} videos: " + ", ".join(parts) + f"; {self.frames} frames"
@@ -184,7 +195,10 @@ def _done(out: Path, video: Path, settings: dict[str, Any]) -> tuple[bool, str]:
     for key, want in settings.items():
         have = rec.meta.get(key, rec.layout if key == "layout" else None)
         if have is not None and str(have) != str(want):
-            return True, f"kept although made with {key}={have} (now {want}); use --overwrite to redo"
+            return (
+                True,
+                f"kept although made with {key}={have} (now {want}); use --overwrite to redo",
+            )
     return True, ""
 
 
@@ -199,7 +213,9 @@ def _read_label_file(path: Path) -> list[LabelRow]:
         try:
             return read_labels(tmp)
         except DataFormatError as err:
-            raise DataFormatError(str(err).replace(str(Path(tmp) / "labels.csv"), str(path))) from None
+            raise DataFormatError(
+                str(err).replace(str(Path(tmp) / "labels.csv"), str(path))
+            ) from None
 
 
 def extract_folder(
@@ -260,7 +276,11 @@ def extract_folder(
         videos = [v for v in videos if v.stem in listed]
     stems: dict[str, Path] = {}
     owned = estimator is None
-    settings = {"backend": backend if estimator is None else estimator.name, "frame_stride": stride, "layout": layout}
+    settings = {
+        "backend": backend if estimator is None else estimator.name,
+        "frame_stride": stride,
+        "layout": layout,
+    }
     try:
         for video in videos:
             if video.stem in stems:
@@ -281,7 +301,14 @@ def extract_folder(
                 if estimator is None:
                     probe(video)  # an unreadable video fails here, before a model is loaded
                     estimator = create_estimator(backend, **(backend_options or {}))
-                result = extract_video(video, estimator, stride=stride, layout=layout, batch_size=batch_size, progress=progress)
+                result = extract_video(
+                    video,
+                    estimator,
+                    stride=stride,
+                    layout=layout,
+                    batch_size=batch_size,
+                    progress=progress,
+                )
                 result.write(out)
             except (KeyboardInterrupt, BackendUnavailable):
                 raise
@@ -312,8 +339,10 @@ def extract_folder(
         elif present:
             write_labels(out_dir, present)
         if missing:
-            say(f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
-                + (" ..." if len(missing) > 5 else ""))
+            say(
+                f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
+                + (" ..." if len(missing) > 5 else "")
+            )
     return summary
 
 
@@ -345,14 +374,20 @@ def keypoints_for_video_folder(
     if not videos:
         return root
     if not (root / "labels.csv").is_file():
-        raise DataFormatError(f"{root}: a folder of videos needs a labels.csv naming each video (by file stem)")
+        raise DataFormatError(
+            f"{root}: a folder of videos needs a labels.csv naming each video (by file stem)"
+        )
     from lbp_motion.pose.bundle import cache_root
 
     base = Path(cache) if cache is not None else cache_root()
     out = base / "poses" / f"{root.name}-{_video_folder_key(root, backend, stride, layout)}"
     # the cache mirrors root/labels.csv: an edited label replaces the old one
-    summary = extract_folder(root, out, backend=backend, stride=stride, layout=layout, progress=progress, merge=False)
+    summary = extract_folder(
+        root, out, backend=backend, stride=stride, layout=layout, progress=progress, merge=False
+    )
     if summary.failed:
         names = ", ".join(f"{name} ({why})" for name, why in summary.failed[:3])
-        raise DataFormatError(f"{root}: {len(summary.failed)} videos could not be extracted: {names}")
+        raise DataFormatError(
+            f"{root}: {len(summary.failed)} videos could not be extracted: {names}"
+        )
     return out

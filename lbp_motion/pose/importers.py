@@ -67,13 +67,17 @@ def read_keraal_json(
     try:
         positions = json.loads(path.read_text())["positions"]
     except (OSError, ValueError, KeyError) as err:
-        raise DataFormatError(f"{path}: not a KERAAL pose file with a 'positions' field ({err})") from None
+        raise DataFormatError(
+            f"{path}: not a KERAAL pose file with a 'positions' field ({err})"
+        ) from None
     if not positions:
         raise DataFormatError(f"{path}: field 'positions' is empty")
     try:
         frames = {int(float(k)): v for k, v in positions.items()}
     except ValueError as err:
-        raise DataFormatError(f"{path}: field 'positions' has a frame key that is not a number ({err})") from None
+        raise DataFormatError(
+            f"{path}: field 'positions' has a frame key that is not a number ({err})"
+        ) from None
     joint_keys = {j for joints in frames.values() for j in joints}
     try:
         layout = get_layout(_flavour(joint_keys))
@@ -93,7 +97,14 @@ def read_keraal_json(
     keypoints[..., 0].clip(0, width, out=keypoints[..., 0])
     keypoints[..., 1].clip(0, height, out=keypoints[..., 1])
     validate_keypoints(keypoints, source=str(path), num_joints=layout.num_joints)
-    return Recording(path.stem, keypoints, layout.name, fps, (width, height), {"source": "keraal", "first_frame_key": first})
+    return Recording(
+        path.stem,
+        keypoints,
+        layout.name,
+        fps,
+        (width, height),
+        {"source": "keraal", "first_frame_key": first},
+    )
 
 
 # -- COCO results and OpenPose JSON ------------------------------------------------------
@@ -135,7 +146,9 @@ def _subject(frames: list, layout: str, fps: float) -> tuple[np.ndarray, int]:
     return subject.keypoints, subject.num_tracks
 
 
-def _recording(path: Path, keypoints, layout, fps, image_size, meta, target: str | None) -> Recording:
+def _recording(
+    path: Path, keypoints, layout, fps, image_size, meta, target: str | None
+) -> Recording:
     from lbp_motion.datasets.layouts import convert_layout
 
     if target is not None and target != layout:
@@ -179,12 +192,16 @@ def read_coco_results(
             continue
         kp = np.asarray(item["keypoints"], dtype=np.float64).reshape(-1, 3)
         if kp.shape[0] != 17:
-            raise DataFormatError(f"{path}: result {i} has {kp.shape[0]} keypoints; expected 17 (COCO)")
+            raise DataFormatError(
+                f"{path}: result {i} has {kp.shape[0]} keypoints; expected 17 (COCO)"
+            )
         try:
             frame = _frame_number(item["image_id"])
         except ValueError as err:
             raise DataFormatError(f"{path}: result {i}: {err}") from None
-        entries.append((frame, kp, float(item.get("score", 1.0)), item.get("bbox") or item.get("box")))
+        entries.append(
+            (frame, kp, float(item.get("score", 1.0)), item.get("bbox") or item.get("box"))
+        )
     if not entries:
         raise DataFormatError(f"{path}: no person keypoints found")
     start = min(e[0] for e in entries)
@@ -200,7 +217,12 @@ def read_coco_results(
             xyxy = np.array([x, y, x + w, y + h])
         frames[frame - start].append(PersonPose(person, "coco17", score, xyxy))
     keypoints, tracks = _subject(frames, "coco17", fps)
-    meta = {"source": "coco-results", "source_file": path.name, "first_frame": start, "num_tracks": tracks}
+    meta = {
+        "source": "coco-results",
+        "source_file": path.name,
+        "first_frame": start,
+        "num_tracks": tracks,
+    }
     return _recording(path, keypoints, "coco17", fps, image_size, meta, layout)
 
 
@@ -245,7 +267,9 @@ def read_openpose_json(
             values = values.reshape(-1, 3)
             name = OPENPOSE_MODELS.get(len(values))
             if name is None:
-                raise DataFormatError(f"{f}: {len(values)} keypoints per person; expected 18 (COCO) or 25 (BODY_25)")
+                raise DataFormatError(
+                    f"{f}: {len(values)} keypoints per person; expected 18 (COCO) or 25 (BODY_25)"
+                )
             if model not in (None, name):
                 raise DataFormatError(f"{f}: mixes OpenPose models ({model} and {name})")
             model = name
@@ -255,7 +279,9 @@ def read_openpose_json(
     scale = np.ones(2)
     if all((v[:, :2] <= 1.0).all() for _, v in people_per_frame):
         if image_size is None:
-            raise DataFormatError(f"{path}: the coordinates are normalised to [0, 1]; give the image size")
+            raise DataFormatError(
+                f"{path}: the coordinates are normalised to [0, 1]; give the image size"
+            )
         scale = np.asarray(image_size, dtype=np.float64)
     frames: list[list] = [[] for _ in range(numbered[-1][0] - start + 1)]
     for t, values in people_per_frame:
@@ -266,7 +292,12 @@ def read_openpose_json(
         person[conf <= 0] = 0.0
         frames[t].append(PersonPose(person, model, float(conf.mean())))
     keypoints, tracks = _subject(frames, model, fps)
-    meta = {"source": "openpose-json", "source_file": path.name, "first_frame": start, "num_tracks": tracks}
+    meta = {
+        "source": "openpose-json",
+        "source_file": path.name,
+        "first_frame": start,
+        "num_tracks": tracks,
+    }
     return _recording(path, keypoints, model, fps, image_size, meta, layout)
 
 
@@ -303,6 +334,12 @@ def import_keypoints(
             )
         rec = read_keraal_json(path, image_size=image_size or KERAAL_IMAGE_SIZE, fps=fps or 30.0)
     if layout is not None and rec.layout != layout:
-        rec = Recording(rec.name, convert_layout(rec.keypoints, rec.layout, layout), layout, rec.fps, rec.image_size, rec.meta)
+        rec = Recording(
+            rec.name,
+            convert_layout(rec.keypoints, rec.layout, layout),
+            layout,
+            rec.fps,
+            rec.image_size,
+            rec.meta,
+        )
     return rec
-

@@ -62,7 +62,9 @@ def offline() -> bool:
     return os.environ.get("LBP_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def download_official_model(dest: Path, url: str = OFFICIAL_MODEL_URL, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+def download_official_model(
+    dest: Path, url: str = OFFICIAL_MODEL_URL, timeout: float = DOWNLOAD_TIMEOUT_S
+) -> Path:
     """Download the official bundle to ``dest`` atomically; raises ``OSError`` when the
     host cannot be reached and ``ValueError`` when the answer is not a pose bundle."""
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - fixed https URL
@@ -149,13 +151,19 @@ class MediaPipePoseEstimator(PoseEstimator):
             import mediapipe as mp
             from mediapipe.tasks.python import BaseOptions, vision
         except ImportError as err:
-            raise BackendUnavailable(f"the mediapipe backend needs mediapipe ({err}); {INSTALL_HINT}") from None
+            raise BackendUnavailable(
+                f"the mediapipe backend needs mediapipe ({err}); {INSTALL_HINT}"
+            ) from None
         if device not in ("cpu", "auto"):
             raise BackendUnavailable(f"the mediapipe backend runs on CPU only (device={device!r})")
         self._mp, self._vision, self._base_options = mp, vision, BaseOptions
         self.model = resolve_model(model, download=download)
         self.num_poses = num_poses
-        self.thresholds = (min_detection_confidence, min_presence_confidence, min_tracking_confidence)
+        self.thresholds = (
+            min_detection_confidence,
+            min_presence_confidence,
+            min_tracking_confidence,
+        )
         self.max_image_side = max_image_side
         self._landmarker = None
         self._last_ts = -1
@@ -188,7 +196,9 @@ class MediaPipePoseEstimator(PoseEstimator):
         self._landmarker = self._open()
         self._last_ts = -1
 
-    def estimate(self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]) -> list[list[PersonPose]]:
+    def estimate(
+        self, frames: Sequence[np.ndarray], timestamps_ms: Sequence[int]
+    ) -> list[list[PersonPose]]:
         if self._landmarker is None:
             self.start_video(30.0, (0, 0))
         out = []
@@ -199,10 +209,14 @@ class MediaPipePoseEstimator(PoseEstimator):
                 import cv2
 
                 s = self.max_image_side / max(h, w)
-                image = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+                image = cv2.resize(
+                    frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA
+                )
             ts = max(int(ts), self._last_ts + 1)
             self._last_ts = ts
-            mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+            mp_image = self._mp.Image(
+                image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)
+            )
             result = self._landmarker.detect_for_video(mp_image, ts)
             out.append([landmarks_to_pose(lms, (w, h)) for lms in result.pose_landmarks])
         return out
@@ -227,7 +241,9 @@ def _ignore_sigprof() -> None:
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGPROF) in (
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGPROF
+    ) in (
         signal.SIG_DFL,
         None,
     ):

@@ -54,7 +54,9 @@ class Track:
 
     def presence(self) -> float:
         """Sum over frames of box height x mean keypoint confidence."""
-        return float(sum((b[3] - b[1]) * p.mean_confidence() for b, p in zip(self.boxes, self.poses)))
+        return float(
+            sum((b[3] - b[1]) * p.mean_confidence() for b, p in zip(self.boxes, self.poses))
+        )
 
     def speed(self, span_s: float = 0.5) -> np.ndarray:
         """(frames,) speed of the body centre (:func:`body_centre`) in box heights per
@@ -79,8 +81,12 @@ class Track:
     def score(self) -> float:
         """The main-subject score, *moving presence*: the sum over frames of box height
         x mean keypoint confidence x (``STILL_WEIGHT`` + min(1, speed / ``WALKING_SPEED``))."""
-        weights = np.asarray([(b[3] - b[1]) * p.mean_confidence() for b, p in zip(self.boxes, self.poses)])
-        return float((weights * (STILL_WEIGHT + np.minimum(1.0, self.speed() / WALKING_SPEED))).sum())
+        weights = np.asarray(
+            [(b[3] - b[1]) * p.mean_confidence() for b, p in zip(self.boxes, self.poses)]
+        )
+        return float(
+            (weights * (STILL_WEIGHT + np.minimum(1.0, self.speed() / WALKING_SPEED))).sum()
+        )
 
 
 #: weight of a frame where the person stands still (so that, when nobody moves, the
@@ -142,10 +148,17 @@ def link_tracks(
     """
     from scipy.optimize import linear_sum_assignment
 
-    times = np.arange(len(detections)) / 30.0 if times_s is None else np.asarray(times_s, dtype=np.float64)
+    times = (
+        np.arange(len(detections)) / 30.0
+        if times_s is None
+        else np.asarray(times_s, dtype=np.float64)
+    )
     tracks: list[Track] = []
     for t, people in enumerate(detections):
-        people = [p if isinstance(p, PersonPose) else PersonPose(np.asarray(p, np.float32), "") for p in people]
+        people = [
+            p if isinstance(p, PersonPose) else PersonPose(np.asarray(p, np.float32), "")
+            for p in people
+        ]
         dets = [(p, b) for p in people if (b := p.bounding_box()) is not None and b[3] > b[1]]
         live = [tr for tr in tracks if times[t] - times[tr.last_frame] <= max_gap_s + 1e-9]
         matched: set[int] = set()
@@ -154,7 +167,9 @@ def link_tracks(
             cost = np.full((len(live), len(dets)), big)
             for i, tr in enumerate(live):
                 last = tr.boxes[-1]
-                limit = max_distance + max_speed * max(0.0, times[t] - times[tr.last_frame] - 1 / 30)
+                limit = max_distance + max_speed * max(
+                    0.0, times[t] - times[tr.last_frame] - 1 / 30
+                )
                 for j, (_, box) in enumerate(dets):
                     iou = box_iou(last, box)
                     height = max(last[3] - last[1], box[3] - box[1], 1e-6)

@@ -15,7 +15,18 @@ import numpy as np
 
 from lbp_motion.errors import LbpError
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".mts")
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".m4v",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".wmv",
+    ".mts",
+)
 
 
 class VideoError(LbpError):
@@ -28,7 +39,11 @@ def is_video(path: str | Path) -> bool:
 
 def list_videos(folder: str | Path) -> list[Path]:
     """Video files directly in ``folder`` (by extension), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_video(p) and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and is_video(p) and not p.name.startswith(".")
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +198,9 @@ class VideoReader:
         h, w = first.shape[:2]
         cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        return VideoInfo(self.path, fps, count, w, h, int(round(meta / 90)) % 4 * 90, "opencv", "opencv")
+        return VideoInfo(
+            self.path, fps, count, w, h, int(round(meta / 90)) % 4 * 90, "opencv", "opencv"
+        )
 
     def _frames_opencv(self, stride: int) -> Iterator[Frame]:
         import cv2

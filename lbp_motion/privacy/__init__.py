@@ -15,4 +15,11 @@ from lbp_motion.privacy.accounting import epsilon_of, group_privacy, noise_for_t
 from lbp_motion.privacy.callback import DifferentialPrivacy, convert_task
 from lbp_motion.privacy.convert import make_private_model
 
-__all__ = ["DifferentialPrivacy", "convert_task", "epsilon_of", "group_privacy", "make_private_model", "noise_for_target"]
+__all__ = [
+    "DifferentialPrivacy",
+    "convert_task",
+    "epsilon_of",
+    "group_privacy",
+    "make_private_model",
+    "noise_for_target",
+]

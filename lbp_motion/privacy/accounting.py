@@ -23,11 +23,15 @@ def make_accountant(mechanism: str):
     return create_accountant(mechanism=mechanism)
 
 
-def epsilon_of(history: Sequence[tuple[float, float, int]], delta: float, mechanism: str = "rdp") -> float:
+def epsilon_of(
+    history: Sequence[tuple[float, float, int]], delta: float, mechanism: str = "rdp"
+) -> float:
     """Epsilon at ``delta`` after the steps of ``history`` (0 before any step)."""
     if not history:
         return 0.0
-    return _epsilon(tuple((float(s), float(q), int(n)) for s, q, n in history), float(delta), mechanism)
+    return _epsilon(
+        tuple((float(s), float(q), int(n)) for s, q, n in history), float(delta), mechanism
+    )
 
 
 @functools.lru_cache(maxsize=256)  # an RDP evaluation takes 0.1-1 s; rounds ask again
@@ -38,15 +42,23 @@ def _epsilon(history: tuple, delta: float, mechanism: str) -> float:
 
 
 @functools.lru_cache(maxsize=64)  # clients with the same q and steps share one search
-def noise_for_target(target_epsilon: float, delta: float, sample_rate: float, steps: int, mechanism: str = "rdp") -> float:
+def noise_for_target(
+    target_epsilon: float, delta: float, sample_rate: float, steps: int, mechanism: str = "rdp"
+) -> float:
     """The noise multiplier with which ``steps`` steps at ``sample_rate`` spend at most
     ``target_epsilon`` at ``delta`` (Opacus' ``get_noise_multiplier``; the result's
     epsilon lies within 0.01 below the target)."""
     from opacus.accountants.utils import get_noise_multiplier
 
-    return float(get_noise_multiplier(
-        target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate, steps=steps, accountant=mechanism,
-    ))
+    return float(
+        get_noise_multiplier(
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=mechanism,
+        )
+    )
 
 
 def group_privacy(epsilon: float, delta: float, k: int) -> tuple[float, float]:
@@ -83,7 +95,11 @@ class Party:
     history: list = field(default_factory=list)
 
     def step(self) -> None:
-        if self.history and self.history[-1][0] == self.noise_multiplier and self.history[-1][1] == self.sample_rate:
+        if (
+            self.history
+            and self.history[-1][0] == self.noise_multiplier
+            and self.history[-1][1] == self.sample_rate
+        ):
             sigma, q, n = self.history[-1]
             self.history[-1] = (sigma, q, n + 1)
         else:
@@ -99,14 +115,19 @@ class Party:
 
     def to_dict(self) -> dict:
         return {
-            "num_units": self.num_units, "sample_rate": self.sample_rate, "noise_multiplier": self.noise_multiplier,
-            "max_windows_per_subject": self.max_windows_per_subject, "history": [list(h) for h in self.history],
+            "num_units": self.num_units,
+            "sample_rate": self.sample_rate,
+            "noise_multiplier": self.noise_multiplier,
+            "max_windows_per_subject": self.max_windows_per_subject,
+            "history": [list(h) for h in self.history],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Party:
         return cls(
-            num_units=int(d["num_units"]), sample_rate=float(d["sample_rate"]),
-            noise_multiplier=float(d["noise_multiplier"]), max_windows_per_subject=d.get("max_windows_per_subject"),
+            num_units=int(d["num_units"]),
+            sample_rate=float(d["sample_rate"]),
+            noise_multiplier=float(d["noise_multiplier"]),
+            max_windows_per_subject=d.get("max_windows_per_subject"),
             history=[(float(s), float(q), int(n)) for s, q, n in d.get("history", [])],
         )

@@ -128,7 +128,9 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         if sample_rate is not None and not 0 < sample_rate <= 1:
             problems.append(f"sample_rate={sample_rate}; expected a value in (0, 1]")
         if max_windows_per_subject is not None and max_windows_per_subject < 1:
-            problems.append(f"max_windows_per_subject={max_windows_per_subject}; expected at least 1")
+            problems.append(
+                f"max_windows_per_subject={max_windows_per_subject}; expected at least 1"
+            )
         if accountant not in ACCOUNTANTS:
             problems.append(f"accountant={accountant!r}; expected one of {ACCOUNTANTS}")
         if epochs is not None and epochs < 1:
@@ -166,7 +168,9 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         problems = []
         dm = trainer.datamodule
         if dm is None:
-            problems.append("needs a DataModule (lbp's data section) whose training loader it can make Poisson")
+            problems.append(
+                "needs a DataModule (lbp's data section) whose training loader it can make Poisson"
+            )
         elif getattr(dm, "balance", "none") != "none":
             problems.append(
                 f"data.balance={dm.balance!r}: balancing makes samples from several windows (SMOTE) or "
@@ -184,11 +188,17 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
                 "window's gradient depends on the others; turn it off"
             )
         if getattr(trainer.strategy, "mu", 0) > 0:
-            problems.append("FedProx (trainer.strategy mu > 0): its proximal gradient is not part of the DP step; set mu: 0")
+            problems.append(
+                "FedProx (trainer.strategy mu > 0): its proximal gradient is not part of the DP step; set mu: 0"
+            )
         if trainer.world_size > 1:
-            problems.append("runs on one device (trainer.devices: 1); Opacus' distributed DP is not wired here")
+            problems.append(
+                "runs on one device (trainer.devices: 1); Opacus' distributed DP is not wired here"
+            )
         if trainer.accumulate_grad_batches != 1:
-            problems.append("trainer.accumulate_grad_batches must be 1 (a Poisson batch is one step)")
+            problems.append(
+                "trainer.accumulate_grad_batches must be 1 (a Poisson batch is one step)"
+            )
         bypassed = plan_problem(trainer)
         if bypassed:
             problems.append(bypassed)
@@ -202,19 +212,29 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
 
         optimizers = trainer.strategy.optimizers
         if len(optimizers) != 1:
-            raise ConfigError(f"DifferentialPrivacy: the task has {len(optimizers)} optimisers; expected one")
+            raise ConfigError(
+                f"DifferentialPrivacy: the task has {len(optimizers)} optimisers; expected one"
+            )
         base = optimizers[0]
         if isinstance(base, UnitDPOptimizer):
             base = base.original_optimizer
-        self._hooks = GradSampleHooks(pl_module, batch_first=True, loss_reduction="mean", strict=False)
+        self._hooks = GradSampleHooks(
+            pl_module, batch_first=True, loss_reduction="mean", strict=False
+        )
         self._optimizer = UnitDPOptimizer(
-            base, noise_multiplier=0.0, max_grad_norm=self.max_grad_norm, expected_batch_size=1,
-            loss_reduction="mean", secure_mode=self.secure_mode,
+            base,
+            noise_multiplier=0.0,
+            max_grad_norm=self.max_grad_norm,
+            expected_batch_size=1,
+            loss_reduction="mean",
+            secure_mode=self.secure_mode,
         )
         trainer.strategy.optimizers = [self._optimizer]
 
     # -- the privacy stage of the training plan: Poisson loaders and parties ------------------
-    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
+    def transform_train_loader(
+        self, loader: Any, data: TrainData, trainer: pl.Trainer | None
+    ) -> Any:
         """Poisson batches from ``loader``'s data: one party, or one per client of a
         :class:`~lbp_motion.federated.clients.FederatedLoader`."""
         self._federated = isinstance(loader, FederatedLoader)
@@ -222,13 +242,23 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
             rates, subjects = [], []
             for k, dataset in enumerate(loader.client_datasets):
                 party_subjects = data.subjects_of(dataset)
-                party = self._party(k, dataset, party_subjects, loader.batch_size, trainer, loader.spec.local_epochs, data)
+                party = self._party(
+                    k,
+                    dataset,
+                    party_subjects,
+                    loader.batch_size,
+                    trainer,
+                    loader.spec.local_epochs,
+                    data,
+                )
                 rates.append(party.sample_rate)
                 subjects.append(party_subjects if self.unit == "subject" else None)
             return PoissonFederatedLoader(loader, rates, subjects, self.max_windows_per_subject)
         dataset = getattr(loader, "dataset", None)
         if dataset is None or not hasattr(dataset, "__len__"):
-            raise ConfigError("DifferentialPrivacy: the training loader must be a map-style DataLoader")
+            raise ConfigError(
+                "DifferentialPrivacy: the training loader must be a map-style DataLoader"
+            )
         subjects = data.subjects_of(dataset)
         party = self._party(CENTRAL, dataset, subjects, loader.batch_size or 1, trainer, 1, data)
         seed = self._seed  # each epoch's draws depend on (seed, epoch) only: resumable
@@ -237,8 +267,12 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
             return mix_seed(seed, trainer.current_epoch, 2718)
 
         return poisson_loader(
-            dataset, subjects if self.unit == "subject" else None, party.sample_rate, epoch_seed,
-            max_windows_per_subject=self.max_windows_per_subject, num_workers=loader.num_workers,
+            dataset,
+            subjects if self.unit == "subject" else None,
+            party.sample_rate,
+            epoch_seed,
+            max_windows_per_subject=self.max_windows_per_subject,
+            num_workers=loader.num_workers,
         )
 
     def around_training_step(self, batch: Any, step: Callable[[], Any]) -> Any:
@@ -246,15 +280,25 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
             return None  # an empty Poisson batch: the optimiser makes a noise-only step
         return step()
 
-    def _party(self, key: int, dataset, subjects, batch_size: int, trainer: pl.Trainer, local_epochs: int,
-               data: TrainData) -> Party:
+    def _party(
+        self,
+        key: int,
+        dataset,
+        subjects,
+        batch_size: int,
+        trainer: pl.Trainer,
+        local_epochs: int,
+        data: TrainData,
+    ) -> Party:
         if key in self.parties:
             return self.parties[key]
         n = len(dataset)
         if n == 0:
             raise ConfigError(f"DifferentialPrivacy: {_name(key)} has no training windows")
         if self.unit == "subject" and subjects is None:
-            data.require_info("DifferentialPrivacy", "unit 'subject' needs each training window's subject")
+            data.require_info(
+                "DifferentialPrivacy", "unit 'subject' needs each training window's subject"
+            )
             raise ConfigError(
                 f"DifferentialPrivacy: unit 'subject' needs each training window's subject, and {_name(key)} is not "
                 f"the training samples of {data.owner} (real_train_dataset()) or a part of them"
@@ -267,14 +311,28 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
             epochs = self.epochs
             if epochs is None:
                 if trainer.max_epochs is None or trainer.max_epochs < 0:
-                    raise ConfigError("DifferentialPrivacy: target_epsilon needs trainer.max_epochs or the epochs option")
+                    raise ConfigError(
+                        "DifferentialPrivacy: target_epsilon needs trainer.max_epochs or the epochs option"
+                    )
                 epochs = trainer.max_epochs * local_epochs
             steps = epochs * steps_per_epoch(q)
             sigma = noise_for_target(self.target_epsilon, self.delta, q, steps, self.accountant)
-            log.info("DP %s: sigma %.4f for epsilon %.3g at delta %.3g over %d steps (q = %.4g)",
-                     _name(key), sigma, self.target_epsilon, self.delta, steps, q)
+            log.info(
+                "DP %s: sigma %.4f for epsilon %.3g at delta %.3g over %d steps (q = %.4g)",
+                _name(key),
+                sigma,
+                self.target_epsilon,
+                self.delta,
+                steps,
+                q,
+            )
         max_windows = max(Counter(subjects).values()) if subjects is not None else None
-        party = Party(num_units=num_units, sample_rate=q, noise_multiplier=sigma, max_windows_per_subject=max_windows)
+        party = Party(
+            num_units=num_units,
+            sample_rate=q,
+            noise_multiplier=sigma,
+            max_windows_per_subject=max_windows,
+        )
         self.parties[key] = party
         return party
 
@@ -286,7 +344,9 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
             self._optimizer.generator = None  # the FedAvg strategy seeds torch per (client, round)
         else:  # noise seeded per epoch, so a resumed run adds the noise an uninterrupted one would
             generator = torch.Generator(device=pl_module.device)
-            self._optimizer.generator = generator.manual_seed(mix_seed(self._seed, trainer.current_epoch, 31337))
+            self._optimizer.generator = generator.manual_seed(
+                mix_seed(self._seed, trainer.current_epoch, 31337)
+            )
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._optimizer is None or not isinstance(batch, dict) or GROUP_KEY not in batch:
@@ -303,7 +363,10 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
     # -- reporting ------------------------------------------------------------------------------
     def epsilons(self) -> dict[int, float]:
         """Epsilon spent so far by each party (key -1: a centralised run; else client ids)."""
-        return {k: epsilon_of(p.history, self.delta, self.accountant) for k, p in sorted(self.parties.items())}
+        return {
+            k: epsilon_of(p.history, self.delta, self.accountant)
+            for k, p in sorted(self.parties.items())
+        }
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         eps = self.epsilons()
@@ -316,7 +379,9 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         """Per-round privacy values for the FedAvg strategy's ``rounds.csv``: every
         client's epsilon so far and ``dp/epsilon``, the largest."""
         eps = self.epsilons()
-        out: dict[str, float] = {f"client_{k}/dp_epsilon": v for k, v in eps.items() if k != CENTRAL}
+        out: dict[str, float] = {
+            f"client_{k}/dp_epsilon": v for k, v in eps.items() if k != CENTRAL
+        }
         if eps:
             out["dp/epsilon"] = max(eps.values())
             out["dp/delta"] = float(self.delta)
@@ -338,12 +403,19 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         for k, party in sorted(self.parties.items()):
             prefix = "dp/" if k == CENTRAL else f"dp/client_{k}/"
             values = {
-                "epsilon": eps[k], "noise_multiplier": party.noise_multiplier, "sample_rate": party.sample_rate,
-                "steps": party.steps, "units": party.num_units,
+                "epsilon": eps[k],
+                "noise_multiplier": party.noise_multiplier,
+                "sample_rate": party.sample_rate,
+                "steps": party.steps,
+                "units": party.num_units,
             }
             if self.unit == "window" and party.max_windows_per_subject is not None:
                 g_eps, g_delta = group_privacy(eps[k], self.delta, party.max_windows_per_subject)
-                values.update(group_epsilon=g_eps, group_delta=g_delta, max_windows_per_subject=party.max_windows_per_subject)
+                values.update(
+                    group_epsilon=g_eps,
+                    group_delta=g_delta,
+                    max_windows_per_subject=party.max_windows_per_subject,
+                )
                 group.append((g_eps, g_delta))
             out.update({prefix + name: _finite(v) for name, v in values.items()})
         if group and len(self.parties) > 1:
@@ -354,12 +426,20 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
 
     def guarantee(self, summary: dict[str, Any]) -> str:
         eps, delta = summary["dp/epsilon"], self.delta
-        who = "each client's training data" if any(k != CENTRAL for k in self.parties) else "the training data"
+        who = (
+            "each client's training data"
+            if any(k != CENTRAL for k in self.parties)
+            else "the training data"
+        )
         if self.unit == "subject":
-            return (f"({eps:.3g}, {delta:.3g})-DP for {who} with respect to adding or removing all windows of one "
-                    "subject (subject-level, record = subject)")
-        text = (f"({eps:.3g}, {delta:.3g})-DP for {who} with respect to adding or removing one window "
-                "(window-level); windows of one subject are correlated, so this does not protect a subject")
+            return (
+                f"({eps:.3g}, {delta:.3g})-DP for {who} with respect to adding or removing all windows of one "
+                "subject (subject-level, record = subject)"
+            )
+        text = (
+            f"({eps:.3g}, {delta:.3g})-DP for {who} with respect to adding or removing one window "
+            "(window-level); windows of one subject are correlated, so this does not protect a subject"
+        )
         g_eps, g_delta = summary.get("dp/group_epsilon"), summary.get("dp/group_delta")
         if g_eps is not None:
             shown = "no guarantee" if g_delta is None or g_delta >= 1 else f"delta {g_delta:.3g}"
@@ -371,7 +451,9 @@ class DifferentialPrivacy(pl.Callback, TrainingStage):
         return {"parties": {str(k): p.to_dict() for k, p in self.parties.items()}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.parties = {int(k): Party.from_dict(v) for k, v in state_dict.get("parties", {}).items()}
+        self.parties = {
+            int(k): Party.from_dict(v) for k, v in state_dict.get("parties", {}).items()
+        }
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.state_file:  # a killed site never leaves half a ledger

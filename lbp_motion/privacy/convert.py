@@ -55,13 +55,17 @@ def _mha_keys_from_dp(module: nn.Module, local: dict[str, Tensor]) -> dict[str, 
     """DPMultiheadAttention's own keys -> nn.MultiheadAttention's keys."""
     out: dict[str, Tensor] = {}
     if module.kdim == module.embed_dim and module.vdim == module.embed_dim:
-        out["in_proj_weight"] = torch.cat([local["qlinear.weight"], local["klinear.weight"], local["vlinear.weight"]])
+        out["in_proj_weight"] = torch.cat(
+            [local["qlinear.weight"], local["klinear.weight"], local["vlinear.weight"]]
+        )
     else:
         out["q_proj_weight"] = local["qlinear.weight"]
         out["k_proj_weight"] = local["klinear.weight"]
         out["v_proj_weight"] = local["vlinear.weight"]
     if "qlinear.bias" in local:
-        out["in_proj_bias"] = torch.cat([local["qlinear.bias"], local["klinear.bias"], local["vlinear.bias"]])
+        out["in_proj_bias"] = torch.cat(
+            [local["qlinear.bias"], local["klinear.bias"], local["vlinear.bias"]]
+        )
     if "seq_bias_k.bias" in local:
         out["bias_k"] = local["seq_bias_k.bias"].reshape(1, 1, -1)
         out["bias_v"] = local["seq_bias_v.bias"].reshape(1, 1, -1)
@@ -113,17 +117,19 @@ def _align_state_dict(module: nn.Module, original_keys: list[str], from_dp, to_d
 
     def save_hook(mod, state_dict, prefix, local_metadata):
         mine = [k for k in state_dict if k.startswith(prefix)]
-        local = OrderedDict((k[len(prefix):], state_dict.pop(k)) for k in mine)
+        local = OrderedDict((k[len(prefix) :], state_dict.pop(k)) for k in mine)
         converted = from_dp(mod, local)
         for key in mod._lbp_original_keys:  # this module's keys are the latest written: order kept
             state_dict[prefix + key] = converted[key]
         return state_dict
 
-    def load_pre_hook(mod, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def load_pre_hook(
+        mod, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         mine = [k for k in state_dict if k.startswith(prefix)]
-        if not any(k[len(prefix):] in mod._lbp_original_keys for k in mine):
+        if not any(k[len(prefix) :] in mod._lbp_original_keys for k in mine):
             return  # already in the module's own layout
-        local = {k[len(prefix):]: state_dict.pop(k) for k in mine}
+        local = {k[len(prefix) :]: state_dict.pop(k) for k in mine}
         for key, value in to_dp(mod, local).items():
             state_dict[prefix + key] = value
 
@@ -149,7 +155,9 @@ def _tracked_rnn_forward(self, input, *args, **kwargs):
 
     if self.training and torch.is_grad_enabled():
         unsorted = input.unsorted_indices if isinstance(input, PackedSequence) else None
-        if unsorted is not None and torch.equal(unsorted, torch.arange(len(unsorted), device=unsorted.device)):
+        if unsorted is not None and torch.equal(
+            unsorted, torch.arange(len(unsorted), device=unsorted.device)
+        ):
             unsorted = None
         for p in self.parameters():
             setattr(p, UNSORT_ATTR, unsorted)
@@ -184,21 +192,57 @@ def _dp_attention_class():
         def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
             return nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
 
-        def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-                    is_causal=False, average_attn_weights=True):
+        def forward(
+            self,
+            query,
+            key,
+            value,
+            key_padding_mask=None,
+            need_weights=True,
+            attn_mask=None,
+            is_causal=False,
+            average_attn_weights=True,
+        ):
             if not self.batch_first:  # Opacus' own forward is right for (T, B, E) inputs
-                return super().forward(query, key, value, key_padding_mask=key_padding_mask,
-                                       need_weights=need_weights, attn_mask=attn_mask, is_causal=bool(is_causal))
+                return super().forward(
+                    query,
+                    key,
+                    value,
+                    key_padding_mask=key_padding_mask,
+                    need_weights=need_weights,
+                    attn_mask=attn_mask,
+                    is_causal=bool(is_causal),
+                )
             if self.add_bias_kv or self.add_zero_attn:
-                raise NotImplementedError("DP attention: add_bias_kv / add_zero_attn with batch_first=True")
-            return _batch_first_attention(self, query, key, value, key_padding_mask, need_weights, attn_mask,
-                                          bool(is_causal), average_attn_weights)
+                raise NotImplementedError(
+                    "DP attention: add_bias_kv / add_zero_attn with batch_first=True"
+                )
+            return _batch_first_attention(
+                self,
+                query,
+                key,
+                value,
+                key_padding_mask,
+                need_weights,
+                attn_mask,
+                bool(is_causal),
+                average_attn_weights,
+            )
 
     return AlignedDPMultiheadAttention
 
 
-def _batch_first_attention(att, query, key, value, key_padding_mask, need_weights, attn_mask, is_causal,
-                           average_attn_weights):
+def _batch_first_attention(
+    att,
+    query,
+    key,
+    value,
+    key_padding_mask,
+    need_weights,
+    attn_mask,
+    is_causal,
+    average_attn_weights,
+):
     """Multi-head attention on (B, T, E) inputs with the projections of ``att``
     (qlinear, klinear, vlinear, out_proj, each applied to batch-first tensors, so that
     Opacus' per-sample gradients of those Linear layers are right)."""
@@ -213,7 +257,9 @@ def _batch_first_attention(att, query, key, value, key_padding_mask, need_weight
         attn_mask = torch.ones(t, s, dtype=torch.bool, device=query.device).triu(1)
     if attn_mask is not None:
         mask = attn_mask.view(b, h, t, s) if attn_mask.dim() == 3 else attn_mask
-        scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        scores = (
+            scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        )
     if key_padding_mask is not None:
         kpm = key_padding_mask[:, None, None, :]
         scores = scores.masked_fill(kpm, float("-inf")) if kpm.dtype == torch.bool else scores + kpm
@@ -229,16 +275,25 @@ class _SlowPathEncoderLayer(nn.TransformerEncoderLayer):
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         src_key_padding_mask = nn.functional._canonical_mask(
-            mask=src_key_padding_mask, mask_name="src_key_padding_mask",
-            other_type=nn.functional._none_or_dtype(src_mask), other_name="src_mask", target_type=src.dtype,
+            mask=src_key_padding_mask,
+            mask_name="src_key_padding_mask",
+            other_type=nn.functional._none_or_dtype(src_mask),
+            other_name="src_mask",
+            target_type=src.dtype,
         )
         src_mask = nn.functional._canonical_mask(
-            mask=src_mask, mask_name="src_mask", other_type=None, other_name="", target_type=src.dtype,
+            mask=src_mask,
+            mask_name="src_mask",
+            other_type=None,
+            other_name="",
+            target_type=src.dtype,
             check_other=False,
         )
         x = src
         if self.norm_first:
-            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal)
+            x = x + self._sa_block(
+                self.norm1(x), src_mask, src_key_padding_mask, is_causal=is_causal
+            )
             return x + self._ff_block(self.norm2(x))
         x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal=is_causal))
         return self.norm2(x + self._ff_block(x))
@@ -250,8 +305,12 @@ class _SlowPathEncoder(nn.TransformerEncoder):
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         output = src
         for layer in self.layers:
-            output = layer(output, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
-                           is_causal=bool(is_causal))
+            output = layer(
+                output,
+                src_mask=mask,
+                src_key_padding_mask=src_key_padding_mask,
+                is_causal=bool(is_causal),
+            )
         return self.norm(output) if self.norm is not None else output
 
 
@@ -274,10 +333,15 @@ def make_private_model(module: nn.Module) -> nn.Module:
         for name, m in module.named_modules()
         if isinstance(m, (nn.LSTM, nn.GRU, nn.MultiheadAttention))
     }
-    batchnorms = [name for name, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    batchnorms = [
+        name for name, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
     fixed = ModuleValidator.fix(module)
     if batchnorms:
-        log.warning("differential privacy: BatchNorm layers %s replaced by GroupNorm (a different function)", batchnorms)
+        log.warning(
+            "differential privacy: BatchNorm layers %s replaced by GroupNorm (a different function)",
+            batchnorms,
+        )
     aligned_attention = _dp_attention_class()
     for name, m in fixed.named_modules():
         if type(m) is DPMultiheadAttention:
@@ -291,9 +355,13 @@ def make_private_model(module: nn.Module) -> nn.Module:
         elif type(m) is nn.TransformerEncoder:
             m.__class__ = _SlowPathEncoder
             m.use_nested_tensor = False
-    errors = [e for e in ModuleValidator.validate(fixed, strict=False) if "training mode" not in str(e)]
+    errors = [
+        e for e in ModuleValidator.validate(fixed, strict=False) if "training mode" not in str(e)
+    ]
     if errors:
         from lbp_motion.errors import ConfigError
 
-        raise ConfigError(f"differential privacy: the model has layers Opacus cannot train privately: {errors}")
+        raise ConfigError(
+            f"differential privacy: the model has layers Opacus cannot train privately: {errors}"
+        )
     return fixed

@@ -63,7 +63,9 @@ class UnitDPOptimizer(DPOptimizer):
             return super().clip_and_accumulate()
         groups = self.groups.to(samples[0].device)
         if len(groups) != len(samples[0]):
-            raise RuntimeError(f"{len(groups)} privacy units for a batch of {len(samples[0])} samples")
+            raise RuntimeError(
+                f"{len(groups)} privacy units for a batch of {len(samples[0])} samples"
+            )
         _, inverse = torch.unique(groups, return_inverse=True)
         num_units = int(inverse.max()) + 1
         counts = torch.bincount(inverse, minlength=num_units).to(samples[0].dtype)
@@ -71,7 +73,9 @@ class UnitDPOptimizer(DPOptimizer):
         for g in samples:
             summed = g.new_zeros((num_units, *g.shape[1:])).index_add_(0, inverse, g)
             per_unit.append(summed / counts.view(-1, *([1] * (g.dim() - 1))))
-        norms = torch.stack([u.reshape(num_units, -1).norm(2, dim=-1) for u in per_unit], dim=1).norm(2, dim=1)
+        norms = torch.stack(
+            [u.reshape(num_units, -1).norm(2, dim=-1) for u in per_unit], dim=1
+        ).norm(2, dim=1)
         factor = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         for p, unit_grad in zip(self.params, per_unit):
             _check_processed_flag(p.grad_sample)

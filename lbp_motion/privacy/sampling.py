@@ -72,7 +72,9 @@ class PoissonBatchSampler(torch.utils.data.Sampler[list[int]]):
         if not isinstance(gen, torch.Generator):
             gen = torch.Generator().manual_seed(int(gen()))
         for _ in range(self.steps):
-            chosen = torch.nonzero(torch.rand(n, generator=gen) < self.sample_rate).flatten().tolist()
+            chosen = (
+                torch.nonzero(torch.rand(n, generator=gen) < self.sample_rate).flatten().tolist()
+            )
             batch: list[int] = []
             for g in chosen:
                 members = self.groups[g]
@@ -115,7 +117,9 @@ class EmptySafeCollate:
         return {k: v.clone() for k, v in self._empty.items()}
 
 
-def unit_groups(num_samples: int, subjects: Sequence[str] | None) -> tuple[list[list[int]], list[int]]:
+def unit_groups(
+    num_samples: int, subjects: Sequence[str] | None
+) -> tuple[list[list[int]], list[int]]:
     """Privacy units of a dataset: one per window (``subjects`` None) or one per subject
     (in order of first appearance). Returns (indices of each unit, unit of each index)."""
     if subjects is None:
@@ -148,7 +152,10 @@ def poisson_loader(
     groups, unit_of = unit_groups(len(dataset), subjects)
     tagged = GroupTagged(dataset, unit_of)
     sampler = PoissonBatchSampler(
-        groups, sample_rate, steps_per_epoch(sample_rate), generator,
+        groups,
+        sample_rate,
+        steps_per_epoch(sample_rate),
+        generator,
         max_per_group=max_windows_per_subject if subjects is not None else None,
     )
     return torch.utils.data.DataLoader(
@@ -162,8 +169,13 @@ class PoissonFederatedLoader(FederatedLoader):
     ``ceil(1 / q_k)`` batches, seeded by (seed, k, r, e). An empty batch still carries
     its client (``client_id``, a 0-d tensor, besides the empty ``client``)."""
 
-    def __init__(self, base: FederatedLoader, sample_rates: Sequence[float],
-                 subjects: Sequence[Sequence[str] | None], max_windows_per_subject: int | None = None) -> None:
+    def __init__(
+        self,
+        base: FederatedLoader,
+        sample_rates: Sequence[float],
+        subjects: Sequence[Sequence[str] | None],
+        max_windows_per_subject: int | None = None,
+    ) -> None:
         self.client_datasets = base.client_datasets
         self.num_examples = base.num_examples
         self.batch_size = base.batch_size
@@ -175,14 +187,22 @@ class PoissonFederatedLoader(FederatedLoader):
         self.max_windows_per_subject = max_windows_per_subject
 
     def client_loader(self, client: int, epoch: int) -> torch.utils.data.DataLoader:
-        generator = torch.Generator().manual_seed(mix_seed(self.spec.seed, client, self.round, epoch, 2718))
+        generator = torch.Generator().manual_seed(
+            mix_seed(self.spec.seed, client, self.round, epoch, 2718)
+        )
         return poisson_loader(
-            self.client_datasets[client], self.subjects[client], self.sample_rates[client], generator,
+            self.client_datasets[client],
+            self.subjects[client],
+            self.sample_rates[client],
+            generator,
             max_windows_per_subject=self.max_windows_per_subject,
         )
 
     def __len__(self) -> int:
-        return sum(steps_per_epoch(self.sample_rates[c]) for c in self.selected) * self.spec.local_epochs
+        return (
+            sum(steps_per_epoch(self.sample_rates[c]) for c in self.selected)
+            * self.spec.local_epochs
+        )
 
     def __iter__(self) -> Iterator[dict]:
         for client in self.selected:

@@ -97,7 +97,9 @@ class AnomalyDetector(nn.Module):
     def __init__(self, scorer: str, model: nn.Module, num_exercises: int = NUM_EXERCISES) -> None:
         super().__init__()
         if scorer not in SCORERS:
-            raise ConfigError(f"AnomalyTask: scorer={scorer!r}; expected 'loss' or 'reconstruction'")
+            raise ConfigError(
+                f"AnomalyTask: scorer={scorer!r}; expected 'loss' or 'reconstruction'"
+            )
         self.scorer = scorer
         self.model = model
         needed = "frame_logits" if scorer == "loss" else "reconstruct"
@@ -131,7 +133,11 @@ class AnomalyDetector(nn.Module):
         ``exercise_loss``, ``loss`` = main + exercise_weight x exercise, and ``scores``.
         ``normal_only``: only the normal samples count (reconstruction)."""
         x, mask = batch["x"], batch["mask"]
-        weight = (anomalous == 0).to(x.dtype) if normal_only else torch.ones(len(x), dtype=x.dtype, device=x.device)
+        weight = (
+            (anomalous == 0).to(x.dtype)
+            if normal_only
+            else torch.ones(len(x), dtype=x.dtype, device=x.device)
+        )
         denom = weight.sum().clamp_min(1.0)
         if self.scorer == "loss":
             frame_logits = self.model.frame_logits(x, mask)  # (B, T, 2)
@@ -142,7 +148,9 @@ class AnomalyDetector(nn.Module):
             w = _real(mask, frame_ce)
             main = (frame_ce * w).sum(dim=1) / w.sum(dim=1)
             scores = frame_normal_nll(frame_logits.detach(), mask, 0)
-            exercise_logits = self.exercise_head(self.model.features(x, mask)) if exercise_weight > 0 else None
+            exercise_logits = (
+                self.exercise_head(self.model.features(x, mask)) if exercise_weight > 0 else None
+            )
         else:
             recon = self.model.reconstruct(x, mask)
             main = reconstruction_error(recon, x, mask)
@@ -210,9 +218,13 @@ class AnomalyTask(BaseTask):
         **kwargs: Any,
     ) -> None:
         if scorer not in SCORERS:
-            raise ConfigError(f"AnomalyTask: scorer={scorer!r}; expected 'loss' or 'reconstruction'")
+            raise ConfigError(
+                f"AnomalyTask: scorer={scorer!r}; expected 'loss' or 'reconstruction'"
+            )
         if threshold_rule not in RULES:
-            raise ConfigError(f"AnomalyTask: threshold_rule={threshold_rule!r}; expected one of {', '.join(RULES)}")
+            raise ConfigError(
+                f"AnomalyTask: threshold_rule={threshold_rule!r}; expected one of {', '.join(RULES)}"
+            )
         if train_on not in ("all", "normal"):
             raise ConfigError(f"AnomalyTask: train_on={train_on!r}; expected 'all' or 'normal'")
         if scorer == "loss" and train_on == "normal":
@@ -288,10 +300,23 @@ class AnomalyTask(BaseTask):
             normal_only=self.hparams.train_on == "normal",
         )
         n = len(batch["y"])
-        self.log(f"{stage}/loss", out["loss"], on_step=False, on_epoch=True, batch_size=n, prog_bar=stage == "train")
+        self.log(
+            f"{stage}/loss",
+            out["loss"],
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            prog_bar=stage == "train",
+        )
         self.log(f"{stage}/main_loss", out["main_loss"], on_step=False, on_epoch=True, batch_size=n)
         if self.hparams.exercise_weight > 0:
-            self.log(f"{stage}/exercise_loss", out["exercise_loss"], on_step=False, on_epoch=True, batch_size=n)
+            self.log(
+                f"{stage}/exercise_loss",
+                out["exercise_loss"],
+                on_step=False,
+                on_epoch=True,
+                batch_size=n,
+            )
         return out
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -300,7 +325,11 @@ class AnomalyTask(BaseTask):
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         out = self._losses(batch, stage)
         self._outputs[stage].append(
-            (out["scores"].float().cpu(), self.binary_labels(batch["y"]).cpu(), batch["recording"].cpu())
+            (
+                out["scores"].float().cpu(),
+                self.binary_labels(batch["y"]).cpu(),
+                batch["recording"].cpu(),
+            )
         )
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -309,7 +338,9 @@ class AnomalyTask(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         scores = self.detector.scores(batch["x"], batch["mask"])
         out = {
             "recording": batch["recording"],
@@ -335,7 +366,11 @@ class AnomalyTask(BaseTask):
         applied, e.g. ``f1`` on validation data of one class."""
         self.detector.threshold.fill_(
             choose_threshold(
-                scores, labels, self.hparams.threshold_rule, self.hparams.threshold_q, self.threshold
+                scores,
+                labels,
+                self.hparams.threshold_rule,
+                self.hparams.threshold_q,
+                self.threshold,
             )
         )
 
@@ -370,7 +405,9 @@ class AnomalyTask(BaseTask):
             with open(out / "scores_test.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["recording", "score", "anomalous", "predicted"])
-                for r, s, y, p in zip(rec.tolist(), scores.tolist(), labels.tolist(), preds.tolist()):
+                for r, s, y, p in zip(
+                    rec.tolist(), scores.tolist(), labels.tolist(), preds.tolist()
+                ):
                     w.writerow([r, f"{s:.6g}", y, p])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -383,7 +420,10 @@ def store_threshold(checkpoint: dict[str, Any], task, **extra: Any) -> None:
     """Record the task's decision threshold and how it was chosen in
     ``checkpoint["lbp_motion"]["threshold"]`` (the value itself travels as a buffer)."""
     checkpoint.setdefault("lbp_motion", {})["threshold"] = {
-        "value": task.threshold, "rule": task.hparams.threshold_rule, "q": task.hparams.threshold_q, **extra,
+        "value": task.threshold,
+        "rule": task.hparams.threshold_rule,
+        "q": task.hparams.threshold_q,
+        **extra,
     }
 
 
@@ -406,7 +446,9 @@ def binary_auroc(scores: Tensor, labels: Tensor) -> float | None:
     return float(roc_auc_score(labels.numpy(), scores.numpy()))
 
 
-def save_anomaly_figures(task, scores: Tensor, labels: Tensor, threshold: float, stage: str, name: str) -> None:
+def save_anomaly_figures(
+    task, scores: Tensor, labels: Tensor, threshold: float, stage: str, name: str
+) -> None:
     """``roc_<stage>.png`` (when both classes occur) and ``scores_<stage>.png`` in the run
     directory, also logged to W&B."""
     if labels.unique().numel() == 2:
@@ -414,7 +456,9 @@ def save_anomaly_figures(task, scores: Tensor, labels: Tensor, threshold: float,
         save_figure(task, fig, f"roc_{stage}.png", f"{stage}/roc")
     else:
         rank_zero_warn(f"{stage}: one class only; no ROC curve")
-    fig = score_boxplot_figure(scores.numpy(), labels.numpy(), threshold, title=f"{stage} anomaly scores")
+    fig = score_boxplot_figure(
+        scores.numpy(), labels.numpy(), threshold, title=f"{stage} anomaly scores"
+    )
     save_figure(task, fig, f"scores_{stage}.png", f"{stage}/anomaly_scores")
 
 

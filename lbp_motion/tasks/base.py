@@ -22,7 +22,11 @@ def tiny_tug(**extra: Any) -> dict[str, Any]:
     """The tiny synthetic TUG data of the conformance configs (``extra``: more init_args)."""
     return {
         "class_path": "lbp_motion.datamodules.tug.TUGDataModule",
-        "init_args": {"synthetic": {"num_subjects": 9, "recordings_per_subject": 1}, "stride": 15, **extra},
+        "init_args": {
+            "synthetic": {"num_subjects": 9, "recordings_per_subject": 1},
+            "stride": 15,
+            **extra,
+        },
     }
 
 
@@ -46,7 +50,10 @@ def tiny_emopain(task: str, **extra: Any) -> dict[str, Any]:
 
 def tiny_lstm_dnn() -> dict[str, Any]:
     """A small LSTM-DNN as a ``model`` argument: the network of the EmoPain conformance configs."""
-    return {"class_path": "lbp_motion.models.LSTMDNNClassifier", "init_args": {"hidden_sizes": [16], "dense_sizes": [16]}}
+    return {
+        "class_path": "lbp_motion.models.LSTMDNNClassifier",
+        "init_args": {"hidden_sizes": [16], "dense_sizes": [16]},
+    }
 
 
 class BaseTask(pl.LightningModule):
@@ -134,7 +141,9 @@ class BaseTask(pl.LightningModule):
         if self.scheduler_factory is not None:
             scheduler = self.scheduler_factory(optimizer)
         elif self.hparams.lr_decay != 1.0:
-            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.lr_decay)
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(
+                optimizer, gamma=self.hparams.lr_decay
+            )
         else:
             return optimizer
         config = {"scheduler": scheduler, "interval": "epoch"}
@@ -146,7 +155,11 @@ class BaseTask(pl.LightningModule):
         """Stop at the first non-finite training loss, with the epoch, batch and lr."""
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
-            lrs = [g["lr"] for opt in self.trainer.optimizers for g in opt.param_groups] if self._trainer else []
+            lrs = (
+                [g["lr"] for opt in self.trainer.optimizers for g in opt.param_groups]
+                if self._trainer
+                else []
+            )
             raise NonFiniteLossError(
                 f"training loss is {loss.detach().float().mean().item()} at epoch {self.current_epoch}, "
                 f"batch {batch_idx} (learning rate {lrs[0] if lrs else self.hparams.get('lr')}): training "

@@ -78,7 +78,9 @@ class CascadeTask(JointTask):
         """Tiny synthetic EmoPain pain data with per-frame protective labels; both stages
         small and trained here."""
         return cls.config_with(
-            tiny_emopain("pain", frame_protective=True), model=tiny_lstm_dnn(), stage1_model=tiny_lstm_dnn()
+            tiny_emopain("pain", frame_protective=True),
+            model=tiny_lstm_dnn(),
+            stage1_model=tiny_lstm_dnn(),
         )
 
     def configure_models(self) -> None:
@@ -86,7 +88,9 @@ class CascadeTask(JointTask):
         self.model = self.model_factory(f + 1, len(self.classes))
         feature_dim = getattr(self.model, "feature_dim", None)
         if feature_dim is None or not hasattr(self.model, "features"):
-            raise ConfigError(f"CascadeTask: {type(self.model).__name__} has no features()/feature_dim")
+            raise ConfigError(
+                f"CascadeTask: {type(self.model).__name__} has no features()/feature_dim"
+            )
         self.exercise_head = nn.Linear(int(feature_dim), len(self.aux_classes))
         path = self.hparams.stage1_checkpoint
         if path:
@@ -98,7 +102,9 @@ class CascadeTask(JointTask):
                 )
             if isinstance(task, AnomalyTask):
                 if task.hparams.scorer != "loss":
-                    raise ConfigError(f"CascadeTask: stage1_checkpoint {path} is a reconstruction AnomalyTask; it has no per-frame probability")
+                    raise ConfigError(
+                        f"CascadeTask: stage1_checkpoint {path} is a reconstruction AnomalyTask; it has no per-frame probability"
+                    )
                 stage1, column = task.detector.model, 1
             else:
                 names = list(getattr(task, "classes", []))
@@ -154,15 +160,23 @@ class CascadeTask(JointTask):
         logits = self.stage1.frame_logits(batch["x"], batch["mask"])  # (B, T, 2)
         b, t, c = logits.shape
         ce = nn.functional.cross_entropy(
-            logits.reshape(b * t, c), batch["frame_protective"].reshape(-1).clamp(0, 1), reduction="none"
+            logits.reshape(b * t, c),
+            batch["frame_protective"].reshape(-1).clamp(0, 1),
+            reduction="none",
         ).reshape(b, t)
         w = batch["mask"].to(ce.dtype)
         return (ce * w).sum() / w.sum().clamp_min(1.0)
 
     def compute_loss(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         logits, loss = super().compute_loss(batch, stage)
-        if self.train_stage1 and self.hparams.stage1_weight > 0 and (stage == "train" or "frame_protective" in batch):
+        if (
+            self.train_stage1
+            and self.hparams.stage1_weight > 0
+            and (stage == "train" or "frame_protective" in batch)
+        ):
             s1 = self.stage1_loss(batch)
-            self.log(f"{stage}/stage1_loss", s1, on_step=False, on_epoch=True, batch_size=len(batch["y"]))
+            self.log(
+                f"{stage}/stage1_loss", s1, on_step=False, on_epoch=True, batch_size=len(batch["y"])
+            )
             loss = loss + self.hparams.stage1_weight * s1
         return logits, loss

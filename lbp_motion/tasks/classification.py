@@ -64,8 +64,14 @@ class ClassificationTask(BaseTask):
         check_recording_rule(recording_rule, f"{type(self).__name__}: recording_rule")
         unit = (kwargs.get("data_spec") or {}).get("unit", "window")
         if unit != self.unit:
-            hint = "use lbp_motion.tasks.recording.RecordingTask" if unit == "recording" else "set data.unit: recording"
-            raise ConfigError(f"{type(self).__name__} reads {self.unit}s but data.unit is {unit!r}; {hint}")
+            hint = (
+                "use lbp_motion.tasks.recording.RecordingTask"
+                if unit == "recording"
+                else "set data.unit: recording"
+            )
+            raise ConfigError(
+                f"{type(self).__name__} reads {self.unit}s but data.unit is {unit!r}; {hint}"
+            )
         self.model_factory = model
         super().__init__(**kwargs)
 
@@ -90,8 +96,13 @@ class ClassificationTask(BaseTask):
         self.metrics = nn.ModuleDict(
             {f"{stage}_": classification_metrics(n) for stage in ("train", "val", "test")}
         )
-        self.confusion = nn.ModuleDict({f"{stage}_": confusion_matrix_metric(n) for stage in ("val", "test")})
-        self._epoch_outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
+        self.confusion = nn.ModuleDict(
+            {f"{stage}_": confusion_matrix_metric(n) for stage in ("val", "test")}
+        )
+        self._epoch_outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {
+            "val": [],
+            "test": [],
+        }
 
     def setup(self, stage: str) -> None:
         if self.hparams.class_weighted_loss and stage == "fit":
@@ -120,7 +131,14 @@ class ClassificationTask(BaseTask):
     def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         logits, loss = self.compute_loss(batch, stage)
         batch_size = len(batch["y"])
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=stage != "test")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch_size,
+            prog_bar=stage != "test",
+        )
         self.metrics[f"{stage}_"].update(logits, batch["y"])
         if f"{stage}_" in self.confusion:
             self.confusion[f"{stage}_"].update(logits, batch["y"])
@@ -137,7 +155,9 @@ class ClassificationTask(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         probs = self(batch["x"], batch["mask"]).softmax(dim=-1)
         out = {"recording": batch["recording"], "start": batch["start"], "probs": probs}
         if "y" in batch:
@@ -177,7 +197,9 @@ class ClassificationTask(BaseTask):
         log_dir = self.trainer.log_dir
         if log_dir is None:
             return
-        fig = confusion_matrix_figure(matrix.numpy(), self.classes, title=f"{stage} confusion matrix")
+        fig = confusion_matrix_figure(
+            matrix.numpy(), self.classes, title=f"{stage} confusion matrix"
+        )
         out = Path(log_dir)
         out.mkdir(parents=True, exist_ok=True)
         fig.savefig(out / f"confusion_{stage}.png", dpi=100, bbox_inches="tight")

@@ -57,7 +57,9 @@ def combine_hierarchical(is_pain: Tensor, stage2_pred: Tensor) -> Tensor:
     """Three-class prediction (B,) from stage 1's ``is_pain`` (B,) bool and stage 2's
     ``stage2_pred`` (B,) (0 low, 1 high): 0 where stage 1 says no pain (stage 2 ignored),
     else ``1 + stage2_pred``."""
-    return torch.where(is_pain.bool(), 1 + stage2_pred.long(), torch.zeros_like(stage2_pred, dtype=torch.long))
+    return torch.where(
+        is_pain.bool(), 1 + stage2_pred.long(), torch.zeros_like(stage2_pred, dtype=torch.long)
+    )
 
 
 def _default_estimator(in_features: int, num_classes: int) -> nn.Module:
@@ -106,7 +108,9 @@ class HierarchicalTask(BaseTask):
         **kwargs: Any,
     ) -> None:
         if threshold_rule not in RULES:
-            raise ConfigError(f"HierarchicalTask: threshold_rule={threshold_rule!r}; expected one of {', '.join(RULES)}")
+            raise ConfigError(
+                f"HierarchicalTask: threshold_rule={threshold_rule!r}; expected one of {', '.join(RULES)}"
+            )
         self.detector_factory = detector_model
         self.estimator_factory = estimator_model
         super().__init__(**kwargs)
@@ -114,7 +118,9 @@ class HierarchicalTask(BaseTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain pain data; both stages small and trained here."""
-        return cls.config_with(tiny_emopain("pain"), detector_model=tiny_lstm_dnn(), estimator_model=tiny_lstm_dnn())
+        return cls.config_with(
+            tiny_emopain("pain"), detector_model=tiny_lstm_dnn(), estimator_model=tiny_lstm_dnn()
+        )
 
     @property
     def classes(self) -> list[str]:
@@ -170,12 +176,17 @@ class HierarchicalTask(BaseTask):
             columns = [names.index("low"), names.index("high")]
         else:
             self.estimator = (self.estimator_factory or _default_estimator)(f, 2)
-            self.estimator_exercise_head = nn.Linear(int(self.estimator.feature_dim), self.num_exercises)
+            self.estimator_exercise_head = nn.Linear(
+                int(self.estimator.feature_dim), self.num_exercises
+            )
             columns = [0, 1]
         self.register_buffer("stage2_columns", torch.tensor(columns), persistent=False)
         self.train_detector = not (hp.detector_checkpoint and hp.freeze_loaded)
         self.train_estimator = not (hp.estimator_checkpoint and hp.freeze_loaded)
-        for module, trained in ((self.detector, self.train_detector), (self.estimator, self.train_estimator)):
+        for module, trained in (
+            (self.detector, self.train_detector),
+            (self.estimator, self.train_estimator),
+        ):
             module.requires_grad_(trained)
         if self.estimator_exercise_head is not None:
             self.estimator_exercise_head.requires_grad_(self.train_estimator)
@@ -207,8 +218,12 @@ class HierarchicalTask(BaseTask):
         y = batch["y"]
         pain = (y > 0).long()
         total = torch.zeros((), device=y.device)
-        out = self.detector.losses(batch, pain, hp.exercise_weight if self.train_detector else 0.0,
-                                   normal_only=hp.train_on == "normal")
+        out = self.detector.losses(
+            batch,
+            pain,
+            hp.exercise_weight if self.train_detector else 0.0,
+            normal_only=hp.train_on == "normal",
+        )
         n = len(y)
         self.log(f"{stage}/stage1_loss", out["loss"], on_step=False, on_epoch=True, batch_size=n)
         if self.train_detector:
@@ -218,13 +233,32 @@ class HierarchicalTask(BaseTask):
             x, mask = batch["x"][has_pain], batch["mask"][has_pain]
             logits = self.stage2_logits(x, mask)
             stage2 = nn.functional.cross_entropy(logits, y[has_pain] - 1)
-            if hp.exercise_weight > 0 and self.estimator_exercise_head is not None and "aux" in batch:
+            if (
+                hp.exercise_weight > 0
+                and self.estimator_exercise_head is not None
+                and "aux" in batch
+            ):
                 ex = self.estimator_exercise_head(self.estimator.features(x, mask))
-                stage2 = stage2 + hp.exercise_weight * nn.functional.cross_entropy(ex, batch["aux"][has_pain])
-            self.log(f"{stage}/stage2_loss", stage2, on_step=False, on_epoch=True, batch_size=int(has_pain.sum()))
+                stage2 = stage2 + hp.exercise_weight * nn.functional.cross_entropy(
+                    ex, batch["aux"][has_pain]
+                )
+            self.log(
+                f"{stage}/stage2_loss",
+                stage2,
+                on_step=False,
+                on_epoch=True,
+                batch_size=int(has_pain.sum()),
+            )
             if self.train_estimator:
                 total = total + stage2
-        self.log(f"{stage}/loss", total, on_step=False, on_epoch=True, batch_size=n, prog_bar=stage == "train")
+        self.log(
+            f"{stage}/loss",
+            total,
+            on_step=False,
+            on_epoch=True,
+            batch_size=n,
+            prog_bar=stage == "train",
+        )
         return total, out
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
@@ -244,9 +278,13 @@ class HierarchicalTask(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         scores, is_pain = self.detector.is_anomalous(batch["x"], batch["mask"])
-        preds = combine_hierarchical(is_pain, self.stage2_logits(batch["x"], batch["mask"]).argmax(dim=-1))
+        preds = combine_hierarchical(
+            is_pain, self.stage2_logits(batch["x"], batch["mask"]).argmax(dim=-1)
+        )
         out = {
             "recording": batch["recording"],
             "start": batch["start"],
@@ -270,7 +308,13 @@ class HierarchicalTask(BaseTask):
         pain = (y > 0).long()
         if stage == "val" and self.train_detector:
             self.detector.threshold.fill_(
-                choose_threshold(scores, pain, self.hparams.threshold_rule, self.hparams.threshold_q, self.threshold)
+                choose_threshold(
+                    scores,
+                    pain,
+                    self.hparams.threshold_rule,
+                    self.hparams.threshold_q,
+                    self.threshold,
+                )
             )
         is_pain = scores >= self.threshold
         preds = combine_hierarchical(is_pain, stage2)
@@ -281,11 +325,15 @@ class HierarchicalTask(BaseTask):
         if auroc is not None:
             values[f"{stage}/stage1/auroc"] = torch.tensor(auroc)
         if pain.any():
-            values[f"{stage}/stage2/accuracy"] = (stage2[pain.bool()] == y[pain.bool()] - 1).float().mean()
+            values[f"{stage}/stage2/accuracy"] = (
+                (stage2[pain.bool()] == y[pain.bool()] - 1).float().mean()
+            )
         self.log_dict(values)
         if stage == "test":
             save_confusion(self, preds, y, self.classes, stage)
-            save_anomaly_figures(self, scores, pain, self.threshold, stage, "stage 1 (pain vs no pain)")
+            save_anomaly_figures(
+                self, scores, pain, self.threshold, stage, "stage 1 (pain vs no pain)"
+            )
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

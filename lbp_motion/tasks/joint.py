@@ -54,7 +54,9 @@ class JointTask(ClassificationTask):
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic EmoPain data (protective task, batches with ``aux``), joint
         training on, a small LSTM-DNN."""
-        return cls.config_with(tiny_emopain("protective"), exercise_weight=1.0, model=tiny_lstm_dnn())
+        return cls.config_with(
+            tiny_emopain("protective"), exercise_weight=1.0, model=tiny_lstm_dnn()
+        )
 
     @property
     def joint(self) -> bool:

@@ -38,7 +38,9 @@ def skewed_indices(positive: Tensor, positive_share: float, size: int | None = N
     of them are positive (``positive`` (N,) bool) and the rest negative, shuffled.
     Without any positive or any negative sample it draws uniformly from all."""
     if not 0.0 <= positive_share <= 1.0:
-        raise ConfigError(f"MILTask: positive share {positive_share}; expected a fraction in [0, 1]")
+        raise ConfigError(
+            f"MILTask: positive share {positive_share}; expected a fraction in [0, 1]"
+        )
     positive = positive.bool()
     n = len(positive) if size is None else int(size)
     pos = torch.nonzero(positive).flatten()
@@ -46,7 +48,9 @@ def skewed_indices(positive: Tensor, positive_share: float, size: int | None = N
     if len(pos) == 0 or len(neg) == 0:
         return torch.randint(len(positive), (n,))
     n_pos = int(round(positive_share * n))
-    idx = torch.cat([pos[torch.randint(len(pos), (n_pos,))], neg[torch.randint(len(neg), (n - n_pos,))]])
+    idx = torch.cat(
+        [pos[torch.randint(len(pos), (n_pos,))], neg[torch.randint(len(neg), (n - n_pos,))]]
+    )
     return idx[torch.randperm(n)]
 
 
@@ -74,7 +78,11 @@ def smote_batch(x: Tensor, mask: Tensor, y: Tensor, seed: int = 0) -> tuple[Tens
     if len(present) >= 2 and int(present.min()) >= 2 and int(present.min()) < int(present.max()):
         try:
             res = balance_sequences(
-                x.detach().cpu().numpy(), mask.cpu().numpy(), y.cpu().numpy(), method="smote", seed=seed
+                x.detach().cpu().numpy(),
+                mask.cpu().numpy(),
+                y.cpu().numpy(),
+                method="smote",
+                seed=seed,
             )
             return (
                 torch.from_numpy(res.x).to(x.device),
@@ -140,7 +148,9 @@ class MILTask(ClassificationTask):
 
         f, c = int(self.spec_value("num_features")), len(self.classes)
         if not 0 <= self.hparams.normal_class < c:
-            raise ConfigError(f"MILTask: normal_class={self.hparams.normal_class}; expected an index into {self.classes}")
+            raise ConfigError(
+                f"MILTask: normal_class={self.hparams.normal_class}; expected an index into {self.classes}"
+            )
         channels = [self.model_factory(f, c) for _ in self.CHANNELS]
         for ch in channels:
             if not hasattr(ch, "features") or not hasattr(ch, "feature_dim"):
@@ -152,7 +162,10 @@ class MILTask(ClassificationTask):
         x, mask, y = batch["x"], batch["mask"], batch["y"]
         positive = y != self.hparams.normal_class
         out = {}
-        for name, share in (("positive", self.hparams.positive_share), ("negative", self.hparams.negative_share)):
+        for name, share in (
+            ("positive", self.hparams.positive_share),
+            ("negative", self.hparams.negative_share),
+        ):
             idx = skewed_indices(positive.cpu(), share).to(y.device)
             out[name] = (x[idx], mask[idx], y[idx])
         out["smote"] = smote_batch(x, mask, y, seed=int(self.global_step))
@@ -163,9 +176,17 @@ class MILTask(ClassificationTask):
             return super().compute_loss(batch, stage)
         x, mask, y = batch["x"], batch["mask"], batch["y"]
         total = torch.zeros((), device=x.device)
-        for (name, (xk, mk, yk)), channel in zip(self.channel_batches(batch).items(), self.model.channels):
+        for (name, (xk, mk, yk)), channel in zip(
+            self.channel_batches(batch).items(), self.model.channels
+        ):
             loss_k = nn.functional.cross_entropy(channel(xk, mk), yk)
-            self.log(f"train/channel_{name}_loss", loss_k, on_step=False, on_epoch=True, batch_size=len(yk))
+            self.log(
+                f"train/channel_{name}_loss",
+                loss_k,
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(yk),
+            )
             total = total + self.hparams.channel_weight * loss_k
         features = self.model.features(x, mask)
         if self.hparams.detach_channels:

@@ -126,20 +126,31 @@ class RecordingTask(ClassificationTask):
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
         """Tiny synthetic TUG recordings as bags of at most 8 windows, a small transformer."""
-        transformer = {"class_path": "lbp_motion.models.TransformerClassifier",
-                       "init_args": {"d_model": 16, "num_layers": 1, "num_heads": 2}}
-        return cls.config_with(tiny_tug(unit="recording", max_windows=8, batch_size=4), model=transformer)
+        transformer = {
+            "class_path": "lbp_motion.models.TransformerClassifier",
+            "init_args": {"d_model": 16, "num_layers": 1, "num_heads": 2},
+        }
+        return cls.config_with(
+            tiny_tug(unit="recording", max_windows=8, batch_size=4), model=transformer
+        )
 
     def configure_models(self) -> None:
         encoder = self.model_factory(int(self.spec_value("num_features")), len(self.classes))
         if not hasattr(encoder, "features") or not hasattr(encoder, "feature_dim"):
-            raise ConfigError(f"RecordingTask: {type(encoder).__name__} has no features()/feature_dim")
+            raise ConfigError(
+                f"RecordingTask: {type(encoder).__name__} has no features()/feature_dim"
+            )
         self.model = RecordingClassifier(
-            encoder, len(self.classes), pooling=self.hparams.pooling,
-            attention_dim=self.hparams.attention_dim, dropout=self.hparams.head_dropout,
+            encoder,
+            len(self.classes),
+            pooling=self.hparams.pooling,
+            attention_dim=self.hparams.attention_dim,
+            dropout=self.hparams.head_dropout,
         )
 
-    def forward(self, x: Tensor, mask: Tensor | None = None, window_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, window_mask: Tensor | None = None
+    ) -> Tensor:
         if mask is None:
             mask = torch.ones(x.shape[:3], dtype=torch.bool, device=x.device)
         return self.model(x, mask, window_mask)
@@ -148,7 +159,9 @@ class RecordingTask(ClassificationTask):
         logits = self(batch["x"], batch["mask"], batch["window_mask"])
         return logits, self.loss(logits, batch["y"])
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
         probs = self(batch["x"], batch["mask"], batch["window_mask"]).softmax(dim=-1)
         out = {
             "recording": batch["recording"],

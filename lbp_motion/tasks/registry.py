@@ -35,7 +35,9 @@ def registered_tasks() -> dict[str, type]:
         except Exception as err:  # a broken plugin must not break `lbp`
             import warnings
 
-            warnings.warn(f"task plugin {ep.name!r} ({ep.value}) failed to load: {err}", stacklevel=2)
+            warnings.warn(
+                f"task plugin {ep.name!r} ({ep.value}) failed to load: {err}", stacklevel=2
+            )
     return out
 
 
@@ -45,7 +47,9 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     return dict(lbp_info(load_checkpoint(path), path))
 
 
-def load_task(path: str | Path, map_location: str | torch.device = "cpu", trust: tuple[str, ...] = ()):
+def load_task(
+    path: str | Path, map_location: str | torch.device = "cpu", trust: tuple[str, ...] = ()
+):
     """Load a task from a checkpoint alone: the task class, its hyperparameters and its
     data description all travel in the file.
 
@@ -60,10 +64,15 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu", trust:
     task = info.get("task")
     if not isinstance(task, str) or "." not in task:
         raise UntrustedFileError(f"{path}: lbp_motion.task = {task!r} is not a dotted class name")
-    check_class_paths({"lbp_motion": {"class_path": task}, "hyper_parameters": ckpt.get("hyper_parameters")},
-                      path, extra=trust)
+    check_class_paths(
+        {"lbp_motion": {"class_path": task}, "hyper_parameters": ckpt.get("hyper_parameters")},
+        path,
+        extra=trust,
+    )
     module, _, name = task.rpartition(".")
     cls = getattr(importlib.import_module(module), name, None)
     if not (isinstance(cls, type) and issubclass(cls, pl.LightningModule)):
-        raise UntrustedFileError(f"{path}: lbp_motion.task = {task!r} is not a LightningModule class")
+        raise UntrustedFileError(
+            f"{path}: lbp_motion.task = {task!r} is not a LightningModule class"
+        )
     return cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)

@@ -108,19 +108,33 @@ class Skeleton:
 
 def _check(cond: bool, name: str, what: str, value: Any, expected: str) -> None:
     if not cond:
-        raise ConfigError(f"data: augment: {name}: field {what!r} is {value!r}; expected {expected}")
+        raise ConfigError(
+            f"data: augment: {name}: field {what!r} is {value!r}; expected {expected}"
+        )
 
 
 def _check_range(name: str, what: str, value: Any, *, positive: bool = True) -> tuple[float, float]:
     ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ok = ok and value[0] <= value[1] and (not positive or value[0] > 0)
-    _check(ok, name, what, value, "[low, high] with " + ("0 < low <= high" if positive else "low <= high"))
+    _check(
+        ok,
+        name,
+        what,
+        value,
+        "[low, high] with " + ("0 < low <= high" if positive else "low <= high"),
+    )
     return float(value[0]), float(value[1])
 
 
 def _check_p(name: str, p: Any) -> None:
-    _check(isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1, name, "p", p, "a probability in [0, 1]")
+    _check(
+        isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1,
+        name,
+        "p",
+        p,
+        "a probability in [0, 1]",
+    )
 
 
 @dataclass
@@ -166,7 +180,13 @@ class Crop:
 
     def __post_init__(self) -> None:
         r = self.min_ratio
-        _check(isinstance(r, (int, float)) and 0 < r <= 1, self.name, "min_ratio", r, "a fraction in (0, 1]")
+        _check(
+            isinstance(r, (int, float)) and 0 < r <= 1,
+            self.name,
+            "min_ratio",
+            r,
+            "a fraction in (0, 1]",
+        )
         _check_p(self.name, self.p)
 
     def __call__(self, span: Span, rng: np.random.Generator) -> Span:
@@ -201,7 +221,13 @@ class Rotate:
 
     def __post_init__(self) -> None:
         d = self.degrees
-        _check(isinstance(d, (int, float)) and 0 <= d <= 180, self.name, "degrees", d, "an angle in [0, 180]")
+        _check(
+            isinstance(d, (int, float)) and 0 <= d <= 180,
+            self.name,
+            "degrees",
+            d,
+            "an angle in [0, 180]",
+        )
         _check_p(self.name, self.p)
 
     def __call__(self, sk: Skeleton, rng: np.random.Generator) -> Skeleton:
@@ -244,7 +270,9 @@ class Shear:
 
     def __post_init__(self) -> None:
         m = self.max
-        _check(isinstance(m, (int, float)) and 0 <= m < 1, self.name, "max", m, "a number in [0, 1)")
+        _check(
+            isinstance(m, (int, float)) and 0 <= m < 1, self.name, "max", m, "a number in [0, 1)"
+        )
         _check_p(self.name, self.p)
 
     def __call__(self, sk: Skeleton, rng: np.random.Generator) -> Skeleton:
@@ -320,8 +348,16 @@ class Dropout:
 
     def __post_init__(self) -> None:
         r = self.rate
-        _check(isinstance(r, (int, float)) and 0 <= r < 1, self.name, "rate", r, "a fraction in [0, 1)")
-        _check(isinstance(self.whole_window, bool), self.name, "whole_window", self.whole_window, "true or false")
+        _check(
+            isinstance(r, (int, float)) and 0 <= r < 1, self.name, "rate", r, "a fraction in [0, 1)"
+        )
+        _check(
+            isinstance(self.whole_window, bool),
+            self.name,
+            "whole_window",
+            self.whole_window,
+            "true or false",
+        )
 
     def __call__(self, sk: Skeleton, rng: np.random.Generator) -> Skeleton:
         t, j = sk.confidence.shape
@@ -356,7 +392,9 @@ class Pipeline:
     def names(self) -> list[str]:
         return [t.name for t in self.transforms]
 
-    def times(self, start: int, length: int, lo: float, hi: float, rng: np.random.Generator) -> np.ndarray:
+    def times(
+        self, start: int, length: int, lo: float, hi: float, rng: np.random.Generator
+    ) -> np.ndarray:
         """(length,) source frame positions of the window ``[start, start + length)``
         after the temporal transforms; reads stay within ``[lo, hi]``."""
         span = Span(np.arange(start, start + length, dtype=np.float64), float(lo), float(hi))
@@ -386,7 +424,9 @@ class Pipeline:
         and transformed by the spatial transforms."""
         times = self.times(start, length, 0, len(recording) - 1, rng)
         kp = interpolate_keypoints(recording, times)
-        sk = self.skeleton(Skeleton(kp[..., :2].astype(np.float64), kp[..., 2], scale, flip_pairs), rng)
+        sk = self.skeleton(
+            Skeleton(kp[..., :2].astype(np.float64), kp[..., 2], scale, flip_pairs), rng
+        )
         out = np.empty((length, kp.shape[1], 3), dtype=np.float32)
         out[..., :2] = sk.coords
         out[..., 2] = sk.confidence
@@ -454,10 +494,20 @@ def augment_features(
     times = pipeline.times(start, real, start, start + real - 1, rng)
     out = interpolate_frames(features, times)
     if pipeline.spatial and coord_columns:
-        mean = np.zeros(coord_columns) if mean is None else np.asarray(mean[:coord_columns], np.float64)
+        mean = (
+            np.zeros(coord_columns)
+            if mean is None
+            else np.asarray(mean[:coord_columns], np.float64)
+        )
         std = np.ones(coord_columns) if std is None else np.asarray(std[:coord_columns], np.float64)
         coords = (out[:, :coord_columns] * std + mean).reshape(real, layout.num_joints, -1)
-        sk = Skeleton(coords, np.ones(coords.shape[:2]), torso_length(coords, layout), layout.flip_pairs, vertical)
+        sk = Skeleton(
+            coords,
+            np.ones(coords.shape[:2]),
+            torso_length(coords, layout),
+            layout.flip_pairs,
+            vertical,
+        )
         sk = pipeline.skeleton(sk, rng)
         cols = (sk.coords.reshape(real, -1) - mean) / std
         cols[np.repeat(~sk.visible, coords.shape[-1], axis=1)] = 0.0
@@ -472,21 +522,33 @@ def build_pipeline(config: Sequence[dict[str, Any]] | None) -> Pipeline | None:
     if not config:
         return None
     if isinstance(config, (str, dict)) or not isinstance(config, Sequence):
-        raise ConfigError(f"data: augment={config!r}; expected a list of transforms like [{{name: rotate, degrees: 15}}]")
+        raise ConfigError(
+            f"data: augment={config!r}; expected a list of transforms like [{{name: rotate, degrees: 15}}]"
+        )
     transforms = []
     for k, entry in enumerate(config):
         where = f"data: augment[{k}]"
         if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(f"{where}={entry!r}; expected a mapping with a 'name' (one of {sorted(TRANSFORMS)})")
+            raise ConfigError(
+                f"{where}={entry!r}; expected a mapping with a 'name' (one of {sorted(TRANSFORMS)})"
+            )
         name = entry["name"]
         cls = TRANSFORMS.get(name)
         if cls is None:
-            raise ConfigError(f"{where}: unknown transform {name!r}; expected one of {sorted(TRANSFORMS)}")
+            raise ConfigError(
+                f"{where}: unknown transform {name!r}; expected one of {sorted(TRANSFORMS)}"
+            )
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(entry) - fields - {"name"})
         if unknown:
-            raise ConfigError(f"{where} ({name}): unknown field {unknown[0]!r}; {name} takes {sorted(fields)}")
-        params = {key: (tuple(v) if isinstance(v, list) else v) for key, v in entry.items() if key != "name"}
+            raise ConfigError(
+                f"{where} ({name}): unknown field {unknown[0]!r}; {name} takes {sorted(fields)}"
+            )
+        params = {
+            key: (tuple(v) if isinstance(v, list) else v)
+            for key, v in entry.items()
+            if key != "name"
+        }
         try:
             transforms.append(cls(**params))
         except ConfigError as err:

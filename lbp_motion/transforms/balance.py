@@ -98,13 +98,19 @@ def balance_sequences(
     counts = np.bincount(y)
     present = counts[counts > 0]
     if len(present) < 2:
-        raise ConfigError(f"data: balance={method!r} needs at least two classes in the training split")
-    flat = np.concatenate([(x * mask[..., None]).reshape(n, t * f), mask.astype(np.float32)], axis=1)
+        raise ConfigError(
+            f"data: balance={method!r} needs at least two classes in the training split"
+        )
+    flat = np.concatenate(
+        [(x * mask[..., None]).reshape(n, t * f), mask.astype(np.float32)], axis=1
+    )
     sampler = _sampler(method, seed, k_neighbors, int(present.min()))
     try:
         flat_res, y_res = sampler.fit_resample(flat, y)
     except RuntimeError as err:  # k-means SMOTE finds no usable cluster on tiny data
-        raise ConfigError(f"data: balance={method!r} failed on the training split ({err}); try 'smote'") from None
+        raise ConfigError(
+            f"data: balance={method!r} failed on the training split ({err}); try 'smote'"
+        ) from None
     y_res = np.asarray(y_res, dtype=np.int64)
     if method == "undersample":
         source = np.asarray(sampler.sample_indices_, dtype=np.int64)
@@ -124,7 +130,9 @@ def balance_sequences(
     return BalancedSet(x_res, mask_res, y_res, aux_res, source, synthetic)
 
 
-def _nearest_real(flat: np.ndarray, y: np.ndarray, new: np.ndarray, y_new: np.ndarray) -> np.ndarray:
+def _nearest_real(
+    flat: np.ndarray, y: np.ndarray, new: np.ndarray, y_new: np.ndarray
+) -> np.ndarray:
     """Index of the nearest real sample of the same class for each new row."""
     from sklearn.neighbors import NearestNeighbors
 
@@ -145,7 +153,9 @@ class SampleDataset:
     def __init__(self, fields: dict) -> None:
         lengths = {len(v) for v in fields.values()}
         if len(lengths) != 1:
-            raise ValueError(f"fields of unequal length: { {k: len(v) for k, v in fields.items()} }")
+            raise ValueError(
+                f"fields of unequal length: { {k: len(v) for k, v in fields.items()} }"
+            )
         self.fields = fields
 
     def __len__(self) -> int:
@@ -171,8 +181,13 @@ def balance_dataset(dataset, method: str, seed: int = 0, k_neighbors: int = 5) -
     stacked = {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
     aux = stacked["aux"].numpy() if "aux" in stacked else None
     res = balance_sequences(
-        stacked["x"].numpy(), stacked["mask"].numpy(), stacked["y"].numpy(), aux,
-        method=method, seed=seed, k_neighbors=k_neighbors,
+        stacked["x"].numpy(),
+        stacked["mask"].numpy(),
+        stacked["y"].numpy(),
+        aux,
+        method=method,
+        seed=seed,
+        k_neighbors=k_neighbors,
     )
     source = torch.from_numpy(res.source)
     synthetic = torch.from_numpy(res.synthetic)
@@ -180,7 +195,9 @@ def balance_dataset(dataset, method: str, seed: int = 0, k_neighbors: int = 5) -
     for key in ("recording", "start"):
         if key in fields:
             fields[key] = torch.where(synthetic, torch.full_like(fields[key], -1), fields[key])
-    fields.update(x=torch.from_numpy(res.x), mask=torch.from_numpy(res.mask), y=torch.from_numpy(res.y))
+    fields.update(
+        x=torch.from_numpy(res.x), mask=torch.from_numpy(res.mask), y=torch.from_numpy(res.y)
+    )
     if res.aux is not None:
         fields["aux"] = torch.from_numpy(np.asarray(res.aux, dtype=np.int64))
     return SampleDataset(fields)

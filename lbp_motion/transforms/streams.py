@@ -37,7 +37,9 @@ DEFAULT_STREAMS: tuple[str, ...] = ("joint",)
 CHANNELS = 3
 
 
-def check_streams(streams: Sequence[str], layout: Layout | None = None, *, what: str = "data: streams") -> list[str]:
+def check_streams(
+    streams: Sequence[str], layout: Layout | None = None, *, what: str = "data: streams"
+) -> list[str]:
     """``streams`` as a list, or a :class:`ConfigError` for an empty list, an unknown or
     repeated name, or a bone stream on a layout without a tree."""
     if isinstance(streams, str):
@@ -45,7 +47,9 @@ def check_streams(streams: Sequence[str], layout: Layout | None = None, *, what:
     streams = list(streams)
     unknown = [s for s in streams if s not in STREAMS]
     if not streams or unknown or len(set(streams)) != len(streams):
-        raise ConfigError(f"{what}={streams}; expected a non-empty list without repeats of {list(STREAMS)}")
+        raise ConfigError(
+            f"{what}={streams}; expected a non-empty list without repeats of {list(STREAMS)}"
+        )
     if layout is not None and any(s.startswith("bone") for s in streams):
         try:
             layout.bone_parents()
@@ -88,7 +92,9 @@ def motion(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def stream_features(joints: np.ndarray, layout: Layout, streams: Sequence[str] = DEFAULT_STREAMS) -> np.ndarray:
+def stream_features(
+    joints: np.ndarray, layout: Layout, streams: Sequence[str] = DEFAULT_STREAMS
+) -> np.ndarray:
     """Normalised joints (..., T, J, 3) -> features (..., T, len(streams) * J * 3),
     the streams concatenated in the order given (module docstring)."""
     joints = np.asarray(joints, dtype=np.float32)

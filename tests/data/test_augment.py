@@ -72,7 +72,9 @@ def test_mirror_twice_is_the_identity_and_swaps_the_sides(dims):
     np.testing.assert_allclose(once.coords[:, left, 1:], sk.coords[:, right, 1:])
     np.testing.assert_array_equal(once.confidence[:, left], sk.confidence[:, right])
     # lengths of the mirrored bones are the other side's
-    np.testing.assert_allclose(np.sort(bone_lengths(once, layout), axis=1), np.sort(bone_lengths(sk, layout), axis=1))
+    np.testing.assert_allclose(
+        np.sort(bone_lengths(once, layout), axis=1), np.sort(bone_lengths(sk, layout), axis=1)
+    )
 
 
 def test_the_emopain_graph_is_defined_once_and_has_its_sides():
@@ -80,7 +82,11 @@ def test_the_emopain_graph_is_defined_once_and_has_its_sides():
 
     assert EMOPAIN22.joints == emopain.JOINT_NAMES and EMOPAIN22.edges == emopain.JOINT_EDGES
     named = {(EMOPAIN22.joints[a], EMOPAIN22.joints[b]) for a, b in EMOPAIN22.flip_pairs}
-    assert len(named) == 8 and ("left_wrist", "right_wrist") in named and ("left_collar", "right_collar") in named
+    assert (
+        len(named) == 8
+        and ("left_wrist", "right_wrist") in named
+        and ("left_collar", "right_collar") in named
+    )
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -139,14 +145,26 @@ def test_dropout_makes_joints_missing_and_nothing_else():
     np.testing.assert_array_equal(out.coords, sk.coords)
     whole = Dropout(rate=0.3, whole_window=True)(sk, np.random.default_rng(0))
     gone = (whole.confidence == 0).all(axis=0)
-    assert gone.any() and np.array_equal((whole.confidence == 0) & ~gone, (sk.confidence == 0) & ~gone)
-    np.testing.assert_array_equal(Dropout(rate=0.0)(sk, np.random.default_rng(0)).confidence, sk.confidence)
+    assert gone.any() and np.array_equal(
+        (whole.confidence == 0) & ~gone, (sk.confidence == 0) & ~gone
+    )
+    np.testing.assert_array_equal(
+        Dropout(rate=0.0)(sk, np.random.default_rng(0)).confidence, sk.confidence
+    )
 
 
 def test_probability_zero_and_neutral_parameters_change_nothing():
     sk = skeleton(3)
     rng = np.random.default_rng(0)
-    for t in (Rotate(p=0.0), Scale(p=0.0), Shear(p=0.0), Mirror(p=0.0), Noise(p=0.0), Rotate(degrees=0), Scale(factor=(1, 1))):
+    for t in (
+        Rotate(p=0.0),
+        Scale(p=0.0),
+        Shear(p=0.0),
+        Mirror(p=0.0),
+        Noise(p=0.0),
+        Rotate(degrees=0),
+        Scale(factor=(1, 1)),
+    ):
         out = t(sk, rng)
         np.testing.assert_allclose(out.coords, sk.coords, atol=1e-9)
     span = Span(np.arange(10, 40, dtype=float), 0.0, 99.0)
@@ -181,7 +199,9 @@ def test_reading_between_frames_does_not_blend_in_missing_joints():
     np.testing.assert_allclose(out[:, 0, 2], [1.0, 0.5, 0.5])  # with the lower confidence
     np.testing.assert_allclose(out[:, 1, 0], [20, 20, 30])  # joint 1 missing at frame 1: nearest
     np.testing.assert_allclose(out[:, 1, 2], [0.0, 0.0, 0.9])
-    np.testing.assert_array_equal(interpolate_keypoints(frames, np.arange(3.0)), frames)  # on frames: exact
+    np.testing.assert_array_equal(
+        interpolate_keypoints(frames, np.arange(3.0)), frames
+    )  # on frames: exact
 
 
 # -- the config ---------------------------------------------------------------------------------
@@ -200,14 +220,26 @@ def test_the_config_builds_the_pipeline_in_order():
     [
         ([{"name": "twirl"}], r"augment\[0\]: unknown transform 'twirl'; expected one of \['crop'"),
         ([{"name": "rotate", "degree": 5}], r"augment\[0\] \(rotate\): unknown field 'degree'"),
-        ([{"name": "mirror"}, {"name": "rotate", "degrees": 400}], r"augment\[1\]: rotate: field 'degrees' is 400"),
-        ([{"name": "scale", "factor": [1.2, 0.8]}], r"augment\[0\]: scale: field 'factor' is \(1.2, 0.8\)"),
-        ([{"name": "scale", "factor": 1.1}], r"scale: field 'factor' is 1.1; expected \[low, high\]"),
+        (
+            [{"name": "mirror"}, {"name": "rotate", "degrees": 400}],
+            r"augment\[1\]: rotate: field 'degrees' is 400",
+        ),
+        (
+            [{"name": "scale", "factor": [1.2, 0.8]}],
+            r"augment\[0\]: scale: field 'factor' is \(1.2, 0.8\)",
+        ),
+        (
+            [{"name": "scale", "factor": 1.1}],
+            r"scale: field 'factor' is 1.1; expected \[low, high\]",
+        ),
         ([{"name": "dropout", "rate": 1.0}], r"dropout: field 'rate' is 1.0"),
         ([{"name": "mirror", "p": "often"}], r"mirror: field 'p' is 'often'"),
         ([{"name": "noise", "std": -1}], r"noise: field 'std' is -1"),
         ([{"name": "crop", "min_ratio": 0}], r"crop: field 'min_ratio' is 0"),
-        ([{"name": "rotate"}, {"name": "speed"}], r"augment\[1\] \(speed\): temporal transforms .* before"),
+        (
+            [{"name": "rotate"}, {"name": "speed"}],
+            r"augment\[1\] \(speed\): temporal transforms .* before",
+        ),
         ([{"degrees": 5}], r"augment\[0\]=.*expected a mapping with a 'name'"),
         ({"name": "rotate"}, r"expected a list of transforms"),
     ],
@@ -302,16 +334,27 @@ def test_tug_a_padded_short_recording_keeps_its_length_and_its_padding_stays_mas
     short = rng.uniform(100, 200, size=(20, 17, 3)).astype(np.float32)
     short[..., 2] = 0.9
     ds = PoseWindowDataset(
-        [short], np.array([50.0], np.float32), np.array([1]), np.array([0]), np.array([[0, 0]]),
-        layout="coco17", window=30, min_confidence=0.3,
+        [short],
+        np.array([50.0], np.float32),
+        np.array([1]),
+        np.array([0]),
+        np.array([[0, 0]]),
+        layout="coco17",
+        window=30,
+        min_confidence=0.3,
     )
     plain = ds[0]
-    for config in ([{"name": "rotate"}, {"name": "dropout", "rate": 0.1}], [{"name": "speed", "factor": [0.5, 0.5]}]):
+    for config in (
+        [{"name": "rotate"}, {"name": "dropout", "rate": 0.1}],
+        [{"name": "speed", "factor": [0.5, 0.5]}],
+    ):
         ds.transform, ds._rng = build_pipeline(config), np.random.default_rng(1)
         assert ds.augment_window(short, 0, 0).shape == (20, 17, 3)
         item = ds[0]
         assert item["x"].shape == plain["x"].shape == (30, 51)
-        assert not item["mask"][20:].any() and (item["x"][20:] == 0).all() and item["mask"][:20].all()
+        assert (
+            not item["mask"][20:].any() and (item["x"][20:] == 0).all() and item["mask"][:20].all()
+        )
         assert not torch.equal(item["x"][:20], plain["x"][:20])
 
 
@@ -330,7 +373,9 @@ def test_tug_augmentation_is_seeded_per_epoch_and_item(tiny_tug):
     # the sampler hands out (epoch, index) keys; Lightning's set_epoch picks the epoch
     loader = one.train_dataloader()
     loader.sampler.set_epoch(7)
-    assert {e for e, _ in loader.sampler} == {7} and sorted(i for _, i in loader.sampler) == list(range(len(ds)))
+    assert {e for e, _ in loader.sampler} == {7} and sorted(i for _, i in loader.sampler) == list(
+        range(len(ds))
+    )
 
 
 def test_tug_augmentation_does_not_depend_on_the_loader_workers(tiny_tug):
@@ -347,13 +392,18 @@ def test_tug_augmentation_does_not_depend_on_the_loader_workers(tiny_tug):
 
 
 def test_tug_eval_loaders_see_the_original_data(tiny_tug):
-    plain, augmented = tug(tiny_tug, augment=None, predict_split="all"), tug(tiny_tug, predict_split="all")
+    plain, augmented = (
+        tug(tiny_tug, augment=None, predict_split="all"),
+        tug(tiny_tug, predict_split="all"),
+    )
     for name in ("val", "test", "predict"):
         assert not isinstance(augmented._datasets[name], AugmentedDataset)
         loader = getattr(augmented, f"{name}_dataloader")()
         for a, b in zip(loader, getattr(plain, f"{name}_dataloader")(), strict=True):
             assert same(a, b), name
-    assert len(augmented._datasets["predict"]) > len(augmented._datasets["train"])  # includes train windows, plain
+    assert len(augmented._datasets["predict"]) > len(
+        augmented._datasets["train"]
+    )  # includes train windows, plain
 
 
 def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatch):
@@ -362,7 +412,11 @@ def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatc
     seen: list[tuple[int, bool]] = []
     keys: list[tuple[int, int]] = []
     modules: list[TUGDataModule] = []
-    getitem, aug_getitem, setup = PoseWindowDataset.__getitem__, AugmentedDataset.__getitem__, TUGDataModule.setup
+    getitem, aug_getitem, setup = (
+        PoseWindowDataset.__getitem__,
+        AugmentedDataset.__getitem__,
+        TUGDataModule.setup,
+    )
 
     def record(self, i):
         seen.append((id(self), self._rng is not None))
@@ -380,11 +434,24 @@ def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatc
     monkeypatch.setattr(AugmentedDataset, "__getitem__", record_key)
     monkeypatch.setattr(TUGDataModule, "setup", record_setup)
     augment = "[{name: speed, factor: [0.8, 1.25]}, {name: mirror}, {name: rotate, degrees: 10}, {name: dropout, rate: 0.05}]"
-    run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--data.root", str(tiny_tug), "--data.augment", augment)
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--data.root",
+        str(tiny_tug),
+        "--data.augment",
+        augment,
+    )
     assert (run / "metrics.json").is_file()
     dm = modules[0]
     train = dm._datasets["train"]
-    assert isinstance(train, AugmentedDataset) and train.pipeline.names() == ["speed", "mirror", "rotate", "dropout"]
+    assert isinstance(train, AugmentedDataset) and train.pipeline.names() == [
+        "speed",
+        "mirror",
+        "rotate",
+        "dropout",
+    ]
     # both epochs (TINY_ARGS: 2) augmented, each draw keyed by its epoch
     assert {e for e, _ in keys} == {0, 1} and len(keys) == 2 * len(train)
     by_dataset: dict[int, set[bool]] = {}
@@ -418,7 +485,9 @@ def emopain(root, augment, **kw):
 
 
 def test_emopain_training_samples_move_joints_only(tiny_emopain):
-    dm = emopain(tiny_emopain, [{"name": "rotate", "degrees": 45}, {"name": "scale", "factor": [0.8, 1.2]}])
+    dm = emopain(
+        tiny_emopain, [{"name": "rotate", "degrees": 45}, {"name": "scale", "factor": [0.8, 1.2]}]
+    )
     train, real = dm._datasets["train"], dm.real_train_dataset()
     assert isinstance(train, AugmentedDataset)
     mean, std = dm.feature_mean, dm.feature_std
@@ -429,15 +498,28 @@ def test_emopain_training_samples_move_joints_only(tiny_emopain):
         assert torch.equal(a["x"][:, 66:], b["x"][:, 66:])  # sEMG untouched
         assert not torch.allclose(a["x"][:, :66], b["x"][:, :66])
         m = b["mask"]
-        sk_a = Skeleton((a["x"][m, :66].double().numpy() * std[:66] + mean[:66]).reshape(-1, 22, 3), np.ones((int(m.sum()), 22)))
-        sk_b = Skeleton((b["x"][m, :66].double().numpy() * std[:66] + mean[:66]).reshape(-1, 22, 3), np.ones((int(m.sum()), 22)))
+        sk_a = Skeleton(
+            (a["x"][m, :66].double().numpy() * std[:66] + mean[:66]).reshape(-1, 22, 3),
+            np.ones((int(m.sum()), 22)),
+        )
+        sk_b = Skeleton(
+            (b["x"][m, :66].double().numpy() * std[:66] + mean[:66]).reshape(-1, 22, 3),
+            np.ones((int(m.sum()), 22)),
+        )
         ratio = bone_lengths(sk_a, EMOPAIN22) / bone_lengths(sk_b, EMOPAIN22)
         np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-3)
 
 
 def test_emopain_mirror_dropout_and_time_and_eval_data(tiny_emopain):
     plain = emopain(tiny_emopain, None)
-    dm = emopain(tiny_emopain, [{"name": "crop", "min_ratio": 0.5}, {"name": "mirror", "p": 1.0}, {"name": "dropout", "rate": 0.3}])
+    dm = emopain(
+        tiny_emopain,
+        [
+            {"name": "crop", "min_ratio": 0.5},
+            {"name": "mirror", "p": 1.0},
+            {"name": "dropout", "rate": 0.3},
+        ],
+    )
     train = dm._datasets["train"]
     a, b = train[(0, 0)], dm.real_train_dataset()[0]
     real = int(b["mask"].sum())
@@ -448,5 +530,7 @@ def test_emopain_mirror_dropout_and_time_and_eval_data(tiny_emopain):
     assert train.pipeline.names() == ["crop", "mirror", "dropout"]
     for name in ("val", "test", "predict"):
         assert not isinstance(dm._datasets[name], AugmentedDataset)
-        for x, y in zip(getattr(dm, f"{name}_dataloader")(), getattr(plain, f"{name}_dataloader")(), strict=True):
+        for x, y in zip(
+            getattr(dm, f"{name}_dataloader")(), getattr(plain, f"{name}_dataloader")(), strict=True
+        ):
             assert same(x, y), name

@@ -26,7 +26,7 @@ def test_oversampling_equalises_classes_and_keeps_originals(method):
     assert counts.min() >= 20 and counts.max() - counts.min() <= 1
     assert res.x.shape[1:] == (6, 3) and res.mask.shape[1:] == (6,)
     np.testing.assert_array_equal(res.x[: len(y)], x)  # real samples untouched, first
-    assert not res.synthetic[: len(y)].any() and res.synthetic[len(y):].all()
+    assert not res.synthetic[: len(y)].any() and res.synthetic[len(y) :].all()
     # a synthetic sample is a blend of its class: inside the class's value range
     for cls in (1, 2):
         real = x[(y == cls)][mask[y == cls]]
@@ -37,12 +37,19 @@ def test_oversampling_equalises_classes_and_keeps_originals(method):
     assert np.all(y[res.source] == res.y)
     np.testing.assert_array_equal(res.aux, aux[res.source])
     src = res.source[res.synthetic][0]
+
     def flat(a, m):
         return np.concatenate([(a * m[..., None]).ravel(), m.astype(np.float32)])
 
-    d_src = np.linalg.norm(flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[src], mask[src]))
-    others = [np.linalg.norm(flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[i], mask[i]))
-              for i in np.flatnonzero(y == y[src])]
+    d_src = np.linalg.norm(
+        flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[src], mask[src])
+    )
+    others = [
+        np.linalg.norm(
+            flat(res.x[res.synthetic][0], res.mask[res.synthetic][0]) - flat(x[i], mask[i])
+        )
+        for i in np.flatnonzero(y == y[src])
+    ]
     assert d_src == pytest.approx(min(others))
 
 

@@ -581,8 +581,15 @@ def test_emopain_balancing_and_federation_support(tmp_path):
     from lbp_motion.federated import FedAvgStrategy
     from lbp_motion.training_plan import planned_train_loader
 
-    root = generate_emopain_dataset(tmp_path / "ep", num_train_patients=3, num_train_controls=2, num_val_patients=1,
-                                    num_val_controls=1, frames_per_file=900, seed=3)
+    root = generate_emopain_dataset(
+        tmp_path / "ep",
+        num_train_patients=3,
+        num_train_controls=2,
+        num_val_patients=1,
+        num_val_controls=1,
+        frames_per_file=900,
+        seed=3,
+    )
     plain = EmoPainDataModule(str(root), task="protective", features="coords")
     plain.setup("fit")
     bal = EmoPainDataModule(str(root), task="protective", features="coords", balance="undersample")
@@ -597,4 +604,6 @@ def test_emopain_balancing_and_federation_support(tmp_path):
     batch = next(iter(planned_train_loader(plain, [strategy])))
     n_k, clients = strategy.num_examples, strategy.client_subjects
     assert sum(n_k) == plain.num_real_train_samples and len(clients) == 2
-    assert set(batch["subject"].tolist()) <= {plain.subject_names.index(s) for s in clients[int(batch["client"][0])]}
+    assert set(batch["subject"].tolist()) <= {
+        plain.subject_names.index(s) for s in clients[int(batch["client"][0])]
+    }

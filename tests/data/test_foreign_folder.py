@@ -18,14 +18,31 @@ def write_foreign_folder(root, rng):
         label = ["low", "medium", "high"][i % 3]
         freq = [2.0, 1.4, 0.8][i % 3]
         kp = np.zeros((len(t), 17, 3), np.float32)
-        kp[..., :2] = base + 40 * np.sin(2 * np.pi * freq * t)[:, None, None] + rng.normal(0, 2, (len(t), 17, 2))
+        kp[..., :2] = (
+            base
+            + 40 * np.sin(2 * np.pi * freq * t)[:, None, None]
+            + rng.normal(0, 2, (len(t), 17, 2))
+        )
         kp[..., 0] += 300 * t[:, None]  # walking to the right
         kp[..., 2] = rng.uniform(0.5, 1.0, (len(t), 17))
         kp[rng.uniform(size=(len(t), 17)) < 0.05] = 0.0
-        np.savez(root / f"clinic_{i}.npz", keypoints=kp, layout=np.asarray("coco17"), fps=np.asarray(25.0),
-                 image_size=np.asarray([1920, 1080]), backend=np.asarray("someone-elses-detector"))
-        rows.append({"recording": f"clinic_{i}", "subject": f"p{i}", "label": label, "site": "A" if i < 5 else "B",
-                     "notes": "ok"})
+        np.savez(
+            root / f"clinic_{i}.npz",
+            keypoints=kp,
+            layout=np.asarray("coco17"),
+            fps=np.asarray(25.0),
+            image_size=np.asarray([1920, 1080]),
+            backend=np.asarray("someone-elses-detector"),
+        )
+        rows.append(
+            {
+                "recording": f"clinic_{i}",
+                "subject": f"p{i}",
+                "label": label,
+                "site": "A" if i < 5 else "B",
+                "notes": "ok",
+            }
+        )
     with open(root / "labels.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["recording", "subject", "label", "site", "notes"])
         writer.writeheader()

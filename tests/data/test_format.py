@@ -20,7 +20,9 @@ def _kp(t=40, j=17):
 
 def test_roundtrip_keeps_arrays_and_metadata(tmp_path):
     kp = _kp()
-    write_recording(tmp_path / "a.npz", kp, layout="coco17", fps=25.0, image_size=(640, 480), backend="test")
+    write_recording(
+        tmp_path / "a.npz", kp, layout="coco17", fps=25.0, image_size=(640, 480), backend="test"
+    )
     rec = read_recording(tmp_path / "a.npz")
     np.testing.assert_array_equal(rec.keypoints, kp)
     assert (rec.layout, rec.fps, rec.image_size) == ("coco17", 25.0, (640, 480))
@@ -31,7 +33,12 @@ def test_roundtrip_keeps_arrays_and_metadata(tmp_path):
 
 
 def _save_raw(path, **arrays):
-    base = dict(keypoints=_kp(), layout=np.asarray("coco17"), fps=np.asarray(30.0), image_size=np.asarray([640, 480]))
+    base = dict(
+        keypoints=_kp(),
+        layout=np.asarray("coco17"),
+        fps=np.asarray(30.0),
+        image_size=np.asarray([640, 480]),
+    )
     base.update(arrays)
     np.savez(path, **base)
     return path
@@ -63,7 +70,9 @@ def test_missing_field_and_corrupt_file(tmp_path):
         read_recording(path)
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip")
-    with pytest.raises(DataFormatError, match="not a keypoint .npz file \\(it is a text file starting 'not a zip'"):
+    with pytest.raises(
+        DataFormatError, match="not a keypoint .npz file \\(it is a text file starting 'not a zip'"
+    ):
         read_recording(corrupt)
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes((tmp_path / "nofps.npz").read_bytes()[:200])  # a zip cut off

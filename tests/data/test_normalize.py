@@ -38,7 +38,9 @@ def test_invariant_to_translation_and_scale(scale, dx, dy, seed):
 def test_centre_is_mean_midhip_and_scale_is_torso_length():
     kp = np.zeros((2, 17, 3), np.float32)
     kp[..., 2] = 1
-    lh, rh, ls, rs = (COCO17.index(n) for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"))
+    lh, rh, ls, rs = (
+        COCO17.index(n) for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+    )
     kp[0, [lh, rh], :2] = [[90, 300], [110, 300]]  # mid-hip (100, 300)
     kp[1, [lh, rh], :2] = [[190, 300], [210, 300]]  # mid-hip (200, 300)
     kp[:, [ls, rs], 0] = kp[:, [lh, rh], 0]

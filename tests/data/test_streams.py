@@ -116,10 +116,14 @@ def test_streams_concatenate_in_the_order_given():
     np.testing.assert_array_equal(parts[3], bones(x, TOY).reshape(6, -1))
     # leading batch dimensions
     batch = np.stack([x, x[::-1]])
-    np.testing.assert_array_equal(stream_features(batch, TOY, ["joint_motion"])[1], motion(x[::-1]).reshape(6, -1))
+    np.testing.assert_array_equal(
+        stream_features(batch, TOY, ["joint_motion"])[1], motion(x[::-1]).reshape(6, -1)
+    )
 
 
-@pytest.mark.parametrize("streams", [["joint"], ["bone"], ["joint", "bone", "joint_motion"], list(STREAMS)])
+@pytest.mark.parametrize(
+    "streams", [["joint"], ["bone"], ["joint", "bone", "joint_motion"], list(STREAMS)]
+)
 def test_num_features_follows_the_streams(tiny_tug, streams):
     dm = TUGDataModule(str(tiny_tug), streams=streams, stride=15)
     assert dm.spec["num_features"] == len(streams) * 17 * 3 == num_features(COCO17, streams)
@@ -140,7 +144,9 @@ def test_default_is_todays_features_bit_for_bit(tiny_tug):
     for i in range(len(ds)):
         r, start = ds.index[i]
         kp = ds.keypoints[r][start : start + 30]
-        before = normalize_skeleton(kp, COCO17, min_confidence=0.3, scale=ds.scales[r]).reshape(30, -1)
+        before = normalize_skeleton(kp, COCO17, min_confidence=0.3, scale=ds.scales[r]).reshape(
+            30, -1
+        )
         item = ds[i]
         assert torch.equal(item["x"], torch.from_numpy(before))
         assert torch.equal(both._datasets["train"][i]["x"][:, :51], item["x"])
@@ -149,7 +155,10 @@ def test_default_is_todays_features_bit_for_bit(tiny_tug):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"streams": ["joint", "velocity"]}, r"data: streams=\['joint', 'velocity'\]; expected a non-empty list"),
+        (
+            {"streams": ["joint", "velocity"]},
+            r"data: streams=\['joint', 'velocity'\]; expected a non-empty list",
+        ),
         ({"streams": []}, "expected a non-empty list"),
         ({"streams": ["bone", "bone"]}, "without repeats"),
         ({"short_recordings": "trim"}, "data: short_recordings='trim'; expected skip or pad"),
@@ -175,11 +184,26 @@ def test_bones_need_a_tree(tiny_tug):
 
 # -- short recordings -----------------------------------------------------------------------
 def test_window_index_pads_short_recordings_only_when_asked():
-    assert window_index([35, 10, 40, 0], 30, 5).tolist() == [[0, 0], [0, 5], [2, 0], [2, 5], [2, 10]]
+    assert window_index([35, 10, 40, 0], 30, 5).tolist() == [
+        [0, 0],
+        [0, 5],
+        [2, 0],
+        [2, 5],
+        [2, 10],
+    ]
     padded = window_index([35, 10, 40, 0], 30, 5, pad_short=True)
-    assert padded.tolist() == [[0, 0], [0, 5], [1, 0], [2, 0], [2, 5], [2, 10]]  # an empty one: nothing to pad
+    assert padded.tolist() == [
+        [0, 0],
+        [0, 5],
+        [1, 0],
+        [2, 0],
+        [2, 5],
+        [2, 10],
+    ]  # an empty one: nothing to pad
     assert window_starts(29, 30, 5, pad_short=True).tolist() == [0]
-    assert window_starts(34, 30, 5, pad_short=True).tolist() == [0]  # long enough: no padding, as before
+    assert window_starts(34, 30, 5, pad_short=True).tolist() == [
+        0
+    ]  # long enough: no padding, as before
 
 
 @pytest.fixture
@@ -188,19 +212,32 @@ def with_short(tiny_tug, tmp_path):
     dst = tmp_path / "data"
     shutil.copytree(tiny_tug, dst)
     source = read_recording(next(iter(sorted(dst.glob("*.npz")))))
-    write_recording(dst / "short.npz", source.keypoints[:12], layout="coco17", fps=30, image_size=source.image_size)
+    write_recording(
+        dst / "short.npz",
+        source.keypoints[:12],
+        layout="coco17",
+        fps=30,
+        image_size=source.image_size,
+    )
     write_labels(dst, read_labels(dst) + [LabelRow("short", "s999", "medium")])
     return dst
 
 
 @pytest.mark.parametrize("streams", [["joint"], list(STREAMS)])
 def test_a_padded_window_is_masked_exactly_on_the_padded_frames(with_short, caplog, streams):
-    dm = TUGDataModule(str(with_short), short_recordings="pad", predict_split="all", streams=streams)
+    dm = TUGDataModule(
+        str(with_short), short_recordings="pad", predict_split="all", streams=streams
+    )
     with caplog.at_level(logging.INFO):
         dm.setup("fit")
-    assert "1 padded into one masked window and 0 skipped (data.short_recordings=pad)" in caplog.text
+    assert (
+        "1 padded into one masked window and 0 skipped (data.short_recordings=pad)" in caplog.text
+    )
     r = dm.recording_names.index("short")
-    assert dm.recording_subjects[r] == "s999" and dm.classes[dm._datasets["predict"].labels[r]] == "medium"
+    assert (
+        dm.recording_subjects[r] == "s999"
+        and dm.classes[dm._datasets["predict"].labels[r]] == "medium"
+    )
     ds = dm._datasets["predict"]
     rows = np.flatnonzero(ds.index[:, 0] == r)
     assert ds.index[rows].tolist() == [[r, 0]]  # one window, at the start
@@ -208,7 +245,11 @@ def test_a_padded_window_is_masked_exactly_on_the_padded_frames(with_short, capl
     assert item["x"].shape == (30, len(streams) * 51)
     assert item["mask"].tolist() == [True] * 12 + [False] * 18
     assert torch.all(item["x"][12:] == 0) and torch.any(item["x"][:12] != 0)
-    assert item["y"].item() == dm.classes.index("medium") and item["recording"].item() == r and item["start"].item() == 0
+    assert (
+        item["y"].item() == dm.classes.index("medium")
+        and item["recording"].item() == r
+        and item["start"].item() == 0
+    )
     # the real frames are the features of those frames, as for any window
     kp = ds.keypoints[r]
     joints = normalize_skeleton(kp, COCO17, min_confidence=0.3, scale=body_scale(kp, COCO17, 0.3))
@@ -221,8 +262,12 @@ def test_a_padded_window_is_masked_exactly_on_the_padded_frames(with_short, capl
     keep = [dm.recording_names[i] for i in others[:, 0]]
     assert keep == [skip.recording_names[i] for i in skip._datasets["predict"].index[:, 0]]
     assert others[:, 1].tolist() == skip._datasets["predict"].index[:, 1].tolist()
-    assert [dm.recording_subjects[i] for i in others[:, 0]] == [skip.recording_subjects[i] for i in skip._datasets["predict"].index[:, 0]]
-    np.testing.assert_array_equal(ds.labels[others[:, 0]], skip._datasets["predict"].window_labels())
+    assert [dm.recording_subjects[i] for i in others[:, 0]] == [
+        skip.recording_subjects[i] for i in skip._datasets["predict"].index[:, 0]
+    ]
+    np.testing.assert_array_equal(
+        ds.labels[others[:, 0]], skip._datasets["predict"].window_labels()
+    )
 
 
 def test_skipping_is_counted_in_one_line(with_short, caplog):
@@ -230,7 +275,10 @@ def test_skipping_is_counted_in_one_line(with_short, caplog):
     with caplog.at_level(logging.INFO):
         dm.setup("fit")
     assert "short.npz: 12 frames, shorter than one window of 30; skipped" in caplog.text
-    assert "of 1 recordings shorter than one window of 30 frames, 0 padded into one masked window and 1 skipped" in caplog.text
+    assert (
+        "of 1 recordings shorter than one window of 30 frames, 0 padded into one masked window and 1 skipped"
+        in caplog.text
+    )
 
 
 def test_masked_tails_do_not_change_the_models_outputs():
@@ -242,15 +290,25 @@ def test_masked_tails_do_not_change_the_models_outputs():
     x = torch.randn(1, 12, 51)
     padded = torch.cat([x, torch.zeros(1, 18, 51)], dim=1)
     mask = torch.tensor([[True] * 12 + [False] * 18])
-    for model in (TransformerClassifier(51, 3, d_model=16, num_layers=1, num_heads=2), LSTMClassifier(51, 3)):
+    for model in (
+        TransformerClassifier(51, 3, d_model=16, num_layers=1, num_heads=2),
+        LSTMClassifier(51, 3),
+    ):
         model.eval()
         with torch.no_grad():
-            torch.testing.assert_close(model(padded, mask), model(x, torch.ones(1, 12, dtype=torch.bool)), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                model(padded, mask),
+                model(x, torch.ones(1, 12, dtype=torch.bool)),
+                atol=1e-5,
+                rtol=1e-4,
+            )
     cnn = CNN1DClassifier(51, 3, channels=(8,), kernel_size=3).eval()
     with torch.no_grad():
         out = cnn(padded, mask)
         # the last real frame sees a zero neighbour either way ('same' padding): equal
-        torch.testing.assert_close(out, cnn(x, torch.ones(1, 12, dtype=torch.bool)), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            out, cnn(x, torch.ones(1, 12, dtype=torch.bool)), atol=1e-5, rtol=1e-4
+        )
 
 
 # -- real data --------------------------------------------------------------------------------
@@ -258,7 +316,9 @@ PHASES = SHARED_DATA / "tst-tug-phases"
 PHASE_CLASSES = ["sit", "sit_to_stand", "walk_out", "turn", "walk_back", "turn_to_sit"]
 
 
-@pytest.mark.skipif(not (PHASES / "labels.csv").is_file(), reason=f"real TUG phases not found at {PHASES}")
+@pytest.mark.skipif(
+    not (PHASES / "labels.csv").is_file(), reason=f"real TUG phases not found at {PHASES}"
+)
 def test_real_short_phases_do_not_vanish_with_pad():
     counts = {}
     for mode in ("skip", "pad"):
@@ -266,7 +326,9 @@ def test_real_short_phases_do_not_vanish_with_pad():
         dm.setup("fit")
         counts[mode] = len(dm.recording_names)
         windows = sum(len(dm._datasets[s]) for s in ("train", "val", "test"))
-        recs = set().union(*(dm._datasets[s].index[:, 0].tolist() for s in ("train", "val", "test")))
+        recs = set().union(
+            *(dm._datasets[s].index[:, 0].tolist() for s in ("train", "val", "test"))
+        )
         assert len(recs) == counts[mode]  # every kept recording has a window
     assert counts == {"skip": 320, "pad": 406}
     assert windows > 0
@@ -294,10 +356,20 @@ def test_fit_and_predict_with_streams(tiny_tug, tmp_path):
     assert next((tmp_path / "pred").glob("*/version_*/recording_predictions.csv")).is_file()
     recording = next(iter(sorted(tiny_tug.glob("*.npz"))))
     result = predict(ckpt, recording)
-    assert result["streams"] == ["joint", "bone", "joint_motion"] and not result["padded"] and len(result["windows"]) > 1
+    assert (
+        result["streams"] == ["joint", "bone", "joint_motion"]
+        and not result["padded"]
+        and len(result["windows"]) > 1
+    )
     # trained with short_recordings: pad, a clip shorter than a window is one padded window
     rec = read_recording(recording)
-    write_recording(tmp_path / "clip.npz", rec.keypoints[:20], layout="coco17", fps=rec.fps, image_size=rec.image_size)
+    write_recording(
+        tmp_path / "clip.npz",
+        rec.keypoints[:20],
+        layout="coco17",
+        fps=rec.fps,
+        image_size=rec.image_size,
+    )
     short = predict(ckpt, tmp_path / "clip.npz")
     assert short["padded"] and [w["start"] for w in short["windows"]] == [0]
     assert short["windows"][0]["end_s"] == short["duration_s"]

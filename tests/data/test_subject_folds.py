@@ -1,6 +1,5 @@
 """lbp_motion.datasets.splits.subject_folds / loso_folds: the one place subject folds are made."""
 
-
 import pytest
 
 from lbp_motion.datasets.splits import loso_folds, subject_folds
@@ -43,7 +42,9 @@ def test_lbp_cv_makes_its_folds_with_this_helper():
 
 def test_a_number_of_folds_outside_2_to_the_subjects_is_refused():
     for k in (1, 11):
-        with pytest.raises(ConfigError, match=f"--folds {k}: expected 'loso' or a number from 2 to the 10"):
+        with pytest.raises(
+            ConfigError, match=f"--folds {k}: expected 'loso' or a number from 2 to the 10"
+        ):
             subject_folds(SUBJECTS, k)
 
 
@@ -51,5 +52,7 @@ def test_loso_folds_pairs_training_and_test_subjects():
     subjects = ["P003", "C001", "P001", "P003", "C002"]  # repeated ids count once
     unique = sorted(set(subjects))
     assert loso_folds(subjects) == [([s for s in unique if s != held], held) for held in unique]
-    assert [held for _, held in loso_folds(subjects)] == [f[0] for f in subject_folds(unique, "loso")]
+    assert [held for _, held in loso_folds(subjects)] == [
+        f[0] for f in subject_folds(unique, "loso")
+    ]
     assert loso_folds([]) == []

@@ -12,7 +12,9 @@ CLASSES = ("low", "medium", "high")
 
 @pytest.fixture(scope="module")
 def six(tmp_path_factory):
-    return generate_tug_dataset(tmp_path_factory.mktemp("six"), num_subjects=6, recordings_per_subject=2, seed=0)
+    return generate_tug_dataset(
+        tmp_path_factory.mktemp("six"), num_subjects=6, recordings_per_subject=2, seed=0
+    )
 
 
 def test_files_follow_the_format(six):
@@ -32,8 +34,12 @@ def test_files_follow_the_format(six):
 
 
 def test_seeded_and_deterministic(six, tmp_path):
-    again = generate_tug_dataset(tmp_path / "again", num_subjects=6, recordings_per_subject=2, seed=0)
-    other = generate_tug_dataset(tmp_path / "other", num_subjects=6, recordings_per_subject=2, seed=1)
+    again = generate_tug_dataset(
+        tmp_path / "again", num_subjects=6, recordings_per_subject=2, seed=0
+    )
+    other = generate_tug_dataset(
+        tmp_path / "other", num_subjects=6, recordings_per_subject=2, seed=1
+    )
     name = read_labels(six)[0].recording
     a = read_recording(six / f"{name}.npz").keypoints
     np.testing.assert_array_equal(a, read_recording(again / f"{name}.npz").keypoints)
@@ -42,7 +48,9 @@ def test_seeded_and_deterministic(six, tmp_path):
 
 
 def test_labels_balanced_per_subject_and_sites(tmp_path):
-    root = generate_tug_dataset(tmp_path / "s", num_subjects=9, recordings_per_subject=2, sites=3, seed=0)
+    root = generate_tug_dataset(
+        tmp_path / "s", num_subjects=9, recordings_per_subject=2, sites=3, seed=0
+    )
     rows = read_labels(root)
     per_subject = {}
     for r in rows:
@@ -85,7 +93,9 @@ def test_cache_reuses_the_folder_and_keys_on_settings(tmp_path):
     assert (a / "labels.csv").stat().st_mtime_ns == stamp
     b = ensure_synthetic_tug(tmp_path, num_subjects=3, recordings_per_subject=1, seed=5)
     assert b != a and (b / "labels.csv").is_file()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
+    assert not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]  # no temporary folders left
 
 
 # -- subject-level nuisance (issue 13) ---------------------------------------------------
@@ -122,7 +132,12 @@ def test_without_nuisance_the_output_is_that_of_version_1(tmp_path):
     assert _digest(generate_tug_dataset(tmp_path / "d")) == DEFAULT_DIGEST
     for i, off in enumerate((0.0, {}, {"body": 0.0, "camera": 0})):
         root = generate_tug_dataset(
-            tmp_path / f"s{i}", num_subjects=6, recordings_per_subject=2, sites=3, seed=0, nuisance=off
+            tmp_path / f"s{i}",
+            num_subjects=6,
+            recordings_per_subject=2,
+            sites=3,
+            seed=0,
+            nuisance=off,
         )
         assert _digest(root) == SITES_DIGEST
         assert _settings_key({"nuisance": off})[1] == DEFAULT_CACHE_KEY  # same cache folder
@@ -133,9 +148,13 @@ def test_without_nuisance_the_output_is_that_of_version_1(tmp_path):
 
 def test_nuisance_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="unknown parts"):
-        generate_tug_dataset(tmp_path / "a", num_subjects=1, recordings_per_subject=1, nuisance={"height": 1.0})
+        generate_tug_dataset(
+            tmp_path / "a", num_subjects=1, recordings_per_subject=1, nuisance={"height": 1.0}
+        )
     with pytest.raises(ValueError, match=">= 0"):
-        generate_tug_dataset(tmp_path / "b", num_subjects=1, recordings_per_subject=1, nuisance=-0.5)
+        generate_tug_dataset(
+            tmp_path / "b", num_subjects=1, recordings_per_subject=1, nuisance=-0.5
+        )
 
 
 def _nuisance_vector(nz):
@@ -168,7 +187,9 @@ def test_nuisance_is_independent_of_the_label():
 @pytest.fixture(scope="module")
 def nuisance_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("nuisance")
-    return generate_tug_dataset(root, num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=3)
+    return generate_tug_dataset(
+        root, num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=3
+    )
 
 
 def _proportions(kp):
@@ -182,13 +203,21 @@ def _proportions(kp):
 
     torso = length("left_shoulder", "left_hip")
     thigh = length("left_hip", "left_knee")
-    return np.array([thigh / length("left_knee", "left_ankle"), length("left_shoulder", "left_elbow") / torso, thigh / torso])
+    return np.array(
+        [
+            thigh / length("left_knee", "left_ankle"),
+            length("left_shoulder", "left_elbow") / torso,
+            thigh / torso,
+        ]
+    )
 
 
 def test_recordings_of_a_subject_share_its_nuisance(nuisance_set, six):
     def between_over_within(root, subjects, recordings):
         rows = read_labels(root)
-        f = np.array([_proportions(read_recording(root / f"{r.recording}.npz").keypoints) for r in rows])
+        f = np.array(
+            [_proportions(read_recording(root / f"{r.recording}.npz").keypoints) for r in rows]
+        )
         f = f.reshape(subjects, recordings, -1)
         return f.mean(1).var(0, ddof=1) / f.var(1, ddof=1).mean(0)
 
@@ -202,16 +231,24 @@ def test_recordings_of_a_subject_share_its_nuisance(nuisance_set, six):
 
 
 def test_nuisance_is_seeded_and_keeps_the_label_in_the_motion(nuisance_set, tmp_path):
-    again = generate_tug_dataset(tmp_path / "a", num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=3)
+    again = generate_tug_dataset(
+        tmp_path / "a", num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=3
+    )
     assert _digest(again) == _digest(nuisance_set)
     plain = generate_tug_dataset(tmp_path / "p", num_subjects=8, recordings_per_subject=3, seed=3)
-    other = generate_tug_dataset(tmp_path / "o", num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=4)
+    other = generate_tug_dataset(
+        tmp_path / "o", num_subjects=8, recordings_per_subject=3, nuisance=1.0, seed=4
+    )
     assert len({_digest(plain), _digest(other), _digest(nuisance_set)}) == 3
-    assert [(r.subject, r.label) for r in read_labels(plain)] == [(r.subject, r.label) for r in read_labels(nuisance_set)]
+    assert [(r.subject, r.label) for r in read_labels(plain)] == [
+        (r.subject, r.label) for r in read_labels(nuisance_set)
+    ]
 
 
 def test_severity_still_shows_with_nuisance(tmp_path):
-    root = generate_tug_dataset(tmp_path / "sev", num_subjects=30, recordings_per_subject=1, nuisance=1.0, seed=4)
+    root = generate_tug_dataset(
+        tmp_path / "sev", num_subjects=30, recordings_per_subject=1, nuisance=1.0, seed=4
+    )
     duration = {c: [] for c in CLASSES}
     for row in read_labels(root):
         rec = read_recording(root / f"{row.recording}.npz")
@@ -223,9 +260,16 @@ def test_severity_still_shows_with_nuisance(tmp_path):
 def test_missed_joints_at_the_configured_rate_per_subject_profile(tmp_path):
     rate = 0.08
     root = generate_tug_dataset(
-        tmp_path / "m", num_subjects=40, recordings_per_subject=1, missing_rate=rate, nuisance={"missing": 1.0}, seed=2
+        tmp_path / "m",
+        num_subjects=40,
+        recordings_per_subject=1,
+        missing_rate=rate,
+        nuisance={"missing": 1.0},
+        seed=2,
     )
-    missed = np.array([(read_recording(p).keypoints[..., 2] == 0).mean(0) for p in sorted(root.glob("*.npz"))])
+    missed = np.array(
+        [(read_recording(p).keypoints[..., 2] == 0).mean(0) for p in sorted(root.glob("*.npz"))]
+    )
     assert abs(missed.mean() - rate) < 0.2 * rate  # missed: confidence 0 (and x = y = 0)
     per_subject = missed.mean(1)
     assert per_subject.std() > 0.3 * rate  # subjects differ (the default model: ~0.1 * rate)

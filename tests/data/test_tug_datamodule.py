@@ -52,8 +52,12 @@ def test_windows_are_index_maps_not_copies(tiny_tug):
 
 def test_split_file_fixes_the_split(tiny_tug, tmp_path):
     subjects = sorted({r.subject for r in read_labels(tiny_tug)})
-    assignment = {s: ("test" if i == 0 else "val" if i == 1 else "train") for i, s in enumerate(subjects)}
-    dm = TUGDataModule(str(tiny_tug), split_file=str(write_split_file(tmp_path / "split.csv", assignment)))
+    assignment = {
+        s: ("test" if i == 0 else "val" if i == 1 else "train") for i, s in enumerate(subjects)
+    }
+    dm = TUGDataModule(
+        str(tiny_tug), split_file=str(write_split_file(tmp_path / "split.csv", assignment))
+    )
     dm.setup("fit")
     assert dm.subject_split == assignment
 
@@ -74,7 +78,9 @@ def test_missing_folder(tmp_path):
 def test_row_without_file(tiny_copy):
     victim = read_labels(tiny_copy)[2].recording
     (tiny_copy / f"{victim}.npz").unlink()
-    with pytest.raises(DataFormatError, match=f"line 4: recording '{victim}' has no file {victim}.npz"):
+    with pytest.raises(
+        DataFormatError, match=f"line 4: recording '{victim}' has no file {victim}.npz"
+    ):
         TUGDataModule(str(tiny_copy)).setup("fit")
 
 
@@ -94,9 +100,16 @@ def test_label_outside_classes(tiny_copy):
 
 def test_bad_npz_is_named(tiny_copy):
     victim = next(tiny_copy.glob("*.npz"))
-    np.savez(victim, keypoints=np.zeros((40, 17, 3)), layout=np.asarray("coco17"), fps=np.asarray(30.0),
-             image_size=np.asarray([10, 10]))
-    with pytest.raises(DataFormatError, match=f"{victim.name}: field 'keypoints' has dtype float64"):
+    np.savez(
+        victim,
+        keypoints=np.zeros((40, 17, 3)),
+        layout=np.asarray("coco17"),
+        fps=np.asarray(30.0),
+        image_size=np.asarray([10, 10]),
+    )
+    with pytest.raises(
+        DataFormatError, match=f"{victim.name}: field 'keypoints' has dtype float64"
+    ):
         TUGDataModule(str(tiny_copy)).setup("fit")
 
 
@@ -117,8 +130,19 @@ def test_cli_reports_bad_input_in_one_line(tiny_copy, tmp_path, capsys):
     rows = read_labels(tiny_copy)
     rows[0].label = "severe"
     write_labels(tiny_copy, rows)
-    code = main(["fit", "--config", "experiments/quickstart.yaml", "--data.root", str(tiny_copy),
-                 "--run.out_dir", str(tmp_path), "--run.wandb", "disabled"])
+    code = main(
+        [
+            "fit",
+            "--config",
+            "experiments/quickstart.yaml",
+            "--data.root",
+            str(tiny_copy),
+            "--run.out_dir",
+            str(tmp_path),
+            "--run.wandb",
+            "disabled",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "lbp: error:" in err and "labels.csv, line 2: field 'label' is 'severe'" in err
@@ -129,7 +153,9 @@ def test_train_sites_keep_the_common_test_split(tmp_path):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
     from lbp_motion.errors import ConfigError
 
-    root = generate_tug_dataset(tmp_path / "s", num_subjects=12, recordings_per_subject=1, sites=3, seed=1)
+    root = generate_tug_dataset(
+        tmp_path / "s", num_subjects=12, recordings_per_subject=1, sites=3, seed=1
+    )
     full = TUGDataModule(str(root), stride=15)
     full.setup("fit")
     one = TUGDataModule(str(root), stride=15, train_sites=["site1"])

@@ -37,7 +37,10 @@ def test_split_is_by_subject_stratified_and_seeded():
     assert set(a) == set(labels)
     for split in ("train", "val", "test"):
         # every class on every side, 10 subjects per class -> 6/2/2
-        per_class = {c: sum(1 for s, sp in a.items() if sp == split and labels[s] == c) for c in ("low", "medium", "high")}
+        per_class = {
+            c: sum(1 for s, sp in a.items() if sp == split and labels[s] == c)
+            for c in ("low", "medium", "high")
+        }
         assert per_class == {c: {"train": 6, "val": 2, "test": 2}[split] for c in per_class}
 
 

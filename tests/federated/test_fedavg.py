@@ -16,12 +16,23 @@ from tests.replay import replayed_round
 
 # -- pure aggregation ------------------------------------------------------------------------
 def test_fedavg_is_the_nk_weighted_mean_buffers_included():
-    a = {"w": torch.tensor([1.0, 2.0]), "bn.running_mean": torch.tensor([0.0]), "bn.num_batches_tracked": torch.tensor(10)}
-    b = {"w": torch.tensor([3.0, 6.0]), "bn.running_mean": torch.tensor([4.0]), "bn.num_batches_tracked": torch.tensor(13)}
+    a = {
+        "w": torch.tensor([1.0, 2.0]),
+        "bn.running_mean": torch.tensor([0.0]),
+        "bn.num_batches_tracked": torch.tensor(10),
+    }
+    b = {
+        "w": torch.tensor([3.0, 6.0]),
+        "bn.running_mean": torch.tensor([4.0]),
+        "bn.num_batches_tracked": torch.tensor(13),
+    }
     out = fedavg([a, b], [1, 3])
     torch.testing.assert_close(out["w"], torch.tensor([2.5, 5.0]))
     torch.testing.assert_close(out["bn.running_mean"], torch.tensor([3.0]))
-    assert out["bn.num_batches_tracked"].dtype == torch.int64 and out["bn.num_batches_tracked"].item() == 12  # 12.25
+    assert (
+        out["bn.num_batches_tracked"].dtype == torch.int64
+        and out["bn.num_batches_tracked"].item() == 12
+    )  # 12.25
     assert out["w"].dtype == torch.float32
     with pytest.raises(AggregationError):
         fedavg([a, b], [1])
@@ -43,11 +54,15 @@ def test_partitions_keep_subjects_at_one_client():
     labels = {s: "abc"[i % 3] for i, s in enumerate(subjects)}
     sites = {s: f"site{i % 3}" for i, s in enumerate(subjects)}
     for scheme in ("iid", "dirichlet", "site"):
-        clients = partition_subjects(subjects, scheme=scheme, num_clients=3, labels=labels, sites=sites, alpha=0.3)
+        clients = partition_subjects(
+            subjects, scheme=scheme, num_clients=3, labels=labels, sites=sites, alpha=0.3
+        )
         flat = [s for c in clients for s in c]
         assert sorted(flat) == sorted(subjects) and len(flat) == len(set(flat)) and all(clients)
     assert partition_subjects(subjects, scheme="site", sites=sites)[1] == ["s1", "s10", "s4", "s7"]
-    skew = partition_subjects(subjects, scheme="dirichlet", num_clients=3, labels=labels, alpha=0.05, seed=1)
+    skew = partition_subjects(
+        subjects, scheme="dirichlet", num_clients=3, labels=labels, alpha=0.05, seed=1
+    )
     mixes = [{labels[s] for s in c} for c in skew]
     assert any(len(m) < 3 for m in mixes)  # label skew: some client misses a class
     with pytest.raises(ConfigError, match="would hold no training subject"):
@@ -67,7 +82,9 @@ def test_client_selection_is_seeded_per_round():
 def sited_tug(tmp_path_factory):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(tmp_path_factory.mktemp("sited"), num_subjects=12, recordings_per_subject=1, sites=3, seed=2)
+    return generate_tug_dataset(
+        tmp_path_factory.mktemp("sited"), num_subjects=12, recordings_per_subject=1, sites=3, seed=2
+    )
 
 
 def test_each_client_loader_yields_only_its_own_samples(sited_tug):
@@ -91,16 +108,25 @@ def test_each_client_loader_yields_only_its_own_samples(sited_tug):
 def _task(dm, dropout=0.0):
     spec = dm.spec
     return ClassificationTask(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2, dropout=dropout),
+        model=lambda f, c: TransformerClassifier(
+            f, c, d_model=16, num_layers=1, num_heads=2, dropout=dropout
+        ),
         data_spec=spec,
     )
 
 
 def _trainer(tmp_path, strategy=None, epochs=2, **kw):
     return pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, strategy=strategy or "auto", logger=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-        num_sanity_val_steps=0, **kw,
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        strategy=strategy or "auto",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+        **kw,
     )
 
 
@@ -116,14 +142,20 @@ class _EpochSeededLoader:
 
     def __iter__(self):
         g = torch.Generator().manual_seed(mix_seed(0, 0, self.epoch_fn(), 0))
-        return iter(torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, generator=g))
+        return iter(
+            torch.utils.data.DataLoader(
+                self.dataset, batch_size=self.batch_size, shuffle=True, generator=g
+            )
+        )
 
 
 class _ClientZeroOrder(TUGDataModule):
     """Plain (non-federated) training on the exact batches that client 0 gets."""
 
     def train_dataloader(self):
-        return _EpochSeededLoader(self._datasets["train"], self.batch_size, lambda: self.trainer.current_epoch)
+        return _EpochSeededLoader(
+            self._datasets["train"], self.batch_size, lambda: self.trainer.current_epoch
+        )
 
 
 def test_one_client_one_local_epoch_equals_plain_training(tiny_tug, tmp_path):
@@ -135,7 +167,9 @@ def test_one_client_one_local_epoch_equals_plain_training(tiny_tug, tmp_path):
     plain_dm.setup("fit")
     plain_task = _task(plain_dm)
     plain_task.load_state_dict(fed_task.state_dict())
-    strategy = FedAvgStrategy(num_clients=1, partition="iid", local_epochs=1, persist_optimizer_state=True)
+    strategy = FedAvgStrategy(
+        num_clients=1, partition="iid", local_epochs=1, persist_optimizer_state=True
+    )
     _trainer(tmp_path / "fed", strategy, epochs=3).fit(fed_task, datamodule=fed_dm)
     _trainer(tmp_path / "plain", epochs=3).fit(plain_task, datamodule=plain_dm)
     for (name, a), b in zip(fed_task.state_dict().items(), plain_task.state_dict().values()):
@@ -154,7 +188,9 @@ def test_fedavg_round_equals_the_weighted_mean_of_client_models(sited_tug, tmp_p
     loader = planned_train_loader(dm, [strategy])
     expected = replayed_round(lambda: _task(dm), start, loader, strategy.num_examples)
     for key, value in task.state_dict().items():
-        torch.testing.assert_close(value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            value, expected[key], msg=lambda m, key=key: f"{key}: {m}", atol=1e-6, rtol=1e-5
+        )
 
 
 class _Flaky(ClassificationTask):
@@ -169,11 +205,17 @@ class _Flaky(ClassificationTask):
 def test_failing_client_is_left_out_and_min_clients_fails_clearly(sited_tug, tmp_path):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
     dm.setup("fit")
-    task = _Flaky(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2), data_spec=dm.spec)
+    task = _Flaky(
+        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        data_spec=dm.spec,
+    )
     strategy = FedAvgStrategy(partition="site", num_clients=3, min_clients=2)
     _trainer(tmp_path / "a", strategy, epochs=1).fit(task, datamodule=dm)
     assert strategy.history[-1]["clients"] == 2 and strategy.history[-1]["failed"] == "1"
-    task = _Flaky(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2), data_spec=dm.spec)
+    task = _Flaky(
+        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        data_spec=dm.spec,
+    )
     strict = FedAvgStrategy(partition="site", num_clients=3, min_clients=3)
     with pytest.raises(AggregationError, match="at least min_clients=3"):
         _trainer(tmp_path / "b", strict, epochs=1).fit(task, datamodule=dm)
@@ -183,19 +225,55 @@ def test_resume_gives_the_same_final_weights(sited_tug, tmp_path):
     from lbp_motion.cli import main
     from tests.conftest import TINY_ARGS
 
-    base = ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(sited_tug), *TINY_ARGS,
-            "--model.model.init_args.dropout", "0.1", "--test_after_fit", "false"]
-    assert main(["fit", *base, "--trainer.max_epochs", "4", "--run.out_dir", str(tmp_path / "full")]) == 0
-    assert main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")]) == 0
+    base = [
+        "--config",
+        "experiments/tug_fedavg.yaml",
+        "--data.root",
+        str(sited_tug),
+        *TINY_ARGS,
+        "--model.model.init_args.dropout",
+        "0.1",
+        "--test_after_fit",
+        "false",
+    ]
+    assert (
+        main(["fit", *base, "--trainer.max_epochs", "4", "--run.out_dir", str(tmp_path / "full")])
+        == 0
+    )
+    assert (
+        main(["fit", *base, "--trainer.max_epochs", "2", "--run.out_dir", str(tmp_path / "half")])
+        == 0
+    )
     half = tmp_path / "half" / "tug-fedavg" / "version_0" / "checkpoints" / "last.ckpt"
-    assert main(["fit", *base, "--trainer.max_epochs", "4", "--run.out_dir", str(tmp_path / "half"),
-                 "--ckpt_path", str(half)]) == 0
-    full = torch.load(tmp_path / "full" / "tug-fedavg" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
-    resumed = torch.load(tmp_path / "half" / "tug-fedavg" / "version_1" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert (
+        main(
+            [
+                "fit",
+                *base,
+                "--trainer.max_epochs",
+                "4",
+                "--run.out_dir",
+                str(tmp_path / "half"),
+                "--ckpt_path",
+                str(half),
+            ]
+        )
+        == 0
+    )
+    full = torch.load(
+        tmp_path / "full" / "tug-fedavg" / "version_0" / "checkpoints" / "last.ckpt",
+        weights_only=False,
+    )
+    resumed = torch.load(
+        tmp_path / "half" / "tug-fedavg" / "version_1" / "checkpoints" / "last.ckpt",
+        weights_only=False,
+    )
     assert full["epoch"] == resumed["epoch"] == 3
     for key, value in full["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][key], value, msg=key)
-    rounds = (tmp_path / "full" / "tug-fedavg" / "version_0" / "rounds.csv").read_text().splitlines()
+    rounds = (
+        (tmp_path / "full" / "tug-fedavg" / "version_0" / "rounds.csv").read_text().splitlines()
+    )
     assert len(rounds) == 5 and rounds[0].startswith("round,") and "val/f1_macro" in rounds[0]
 
 
@@ -211,7 +289,10 @@ class _Exploding(ClassificationTask):
 def test_non_finite_client_weights_are_left_out(sited_tug, tmp_path):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
     dm.setup("fit")
-    task = _Exploding(model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2), data_spec=dm.spec)
+    task = _Exploding(
+        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        data_spec=dm.spec,
+    )
     strategy = FedAvgStrategy(partition="site", num_clients=3)
     _trainer(tmp_path, strategy, epochs=1).fit(task, datamodule=dm)
     assert strategy.history[-1]["clients"] == 2 and strategy.history[-1]["failed"] == "2"
@@ -224,13 +305,24 @@ def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
         dm = TUGDataModule(str(sited_tug), stride=15, batch_size=8)
         dm.setup("fit")
         task = ClassificationTask(
-            model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0),
-            data_spec=dm.spec, lr=1e-2,
+            model=lambda f, c: TransformerClassifier(
+                f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
+            ),
+            data_spec=dm.spec,
+            lr=1e-2,
         )
         start = [p.detach().clone() for p in task.parameters()]
-        _trainer(tmp_path / str(mu), FedAvgStrategy(partition="site", num_clients=3, mu=mu), epochs=1,
-                 limit_val_batches=0).fit(task, datamodule=dm)
-        return sum((p.detach() - s).pow(2).sum() for p, s in zip(task.parameters(), start)).sqrt().item()
+        _trainer(
+            tmp_path / str(mu),
+            FedAvgStrategy(partition="site", num_clients=3, mu=mu),
+            epochs=1,
+            limit_val_batches=0,
+        ).fit(task, datamodule=dm)
+        return (
+            sum((p.detach() - s).pow(2).sum() for p, s in zip(task.parameters(), start))
+            .sqrt()
+            .item()
+        )
 
     assert drift(50.0) < 0.8 * drift(0.0)
 
@@ -238,9 +330,25 @@ def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
 def test_bad_strategy_options_give_one_line(tmp_path, capsys):
     from lbp_motion.cli import main
 
-    code = main(["fit", "--config", "experiments/tug_fedavg.yaml", "--trainer.strategy.init_args.local_epochs", "0",
-                 "--trainer.strategy.init_args.alpha", "-1", "--run.wandb", "disabled", "--run.out_dir", str(tmp_path)])
+    code = main(
+        [
+            "fit",
+            "--config",
+            "experiments/tug_fedavg.yaml",
+            "--trainer.strategy.init_args.local_epochs",
+            "0",
+            "--trainer.strategy.init_args.alpha",
+            "-1",
+            "--run.wandb",
+            "disabled",
+            "--run.out_dir",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
-    assert code == 2 and "lbp: error: trainer.strategy: local_epochs=0; expected at least 1; alpha=-1.0" in err
+    assert (
+        code == 2
+        and "lbp: error: trainer.strategy: local_epochs=0; expected at least 1; alpha=-1.0" in err
+    )
     with pytest.raises(ConfigError, match="more than one group"):
         partition_subjects(["a", "b", "c"], scheme="groups", groups=[["a", "b"], ["b", "c"]])

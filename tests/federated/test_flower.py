@@ -39,7 +39,11 @@ from lbp_motion.federated.flower.strategy import select_nodes  # noqa: E402
 from tests.conftest import TINY_ARGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SITES = ["site1", "site2", "site3"]  # client k = sorted site k, as in the simulation's `site` partition
+SITES = [
+    "site1",
+    "site2",
+    "site3",
+]  # client k = sorted site k, as in the simulation's `site` partition
 SMALL = TINY_ARGS  # the tiny model and 2 epochs (= rounds) of tests/conftest.py
 
 
@@ -59,8 +63,16 @@ def test_state_round_trips_through_an_array_record_with_dtypes_kept():
 def test_reply_check_accepts_parameters_and_scalars_only():
     state = _state()
     spec = array_spec(state)
-    good = train_reply_content(state, {"num-examples": 12, "train/loss": torch.tensor(0.5), "dp/epsilon": 2.0,
-                                       "subject": "S001", "probs": torch.ones(4)})
+    good = train_reply_content(
+        state,
+        {
+            "num-examples": 12,
+            "train/loss": torch.tensor(0.5),
+            "dp/epsilon": 2.0,
+            "subject": "S001",
+            "probs": torch.ones(4),
+        },
+    )
     check_reply_content(good, spec)  # strings and tensors of several values were dropped
     assert set(good["metrics"]) == {"num-examples", "train/loss", "dp/epsilon"}
     leaky = train_reply_content(state, {"num-examples": 12})
@@ -73,7 +85,12 @@ def test_reply_check_accepts_parameters_and_scalars_only():
     reshaped = dict(state, w=torch.zeros(6))
     with pytest.raises(MessageContentError, match="'w'"):
         check_reply_content(train_reply_content(reshaped, {"num-examples": 12}), spec)
-    listy = RecordDict({"arrays": state_to_arrays(state), "metrics": MetricRecord({"num-examples": 3, "x": [1.0, 2.0]})})
+    listy = RecordDict(
+        {
+            "arrays": state_to_arrays(state),
+            "metrics": MetricRecord({"num-examples": 3, "x": [1.0, 2.0]}),
+        }
+    )
     with pytest.raises(MessageContentError, match="'x'"):
         check_reply_content(listy, spec)
     with pytest.raises(MessageContentError, match="num-examples"):
@@ -103,7 +120,9 @@ def test_app_folder_is_a_valid_flower_app(tmp_path):
 def test_insecure_transport_needs_the_explicit_flag(capsys):
     from lbp_motion.cli import main
 
-    code = main(["federate", "client", "--config", "experiments/tug_fedavg.yaml", "--server", "127.0.0.1:1"])
+    code = main(
+        ["federate", "client", "--config", "experiments/tug_fedavg.yaml", "--server", "127.0.0.1:1"]
+    )
     assert code == 2 and "--insecure" in capsys.readouterr().err
 
 
@@ -111,17 +130,68 @@ def test_federate_flags_parse_in_snake_case_and_unknown_ones_go_to_the_config(ca
     from lbp_motion.cli.federate import client_parser, server_parser
 
     args, overrides = client_parser().parse_known_args(
-        ["--config", "a.yaml", "--server", "h:1", "--client_id", "3", "--work_dir", "w", "--root_certificates", "ca",
-         "--auth_key", "k", "--approve_app_hash", "x", "--connect_retries", "4", "--connect_wait", "9", "--skip_check",
-         "--data.root", "d"])
-    assert (args.client_id, args.work_dir, args.root_certificates, args.auth_key, args.approve_app_hash,
-            args.connect_retries, args.connect_wait, args.skip_check) == (3, "w", "ca", "k", ["x"], 4, 9.0, True)
+        [
+            "--config",
+            "a.yaml",
+            "--server",
+            "h:1",
+            "--client_id",
+            "3",
+            "--work_dir",
+            "w",
+            "--root_certificates",
+            "ca",
+            "--auth_key",
+            "k",
+            "--approve_app_hash",
+            "x",
+            "--connect_retries",
+            "4",
+            "--connect_wait",
+            "9",
+            "--skip_check",
+            "--data.root",
+            "d",
+        ]
+    )
+    assert (
+        args.client_id,
+        args.work_dir,
+        args.root_certificates,
+        args.auth_key,
+        args.approve_app_hash,
+        args.connect_retries,
+        args.connect_wait,
+        args.skip_check,
+    ) == (3, "w", "ca", "k", ["x"], 4, 9.0, True)
     assert overrides == ["--data.root", "d"]
     args, _ = server_parser().parse_known_args(
-        ["--config", "a.yaml", "--control_port", "7", "--ssl_ca_certfile", "ca", "--ssl_certfile", "c",
-         "--ssl_keyfile", "k", "--authorized_keys", "p1", "p2", "--startup_timeout", "5"])
-    assert (args.control_port, args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile, args.authorized_keys,
-            args.startup_timeout) == (7, "ca", "c", "k", ["p1", "p2"], 5.0)
+        [
+            "--config",
+            "a.yaml",
+            "--control_port",
+            "7",
+            "--ssl_ca_certfile",
+            "ca",
+            "--ssl_certfile",
+            "c",
+            "--ssl_keyfile",
+            "k",
+            "--authorized_keys",
+            "p1",
+            "p2",
+            "--startup_timeout",
+            "5",
+        ]
+    )
+    assert (
+        args.control_port,
+        args.ssl_ca_certfile,
+        args.ssl_certfile,
+        args.ssl_keyfile,
+        args.authorized_keys,
+        args.startup_timeout,
+    ) == (7, "ca", "c", "k", ["p1", "p2"], 5.0)
     assert "warning" not in capsys.readouterr().err
 
 
@@ -130,14 +200,29 @@ def test_old_hyphenated_federate_flags_still_parse_for_one_release_with_a_warnin
 
     with pytest.warns(DeprecationWarning, match="--client-id is deprecated; use --client_id"):
         args, overrides = client_parser().parse_known_args(
-            ["--config", "a.yaml", "--server", "h:1", "--client-id", "3", "--skip-check", "--data.root", "d"])
+            [
+                "--config",
+                "a.yaml",
+                "--server",
+                "h:1",
+                "--client-id",
+                "3",
+                "--skip-check",
+                "--data.root",
+                "d",
+            ]
+        )
     assert args.client_id == 3 and args.skip_check and overrides == ["--data.root", "d"]
     with pytest.warns(DeprecationWarning):
-        args, _ = server_parser().parse_known_args(["--config", "a.yaml", "--ssl-ca-certfile", "ca"])
+        args, _ = server_parser().parse_known_args(
+            ["--config", "a.yaml", "--ssl-ca-certfile", "ca"]
+        )
     assert args.ssl_ca_certfile == "ca"
     assert capsys.readouterr().err.splitlines() == [
         f"lbp: warning: {old} is deprecated; use {old.replace('-', '_').replace('__', '--')} "
-        "(the old spelling goes in the next release)" for old in ("--client-id", "--skip-check", "--ssl-ca-certfile")]
+        "(the old spelling goes in the next release)"
+        for old in ("--client-id", "--skip-check", "--ssl-ca-certfile")
+    ]
 
 
 def test_flower_executables_get_their_own_flag_spelling(tmp_path):
@@ -148,10 +233,20 @@ def test_flower_executables_get_their_own_flag_spelling(tmp_path):
 
     for name in ("ca", "cert", "key"):
         (tmp_path / name).write_text("pem")
-    server = argparse.Namespace(insecure=False, ssl_ca_certfile=str(tmp_path / "ca"),
-                                ssl_certfile=str(tmp_path / "cert"), ssl_keyfile=str(tmp_path / "key"))
-    assert transport(server, "server") == ["--ssl-ca-certfile", str(tmp_path / "ca"), "--ssl-certfile",
-                                           str(tmp_path / "cert"), "--ssl-keyfile", str(tmp_path / "key")]
+    server = argparse.Namespace(
+        insecure=False,
+        ssl_ca_certfile=str(tmp_path / "ca"),
+        ssl_certfile=str(tmp_path / "cert"),
+        ssl_keyfile=str(tmp_path / "key"),
+    )
+    assert transport(server, "server") == [
+        "--ssl-ca-certfile",
+        str(tmp_path / "ca"),
+        "--ssl-certfile",
+        str(tmp_path / "cert"),
+        "--ssl-keyfile",
+        str(tmp_path / "key"),
+    ]
     client = argparse.Namespace(insecure=False, root_certificates=str(tmp_path / "ca"))
     assert transport(client, "client") == ["--root-certificates", str(tmp_path / "ca")]
 
@@ -164,8 +259,17 @@ def test_federation_settings_come_from_the_config(capsys):
     fed = exp.federation
     assert (fed.rounds, fed.local_epochs, fed.min_clients, fed.client_fraction) == (20, 2, 2, 1.0)
     assert fed.flower.round_timeout == 90 and not fed.flower.server_validation
-    code = main(["federate", "server", "--config", "experiments/tug_flower.yaml", "--insecure",
-                 "--trainer.strategy.init_args.mu", "0.1"])
+    code = main(
+        [
+            "federate",
+            "server",
+            "--config",
+            "experiments/tug_flower.yaml",
+            "--insecure",
+            "--trainer.strategy.init_args.mu",
+            "0.1",
+        ]
+    )
     assert code == 2 and "FedProx" in capsys.readouterr().err
 
 
@@ -178,10 +282,22 @@ class Processes:
         self.children: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
-        env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS="1",
+            WANDB_MODE="offline",
+            WANDB_SILENT="true",
+            PYTHONUNBUFFERED="1",
+        )
         log = open(self.folder / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen([sys.executable, "-m", "lbp_motion.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lbp_motion.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         log.close()
         self.children[name] = proc
         return proc
@@ -213,7 +329,11 @@ class Processes:
 
     def tail(self, name: str, lines: int = 40) -> str:
         path = self.folder / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
     def wait(self, name: str, timeout: float) -> int:
         try:
@@ -271,8 +391,13 @@ def _wait_for(path: Path, timeout: float, procs: Processes, name: str) -> None:
 def three_sites(tmp_path_factory):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(tmp_path_factory.mktemp("flower_sites"), num_subjects=12, recordings_per_subject=1,
-                                sites=3, seed=2)
+    return generate_tug_dataset(
+        tmp_path_factory.mktemp("flower_sites"),
+        num_subjects=12,
+        recordings_per_subject=1,
+        sites=3,
+        seed=2,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -281,23 +406,57 @@ def simulated(three_sites, tmp_path_factory):
     from lbp_motion.cli import main
 
     out = tmp_path_factory.mktemp("flower_sim")
-    args = ["fit", "--config", "experiments/tug_fedavg.yaml", "--data.root", str(three_sites), *SMALL,
-            "--test_after_fit", "false", "--run.out_dir", str(out)]
+    args = [
+        "fit",
+        "--config",
+        "experiments/tug_fedavg.yaml",
+        "--data.root",
+        str(three_sites),
+        *SMALL,
+        "--test_after_fit",
+        "false",
+        "--run.out_dir",
+        str(out),
+    ]
     assert main(args) == 0
     ckpt = next(out.glob("*/version_0/checkpoints/last.ckpt"))
     return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
 
 
 def _common(data: Path, out: Path) -> list[str]:
-    return ["--config", "experiments/tug_fedavg.yaml", "--data.root", str(data), *SMALL, "--run.out_dir", str(out),
-            "--flower.min_available_clients", "3"]  # round 0 waits for all three sites
+    return [
+        "--config",
+        "experiments/tug_fedavg.yaml",
+        "--data.root",
+        str(data),
+        *SMALL,
+        "--run.out_dir",
+        str(out),
+        "--flower.min_available_clients",
+        "3",
+    ]  # round 0 waits for all three sites
 
 
-def _start_clients(procs: Processes, common: list[str], port: int, work: Path, which=range(3), tls=("--insecure",)) -> None:
+def _start_clients(
+    procs: Processes, common: list[str], port: int, work: Path, which=range(3), tls=("--insecure",)
+) -> None:
     for k in which:
-        procs.start(f"client{k}", "federate", "client", *common, "--data.train_sites", f"[{SITES[k]}]",
-                    "--client_id", str(k), "--server", f"127.0.0.1:{port}", *tls, "--skip_check",
-                    "--work_dir", str(work / f"site{k}"))
+        procs.start(
+            f"client{k}",
+            "federate",
+            "client",
+            *common,
+            "--data.train_sites",
+            f"[{SITES[k]}]",
+            "--client_id",
+            str(k),
+            "--server",
+            f"127.0.0.1:{port}",
+            *tls,
+            "--skip_check",
+            "--work_dir",
+            str(work / f"site{k}"),
+        )
 
 
 def _rounds(run_dir: Path) -> list[dict[str, str]]:
@@ -320,33 +479,69 @@ def _certificates(folder: Path) -> dict[str, Path]:
 
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("lbp-test-ca")).issuer_name(name("lbp-test-ca"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
-    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
-    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(san, critical=False).sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("lbp-test-ca"))
+        .issuer_name(name("lbp-test-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(san, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"ca": folder / "ca.crt", "cert": folder / "server.pem", "key": folder / "server.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return paths
 
 
 @pytest.mark.slow
-def test_three_clients_train_the_simulations_model_and_send_only_parameters(three_sites, simulated, processes, tmp_path):
+def test_three_clients_train_the_simulations_model_and_send_only_parameters(
+    three_sites, simulated, processes, tmp_path
+):
     port = free_port()
     common = _common(three_sites, tmp_path / "runs")
     certs = _certificates(tmp_path / "certs")  # this run uses TLS; the other --insecure
     started = time.monotonic()
-    processes.start("server", "federate", "server", *common, "--host", "127.0.0.1", "--port", str(port),
-                    "--ssl_ca_certfile", str(certs["ca"]), "--ssl_certfile", str(certs["cert"]),
-                    "--ssl_keyfile", str(certs["key"]))
+    processes.start(
+        "server",
+        "federate",
+        "server",
+        *common,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ssl_ca_certfile",
+        str(certs["ca"]),
+        "--ssl_certfile",
+        str(certs["cert"]),
+        "--ssl_keyfile",
+        str(certs["key"]),
+    )
     _start_clients(processes, common, port, tmp_path, tls=["--root_certificates", str(certs["ca"])])
     assert processes.wait("server", timeout=420) == 0, processes.tail("server")
     elapsed = time.monotonic() - started
@@ -355,19 +550,28 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(thre
     # (a) the final global model is the simulation's, exactly: the same initial weights,
     # batches, seeds and learning rates at each site, and fedavg() over the clients in
     # the simulation's order (float sums in the same order)
-    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     assert final["flower"]["rounds_completed"] == 2
     assert list(final["state_dict"]) == list(simulated)
-    diff = max((final["state_dict"][k].double() - v.double()).abs().max().item() for k, v in simulated.items())
+    diff = max(
+        (final["state_dict"][k].double() - v.double()).abs().max().item()
+        for k, v in simulated.items()
+    )
     assert diff == 0.0, f"max abs difference to the simulation: {diff}"
     for key, value in simulated.items():
         assert final["state_dict"][key].dtype == value.dtype
 
     # (b) what every client sent, as the server received it: only the model's arrays and scalars
-    replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
+    replies = [
+        json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()
+    ]
     assert len(replies) == 6 and not any(r["error"] for r in replies)
     spec = {k: [list(v.shape), str(v.numpy().dtype)] for k, v in simulated.items()}
-    subjects = {row.split(",")[1] for row in (three_sites / "labels.csv").read_text().splitlines()[1:]}
+    subjects = {
+        row.split(",")[1] for row in (three_sites / "labels.csv").read_text().splitlines()[1:]
+    }
     for reply in replies:
         assert reply["records"] == {"arrays": "ArrayRecord", "metrics": "MetricRecord"}
         assert reply["arrays"] == {"arrays": spec}
@@ -384,12 +588,26 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(thre
 
 
 @pytest.mark.slow
-def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites, simulated, processes, tmp_path):
+def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(
+    three_sites, simulated, processes, tmp_path
+):
     port = free_port()
     common = _common(three_sites, tmp_path / "runs") + [
-        "--trainer.strategy.init_args.min_clients", "2", "--flower.round_timeout", "60",
+        "--trainer.strategy.init_args.min_clients",
+        "2",
+        "--flower.round_timeout",
+        "60",
     ]
-    server = ["federate", "server", *common, "--host", "127.0.0.1", "--port", str(port), "--insecure"]
+    server = [
+        "federate",
+        "server",
+        *common,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--insecure",
+    ]
     processes.start("server", *server)
     _start_clients(processes, common, port, tmp_path)
 
@@ -397,7 +615,9 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites,
     _wait_for(tmp_path / "site2" / "round-000.started", 240, processes, "server")
     processes.kill("client2")
     (tmp_path / "site2" / "round-000.started").unlink()
-    _start_clients(processes, common, port, tmp_path, which=[2])  # it comes back, for the next round
+    _start_clients(
+        processes, common, port, tmp_path, which=[2]
+    )  # it comes back, for the next round
 
     # the server dies right after checkpointing round 0, and is restarted from that checkpoint
     run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))
@@ -406,7 +626,9 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites,
     assert _rounds(run_dir)[0]["clients"] == "2"
     # round 1 waits for all three sites: the returning client must not lose a race with a
     # quick restart on a busy machine (the test is about taking part again, not timing)
-    processes.start("server2", *server, "--flower.min_available_clients", "3", "--resume", str(run_dir))
+    processes.start(
+        "server2", *server, "--flower.min_available_clients", "3", "--resume", str(run_dir)
+    )
     assert processes.wait("server2", timeout=300) == 0, processes.tail("server2")
 
     rounds = _rounds(run_dir)
@@ -414,11 +636,15 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(three_sites,
     assert rounds[0]["clients"] == "2" and rounds[0]["failed_clients"] == "1"
     assert rounds[1]["clients"] == "3"  # the returning client took part again
     assert "client_2/n" in rounds[1] and rounds[1]["client_2/n"]
-    final = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     assert final["flower"]["rounds_completed"] == 2 and final["epoch"] == 1
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["rounds_completed"] == 2
-    replies = [json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()]
+    replies = [
+        json.loads(line) for line in (run_dir / "flower" / "replies.jsonl").read_text().splitlines()
+    ]
     assert sorted({r["round"] for r in replies}) == [0, 1]
     # the restarted server did not train round 0 again (site 0 may have trained round 1
     # twice: once for the killed server, if its round-1 message left before the kill)
@@ -455,8 +681,13 @@ class LoopbackGrid:
                 if node in self.fail:
                     replies.append(Message(Error(code=0, reason="site offline"), reply_to=msg))
                     continue
-                context = Context(run_id=1, node_id=node, node_config={CLIENT_KEY: str(self.settings[node])},
-                                  state=RecordDict(), run_config={})
+                context = Context(
+                    run_id=1,
+                    node_id=node,
+                    node_config={CLIENT_KEY: str(self.settings[node])},
+                    state=RecordDict(),
+                    run_config={},
+                )
                 replies.append(client_train(msg, context))
             finally:
                 TaskIdentity.node_id = 0
@@ -492,18 +723,36 @@ def _loopback(three_sites, tmp_path, extra=(), epsilons=(1.0, 2.5, 0.5), config=
     config = str(ROOT / "experiments" / config)
     settings = {}
     for k in range(3):
-        data = {"config": config, "client_id": k, "work_dir": str(tmp_path / f"site{k}"),
-                "overrides": [*common, "--data.train_sites", f"[{SITES[k]}]", "--trainer.callbacks+=LearningRateMonitor"]}
+        data = {
+            "config": config,
+            "client_id": k,
+            "work_dir": str(tmp_path / f"site{k}"),
+            "overrides": [
+                *common,
+                "--data.train_sites",
+                f"[{SITES[k]}]",
+                "--trainer.callbacks+=LearningRateMonitor",
+            ],
+        }
         path = tmp_path / f"client{k}.json"
         path.write_text(json.dumps(data))
         if epsilons:
-            apps._client_experiment(data).callbacks.append(_FakeDP(epsilons[k]))  # the config's callbacks + "DP"
+            apps._client_experiment(data).callbacks.append(
+                _FakeDP(epsilons[k])
+            )  # the config's callbacks + "DP"
         settings[k] = path
-    server = {"config": config, "overrides": common, "run_dir": str(tmp_path / "run" / "version_0"), "resume": False}
+    server = {
+        "config": config,
+        "overrides": common,
+        "run_dir": str(tmp_path / "run" / "version_0"),
+        "resume": False,
+    }
     return settings, server
 
 
-def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(three_sites, simulated, tmp_path, task_identity):
+def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(
+    three_sites, simulated, tmp_path, task_identity
+):
     from lbp_motion.federated.flower.apps import run_federation
 
     settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1"])
@@ -512,14 +761,24 @@ def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(three_sites, si
     run_dir = Path(server["run_dir"])
     (row,) = _rounds(run_dir)
     assert row["clients"] == "3" and float(row["client_1/dp/epsilon"]) == 2.5
-    assert "client_0/lr-AdamW" in row and "client_0/train_loss" in row  # a config callback's logged scalar
+    assert (
+        "client_0/lr-AdamW" in row and "client_0/train_loss" in row
+    )  # a config callback's logged scalar
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["dp/epsilon"] == 2.5 and metrics["client_2/dp/epsilon"] == 0.5 and metrics["status"] == "finished"
+    assert (
+        metrics["dp/epsilon"] == 2.5
+        and metrics["client_2/dp/epsilon"] == 0.5
+        and metrics["status"] == "finished"
+    )
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert "flower" not in yaml.safe_load(ckpt["lbp_motion"]["config"])  # so `lbp test --ckpt_path` reads it
+    assert "flower" not in yaml.safe_load(
+        ckpt["lbp_motion"]["config"]
+    )  # so `lbp test --ckpt_path` reads it
 
     # resume with two rounds in all: only round 1 is trained, and the result is the simulation's
-    resumed = dict(server, resume=True, overrides=server["overrides"] + ["--trainer.max_epochs", "2"])
+    resumed = dict(
+        server, resume=True, overrides=server["overrides"] + ["--trainer.max_epochs", "2"]
+    )
     grid = LoopbackGrid(settings)
     final = run_federation(grid, resumed)
     assert grid.rounds == [1, 1, 1] and [r["round"] for r in _rounds(run_dir)] == ["0", "1"]
@@ -527,16 +786,23 @@ def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(three_sites, si
         assert torch.equal(final[key], value), key
 
 
-def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(three_sites, tmp_path, task_identity):
+def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(
+    three_sites, tmp_path, task_identity
+):
     from lbp_motion.federated.fedavg import AggregationError
     from lbp_motion.federated.flower.apps import run_federation
 
-    settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1",
-                                                               "--trainer.strategy.init_args.min_clients", "2"])
+    settings, server = _loopback(
+        three_sites,
+        tmp_path,
+        extra=["--trainer.max_epochs", "1", "--trainer.strategy.init_args.min_clients", "2"],
+    )
     run_federation(LoopbackGrid(settings, fail={1}), server)
     (row,) = _rounds(Path(server["run_dir"]))
     assert row["clients"] == "2" and row["failed_nodes"] == "1" and "client_1/n" not in row
-    assert row["failed"] == "node:1" and "site offline" in row["left_out"]  # no client id in its reply
+    assert (
+        row["failed"] == "node:1" and "site offline" in row["left_out"]
+    )  # no client id in its reply
     strict = dict(server, run_dir=str(tmp_path / "strict" / "version_0"))
     with pytest.raises(AggregationError, match="min_clients=2"):
         run_federation(LoopbackGrid(settings, fail={0, 2}), strict)
@@ -548,9 +814,12 @@ def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_id
 
     settings, server = _loopback(three_sites, tmp_path, extra=["--trainer.max_epochs", "1"])
     plain = run_federation(LoopbackGrid(settings), server)
-    noisy_server = dict(server, run_dir=str(tmp_path / "dp" / "version_0"),
-                        overrides=server["overrides"] + ["--flower.dp_noise_multiplier", "1.0",
-                                                         "--flower.dp_clipping_norm", "0.1"])
+    noisy_server = dict(
+        server,
+        run_dir=str(tmp_path / "dp" / "version_0"),
+        overrides=server["overrides"]
+        + ["--flower.dp_noise_multiplier", "1.0", "--flower.dp_clipping_norm", "0.1"],
+    )
     noisy = run_federation(LoopbackGrid(settings), noisy_server)
     (row,) = _rounds(Path(noisy_server["run_dir"]))
     assert float(row["server_dp/noise_std"]) == pytest.approx(1.0 * 0.1 / 1)  # min_clients = 1
@@ -558,28 +827,36 @@ def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_id
     assert all(noisy[k].dtype == plain[k].dtype for k in plain)
 
 
-def test_dp_sgd_at_each_site_spends_its_budget_over_all_rounds(three_sites, tmp_path, task_identity):
+def test_dp_sgd_at_each_site_spends_its_budget_over_all_rounds(
+    three_sites, tmp_path, task_identity
+):
     """experiments/tug_fl/fedavg_dp.yaml on Flower: each site runs the real DifferentialPrivacy
     callback of the config; its privacy state persists across rounds (each a separate fit),
     the noise is calibrated for rounds x E passes, and the server reports epsilon."""
     from lbp_motion.federated.flower.apps import run_federation
     from lbp_motion.privacy.accounting import epsilon_of
 
-    settings, server = _loopback(three_sites, tmp_path, epsilons=None, config="tug_fl/fedavg_dp.yaml")
+    settings, server = _loopback(
+        three_sites, tmp_path, epsilons=None, config="tug_fl/fedavg_dp.yaml"
+    )
     final = run_federation(LoopbackGrid(settings), server)
     run_dir = Path(server["run_dir"])
     rows = _rounds(run_dir)
     assert [r["round"] for r in rows] == ["0", "1"]
     for k in range(3):
         eps = [float(r[f"client_{k}/dp/epsilon"]) for r in rows]
-        assert 0 < eps[0] < eps[1] <= 8.0 + 1e-6  # spends over both rounds, never more than the target
+        assert (
+            0 < eps[0] < eps[1] <= 8.0 + 1e-6
+        )  # spends over both rounds, never more than the target
         assert eps[1] > 6.0  # calibrated for the whole plan (2 rounds x E = 2), not for one round
         state = json.loads((tmp_path / f"site{k}" / "dp_state.json").read_text())
         assert len(state["parties"]) == 1
         party = next(iter(state["parties"].values()))
         assert epsilon_of(party["history"], 1e-5, "rdp") == pytest.approx(eps[1], rel=1e-6)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["dp/epsilon"] == pytest.approx(max(float(rows[-1][f"client_{k}/dp/epsilon"]) for k in range(3)))
+    assert metrics["dp/epsilon"] == pytest.approx(
+        max(float(rows[-1][f"client_{k}/dp/epsilon"]) for k in range(3))
+    )
     assert all(torch.isfinite(v.float()).all() for v in final.values())
 
 
@@ -591,12 +868,23 @@ def test_uniform_weights_for_server_side_dp_average_plainly(task_identity):
     from lbp_motion.federated.flower.messages import ARRAYS, arrays_to_state, train_reply_content
     from lbp_motion.federated.flower.strategy import LbpFedAvg
 
-    states = [{"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}, {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(3)}]
-    replies = [Message(content=train_reply_content(s, {"num-examples": n, "client-id": k}), dst_node_id=k + 1,
-                       message_type="train") for k, (s, n) in enumerate(zip(states, (1, 3)))]
+    states = [
+        {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)},
+        {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(3)},
+    ]
+    replies = [
+        Message(
+            content=train_reply_content(s, {"num-examples": n, "client-id": k}),
+            dst_node_id=k + 1,
+            message_type="train",
+        )
+        for k, (s, n) in enumerate(zip(states, (1, 3)))
+    ]
     weighted, _ = LbpFedAvg(states[0]).aggregate_train(1, replies)
     uniform, _ = LbpFedAvg(states[0], uniform_weights=True).aggregate_train(1, replies)
-    assert torch.allclose(arrays_to_state(weighted)["w"], torch.tensor([3.0, 5.0]))  # (1 x a + 3 x b) / 4
-    assert torch.allclose(arrays_to_state(uniform)["w"], torch.tensor([2.0, 4.0]))   # (a + b) / 2
+    assert torch.allclose(
+        arrays_to_state(weighted)["w"], torch.tensor([3.0, 5.0])
+    )  # (1 x a + 3 x b) / 4
+    assert torch.allclose(arrays_to_state(uniform)["w"], torch.tensor([2.0, 4.0]))  # (a + b) / 2
     assert arrays_to_state(uniform)["n"].dtype == torch.int64
     assert ARRAYS in replies[0].content

@@ -19,7 +19,9 @@ REGISTRY = Path(os.environ.get("LBP_CACHE") or Path.home() / ".cache" / "lbp_mot
 VIDEO = REGISTRY / "sports2d-0.8.34" / "Sports2D" / "Demo" / "demo.mp4"
 MEDIAPIPE_MODELS = REGISTRY / "mediapipe-0.10.21" / "mediapipe" / "modules"
 WHEELS = sorted((REGISTRY / "wheels").glob("mediapipe-0.10.21-*.whl"))
-HAVE_MODELS = bool(WHEELS) or (MEDIAPIPE_MODELS / "pose_landmark" / "pose_landmark_full.tflite").is_file()
+HAVE_MODELS = (
+    bool(WHEELS) or (MEDIAPIPE_MODELS / "pose_landmark" / "pose_landmark_full.tflite").is_file()
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +44,11 @@ def person(cx: float, cy: float, height: float = 200.0, conf: float = 0.9) -> np
     }  # fmt: skip
     kp = np.zeros((17, 3), np.float32)
     for j, name in enumerate(COCO17.joints):
-        side = 0.08 * height * (1 if name.startswith("left") else -1 if name.startswith("right") else 0)
+        side = (
+            0.08
+            * height
+            * (1 if name.startswith("left") else -1 if name.startswith("right") else 0)
+        )
         kp[j] = (cx + side, y[name], conf)
     return kp
 
@@ -86,7 +92,13 @@ class FakeBackend(PoseEstimator):
         self.closed = True
 
 
-def write_video(path: Path, frames: int = 40, size: tuple[int, int] = (96, 64), fps: int = 30, rotation: int | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: int = 40,
+    size: tuple[int, int] = (96, 64),
+    fps: int = 30,
+    rotation: int | None = None,
+) -> Path:
     """A small H.264 (or MPEG-4) video of a moving gradient; ``rotation``: display
     rotation metadata (degrees counter-clockwise, as FFmpeg stores it)."""
     import av

@@ -1,7 +1,6 @@
 """The offline MediaPipe bundle: built from the mediapipe 0.10.21 wheel that the
 Makefile's test-data step fetched, then run on frames of a real video (Sports2D demo)."""
 
-
 import numpy as np
 import pytest
 
@@ -12,8 +11,12 @@ WHEELS = sorted((CACHE / "wheels").glob("mediapipe-0.10.21-*.whl"))
 VIDEO = CACHE / "sports2d-0.8.34" / "Sports2D" / "Demo" / "demo.mp4"
 
 
-@pytest.mark.skipif(not WHEELS, reason=f"mediapipe 0.10.21 wheel not in {CACHE / 'wheels'} (run `make test-data`)")
-@pytest.mark.skipif(not VIDEO.is_file(), reason=f"Sports2D demo video not at {VIDEO} (run `make test-data`)")
+@pytest.mark.skipif(
+    not WHEELS, reason=f"mediapipe 0.10.21 wheel not in {CACHE / 'wheels'} (run `make test-data`)"
+)
+@pytest.mark.skipif(
+    not VIDEO.is_file(), reason=f"Sports2D demo video not at {VIDEO} (run `make test-data`)"
+)
 def test_offline_bundle_finds_the_walker_in_a_real_video(tmp_path):
     mp = pytest.importorskip("mediapipe", reason="the pose extra (mediapipe) is not installed")
     av = pytest.importorskip("av", reason="the pose extra (PyAV) is not installed")
@@ -32,19 +35,31 @@ def test_offline_bundle_finds_the_walker_in_a_real_video(tmp_path):
         assert all(info.compress_type == zipfile.ZIP_STORED for info in zf.infolist())
 
     with av.open(str(VIDEO)) as container:
-        frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i in (60, 100, 150)]
+        frames = [
+            f.to_ndarray(format="rgb24")
+            for i, f in enumerate(container.decode(video=0))
+            if i in (60, 100, 150)
+        ]
     options = vision.PoseLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=str(task)), running_mode=vision.RunningMode.IMAGE, num_poses=1
+        base_options=BaseOptions(model_asset_path=str(task)),
+        running_mode=vision.RunningMode.IMAGE,
+        num_poses=1,
     )
     found = 0
     with vision.PoseLandmarker.create_from_options(options) as landmarker:
         for rgb in frames:
-            result = landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb)))
+            result = landmarker.detect(
+                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+            )
             if not result.pose_landmarks:
                 continue
             found += 1
             pose = result.pose_landmarks[0]
-            nose, hip, ankle = pose[0].y, (pose[23].y + pose[24].y) / 2, (pose[27].y + pose[28].y) / 2
+            nose, hip, ankle = (
+                pose[0].y,
+                (pose[23].y + pose[24].y) / 2,
+                (pose[27].y + pose[28].y) / 2,
+            )
             assert nose < hip < ankle  # image y points down: head above hips above ankles
             assert pose[0].visibility > 0.5
     assert found >= 2
@@ -87,8 +102,13 @@ def test_official_download_once_else_offline_bundle(tmp_path, monkeypatch):
     monkeypatch.setattr(mb, "download_official_model", fake_download)
     monkeypatch.delenv("LBP_OFFLINE")
     got = mb.resolve_model(cache=tmp_path / "a")
-    assert got.source == "download" and got.path == tmp_path / "a" / "models" / "pose_landmarker_full.task"
-    assert calls == ["https://storage.googleapis.com/mediapipe-models/pose_landmarker/pose_landmarker_full/float16/latest/pose_landmarker_full.task"]
+    assert (
+        got.source == "download"
+        and got.path == tmp_path / "a" / "models" / "pose_landmarker_full.task"
+    )
+    assert calls == [
+        "https://storage.googleapis.com/mediapipe-models/pose_landmarker/pose_landmarker_full/float16/latest/pose_landmarker_full.task"
+    ]
     assert mb.resolve_model(cache=tmp_path / "a").source == "cache" and len(calls) == 1  # once
 
     def unreachable(dest, url=mb.OFFICIAL_MODEL_URL, timeout=mb.DOWNLOAD_TIMEOUT_S):
@@ -103,8 +123,14 @@ def test_official_download_once_else_offline_bundle(tmp_path, monkeypatch):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "registry").symlink_to(REGISTRY)
     got = mb.resolve_model(cache=tmp_path / "b")
-    assert got.source == "offline-bundle" and got.path.name == "pose_landmarker_offline.task" and len(calls) == 2
+    assert (
+        got.source == "offline-bundle"
+        and got.path.name == "pose_landmarker_offline.task"
+        and len(calls) == 2
+    )
     monkeypatch.setenv("LBP_OFFLINE", "1")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "registry").symlink_to(REGISTRY)
-    assert mb.resolve_model(cache=tmp_path / "c").source == "offline-bundle" and len(calls) == 2  # not asked
+    assert (
+        mb.resolve_model(cache=tmp_path / "c").source == "offline-bundle" and len(calls) == 2
+    )  # not asked

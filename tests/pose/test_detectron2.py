@@ -68,7 +68,9 @@ def test_scores_are_clipped_and_bad_shapes_named():
     kp = instances_to_poses(inst)[0].keypoints
     assert kp[0, 2] == 1.0 and (kp[1] == 0).all()
     with pytest.raises(ValueError, match=r"\(N, 17, 3\)"):
-        instances_to_poses(Instances((1, 1), pred_keypoints=torch.zeros(1, 18, 3), scores=torch.ones(1)))
+        instances_to_poses(
+            Instances((1, 1), pred_keypoints=torch.zeros(1, 18, 3), scores=torch.ones(1))
+        )
 
 
 def test_detectron2_outputs_run_through_tracking():
@@ -77,7 +79,11 @@ def test_detectron2_outputs_run_through_tracking():
     assert subject.keypoints[0, 0, 0] == 100 and subject.keypoints[29, 0, 0] == 100 + 8 * 29
 
 
-@pytest.mark.skipif(importlib.util.find_spec("detectron2") is not None, reason="detectron2 is installed here")
+@pytest.mark.skipif(
+    importlib.util.find_spec("detectron2") is not None, reason="detectron2 is installed here"
+)
 def test_missing_detectron2_is_one_clear_error():
-    with pytest.raises(BackendUnavailable, match=r"detectron2 is not installed.*facebookresearch/detectron2"):
+    with pytest.raises(
+        BackendUnavailable, match=r"detectron2 is not installed.*facebookresearch/detectron2"
+    ):
         create_estimator("detectron2")

@@ -15,8 +15,44 @@ from lbp_motion.datasets.layouts import (
 
 def test_blazepose_and_openpose_tables_to_coco17():
     # COCO-17 order: nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles
-    assert layout_conversion("blazepose33", "coco17").tolist() == [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
-    assert layout_conversion("openpose18", "coco17").tolist() == [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10]
+    assert layout_conversion("blazepose33", "coco17").tolist() == [
+        0,
+        2,
+        5,
+        7,
+        8,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        23,
+        24,
+        25,
+        26,
+        27,
+        28,
+    ]
+    assert layout_conversion("openpose18", "coco17").tolist() == [
+        0,
+        15,
+        14,
+        17,
+        16,
+        5,
+        2,
+        6,
+        3,
+        7,
+        4,
+        11,
+        8,
+        12,
+        9,
+        13,
+        10,
+    ]
     for (src, tgt), mapping in CONVERSIONS.items():
         table = layout_conversion(src, tgt)
         for t, name in enumerate(get_layout(tgt).joints):
@@ -46,6 +82,26 @@ def test_openpose_body25_is_a_layout_with_a_drawable_skeleton():
     # BODY_25: COCO-18's order with mid_hip inserted at 8 and six foot points at the end
     lay = get_layout("openpose_body25")
     assert lay.num_joints == 25 and lay.hip_indices() == (12, 9)
-    assert layout_conversion("openpose_body25", "coco17").tolist() == [0, 16, 15, 18, 17, 5, 2, 6, 3, 7, 4, 12, 9, 13, 10, 14, 11]
-    assert all(0 <= a < 25 and 0 <= b < 25 and a != b for a, b in lay.edges) and len(lay.edges) == 24
+    assert layout_conversion("openpose_body25", "coco17").tolist() == [
+        0,
+        16,
+        15,
+        18,
+        17,
+        5,
+        2,
+        6,
+        3,
+        7,
+        4,
+        12,
+        9,
+        13,
+        10,
+        14,
+        11,
+    ]
+    assert (
+        all(0 <= a < 25 and 0 <= b < 25 and a != b for a, b in lay.edges) and len(lay.edges) == 24
+    )
     assert (lay.index("left_heel"), lay.index("right_heel")) in lay.flip_pairs

@@ -17,7 +17,9 @@ from lbp_motion.inference.predict import AGGREGATION, predict
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    root = generate_tug_dataset(tmp_path_factory.mktemp("one"), num_subjects=1, recordings_per_subject=1, seed=5)
+    root = generate_tug_dataset(
+        tmp_path_factory.mktemp("one"), num_subjects=1, recordings_per_subject=1, seed=5
+    )
     return root / "s001_r1.npz"
 
 
@@ -26,17 +28,26 @@ def test_predict_a_keypoint_file(tiny_checkpoint, recording, tmp_path):
     rec = read_recording(recording)
     windows = result["windows"]
     assert result["classes"] == ["low", "medium", "high"] and result["frames"] == rec.num_frames
-    assert [w["start"] for w in windows] == list(range(0, rec.num_frames - 30 + 1, 15))  # the checkpoint's windowing
+    assert [w["start"] for w in windows] == list(
+        range(0, rec.num_frames - 30 + 1, 15)
+    )  # the checkpoint's windowing
     probs = np.array([[w["probabilities"][c] for c in result["classes"]] for w in windows])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     mean = probs.mean(axis=0)  # recording = mean of its windows
-    np.testing.assert_allclose([result["probabilities"][c] for c in result["classes"]], mean, atol=1e-5)
-    assert result["predicted"] == result["classes"][int(mean.argmax())] and result["aggregation"] == AGGREGATION
+    np.testing.assert_allclose(
+        [result["probabilities"][c] for c in result["classes"]], mean, atol=1e-5
+    )
+    assert (
+        result["predicted"] == result["classes"][int(mean.argmax())]
+        and result["aggregation"] == AGGREGATION
+    )
     assert result["tug"]["time_s"] is not None and 4 < result["tug"]["time_s"] < 20
     saved = json.loads((tmp_path / "out" / "prediction.json").read_text())
     assert saved["probabilities"] == result["probabilities"]
     assert (tmp_path / "out" / "timeline.png").stat().st_size > 5000
-    np.testing.assert_array_equal(read_recording(tmp_path / "out" / "keypoints.npz").keypoints, rec.keypoints)
+    np.testing.assert_array_equal(
+        read_recording(tmp_path / "out" / "keypoints.npz").keypoints, rec.keypoints
+    )
 
 
 def test_windows_match_the_datamodule_pipeline(tiny_checkpoint, recording):
@@ -61,28 +72,56 @@ def test_windows_match_the_datamodule_pipeline(tiny_checkpoint, recording):
 def test_other_layouts_and_frame_rates_are_converted(tiny_checkpoint, recording, tmp_path):
     rec = read_recording(recording)
     op = np.zeros((rec.num_frames, 18, 3), np.float32)
-    op[:, layout_conversion("openpose18", "coco17")] = rec.keypoints  # the same joints in OpenPose's order
+    op[:, layout_conversion("openpose18", "coco17")] = (
+        rec.keypoints
+    )  # the same joints in OpenPose's order
     half = op[::2]  # 15 fps
-    write_recording(tmp_path / "op.npz", half, layout="openpose18", fps=15.0, image_size=rec.image_size)
+    write_recording(
+        tmp_path / "op.npz", half, layout="openpose18", fps=15.0, image_size=rec.image_size
+    )
     result = lbp_motion.predict(tiny_checkpoint, tmp_path / "op.npz")
     assert result["resampled_from_fps"] == 15.0 and result["fps"] == 30.0
     assert abs(result["frames"] - rec.num_frames) <= 1
 
 
-def test_lbp_predict_file_and_lbp_predict_over_a_datamodule(tiny_checkpoint, recording, tmp_path, capsys):
+def test_lbp_predict_file_and_lbp_predict_over_a_datamodule(
+    tiny_checkpoint, recording, tmp_path, capsys
+):
     out = tmp_path / "cli"
-    assert main(["predict-file", str(recording), "--ckpt_path", str(tiny_checkpoint), "--out_dir", str(out),
-                 "--overlay"]) == 0
+    assert (
+        main(
+            [
+                "predict-file",
+                str(recording),
+                "--ckpt_path",
+                str(tiny_checkpoint),
+                "--out_dir",
+                str(out),
+                "--overlay",
+            ]
+        )
+        == 0
+    )
     printed, err = capsys.readouterr()
     assert "deprecated" not in err
-    assert "s001_r1: " in printed and "TUG time" in printed and f"Results: {out.resolve()}" in printed
-    assert {p.name for p in out.iterdir()} >= {"prediction.json", "timeline.png", "keypoints.npz", "overlay.mp4"}
+    assert (
+        "s001_r1: " in printed and "TUG time" in printed and f"Results: {out.resolve()}" in printed
+    )
+    assert {p.name for p in out.iterdir()} >= {
+        "prediction.json",
+        "timeline.png",
+        "keypoints.npz",
+        "overlay.mp4",
+    }
     import av
 
     with av.open(str(out / "overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == read_recording(recording).num_frames
 
-    assert main(["predict-file", str(tmp_path / "missing.mp4"), "--ckpt_path", str(tiny_checkpoint)]) == 2
+    assert (
+        main(["predict-file", str(tmp_path / "missing.mp4"), "--ckpt_path", str(tiny_checkpoint)])
+        == 2
+    )
     assert "missing.mp4: file not found" in capsys.readouterr().err
     assert main(["predict-file", str(recording), "--ckpt_path", str(tmp_path / "no.ckpt")]) == 2
     # `lbp predict` is LightningCLI's prediction over a DataModule
@@ -92,12 +131,25 @@ def test_lbp_predict_file_and_lbp_predict_over_a_datamodule(tiny_checkpoint, rec
     assert next((tmp_path / "runs").glob("*/version_*/recording_predictions.csv")).is_file()
 
 
-def test_the_0x_form_lbp_predict_path_ckpt_out_still_works_and_says_what_replaces_it(tiny_checkpoint, recording,
-                                                                                      tmp_path, capsys):
+def test_the_0x_form_lbp_predict_path_ckpt_out_still_works_and_says_what_replaces_it(
+    tiny_checkpoint, recording, tmp_path, capsys
+):
     out = tmp_path / "old"
     with pytest.warns(DeprecationWarning):
-        assert main(["predict", str(recording), "--ckpt", str(tiny_checkpoint), "--out", str(out),
-                     "--no-timeline"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(recording),
+                    "--ckpt",
+                    str(tiny_checkpoint),
+                    "--out",
+                    str(out),
+                    "--no-timeline",
+                ]
+            )
+            == 0
+        )
     printed, err = capsys.readouterr()
     assert f"Results: {out.resolve()}" in printed and (out / "prediction.json").is_file()
     assert not (out / "timeline.png").exists()  # --no-timeline reached predict-file too
@@ -111,12 +163,22 @@ def test_the_0x_form_lbp_predict_path_ckpt_out_still_works_and_says_what_replace
 
 
 def test_a_recording_shorter_than_a_window_is_a_clear_error(tiny_checkpoint, tmp_path):
-    write_recording(tmp_path / "short.npz", np.ones((10, 17, 3), np.float32), layout="coco17", fps=30, image_size=(100, 100))
-    with pytest.raises(lbp_motion.errors.LbpError, match="short: 10 frames .* at least one window of 30"):
+    write_recording(
+        tmp_path / "short.npz",
+        np.ones((10, 17, 3), np.float32),
+        layout="coco17",
+        fps=30,
+        image_size=(100, 100),
+    )
+    with pytest.raises(
+        lbp_motion.errors.LbpError, match="short: 10 frames .* at least one window of 30"
+    ):
         predict(tiny_checkpoint, tmp_path / "short.npz")
 
 
-def test_a_recording_level_checkpoint_is_refused_for_one_file_with_a_pointer(tiny_checkpoint, recording, tmp_path):
+def test_a_recording_level_checkpoint_is_refused_for_one_file_with_a_pointer(
+    tiny_checkpoint, recording, tmp_path
+):
     import torch
 
     from lbp_motion.errors import LbpError
@@ -125,5 +187,8 @@ def test_a_recording_level_checkpoint_is_refused_for_one_file_with_a_pointer(tin
     ckpt = load_checkpoint(tiny_checkpoint)
     ckpt["lbp_motion"]["data"]["unit"] = "recording"
     torch.save(ckpt, tmp_path / "recording.ckpt")
-    with pytest.raises(LbpError, match=r"recording-level model .* use `lbp predict --ckpt_path CKPT --data.root FOLDER` on a keypoint folder"):
+    with pytest.raises(
+        LbpError,
+        match=r"recording-level model .* use `lbp predict --ckpt_path CKPT --data.root FOLDER` on a keypoint folder",
+    ):
         predict(tmp_path / "recording.ckpt", recording)

@@ -15,20 +15,31 @@ from lbp_motion.datasets.layouts import COCO17
 from tests.pose.conftest import HAVE_MODELS, REGISTRY, VIDEO
 
 pytestmark = [
-    pytest.mark.skipif(not VIDEO.is_file(), reason=f"the Sports2D demo video is not at {VIDEO}: run `make test-data` "
-                       "(it fetches sports2d==0.8.34 from the package registry)"),
-    pytest.mark.skipif(not HAVE_MODELS, reason=f"the mediapipe 0.10.21 pose models are not in {REGISTRY}: run `make test-data`"),
+    pytest.mark.skipif(
+        not VIDEO.is_file(),
+        reason=f"the Sports2D demo video is not at {VIDEO}: run `make test-data` "
+        "(it fetches sports2d==0.8.34 from the package registry)",
+    ),
+    pytest.mark.skipif(
+        not HAVE_MODELS,
+        reason=f"the mediapipe 0.10.21 pose models are not in {REGISTRY}: run `make test-data`",
+    ),
 ]
 mp = pytest.importorskip("mediapipe", reason="the pose extra (mediapipe) is not installed")
 
 J = COCO17.index
 HIPS, ANKLES = [J("left_hip"), J("right_hip")], [J("left_ankle"), J("right_ankle")]
-LATERAL = [(J(f"left_{n}"), J(f"right_{n}")) for n in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
+LATERAL = [
+    (J(f"left_{n}"), J(f"right_{n}"))
+    for n in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+]
 
 
 @pytest.fixture
 def cache(monkeypatch):
-    monkeypatch.setenv("LBP_CACHE", str(REGISTRY.parent))  # the offline bundle is built / cached there
+    monkeypatch.setenv(
+        "LBP_CACHE", str(REGISTRY.parent)
+    )  # the offline bundle is built / cached there
 
 
 def left_right_swaps(k: np.ndarray, height: float) -> int:
@@ -36,11 +47,21 @@ def left_right_swaps(k: np.ndarray, height: float) -> int:
     much less than keeping them: a left/right swap of the detector."""
     swaps = 0
     for a, b in zip(k[:-1], k[1:]):
-        pairs = [(lj, rj) for lj, rj in LATERAL if min(a[lj, 2], a[rj, 2], b[lj, 2], b[rj, 2]) > 0.3]
+        pairs = [
+            (lj, rj) for lj, rj in LATERAL if min(a[lj, 2], a[rj, 2], b[lj, 2], b[rj, 2]) > 0.3
+        ]
         if len(pairs) < 3:
             continue
         keep = np.mean([np.linalg.norm(b[i, :2] - a[i, :2]) for p in pairs for i in p])
-        swap = np.mean([np.linalg.norm(b[rj, :2] - a[lj, :2]) + np.linalg.norm(b[lj, :2] - a[rj, :2]) for lj, rj in pairs]) / 2
+        swap = (
+            np.mean(
+                [
+                    np.linalg.norm(b[rj, :2] - a[lj, :2]) + np.linalg.norm(b[lj, :2] - a[rj, :2])
+                    for lj, rj in pairs
+                ]
+            )
+            / 2
+        )
         swaps += swap < 0.5 * keep and keep > 0.05 * height
     return swaps
 
@@ -57,14 +78,23 @@ def test_extract_poses_on_the_real_video_beside_a_corrupt_one(tmp_path, cache, c
     printed = capsys.readouterr()
     assert "2 videos: 1 written, 0 already done, 1 failed; 115 frames" in printed.out
     assert "failed: broken.mp4" in printed.out
-    assert sorted(p.name for p in out.iterdir()) == ["labels.csv", "walker.npz"]  # nothing half-written
+    assert sorted(p.name for p in out.iterdir()) == [
+        "labels.csv",
+        "walker.npz",
+    ]  # nothing half-written
     assert [r.recording for r in read_labels(out)] == ["walker"]
 
     rec = read_recording(out / "walker.npz")
-    assert rec.layout == "coco17" and rec.image_size == (1768, 994) and rec.fps == pytest.approx(15.0)
+    assert (
+        rec.layout == "coco17" and rec.image_size == (1768, 994) and rec.fps == pytest.approx(15.0)
+    )
     assert rec.num_frames == 115  # every 2nd of 230 frames; misses are zero rows, timing kept
     meta = rec.meta
-    assert (meta["backend"], meta["model"], meta["frame_stride"]) == ("mediapipe", "pose_landmarker_offline.task", 2)
+    assert (meta["backend"], meta["model"], meta["frame_stride"]) == (
+        "mediapipe",
+        "pose_landmarker_offline.task",
+        2,
+    )
     assert meta["backend_version"] == mp.__version__ and meta["source_video"] == "walker.mp4"
 
     # the walker is found and tracked, not the man on the box
@@ -77,7 +107,9 @@ def test_extract_poses_on_the_real_video_beside_a_corrupt_one(tmp_path, cache, c
     hips_seen = k[:, HIPS, 2].min(axis=1) > 0.3
     hip_x = k[hips_seen][:, HIPS, 0].mean(axis=1)
     assert abs(hip_x[-1] - hip_x[0]) > 0.5 * 1768  # she crosses the scene
-    assert np.median(k[hips_seen][:, HIPS, 1].mean(axis=1)) > 0.6 * 994  # on the ground, not on the box
+    assert (
+        np.median(k[hips_seen][:, HIPS, 1].mean(axis=1)) > 0.6 * 994
+    )  # on the ground, not on the box
     # plausible geometry: ankles below hips, and left and right do not swap
     both = k[:, HIPS + ANKLES, 2].min(axis=1) > 0.3
     assert (k[both][:, ANKLES, 1].mean(axis=1) > k[both][:, HIPS, 1].mean(axis=1)).mean() > 0.9
@@ -103,8 +135,13 @@ def test_lbp_predict_file_answers_for_the_real_video(tiny_checkpoint, tmp_path, 
     printed = capsys.readouterr().out
     assert printed.startswith("demo: ") and "no TUG time (the person is not seen seated" in printed
     result = json.loads((out / "prediction.json").read_text())
-    assert result["predicted"] in result["classes"] and abs(sum(result["probabilities"].values()) - 1) < 1e-4
-    assert result["resampled_from_fps"] == 10.0 and len(result["windows"]) >= 10  # 7.7 s in 1 s windows, 0.5 s apart
+    assert (
+        result["predicted"] in result["classes"]
+        and abs(sum(result["probabilities"].values()) - 1) < 1e-4
+    )
+    assert (
+        result["resampled_from_fps"] == 10.0 and len(result["windows"]) >= 10
+    )  # 7.7 s in 1 s windows, 0.5 s apart
     assert result["pose"]["backend"] == "mediapipe" and result["tug"]["time_s"] is None
     assert (out / "timeline.png").is_file()
     import av
@@ -131,9 +168,20 @@ def test_ctrl_c_during_extract_poses_exits_130_and_the_rerun_finishes(tmp_path):
     videos.mkdir()
     for name in ("a", "b"):
         shutil.copy(VIDEO, videos / f"{name}.mp4")
-    args = [sys.executable, "-m", "lbp_motion.cli", "extract-poses", str(videos), "--out_dir", str(out), "--no_progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "lbp_motion.cli",
+        "extract-poses",
+        str(videos),
+        "--out_dir",
+        str(out),
+        "--no_progress",
+    ]
     env = dict(os.environ, LBP_CACHE=str(REGISTRY.parent), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while not (out / "a.npz").is_file():
         assert proc.poll() is None, proc.stderr.read()[-2000:]
@@ -145,7 +193,10 @@ def test_ctrl_c_during_extract_poses_exits_130_and_the_rerun_finishes(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
-    assert last == "lbp: interrupted by SIGINT; run the same command again: finished videos are kept and skipped"
+    assert (
+        last
+        == "lbp: interrupted by SIGINT; run the same command again: finished videos are kept and skipped"
+    )
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("labels")) == ["a.npz"]
     assert read_recording(out / "a.npz").num_frames > 0
 

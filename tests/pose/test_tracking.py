@@ -14,7 +14,9 @@ def _frames(n, fps=30.0):
 
 def test_the_walker_is_kept_over_a_larger_bystander_standing_still():
     # a bystander standing at x=100, taller than the walker, and a walker crossing
-    detections = [[person(100, 400, height=260), person(300 + 12 * t, 420, height=200)] for t in range(40)]
+    detections = [
+        [person(100, 400, height=260), person(300 + 12 * t, 420, height=200)] for t in range(40)
+    ]
     detections[5] = [person(100, 400, height=260)]  # the walker is missed once
     tracks = link_tracks(detections, _frames(40))
     assert sorted(len(t.frames) for t in tracks) == [39, 40]
@@ -34,24 +36,42 @@ def test_without_movement_the_largest_most_present_person_is_kept():
 
 def test_people_are_not_linked_across_the_image():
     # one person on the left, then (after a gap) someone else far right: two tracks
-    detections = [[person(100, 400)] for _ in range(10)] + [[] for _ in range(3)] + [[person(900, 400)] for _ in range(10)]
+    detections = (
+        [[person(100, 400)] for _ in range(10)]
+        + [[] for _ in range(3)]
+        + [[person(900, 400)] for _ in range(10)]
+    )
     tracks = link_tracks(detections, _frames(23))
     assert len(tracks) == 2
     # but the same person after a short gap continues their track
-    detections = [[person(100 + 5 * t, 400)] for t in range(10)] + [[]] * 3 + [[person(165 + 5 * t, 400)] for t in range(10)]
+    detections = (
+        [[person(100 + 5 * t, 400)] for t in range(10)]
+        + [[]] * 3
+        + [[person(165 + 5 * t, 400)] for t in range(10)]
+    )
     assert len(link_tracks(detections, _frames(23))) == 1
 
 
 def test_tracks_end_after_the_gap_limit():
-    detections = [[person(100, 400)] for _ in range(5)] + [[] for _ in range(45)] + [[person(100, 400)] for _ in range(5)]
+    detections = (
+        [[person(100, 400)] for _ in range(5)]
+        + [[] for _ in range(45)]
+        + [[person(100, 400)] for _ in range(5)]
+    )
     assert len(link_tracks(detections, _frames(55), max_gap_s=1.0)) == 2
     assert len(link_tracks(detections, _frames(55), max_gap_s=2.0)) == 1
 
 
 def test_nobody_gives_zero_rows_and_plain_arrays_are_accepted():
     subject = main_subject([[], [], []], 17)
-    assert subject.keypoints.shape == (3, 17, 3) and not subject.keypoints.any() and subject.track is None
-    subject = main_subject([[person(10, 10)], [person(11, 10)]], 17)  # (J, 3) arrays, not PersonPose
+    assert (
+        subject.keypoints.shape == (3, 17, 3)
+        and not subject.keypoints.any()
+        and subject.track is None
+    )
+    subject = main_subject(
+        [[person(10, 10)], [person(11, 10)]], 17
+    )  # (J, 3) arrays, not PersonPose
     assert subject.detected.all()
 
 

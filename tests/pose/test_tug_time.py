@@ -26,12 +26,16 @@ def _true_tug_times():
 
 
 def test_tug_time_matches_the_synthetic_timing(tmp_path):
-    root = generate_tug_dataset(tmp_path, num_subjects=SUBJECTS, recordings_per_subject=1, seed=SEED)
+    root = generate_tug_dataset(
+        tmp_path, num_subjects=SUBJECTS, recordings_per_subject=1, seed=SEED
+    )
     for i, (start, end) in enumerate(_true_tug_times()):
         rec = read_recording(root / f"s{i + 1:03d}_r1.npz")
         est = estimate_tug_time(rec.keypoints, "coco17", rec.fps)
         assert est["time_s"] == pytest.approx(end - start, abs=0.75), est
-        assert est["rise_s"] == pytest.approx(start, abs=0.75) and est["sit_s"] == pytest.approx(end, abs=0.75)
+        assert est["rise_s"] == pytest.approx(start, abs=0.75) and est["sit_s"] == pytest.approx(
+            end, abs=0.75
+        )
         assert est["standing"] - est["seated_start"] > 0.5  # torso lengths
 
 

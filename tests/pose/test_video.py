@@ -12,7 +12,13 @@ pytest.importorskip("av", reason="the pose extra (PyAV) is not installed")
 def test_metadata_and_stride(tmp_path):
     path = write_video(tmp_path / "a.mp4", frames=25, size=(96, 64), fps=25)
     info = probe(path)
-    assert (info.fps, info.frame_count, info.width, info.height, info.rotation) == (25.0, 25, 96, 64, 0)
+    assert (info.fps, info.frame_count, info.width, info.height, info.rotation) == (
+        25.0,
+        25,
+        96,
+        64,
+        0,
+    )
     with VideoReader(path) as reader:
         frames = list(reader.frames(stride=4))
     assert [f.index for f in frames] == [0, 4, 8, 12, 16, 20, 24]

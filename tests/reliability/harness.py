@@ -58,8 +58,9 @@ def _reattach_log_handlers() -> None:
     import logging
     import sys
 
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(lg, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     for logger in loggers:
         for handler in logger.handlers:
             stream = getattr(handler, "stream", None)
@@ -75,8 +76,12 @@ def replay(case: Case, tmp_path: Path, capsys) -> None:
     status = run_lbp(argv)
     err = capsys.readouterr().err
     assert "Traceback" not in err, f"{case.id}: traceback instead of one line:\n{err}"
-    assert status == case.status, f"{case.id}: exit status {status}, expected {case.status}; stderr:\n{err}"
+    assert status == case.status, (
+        f"{case.id}: exit status {status}, expected {case.status}; stderr:\n{err}"
+    )
     line = last_line(err)
-    assert re.search(case.message, line), f"{case.id}: last stderr line {line!r} does not match {case.message!r}"
+    assert re.search(case.message, line), (
+        f"{case.id}: last stderr line {line!r} does not match {case.message!r}"
+    )
     if case.check is not None:
         case.check(tmp_path)

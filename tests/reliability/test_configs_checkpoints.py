@@ -22,8 +22,9 @@ MARKER = "imported-untrusted-code"
 def _tiny_data() -> Path:
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(Path(tempfile.mkdtemp(prefix="lbp-rel-")), num_subjects=9,
-                                recordings_per_subject=1, seed=0)
+    return generate_tug_dataset(
+        Path(tempfile.mkdtemp(prefix="lbp-rel-")), num_subjects=9, recordings_per_subject=1, seed=0
+    )
 
 
 @functools.cache
@@ -32,15 +33,42 @@ def _checkpoint() -> Path:
     from lbp_motion.cli import main
 
     out = Path(tempfile.mkdtemp(prefix="lbp-rel-runs-"))
-    assert main(["fit", "--config", QUICKSTART, "--data.root", str(_tiny_data()), *TINY_ARGS,
-                 "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                QUICKSTART,
+                "--data.root",
+                str(_tiny_data()),
+                *TINY_ARGS,
+                "--trainer.max_epochs",
+                "1",
+                "--test_after_fit",
+                "false",
+                "--run.out_dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return next(out.glob("quickstart/version_0/checkpoints/last.ckpt"))
 
 
 def _fit(*extra: str):
     def setup(tmp: Path) -> list[str]:
-        return ["fit", "--config", QUICKSTART, "--data.root", str(_tiny_data()), *TINY_ARGS, *extra,
-                "--run.out_dir", str(tmp / "runs")]
+        return [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--data.root",
+            str(_tiny_data()),
+            *TINY_ARGS,
+            *extra,
+            "--run.out_dir",
+            str(tmp / "runs"),
+        ]
+
     return setup
 
 
@@ -63,7 +91,9 @@ def _crafted(tmp: Path) -> list[str]:
 
 def _untrusted_module(tmp: Path) -> str:
     """A module on sys.path whose import leaves a marker file: proof that code ran."""
-    (tmp / "payload_pkg.py").write_text(f"open({str(tmp / MARKER)!r}, 'w').close()\nclass Task: pass\n")
+    (tmp / "payload_pkg.py").write_text(
+        f"open({str(tmp / MARKER)!r}, 'w').close()\nclass Task: pass\n"
+    )
     return "payload_pkg.Task"
 
 
@@ -71,7 +101,8 @@ def _stored_config_names_untrusted(tmp: Path) -> list[str]:
     path = _untrusted_module(tmp)
     ckpt = torch.load(_checkpoint(), weights_only=True)
     ckpt["lbp_motion"]["config"] = ckpt["lbp_motion"]["config"].replace(
-        "lbp_motion.tasks.ClassificationTask", path, 1)
+        "lbp_motion.tasks.ClassificationTask", path, 1
+    )
     assert path in ckpt["lbp_motion"]["config"]
     torch.save(ckpt, tmp / "last.ckpt")
     return ["predict", "--ckpt_path", str(tmp / "last.ckpt")]
@@ -87,6 +118,7 @@ def _bytes_file(data: bytes):
     def setup(tmp: Path) -> list[str]:
         (tmp / "model.ckpt").write_bytes(data)
         return ["predict", "--ckpt_path", str(tmp / "model.ckpt")]
+
     return setup
 
 
@@ -101,7 +133,9 @@ def _keyless(tmp: Path) -> list[str]:
 
 
 def _yaml_syntax_error(tmp: Path) -> list[str]:
-    (tmp / "bad.yaml").write_text("model:\n  class_path: lbp_motion.tasks.ClassificationTask\n   init_args: [1, 2\n")
+    (tmp / "bad.yaml").write_text(
+        "model:\n  class_path: lbp_motion.tasks.ClassificationTask\n   init_args: [1, 2\n"
+    )
     return ["fit", "--config", str(tmp / "bad.yaml")]
 
 
@@ -110,29 +144,76 @@ def _no_marker(tmp: Path) -> None:
 
 
 CASES = [
-    Case("crafted-checkpoint-runs-nothing", _crafted, r"last\.ckpt: refused: .*GLOBAL posix\.system", check=_no_marker),
-    Case("stored-config-names-untrusted-module", _stored_config_names_untrusted,
-         r"stored config\): model\.class_path = 'payload_pkg\.Task' names code outside .*--trust_module payload_pkg",
-         check=_no_marker),
-    Case("config-names-untrusted-module", _config_names_untrusted,
-         r"x\.yaml: model\.class_path = 'payload_pkg\.Task' names code outside", check=_no_marker),
-    Case("random-bytes-checkpoint", _bytes_file(os.urandom(4096)), r"model\.ckpt: not a PyTorch checkpoint"),
+    Case(
+        "crafted-checkpoint-runs-nothing",
+        _crafted,
+        r"last\.ckpt: refused: .*GLOBAL posix\.system",
+        check=_no_marker,
+    ),
+    Case(
+        "stored-config-names-untrusted-module",
+        _stored_config_names_untrusted,
+        r"stored config\): model\.class_path = 'payload_pkg\.Task' names code outside .*--trust_module payload_pkg",
+        check=_no_marker,
+    ),
+    Case(
+        "config-names-untrusted-module",
+        _config_names_untrusted,
+        r"x\.yaml: model\.class_path = 'payload_pkg\.Task' names code outside",
+        check=_no_marker,
+    ),
+    Case(
+        "random-bytes-checkpoint",
+        _bytes_file(os.urandom(4096)),
+        r"model\.ckpt: not a PyTorch checkpoint",
+    ),
     Case("empty-checkpoint", _bytes_file(b""), r"model\.ckpt: the checkpoint file is empty"),
-    Case("truncated-checkpoint", _truncated, r"model\.ckpt: not a PyTorch checkpoint \(not a zip archive"),
+    Case(
+        "truncated-checkpoint",
+        _truncated,
+        r"model\.ckpt: not a PyTorch checkpoint \(not a zip archive",
+    ),
     Case("checkpoint-without-lbp-entry", _keyless, r"model\.ckpt: not an lbp_motion checkpoint"),
-    Case("missing-checkpoint-file", lambda tmp: ["test", "--ckpt_path", str(tmp / "nope.ckpt")],
-         r"nope\.ckpt: no such checkpoint file"),
-    Case("predict-without-ckpt-path", lambda tmp: ["predict"], r"give --ckpt_path CHECKPOINT .* or --config FILE"),
-    Case("remote-checkpoint", lambda tmp: ["predict", "--ckpt_path", "https://example.org/x.ckpt"],
-         r"local checkpoint files only"),
-    Case("yaml-syntax-error", _yaml_syntax_error, r"bad\.yaml: not valid YAML at line 3, column \d+"),
-    Case("missing-config-file", lambda tmp: ["fit", "--config", str(tmp / "none.yaml")], r"none\.yaml: no such config file"),
-    Case("negative-max-epochs", _fit("--trainer.max_epochs", "-3"), r"trainer\.max_epochs = -3: expected a positive"),
+    Case(
+        "missing-checkpoint-file",
+        lambda tmp: ["test", "--ckpt_path", str(tmp / "nope.ckpt")],
+        r"nope\.ckpt: no such checkpoint file",
+    ),
+    Case(
+        "predict-without-ckpt-path",
+        lambda tmp: ["predict"],
+        r"give --ckpt_path CHECKPOINT .* or --config FILE",
+    ),
+    Case(
+        "remote-checkpoint",
+        lambda tmp: ["predict", "--ckpt_path", "https://example.org/x.ckpt"],
+        r"local checkpoint files only",
+    ),
+    Case(
+        "yaml-syntax-error", _yaml_syntax_error, r"bad\.yaml: not valid YAML at line 3, column \d+"
+    ),
+    Case(
+        "missing-config-file",
+        lambda tmp: ["fit", "--config", str(tmp / "none.yaml")],
+        r"none\.yaml: no such config file",
+    ),
+    Case(
+        "negative-max-epochs",
+        _fit("--trainer.max_epochs", "-3"),
+        r"trainer\.max_epochs = -3: expected a positive",
+    ),
     Case("zero-max-epochs", _fit("--trainer.max_epochs", "0"), r"trainer\.max_epochs = 0"),
     Case("negative-lr", _fit("--model.lr", "-0.001"), r"lr.*-0\.001"),
-    Case("weights-only-false", _fit("--weights_only", "false"), r"weights_only = False: lbp reads checkpoints as tensors"),
-    Case("lr-1e30-diverges", _fit("--model.lr", "1e30", "--model.lr_decay", "1"),
-         r"training loss is (nan|inf).*lower model\.lr"),
+    Case(
+        "weights-only-false",
+        _fit("--weights_only", "false"),
+        r"weights_only = False: lbp reads checkpoints as tensors",
+    ),
+    Case(
+        "lr-1e30-diverges",
+        _fit("--model.lr", "1e30", "--model.lr_decay", "1"),
+        r"training loss is (nan|inf).*lower model\.lr",
+    ),
 ]
 
 
@@ -164,5 +245,7 @@ def test_commands_that_build_classes_from_arguments_take_the_trust_flag_too(tmp_
     with pytest.raises(UntrustedFileError, match="payload_pkg"):
         runs.build([QUICKSTART, tmp_path / "x.yaml"])
     assert not (tmp_path / MARKER).exists()
-    built = runs.build(QUICKSTART, args=["--trust_module", "payload_pkg", "--run.wandb", "disabled"])
+    built = runs.build(
+        QUICKSTART, args=["--trust_module", "payload_pkg", "--run.wandb", "disabled"]
+    )
     assert type(built.datamodule).__name__ == "TUGDataModule"

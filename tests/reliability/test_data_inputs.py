@@ -29,8 +29,16 @@ def _tug(tmp: Path) -> Path:
 
 
 def _fit(root: Path, tmp: Path) -> list[str]:
-    return ["fit", "--config", "experiments/quickstart.yaml", *TINY_ARGS, "--data.root", str(root),
-            "--run.out_dir", str(tmp / "runs")]
+    return [
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        *TINY_ARGS,
+        "--data.root",
+        str(root),
+        "--run.out_dir",
+        str(tmp / "runs"),
+    ]
 
 
 def fit_with(change):
@@ -59,7 +67,9 @@ def _encode_labels(encoding: str, bom: bytes = b""):
 def _header(root: Path) -> None:
     text = _labels_text(root).splitlines()
     text[0] += ",label"
-    (root / "labels.csv").write_text("\n".join(line + ",x" if i else line for i, line in enumerate(text)) + "\n")
+    (root / "labels.csv").write_text(
+        "\n".join(line + ",x" if i else line for i, line in enumerate(text)) + "\n"
+    )
 
 
 def _recording(name: str):
@@ -67,7 +77,9 @@ def _recording(name: str):
         rows = read_labels(root)
         outside = root.parent / "other"
         outside.mkdir(exist_ok=True)
-        shutil.copy(root / f"{rows[0].recording}.npz", outside / "x.npz")  # a readable file out there
+        shutil.copy(
+            root / f"{rows[0].recording}.npz", outside / "x.npz"
+        )  # a readable file out there
         (root / f"{rows[0].recording}.npz").unlink()
         rows[0].recording = name
         write_labels(root, rows)
@@ -131,7 +143,13 @@ def _one_class(root: Path) -> None:
 def _all_blank(root: Path) -> None:
     for path in root.glob("*.npz"):
         rec = read_recording(path)
-        write_recording(path, np.zeros_like(rec.keypoints), layout="coco17", fps=rec.fps, image_size=rec.image_size)
+        write_recording(
+            path,
+            np.zeros_like(rec.keypoints),
+            layout="coco17",
+            fps=rec.fps,
+            image_size=rec.image_size,
+        )
 
 
 # -- lbp extract-poses ---------------------------------------------------------------------
@@ -144,7 +162,15 @@ def _videos(tmp: Path, labels: bytes) -> Path:
 
 
 def _extract(tmp: Path, videos: Path) -> list[str]:
-    return ["extract-poses", str(videos), "--out_dir", str(tmp / "kp"), "--backend", "fake", "--no_progress"]
+    return [
+        "extract-poses",
+        str(videos),
+        "--out_dir",
+        str(tmp / "kp"),
+        "--backend",
+        "fake",
+        "--no_progress",
+    ]
 
 
 def extract_conflict(tmp: Path) -> list[str]:
@@ -172,43 +198,92 @@ def extract_path_in_labels(tmp: Path) -> list[str]:
 
 
 CASES = [
-    Case("labels-latin1", fit_with(_encode_labels("latin-1")),
-         r"^lbp: error: \S+/labels.csv, line 2: not UTF-8 text \(byte b'\\xfc' at offset \d+; perhaps Latin-1"),
-    Case("labels-utf16", fit_with(_encode_labels("utf-16")),
-         r"^lbp: error: \S+/labels.csv, line 1: not UTF-8 text .*it looks like UTF-16\); save it as UTF-8$"),
-    Case("labels-duplicate-column", fit_with(_header),
-         r"^lbp: error: \S+/labels.csv: column 'label' appears more than once in the header"),
-    Case("labels-recording-parent-path", fit_with(_recording("../../other/x")),
-         r"^lbp: error: \S+/labels.csv, line 2: field 'recording' is '../../other/x'; it is a path; "
-         r"expected a file name inside the data folder"),
-    Case("labels-recording-absolute-path", fit_with(_recording("/tmp/other/x")),
-         r"^lbp: error: \S+/labels.csv, line 2: field 'recording' is '/tmp/other/x'; it is a path"),
-    Case("npz-is-text", fit_with(_text_as_npz),
-         r"^lbp: error: \S+/s001_r1.npz: not a keypoint .npz file \(it is a text file starting 'recording,su'; "
-         r"expected a zip archive written by numpy.savez\)$"),
-    Case("npz-fps-text", fit_with(_field(fps=np.asarray("thirty"))),
-         r"^lbp: error: \S+/s001_r1.npz: field 'fps' is 'thirty'; expected a positive number"),
-    Case("npz-format-version-text", fit_with(_field(format_version=np.asarray("one"))),
-         r"^lbp: error: \S+/s001_r1.npz: field 'format_version' is 'one'; expected the integer 1$"),
-    Case("npz-object-array", fit_with(_field(backend=np.asarray([None, 1], dtype=object))),
-         r"^lbp: error: \S+/s001_r1.npz: field 'backend' holds Python objects"),
-    Case("keypoints-1e30", fit_with(_keypoints(_far)),
-         r"^lbp: error: \S+/s001_r1.npz: field 'keypoints' has 1 coordinates above 1e\+06 pixels in absolute value "
-         r"\(first at frame 5, joint 11: x = 1e\+30\)"),
-    Case("keypoints-collapsed-torso", fit_with(_keypoints(_collapsed_torso)),
-         r"^lbp: error: \S+/s001_r1.npz: body scale \(median torso length\) is 0.001\d* pixels but frame \d+'s "
-         r"visible joints spread over"),
-    Case("one-class", fit_with(_one_class),
-         r"^lbp: error: data: the training split has samples of one class only \('high'\); training needs at least two"),
-    Case("all-keypoints-zero", fit_with(_all_blank),
-         r"^lbp: error: \S+/tug: no usable recording: 9 have no visible joint \(confidence >= 0.3\) and 0 are shorter"),
-    Case("extract-conflicting-labels", extract_conflict,
-         r"^lbp: error: \S+/kp/labels.csv: recording 'c1' is listed with subject 's9', label 'medium', but "
-         r"\S+/videos/labels.csv says subject 's9', label 'high'; nothing was written", check=nothing_written),
-    Case("extract-out-labels-latin1", extract_latin1_out_labels,
-         r"^lbp: error: \S+/kp/labels.csv, line 2: not UTF-8 text"),
-    Case("extract-labels-path", extract_path_in_labels,
-         r"^lbp: error: \S+/videos/labels.csv, line 2: field 'recording' is '../c1'; it is a path"),
+    Case(
+        "labels-latin1",
+        fit_with(_encode_labels("latin-1")),
+        r"^lbp: error: \S+/labels.csv, line 2: not UTF-8 text \(byte b'\\xfc' at offset \d+; perhaps Latin-1",
+    ),
+    Case(
+        "labels-utf16",
+        fit_with(_encode_labels("utf-16")),
+        r"^lbp: error: \S+/labels.csv, line 1: not UTF-8 text .*it looks like UTF-16\); save it as UTF-8$",
+    ),
+    Case(
+        "labels-duplicate-column",
+        fit_with(_header),
+        r"^lbp: error: \S+/labels.csv: column 'label' appears more than once in the header",
+    ),
+    Case(
+        "labels-recording-parent-path",
+        fit_with(_recording("../../other/x")),
+        r"^lbp: error: \S+/labels.csv, line 2: field 'recording' is '../../other/x'; it is a path; "
+        r"expected a file name inside the data folder",
+    ),
+    Case(
+        "labels-recording-absolute-path",
+        fit_with(_recording("/tmp/other/x")),
+        r"^lbp: error: \S+/labels.csv, line 2: field 'recording' is '/tmp/other/x'; it is a path",
+    ),
+    Case(
+        "npz-is-text",
+        fit_with(_text_as_npz),
+        r"^lbp: error: \S+/s001_r1.npz: not a keypoint .npz file \(it is a text file starting 'recording,su'; "
+        r"expected a zip archive written by numpy.savez\)$",
+    ),
+    Case(
+        "npz-fps-text",
+        fit_with(_field(fps=np.asarray("thirty"))),
+        r"^lbp: error: \S+/s001_r1.npz: field 'fps' is 'thirty'; expected a positive number",
+    ),
+    Case(
+        "npz-format-version-text",
+        fit_with(_field(format_version=np.asarray("one"))),
+        r"^lbp: error: \S+/s001_r1.npz: field 'format_version' is 'one'; expected the integer 1$",
+    ),
+    Case(
+        "npz-object-array",
+        fit_with(_field(backend=np.asarray([None, 1], dtype=object))),
+        r"^lbp: error: \S+/s001_r1.npz: field 'backend' holds Python objects",
+    ),
+    Case(
+        "keypoints-1e30",
+        fit_with(_keypoints(_far)),
+        r"^lbp: error: \S+/s001_r1.npz: field 'keypoints' has 1 coordinates above 1e\+06 pixels in absolute value "
+        r"\(first at frame 5, joint 11: x = 1e\+30\)",
+    ),
+    Case(
+        "keypoints-collapsed-torso",
+        fit_with(_keypoints(_collapsed_torso)),
+        r"^lbp: error: \S+/s001_r1.npz: body scale \(median torso length\) is 0.001\d* pixels but frame \d+'s "
+        r"visible joints spread over",
+    ),
+    Case(
+        "one-class",
+        fit_with(_one_class),
+        r"^lbp: error: data: the training split has samples of one class only \('high'\); training needs at least two",
+    ),
+    Case(
+        "all-keypoints-zero",
+        fit_with(_all_blank),
+        r"^lbp: error: \S+/tug: no usable recording: 9 have no visible joint \(confidence >= 0.3\) and 0 are shorter",
+    ),
+    Case(
+        "extract-conflicting-labels",
+        extract_conflict,
+        r"^lbp: error: \S+/kp/labels.csv: recording 'c1' is listed with subject 's9', label 'medium', but "
+        r"\S+/videos/labels.csv says subject 's9', label 'high'; nothing was written",
+        check=nothing_written,
+    ),
+    Case(
+        "extract-out-labels-latin1",
+        extract_latin1_out_labels,
+        r"^lbp: error: \S+/kp/labels.csv, line 2: not UTF-8 text",
+    ),
+    Case(
+        "extract-labels-path",
+        extract_path_in_labels,
+        r"^lbp: error: \S+/videos/labels.csv, line 2: field 'recording' is '../c1'; it is a path",
+    ),
 ]
 
 
@@ -217,4 +292,6 @@ def test_data_input(case, tiny_tug, tmp_path, capsys):
     SOURCE["tug"] = tiny_tug
     replay(case, tmp_path, capsys)
     runs = tmp_path / "runs"
-    assert not runs.exists() or not list(runs.glob("*/version_*"))  # a refused fit leaves no run folder
+    assert not runs.exists() or not list(
+        runs.glob("*/version_*")
+    )  # a refused fit leaves no run folder

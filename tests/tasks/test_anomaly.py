@@ -18,26 +18,53 @@ F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
 
 #: the tiny synthetic EmoPain data of the end-to-end runs: both classes in validation/test
-TINY_DATA = json.dumps({"num_train_patients": 2, "num_train_controls": 1, "num_val_patients": 2,
-                        "num_val_controls": 1, "frames_per_file": 1200})
-FAST = ["--data.init_args.synthetic", TINY_DATA, "--data.init_args.features", "coords",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--run.wandb", "disabled"]
+TINY_DATA = json.dumps(
+    {
+        "num_train_patients": 2,
+        "num_train_controls": 1,
+        "num_val_patients": 2,
+        "num_val_controls": 1,
+        "frames_per_file": 1200,
+    }
+)
+FAST = [
+    "--data.init_args.synthetic",
+    TINY_DATA,
+    "--data.init_args.features",
+    "coords",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--run.wandb",
+    "disabled",
+]
 
 
 def loss_task(**kw):
     torch.manual_seed(0)
     return AnomalyTask(
-        scorer="loss", data_spec=SPEC, anomaly_name="pain",
-        model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(8,), dense_sizes=(8,), dropout=0.0), **kw,
+        scorer="loss",
+        data_spec=SPEC,
+        anomaly_name="pain",
+        model=lambda f, c: LSTMDNNClassifier(
+            f, c, hidden_sizes=(8,), dense_sizes=(8,), dropout=0.0
+        ),
+        **kw,
     ).eval()
 
 
 def recon_task(**kw):
     torch.manual_seed(0)
     return AnomalyTask(
-        scorer="reconstruction", data_spec=SPEC,
-        model=lambda f, c: LSTMAutoencoder(f, c, hidden_sizes=(8,), latent_size=4), **kw,
+        scorer="reconstruction",
+        data_spec=SPEC,
+        model=lambda f, c: LSTMAutoencoder(f, c, hidden_sizes=(8,), latent_size=4),
+        **kw,
     ).eval()
 
 
@@ -47,8 +74,14 @@ def batch(n=6, seed=0):
     lengths = torch.tensor([T, T - 2, 3, T, 5, 1][:n])
     mask = torch.arange(T).expand(n, T) < lengths.unsqueeze(1)
     x[~mask] = 0
-    return {"x": x, "mask": mask, "y": torch.tensor([0, 1, 2, 0, 0, 2][:n]),
-            "aux": torch.tensor([0, 1, 2, 0, 1, 2][:n]), "recording": torch.arange(n), "start": torch.zeros(n, dtype=torch.long)}
+    return {
+        "x": x,
+        "mask": mask,
+        "y": torch.tensor([0, 1, 2, 0, 0, 2][:n]),
+        "aux": torch.tensor([0, 1, 2, 0, 1, 2][:n]),
+        "recording": torch.arange(n),
+        "start": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def test_loss_score_is_the_mean_negative_log_p_normal_over_real_frames_only():
@@ -59,7 +92,9 @@ def test_loss_score_is_the_mean_negative_log_p_normal_over_real_frames_only():
     assert frame_normal_nll(logits, mask).item() == pytest.approx(expected, rel=1e-6)
     assert frame_normal_nll(logits, None).item() > 10  # the padded frame counted: very different
     # normal_index picks the column
-    assert frame_normal_nll(logits[:, :1], None, normal_index=1).item() == pytest.approx(math.log(math.exp(2) + 1), rel=1e-6)
+    assert frame_normal_nll(logits[:, :1], None, normal_index=1).item() == pytest.approx(
+        math.log(math.exp(2) + 1), rel=1e-6
+    )
 
 
 def test_reconstruction_error_averages_real_frames_and_features():
@@ -86,7 +121,10 @@ def test_binary_labels_and_class_names():
     task = loss_task()
     assert task.classes == ["no_pain", "pain"]
     assert task.binary_labels(torch.tensor([0, 1, 2, 0])).tolist() == [0, 1, 1, 0]
-    prot = AnomalyTask(data_spec={"num_features": F, "classes": ["non_protective", "protective"]}, exercise_weight=0)
+    prot = AnomalyTask(
+        data_spec={"num_features": F, "classes": ["non_protective", "protective"]},
+        exercise_weight=0,
+    )
     assert prot.classes == ["non_protective", "protective"]
 
 
@@ -96,7 +134,12 @@ LABELS = torch.tensor([0, 0, 0, 1, 1, 0])
 
 @pytest.mark.parametrize(
     ("rule", "q", "expected"),
-    [("percentile", 50.0, 0.25), ("percentile", 100.0, 0.5), ("f1", 95.0, 0.8), ("youden", 95.0, 0.8)],
+    [
+        ("percentile", 50.0, 0.25),
+        ("percentile", 100.0, 0.5),
+        ("f1", 95.0, 0.8),
+        ("youden", 95.0, 0.8),
+    ],
 )
 def test_each_rule_sets_the_expected_threshold(rule, q, expected):
     # normal scores 0.1 0.2 0.3 0.5: median 0.25, max 0.5; the anomalies 0.8 0.9 separate
@@ -128,9 +171,13 @@ def test_reconstruction_on_normal_only_ignores_anomalous_samples():
     changed = dict(b, x=b["x"].clone(), aux=b["aux"].clone())
     changed["x"][labels == 1] += 5.0
     changed["aux"][labels == 1] = 0
-    torch.testing.assert_close(task.detector.losses(changed, labels, 1.0, normal_only=True)["loss"], base)
-    assert not torch.allclose(task.detector.losses(changed, labels, 1.0, normal_only=False)["loss"],
-                              task.detector.losses(b, labels, 1.0, normal_only=False)["loss"])
+    torch.testing.assert_close(
+        task.detector.losses(changed, labels, 1.0, normal_only=True)["loss"], base
+    )
+    assert not torch.allclose(
+        task.detector.losses(changed, labels, 1.0, normal_only=False)["loss"],
+        task.detector.losses(b, labels, 1.0, normal_only=False)["loss"],
+    )
 
 
 def test_bad_configurations_are_config_errors():
@@ -139,18 +186,41 @@ def test_bad_configurations_are_config_errors():
     with pytest.raises(ConfigError, match="threshold_rule"):
         AnomalyTask(threshold_rule="median", data_spec=SPEC)
     with pytest.raises(ConfigError, match="reconstruct"):
-        AnomalyTask(scorer="reconstruction", data_spec=SPEC,
-                    model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(4,), dense_sizes=(4,)))
+        AnomalyTask(
+            scorer="reconstruction",
+            data_spec=SPEC,
+            model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(4,), dense_sizes=(4,)),
+        )
 
 
 @pytest.mark.slow
 def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-             "--model.init_args.model.init_args.dense_sizes", "[8]"]
-    run = run_lbp("fit", "--config", "experiments/emopain/anomaly/protective_loss.yaml", *small, *FAST, tiny=False)
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[8]",
+    ]
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/emopain/anomaly/protective_loss.yaml",
+        *small,
+        *FAST,
+        tiny=False,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("val/threshold", "test/threshold", "test/auroc", "test/accuracy", "test/mcc", "test/f1_macro",
-                "test/f1/non_protective", "test/f1/protective", "val/f1_macro"):
+    for key in (
+        "val/threshold",
+        "test/threshold",
+        "test/auroc",
+        "test/accuracy",
+        "test/mcc",
+        "test/f1_macro",
+        "test/f1/non_protective",
+        "test/f1/protective",
+        "val/f1_macro",
+    ):
         assert key in metrics, key
     for png in ("roc_test.png", "scores_test.png", "confusion_test.png"):
         assert (run / png).stat().st_size > 0, png
@@ -162,8 +232,16 @@ def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     assert metrics["test/threshold"] == pytest.approx(saved)  # test used the checkpoint's threshold
 
     # test and predict from the checkpoint alone use the same threshold
-    tested = run_lbp("test", "--ckpt_path", metrics["best_checkpoint"], "--run.wandb", "disabled",
-                     "--trainer.accelerator", "cpu", tiny=False)
+    tested = run_lbp(
+        "test",
+        "--ckpt_path",
+        metrics["best_checkpoint"],
+        "--run.wandb",
+        "disabled",
+        "--trainer.accelerator",
+        "cpu",
+        tiny=False,
+    )
     again = json.loads((tested / "metrics.json").read_text())
     assert again["test/threshold"] == pytest.approx(saved)
     assert again["test/accuracy"] == pytest.approx(metrics["test/accuracy"])
@@ -171,9 +249,20 @@ def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
 
 @pytest.mark.slow
 def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-             "--model.init_args.model.init_args.latent_size", "4"]
-    run = run_lbp("fit", "--config", "experiments/emopain/anomaly/pain_reconstruction.yaml", *small, *FAST, tiny=False)
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.latent_size",
+        "4",
+    ]
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/emopain/anomaly/pain_reconstruction.yaml",
+        *small,
+        *FAST,
+        tiny=False,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("test/threshold", "test/auroc", "test/f1/no_pain", "test/f1/pain", "test/mcc"):
         assert key in metrics, key
@@ -182,10 +271,22 @@ def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
 
 @pytest.mark.slow
 def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tmp_path):
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-             "--model.init_args.model.init_args.dense_sizes", "[8]"]
-    run = run_lbp("fit", "--config", "experiments/emopain/anomaly/protective_loss.yaml", *small, *FAST,
-                  "--test_after_fit", "false", tiny=False)
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[8]",
+    ]
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/emopain/anomaly/protective_loss.yaml",
+        *small,
+        *FAST,
+        "--test_after_fit",
+        "false",
+        tiny=False,
+    )
     ckpt = load_checkpoint(json.loads((run / "metrics.json").read_text())["best_checkpoint"])
     ckpt["state_dict"]["detector.threshold"] = torch.tensor(1e6)  # nothing scores this high
     edited = tmp_path / "edited.ckpt"
@@ -204,13 +305,33 @@ def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tm
 def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
     from lbp_motion.cli import main
 
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-             "--model.init_args.model.init_args.dense_sizes", "[8]"]
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[8]",
+    ]
     # 3 folds: with 2, a fold's training subjects are the two controls only (one class), now refused
-    assert main(["cv", "--config", "experiments/emopain/anomaly/pain_loss.yaml", "--folds", "3",
-                 "--out_dir", str(tmp_path), *small, *FAST]) == 0
+    assert (
+        main(
+            [
+                "cv",
+                "--config",
+                "experiments/emopain/anomaly/pain_loss.yaml",
+                "--folds",
+                "3",
+                "--out_dir",
+                str(tmp_path),
+                *small,
+                *FAST,
+            ]
+        )
+        == 0
+    )
     summary = json.loads(next(tmp_path.glob("*/version_0/summary.json")).read_text())
-    assert summary["folds"] == 3 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
+    assert (
+        summary["folds"] == 3 and "pooled/f1/pain" in summary and "test/threshold_mean" in summary
+    )
 
 
 def test_autoencoder_reconstructs_every_frame_through_its_bottleneck():
@@ -219,5 +340,8 @@ def test_autoencoder_reconstructs_every_frame_through_its_bottleneck():
     b = batch()
     recon = model.reconstruct(b["x"], b["mask"])
     assert recon.shape == b["x"].shape and (recon[~b["mask"]] == 0).all()
-    assert model.features(b["x"], b["mask"]).shape == (6, 4) and model(b["x"], b["mask"]).shape == (6, 3)
+    assert model.features(b["x"], b["mask"]).shape == (6, 4) and model(b["x"], b["mask"]).shape == (
+        6,
+        3,
+    )
     assert [m.out_features for m in model.to_latent if isinstance(m, torch.nn.Linear)] == [6, 4]

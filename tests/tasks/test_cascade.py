@@ -13,11 +13,31 @@ from lbp_motion.trust import load_checkpoint
 
 F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
-TINY_DATA = json.dumps({"num_train_patients": 2, "num_train_controls": 1, "num_val_patients": 2,
-                        "num_val_controls": 1, "frames_per_file": 1200})
-FAST = ["--data.init_args.synthetic", TINY_DATA, "--data.init_args.features", "coords",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--run.wandb", "disabled"]
+TINY_DATA = json.dumps(
+    {
+        "num_train_patients": 2,
+        "num_train_controls": 1,
+        "num_val_patients": 2,
+        "num_val_controls": 1,
+        "frames_per_file": 1200,
+    }
+)
+FAST = [
+    "--data.init_args.synthetic",
+    TINY_DATA,
+    "--data.init_args.features",
+    "coords",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--run.wandb",
+    "disabled",
+]
 
 
 def small(f, c):
@@ -35,8 +55,15 @@ def batch(n=4):
     mask = torch.arange(T).expand(n, T) < torch.tensor([T, 5, 3, T][:n]).unsqueeze(1)
     x[~mask] = 0
     frames = (torch.rand(n, T, generator=g) > 0.5).long() * mask
-    return {"x": x, "mask": mask, "y": torch.tensor([0, 1, 2, 1][:n]), "aux": torch.tensor([0, 1, 2, 0][:n]),
-            "frame_protective": frames, "recording": torch.arange(n), "start": torch.zeros(n, dtype=torch.long)}
+    return {
+        "x": x,
+        "mask": mask,
+        "y": torch.tensor([0, 1, 2, 1][:n]),
+        "aux": torch.tensor([0, 1, 2, 0][:n]),
+        "frame_protective": frames,
+        "recording": torch.arange(n),
+        "start": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def test_stage_2_reads_the_features_plus_the_stage_1_probability():
@@ -66,8 +93,9 @@ def test_stage_2_loss_never_trains_stage_1_and_stage_1_learns_from_frame_labels(
     assert task.stage1.head[-1].weight.grad.abs().sum() > 0
     torch.testing.assert_close(
         task.stage1_loss(b),
-        torch.nn.functional.cross_entropy(task.stage1.frame_logits(b["x"], b["mask"])[b["mask"]],
-                                          b["frame_protective"][b["mask"]]),
+        torch.nn.functional.cross_entropy(
+            task.stage1.frame_logits(b["x"], b["mask"])[b["mask"]], b["frame_protective"][b["mask"]]
+        ),
     )
     del b["frame_protective"]
     with pytest.raises(ConfigError, match="frame_protective"):
@@ -78,24 +106,57 @@ def test_stage_2_loss_never_trains_stage_1_and_stage_1_learns_from_frame_labels(
 def test_cascade_config_trains_both_stages_and_reports_three_classes(run_lbp):
     args = []
     for part in ("model", "stage1_model"):
-        args += [f"--model.init_args.{part}.init_args.hidden_sizes", "[8]",
-                 f"--model.init_args.{part}.init_args.dense_sizes", "[8]"]
-    run = run_lbp("fit", "--config", "experiments/emopain/cascade/cascade.yaml", *args, *FAST, tiny=False)
+        args += [
+            f"--model.init_args.{part}.init_args.hidden_sizes",
+            "[8]",
+            f"--model.init_args.{part}.init_args.dense_sizes",
+            "[8]",
+        ]
+    run = run_lbp(
+        "fit", "--config", "experiments/emopain/cascade/cascade.yaml", *args, *FAST, tiny=False
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("test/accuracy", "test/f1/no_pain", "test/f1/low", "test/f1/high", "test/mcc", "test/stage1_loss"):
+    for key in (
+        "test/accuracy",
+        "test/f1/no_pain",
+        "test/f1/low",
+        "test/f1/high",
+        "test/mcc",
+        "test/stage1_loss",
+    ):
         assert key in metrics, key
     assert (run / "confusion_test.png").is_file()
 
 
 @pytest.mark.slow
 def test_cascade_from_a_protective_run_keeps_stage_1_frozen(run_lbp):
-    small_args = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-                  "--model.init_args.model.init_args.dense_sizes", "[8]"]
-    stage1 = run_lbp("fit", "--config", "experiments/emopain/protective_lstm_dnn.yaml", *small_args, *FAST,
-                     "--test_after_fit", "false", tiny=False)
+    small_args = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[8]",
+    ]
+    stage1 = run_lbp(
+        "fit",
+        "--config",
+        "experiments/emopain/protective_lstm_dnn.yaml",
+        *small_args,
+        *FAST,
+        "--test_after_fit",
+        "false",
+        tiny=False,
+    )
     ckpt1 = json.loads((stage1 / "metrics.json").read_text())["best_checkpoint"]
-    run = run_lbp("fit", "--config", "experiments/emopain/cascade/from_stage1.yaml", *small_args, *FAST,
-                  "--model.init_args.stage1_checkpoint", ckpt1, tiny=False)
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/emopain/cascade/from_stage1.yaml",
+        *small_args,
+        *FAST,
+        "--model.init_args.stage1_checkpoint",
+        ckpt1,
+        tiny=False,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test/f1/high" in metrics and "test/mcc" in metrics
     before = load_checkpoint(ckpt1)["state_dict"]
@@ -103,5 +164,7 @@ def test_cascade_from_a_protective_run_keeps_stage_1_frozen(run_lbp):
     stage1_keys = [k for k in after if k.startswith("stage1.")]
     assert stage1_keys
     for key in stage1_keys:
-        torch.testing.assert_close(after[key], before["model." + key[len("stage1."):]])
-    assert after["model.encoder.layers.0.weight_ih_l0"].shape[1] == 66 + 1  # 66 coordinates + p(protective)
+        torch.testing.assert_close(after[key], before["model." + key[len("stage1.") :]])
+    assert (
+        after["model.encoder.layers.0.weight_ih_l0"].shape[1] == 66 + 1
+    )  # 66 coordinates + p(protective)

@@ -51,8 +51,15 @@ def test_class_weighted_loss():
 
 
 def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
-    run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--data.root", str(tiny_tug),
-                  "--test_after_fit", "false")
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--data.root",
+        str(tiny_tug),
+        "--test_after_fit",
+        "false",
+    )
     ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
     info = read_checkpoint_info(ckpt)
     assert info["task"] == "lbp_motion.tasks.classification.ClassificationTask"
@@ -63,7 +70,9 @@ def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
     task = load_task(ckpt)
     assert isinstance(task, ClassificationTask) and task.model.feature_dim == 16
     state = load_checkpoint(ckpt)["state_dict"]
-    torch.testing.assert_close(task.state_dict()["model.head.1.weight"], state["model.head.1.weight"])
+    torch.testing.assert_close(
+        task.state_dict()["model.head.1.weight"], state["model.head.1.weight"]
+    )
 
 
 def test_recording_metric_as_monitor_picks_the_best_epoch(run_lbp, tiny_tug):
@@ -75,14 +84,44 @@ def test_recording_metric_as_monitor_picks_the_best_epoch(run_lbp, tiny_tug):
     # a small CNN that learns within a few epochs on the tiny data, and a third of the
     # subjects for validation: the monitored recording MCC changes from epoch to epoch;
     # early stopping (strict: it fails when the monitor is not logged) watches it too
-    run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--data.root", str(tiny_tug),
-                  "--model.model", "lbp_motion.models.CNN1DClassifier", "--model.model.init_args.channels", "[16, 16]",
-                  "--model.lr", "3e-3", "--data.stride", "15", "--data.batch_size", "32",
-                  "--data.val_fraction", "0.34", "--data.test_fraction", "0.1", "--trainer.max_epochs", "6",
-                  "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-                  "--trainer.accelerator", "cpu", "--run.wandb", "disabled",
-                  "--run.monitor", monitor, "--run.early_stopping_patience", "5", "--test_after_fit", "false",
-                  tiny=False)
+    run = run_lbp(
+        "fit",
+        "--config",
+        "experiments/quickstart.yaml",
+        "--data.root",
+        str(tiny_tug),
+        "--model.model",
+        "lbp_motion.models.CNN1DClassifier",
+        "--model.model.init_args.channels",
+        "[16, 16]",
+        "--model.lr",
+        "3e-3",
+        "--data.stride",
+        "15",
+        "--data.batch_size",
+        "32",
+        "--data.val_fraction",
+        "0.34",
+        "--data.test_fraction",
+        "0.1",
+        "--trainer.max_epochs",
+        "6",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.accelerator",
+        "cpu",
+        "--run.wandb",
+        "disabled",
+        "--run.monitor",
+        monitor,
+        "--run.early_stopping_patience",
+        "5",
+        "--test_after_fit",
+        "false",
+        tiny=False,
+    )
     metrics = read_metrics(run)
     assert metrics["monitor"] == monitor
     rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get(monitor)]

@@ -10,14 +10,39 @@ from lbp_motion.models import LSTMDNNClassifier
 from lbp_motion.tasks import HierarchicalTask
 from lbp_motion.tasks.hierarchical import combine_hierarchical
 
-TINY_DATA = json.dumps({"num_train_patients": 2, "num_train_controls": 1, "num_val_patients": 2,
-                        "num_val_controls": 1, "frames_per_file": 1200})
-FAST = ["--data.init_args.synthetic", TINY_DATA, "--data.init_args.features", "coords",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--run.wandb", "disabled"]
+TINY_DATA = json.dumps(
+    {
+        "num_train_patients": 2,
+        "num_train_controls": 1,
+        "num_val_patients": 2,
+        "num_val_controls": 1,
+        "frames_per_file": 1200,
+    }
+)
+FAST = [
+    "--data.init_args.synthetic",
+    TINY_DATA,
+    "--data.init_args.features",
+    "coords",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--run.wandb",
+    "disabled",
+]
 
 SPEC = {"num_features": 5, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
-SMALL = ["--model.init_args.model.init_args.hidden_sizes", "[8]", "--model.init_args.model.init_args.dense_sizes", "[8]"]
+SMALL = [
+    "--model.init_args.model.init_args.hidden_sizes",
+    "[8]",
+    "--model.init_args.model.init_args.dense_sizes",
+    "[8]",
+]
 
 
 def small(f, c):
@@ -30,9 +55,14 @@ def batch(n=6, seed=0):
     lengths = torch.tensor([8, 6, 3, 8, 5, 1][:n])
     mask = torch.arange(8).expand(n, 8) < lengths.unsqueeze(1)
     x[~mask] = 0
-    return {"x": x, "mask": mask, "y": torch.tensor([0, 1, 2, 0, 0, 2][:n]),
-            "aux": torch.tensor([0, 1, 2, 0, 1, 2][:n]), "recording": torch.arange(n),
-            "start": torch.zeros(n, dtype=torch.long)}
+    return {
+        "x": x,
+        "mask": mask,
+        "y": torch.tensor([0, 1, 2, 0, 0, 2][:n]),
+        "aux": torch.tensor([0, 1, 2, 0, 1, 2][:n]),
+        "recording": torch.arange(n),
+        "start": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def make_task():
@@ -77,12 +107,28 @@ def test_stage_2_learns_from_pain_segments_only():
 
 @pytest.mark.slow
 def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lbp):
-    small_args = [a.replace("model.init_args.model", "model.init_args.detector_model") for a in SMALL]
-    small_args += [a.replace("model.init_args.model", "model.init_args.estimator_model") for a in SMALL]
-    run = run_lbp("fit", "--config", "experiments/emopain/hierarchical.yaml", *small_args, *FAST, tiny=False)
+    small_args = [
+        a.replace("model.init_args.model", "model.init_args.detector_model") for a in SMALL
+    ]
+    small_args += [
+        a.replace("model.init_args.model", "model.init_args.estimator_model") for a in SMALL
+    ]
+    run = run_lbp(
+        "fit", "--config", "experiments/emopain/hierarchical.yaml", *small_args, *FAST, tiny=False
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("test/accuracy", "test/f1/no_pain", "test/f1/low", "test/f1/high", "test/mcc", "test/f1_macro",
-                "test/threshold", "test/stage1/accuracy", "test/stage1/auroc", "test/stage2/accuracy"):
+    for key in (
+        "test/accuracy",
+        "test/f1/no_pain",
+        "test/f1/low",
+        "test/f1/high",
+        "test/mcc",
+        "test/f1_macro",
+        "test/threshold",
+        "test/stage1/accuracy",
+        "test/stage1/auroc",
+        "test/stage2/accuracy",
+    ):
         assert key in metrics, key
     for png in ("confusion_test.png", "roc_test.png", "scores_test.png"):
         assert (run / png).is_file(), png
@@ -90,14 +136,24 @@ def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lb
 
 @pytest.mark.slow
 def test_stages_trained_apart_combine_from_their_checkpoints(run_lbp):
-    stage1 = run_lbp("fit", "--config", "experiments/emopain/anomaly/pain_loss.yaml", *SMALL, *FAST, tiny=False)
-    stage2 = run_lbp("fit", "--config", "experiments/emopain/hierarchical_stage2.yaml", *SMALL, *FAST, tiny=False)
+    stage1 = run_lbp(
+        "fit", "--config", "experiments/emopain/anomaly/pain_loss.yaml", *SMALL, *FAST, tiny=False
+    )
+    stage2 = run_lbp(
+        "fit", "--config", "experiments/emopain/hierarchical_stage2.yaml", *SMALL, *FAST, tiny=False
+    )
     m1 = json.loads((stage1 / "metrics.json").read_text())
     m2 = json.loads((stage2 / "metrics.json").read_text())
     combined = run_lbp(
-        "test", "--config", "experiments/emopain/hierarchical_combined.yaml",
-        "--model.init_args.detector_checkpoint", m1["best_checkpoint"],
-        "--model.init_args.estimator_checkpoint", m2["best_checkpoint"], *FAST, tiny=False,
+        "test",
+        "--config",
+        "experiments/emopain/hierarchical_combined.yaml",
+        "--model.init_args.detector_checkpoint",
+        m1["best_checkpoint"],
+        "--model.init_args.estimator_checkpoint",
+        m2["best_checkpoint"],
+        *FAST,
+        tiny=False,
     )
     m = json.loads((combined / "metrics.json").read_text())
     for key in ("test/accuracy", "test/f1/no_pain", "test/f1/low", "test/f1/high", "test/mcc"):

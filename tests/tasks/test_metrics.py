@@ -22,14 +22,20 @@ def test_metrics_match_hand_computed_values():
     assert [out[f"test/f1/{c}"].item() for c in ("low", "medium", "high")] == pytest.approx(f1)
     assert out["test/f1_macro"].item() == pytest.approx(sum(f1) / 3)
     support = [3, 2, 2]
-    assert out["test/f1_weighted"].item() == pytest.approx(sum(f * s for f, s in zip(f1, support)) / 7)
-    assert out["test/precision_weighted"].item() == pytest.approx((3 * 2 / 3 + 2 * 2 / 3 + 2 * 1) / 7)
+    assert out["test/f1_weighted"].item() == pytest.approx(
+        sum(f * s for f, s in zip(f1, support)) / 7
+    )
+    assert out["test/precision_weighted"].item() == pytest.approx(
+        (3 * 2 / 3 + 2 * 2 / 3 + 2 * 1) / 7
+    )
     # weighted recall equals accuracy (as in SPEC's table)
     assert out["test/recall_weighted"].item() == pytest.approx(5 / 7)
     # MCC from the confusion matrix: (c*s - sum p_k t_k) / sqrt((s^2 - sum p^2)(s^2 - sum t^2))
     c, s = 5, 7
     p, t = [3, 3, 1], [3, 2, 2]
-    mcc = (c * s - sum(a * b for a, b in zip(p, t))) / ((s**2 - sum(a * a for a in p)) * (s**2 - sum(b * b for b in t))) ** 0.5
+    mcc = (c * s - sum(a * b for a, b in zip(p, t))) / (
+        (s**2 - sum(a * a for a in p)) * (s**2 - sum(b * b for b in t))
+    ) ** 0.5
     assert out["test/mcc"].item() == pytest.approx(mcc)
 
 
@@ -44,7 +50,9 @@ def test_recording_level_averages_window_probabilities():
     # window majority would call recording 7 class 1 too; the mean says 1 (0.53): correct
     assert out["val/recording_accuracy"].item() == 1.0
     probs[1] = torch.tensor([0.95, 0.05])  # now the mean of recording 7 favours class 0
-    assert recording_metrics(recording, probs, target, "val")["val/recording_accuracy"].item() == 0.5
+    assert (
+        recording_metrics(recording, probs, target, "val")["val/recording_accuracy"].item() == 0.5
+    )
 
 
 # one recording whose three rules give three answers: three windows narrowly for class 0
@@ -73,7 +81,10 @@ def test_recording_rules_on_windows_where_they_disagree(rule, expected):
     assert out["val/recording_accuracy"].item() == 1.0
     # the same windows under the other rules get recording 4 wrong
     others = [r for r in ("mean_prob", "mean_log_prob", "majority") if r != rule]
-    assert all(recording_metrics(recording, probs, target, "val", r)["val/recording_accuracy"] == 0.5 for r in others)
+    assert all(
+        recording_metrics(recording, probs, target, "val", r)["val/recording_accuracy"] == 0.5
+        for r in others
+    )
 
 
 def test_recording_rule_values():
@@ -85,7 +96,9 @@ def test_recording_rule_values():
     g = probs.log().mean(dim=0).exp()
     torch.testing.assert_close(geo[0], g / g.sum())
     _, votes, _ = aggregate_by_recording(rec, probs, rec, "majority")
-    torch.testing.assert_close(votes[0], (torch.tensor([3.0, 0.0, 2.0]) + probs.mean(dim=0) / 2) / 5.5)
+    torch.testing.assert_close(
+        votes[0], (torch.tensor([3.0, 0.0, 2.0]) + probs.mean(dim=0) / 2) / 5.5
+    )
 
 
 def test_majority_tie_goes_to_the_larger_mean_probability():
@@ -101,10 +114,20 @@ def test_unknown_recording_rule_is_one_config_error():
     from lbp_motion.errors import ConfigError
     from lbp_motion.tasks import ClassificationTask
 
-    with pytest.raises(ConfigError, match="recording_rule='median'; expected one of mean_prob, mean_log_prob, majority"):
-        aggregate_by_recording(torch.zeros(1, dtype=torch.long), torch.ones(1, 2) / 2, torch.zeros(1, dtype=torch.long), "median")
+    with pytest.raises(
+        ConfigError,
+        match="recording_rule='median'; expected one of mean_prob, mean_log_prob, majority",
+    ):
+        aggregate_by_recording(
+            torch.zeros(1, dtype=torch.long),
+            torch.ones(1, 2) / 2,
+            torch.zeros(1, dtype=torch.long),
+            "median",
+        )
     with pytest.raises(ConfigError, match="ClassificationTask: recording_rule='vote'"):
-        ClassificationTask(data_spec={"num_features": 4, "classes": ["a", "b"]}, recording_rule="vote")
+        ClassificationTask(
+            data_spec={"num_features": 4, "classes": ["a", "b"]}, recording_rule="vote"
+        )
 
 
 @pytest.mark.parametrize("rule", ["mean_prob", "majority"])
@@ -114,7 +137,11 @@ def test_recording_predictions_csv_follows_the_task_rule(rule, tmp_path):
 
     from lbp_motion.evaluation.results import PredictionFiles
 
-    batch = {"recording": torch.zeros(5, dtype=torch.long), "start": torch.arange(5), "probs": DISAGREE}
+    batch = {
+        "recording": torch.zeros(5, dtype=torch.long),
+        "start": torch.arange(5),
+        "probs": DISAGREE,
+    }
     module = SimpleNamespace(classes=["a", "b", "c"], recording_rule=rule)
     trainer = SimpleNamespace(datamodule=SimpleNamespace(recording_names=["rec0"]))
     PredictionFiles(tmp_path).write_on_epoch_end(trainer, module, [batch], None)

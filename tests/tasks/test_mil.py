@@ -12,11 +12,31 @@ from lbp_motion.tasks.mil import oversample_indices, skewed_indices, smote_batch
 
 F, T = 4, 6
 SPEC = {"num_features": F, "classes": ["non_protective", "protective"]}
-TINY_DATA = json.dumps({"num_train_patients": 2, "num_train_controls": 1, "num_val_patients": 2,
-                        "num_val_controls": 1, "frames_per_file": 1200})
-FAST = ["--data.init_args.synthetic", TINY_DATA, "--data.init_args.features", "coords",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false", "--trainer.accelerator", "cpu", "--run.wandb", "disabled"]
+TINY_DATA = json.dumps(
+    {
+        "num_train_patients": 2,
+        "num_train_controls": 1,
+        "num_val_patients": 2,
+        "num_val_controls": 1,
+        "frames_per_file": 1200,
+    }
+)
+FAST = [
+    "--data.init_args.synthetic",
+    TINY_DATA,
+    "--data.init_args.features",
+    "coords",
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+    "--trainer.accelerator",
+    "cpu",
+    "--run.wandb",
+    "disabled",
+]
 
 
 @pytest.mark.parametrize(("share", "pos", "neg"), [(0.75, 30, 10), (0.25, 10, 30), (0.5, 20, 20)])
@@ -42,14 +62,21 @@ def test_oversampling_and_smote_balance_the_batch():
     xs, ms, ys = smote_batch(x, mask, y)
     assert torch.bincount(ys).tolist() == [9, 9] and xs.shape == (18, T, F) and ms.shape == (18, T)
     torch.testing.assert_close(xs[:12], x)  # the real samples first, unchanged
-    assert not any(torch.allclose(xs[i], x[j]) for i in range(12, 18) for j in range(12))  # new, blended
-    xs, _, ys = smote_batch(x[:10], mask[:10], y[:10])  # one protective sample: random over-sampling
+    assert not any(
+        torch.allclose(xs[i], x[j]) for i in range(12, 18) for j in range(12)
+    )  # new, blended
+    xs, _, ys = smote_batch(
+        x[:10], mask[:10], y[:10]
+    )  # one protective sample: random over-sampling
     assert torch.bincount(ys).tolist() == [9, 9]
 
 
 def test_channels_get_their_skewed_batches_and_the_head_reads_all_features():
     torch.manual_seed(0)
-    task = MILTask(data_spec=SPEC, model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(8,), dense_sizes=(6,)))
+    task = MILTask(
+        data_spec=SPEC,
+        model=lambda f, c: LSTMDNNClassifier(f, c, hidden_sizes=(8,), dense_sizes=(6,)),
+    )
     assert len(task.model.channels) == 3 and task.model.head[-1].in_features == 18
     y = torch.tensor([1] * 4 + [0] * 12)
     b = {"x": torch.randn(16, T, F), "mask": torch.ones(16, T, dtype=torch.bool), "y": y}
@@ -64,9 +91,15 @@ def test_channels_get_their_skewed_batches_and_the_head_reads_all_features():
 
 @pytest.mark.slow
 def test_mil_config_fits_end_to_end(run_lbp):
-    small = ["--model.init_args.model.init_args.hidden_sizes", "[8]",
-             "--model.init_args.model.init_args.dense_sizes", "[8]"]
-    run = run_lbp("fit", "--config", "experiments/emopain/mil/protective.yaml", *small, *FAST, tiny=False)
+    small = [
+        "--model.init_args.model.init_args.hidden_sizes",
+        "[8]",
+        "--model.init_args.model.init_args.dense_sizes",
+        "[8]",
+    ]
+    run = run_lbp(
+        "fit", "--config", "experiments/emopain/mil/protective.yaml", *small, *FAST, tiny=False
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("test/accuracy", "test/f1/protective", "test/f1/non_protective", "test/mcc"):
         assert key in metrics, key

@@ -38,8 +38,12 @@ def test_bags_hold_the_windows_of_one_recording_padded_and_masked(tiny_tug):
         rows = np.flatnonzero(flat.index[:, 0] == bags.index[k, 0])
         n = len(rows)
         assert item["x"].shape == (64, 30, 51) and item["mask"].shape == (64, 30)
-        assert int(item["windows"]) == n and item["window_mask"].tolist() == [True] * n + [False] * (64 - n)
-        assert int(item["start"]) == 0 and int(item["recording"]) == int(flat[int(rows[0])]["recording"])
+        assert int(item["windows"]) == n and item["window_mask"].tolist() == [True] * n + [
+            False
+        ] * (64 - n)
+        assert int(item["start"]) == 0 and int(item["recording"]) == int(
+            flat[int(rows[0])]["recording"]
+        )
         assert int(item["y"]) == int(flat[int(rows[0])]["y"])
         for j, i in enumerate(rows):  # the real windows are the window dataset's, in order
             torch.testing.assert_close(item["x"][j], flat[int(i)]["x"])
@@ -74,9 +78,13 @@ def test_bad_unit_settings_are_one_config_error(tiny_tug):
     spec = _bags(tiny_tug).spec
     assert spec["unit"] == "recording" and spec["max_windows"] == 32
     assert "unit" not in TUGDataModule().spec  # window checkpoints describe themselves as before
-    with pytest.raises(ConfigError, match="ClassificationTask reads windows but data.unit is 'recording'"):
+    with pytest.raises(
+        ConfigError, match="ClassificationTask reads windows but data.unit is 'recording'"
+    ):
         ClassificationTask(data_spec=spec)
-    with pytest.raises(ConfigError, match="RecordingTask reads recordings but data.unit is 'window'"):
+    with pytest.raises(
+        ConfigError, match="RecordingTask reads recordings but data.unit is 'window'"
+    ):
         RecordingTask(data_spec={"num_features": 51, "classes": ["a", "b"]})
     with pytest.raises(ConfigError, match="pooling='max'"):
         RecordingTask(data_spec=spec, pooling="max")
@@ -91,7 +99,9 @@ def test_pooling_ignores_padded_windows(pooling):
     mask = torch.ones(2, 3, 10, dtype=torch.bool)
     mask[1, 2, 7:] = False
     window_mask = torch.tensor([[True, True, True], [True, True, False]])
-    garbage = torch.full((2, 4, 10, 6), 1e3)  # padded windows with wild values and all frames "real"
+    garbage = torch.full(
+        (2, 4, 10, 6), 1e3
+    )  # padded windows with wild values and all frames "real"
     x_pad = torch.cat([x, garbage], dim=1)
     mask_pad = torch.cat([mask, torch.ones(2, 4, 10, dtype=torch.bool)], dim=1)
     window_mask_pad = torch.cat([window_mask, torch.zeros(2, 4, dtype=torch.bool)], dim=1)
@@ -113,8 +123,12 @@ def _config(tmp_path):
     import yaml
 
     config = RecordingTask.conformance_config()
-    config["trainer"] = {"max_epochs": 2, "enable_progress_bar": False, "enable_model_summary": False,
-                         "accelerator": "cpu"}
+    config["trainer"] = {
+        "max_epochs": 2,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "accelerator": "cpu",
+    }
     config["run"] = {"out_dir": str(tmp_path / "runs"), "wandb": "disabled", "name": "rec"}
     path = tmp_path / "rec.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -128,19 +142,45 @@ def test_recording_task_fit_test_predict_through_the_cli(tmp_path, tiny_tug):
     fitted = tmp_path / "runs" / "rec" / "version_0"
     metrics = read_metrics(fitted)
     for stage in ("val", "test"):
-        for name in ("recording_accuracy", "recording_f1_macro", "recording_mcc", "accuracy", "f1_macro", "mcc"):
+        for name in (
+            "recording_accuracy",
+            "recording_f1_macro",
+            "recording_mcc",
+            "accuracy",
+            "f1_macro",
+            "mcc",
+        ):
             assert f"{stage}/{name}" in metrics
     # a sample is a recording: window and recording accuracy are the same number
     assert metrics["test/accuracy"] == pytest.approx(metrics["test/recording_accuracy"])
-    assert metrics["monitor"] == "val/recording_f1_macro" and (fitted / "confusion_test.csv").is_file()
-    assert main(["predict", "--config", str(path), *root, "--model.pooling", "attention",
-                 "--ckpt_path", metrics["best_checkpoint"]]) == 0
+    assert (
+        metrics["monitor"] == "val/recording_f1_macro" and (fitted / "confusion_test.csv").is_file()
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--config",
+                str(path),
+                *root,
+                "--model.pooling",
+                "attention",
+                "--ckpt_path",
+                metrics["best_checkpoint"],
+            ]
+        )
+        == 0
+    )
     predicted = tmp_path / "runs" / "rec" / "version_1"
     rows = list(csv.DictReader(open(predicted / "predictions.csv")))
     recs = list(csv.DictReader(open(predicted / "recording_predictions.csv")))
-    assert rows and len(rows) == len({r["recording"] for r in rows}) == len(recs)  # one row per recording
+    assert rows and len(rows) == len({r["recording"] for r in rows}) == len(
+        recs
+    )  # one row per recording
     assert all(r["start"] == "0" and r["label"] for r in rows)
-    assert all(1 <= int(r["windows"]) <= 8 for r in recs) and any(int(r["windows"]) > 1 for r in recs)
+    assert all(1 <= int(r["windows"]) <= 8 for r in recs) and any(
+        int(r["windows"]) > 1 for r in recs
+    )
     by_name = {r["recording"]: r for r in rows}
     for r in recs:
         assert r["predicted"] == by_name[r["recording"]]["predicted"]
@@ -148,8 +188,20 @@ def test_recording_task_fit_test_predict_through_the_cli(tmp_path, tiny_tug):
 
 @pytest.mark.slow
 def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
-    args = ["cv", "--config", "experiments/tug/recording.yaml", "--folds", "3", "--out_dir", str(tmp_path),
-            "--data.root", str(tiny_tug), *TINY_RECORDING, "--trainer.max_epochs", "1"]
+    args = [
+        "cv",
+        "--config",
+        "experiments/tug/recording.yaml",
+        "--folds",
+        "3",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_RECORDING,
+        "--trainer.max_epochs",
+        "1",
+    ]
     assert main(args) == 0
     summary = json.loads((tmp_path / "recording-cv" / "version_0" / "summary.json").read_text())
     assert summary["folds"] == 3 and 0 <= summary["pooled/accuracy"] <= 1
@@ -158,10 +210,15 @@ def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
     # beside the window baselines, fitted on every window of the same recordings, and
     # compared at recording level only (the model's window metrics are recording metrics)
     assert summary["baselines"] == ["window_stats", "majority"]
-    assert "diff/window_stats/recording_accuracy_ci" in summary and "diff/window_stats/accuracy" not in summary
+    assert (
+        "diff/window_stats/recording_accuracy_ci" in summary
+        and "diff/window_stats/accuracy" not in summary
+    )
     assert any("recording level only" in note for note in summary["baseline_notes"])
-    assert "model - window statistics (logistic regression) (recording_f1_macro)" in (
-        tmp_path / "recording-cv" / "version_0" / "summary.md").read_text()
+    assert (
+        "model - window statistics (logistic regression) (recording_f1_macro)"
+        in (tmp_path / "recording-cv" / "version_0" / "summary.md").read_text()
+    )
 
 
 def test_baselines_of_a_recording_model_are_those_of_the_window_model_on_the_same_split(tiny_tug):
@@ -170,7 +227,9 @@ def test_baselines_of_a_recording_model_are_those_of_the_window_model_on_the_sam
     windows = TUGDataModule(root=str(tiny_tug), stride=15)
     windows.setup("fit")
     bags = _bags(tiny_tug, max_windows=2)  # the bags read 2 windows; the baselines all of them
-    assert fold_baselines(bags, ["window_stats", "majority"]) == fold_baselines(windows, ["window_stats", "majority"])
+    assert fold_baselines(bags, ["window_stats", "majority"]) == fold_baselines(
+        windows, ["window_stats", "majority"]
+    )
 
 
 def test_augmentation_reaches_every_window_of_a_training_bag(tiny_tug):

@@ -75,7 +75,9 @@ def test_one_class_labels_are_refused(rule):
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="unknown threshold rule 'median'.*percentile, f1, youden"):
+    with pytest.raises(
+        ConfigError, match="unknown threshold rule 'median'.*percentile, f1, youden"
+    ):
         select_threshold(SCORES, LABELS, "median")
     with pytest.raises(ConfigError, match="no.*normal|there are none"):
         select_threshold(SCORES, [1] * 5, "percentile")
@@ -92,8 +94,10 @@ def test_errors():
 
 
 def test_roc_figure_lines_and_png(tmp_path):
-    fig = roc_figure({"loss": (SCORES, LABELS), "reconstruction": ([0.7, 0.1, 0.5, 0.4, 0.6], [1, 0, 0, 1, 1])},
-                     title="ROC")
+    fig = roc_figure(
+        {"loss": (SCORES, LABELS), "reconstruction": ([0.7, 0.1, 0.5, 0.4, 0.6], [1, 0, 0, 1, 1])},
+        title="ROC",
+    )
     assert isinstance(fig, matplotlib.figure.Figure)
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 3  # two curves and the chance diagonal
@@ -115,9 +119,14 @@ def test_score_boxplot_two_boxes_and_threshold(tmp_path):
     assert len(threshold_lines) == 1 and list(threshold_lines[0].get_ydata()) == [0.8, 0.8]
     # per box: the box outline, the median, 2 whiskers, 2 caps and the fliers; plus the threshold
     assert len(ax.get_lines()) == 2 * 7 + 1
-    medians = sorted(ln.get_ydata()[0] for ln in ax.get_lines()
-                     if len(ln.get_ydata()) == 2 and ln not in threshold_lines and ln.get_xdata()[0] != ln.get_xdata()[1]
-                     and ln.get_ydata()[0] == ln.get_ydata()[1])
+    medians = sorted(
+        ln.get_ydata()[0]
+        for ln in ax.get_lines()
+        if len(ln.get_ydata()) == 2
+        and ln not in threshold_lines
+        and ln.get_xdata()[0] != ln.get_xdata()[1]
+        and ln.get_ydata()[0] == ln.get_ydata()[1]
+    )
     assert pytest.approx(0.2) in medians and pytest.approx(0.85) in medians
     fig.savefig(tmp_path / "box.png")
     plt.close(fig)

@@ -19,7 +19,9 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "lbp_motion" / "synthetic"
 
 
-def ensure_generated(name: str, generate: Callable[[Path], object], cache_dir: str | Path | None = None) -> Path:
+def ensure_generated(
+    name: str, generate: Callable[[Path], object], cache_dir: str | Path | None = None
+) -> Path:
     """Return ``<cache_dir>/<name>``, calling ``generate(folder)`` first if it is absent.
 
     Each caller generates into a temporary sibling and renames it into place; a loser

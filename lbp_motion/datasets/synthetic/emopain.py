@@ -239,4 +239,6 @@ def ensure_synthetic_emopain(cache_dir: str | Path | None = None, **kwargs: obje
     loser of the race discards its copy. A folder that exists is complete.
     """
     settings, key = _settings_key(kwargs)
-    return ensure_generated(f"emopain-{key}", lambda folder: generate_emopain_dataset(folder, **settings), cache_dir)  # type: ignore[arg-type]
+    return ensure_generated(
+        f"emopain-{key}", lambda folder: generate_emopain_dataset(folder, **settings), cache_dir
+    )  # type: ignore[arg-type]

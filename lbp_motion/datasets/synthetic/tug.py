@@ -56,7 +56,13 @@ from lbp_motion.datasets.synthetic.tug_nuisance import (
     _subject_nuisance,
 )
 
-__all__ = ["generate_tug_dataset", "ensure_synthetic_tug", "GENERATOR", "GENERATOR_VERSION", "NUISANCE_PARTS"]
+__all__ = [
+    "generate_tug_dataset",
+    "ensure_synthetic_tug",
+    "GENERATOR",
+    "GENERATOR_VERSION",
+    "NUISANCE_PARTS",
+]
 
 GENERATOR = "lbp_motion.synthetic.tug"
 #: Bump when the motion model changes: cached folders are keyed on it.
@@ -83,7 +89,9 @@ def _assign(
         cls[int(s)] = i % len(classes)
     if sites is None:
         return cls, [None] * num_subjects
-    remaining = np.array([num_subjects // sites + (k < num_subjects % sites) for k in range(sites)], float)
+    remaining = np.array(
+        [num_subjects // sites + (k < num_subjects % sites) for k in range(sites)], float
+    )
     site: list[int | None] = [None] * num_subjects
     for s in rng.permutation(num_subjects):
         favour = np.where(np.arange(sites) % len(classes) == cls[int(s)], 3.0, 1.0)
@@ -192,8 +200,15 @@ def generate_tug_dataset(
                 _add_bias(world, nz.bias)
             uv, vis, inside = _project(world, _jitter_camera(cam, rng), image_size)
             kp = _detect(
-                uv, vis, inside, rng, missing_rate=missing_rate, noise_px=noise_px, image_size=image_size,
-                nuisance=nz, nuisance_rng=nrng,
+                uv,
+                vis,
+                inside,
+                rng,
+                missing_rate=missing_rate,
+                noise_px=noise_px,
+                image_size=image_size,
+                nuisance=nz,
+                nuisance_rng=nrng,
             )
             write_recording(
                 root / f"{name}.npz",
@@ -240,4 +255,6 @@ def ensure_synthetic_tug(cache_dir: str | Path | None = None, **kwargs: object) 
     complete.
     """
     settings, key = _settings_key(kwargs)
-    return ensure_generated(f"tug-{key}", lambda folder: generate_tug_dataset(folder, **settings), cache_dir)  # type: ignore[arg-type]
+    return ensure_generated(
+        f"tug-{key}", lambda folder: generate_tug_dataset(folder, **settings), cache_dir
+    )  # type: ignore[arg-type]

@@ -298,7 +298,9 @@ def _segment_durations(m: _Motion) -> np.ndarray:
     speed = m.cadence * m.step
     d1 = _TURN_X_M - x_stand
     d2 = _TURN_X_M + 0.12 - (x_stand + 0.22)
-    motion = np.array([m.t_sts, d1 / speed + m.ramp, m.t_turn1, d2 / speed + m.ramp, m.t_turn2, m.t_sit])
+    motion = np.array(
+        [m.t_sts, d1 / speed + m.ramp, m.t_turn1, d2 / speed + m.ramp, m.t_turn2, m.t_sit]
+    )
     idle = np.array([m.idle0, m.idle1])
     total = motion.sum() + idle.sum()
     if total > _MAX_DURATION_S:
@@ -458,7 +460,10 @@ def _simulate(m: _Motion, fps: float) -> _World:
         shoulder_c = shoulder_c + m.torso * np.sin(ex.lateral) * left_s
     shoulders = [shoulder_c + side * m.shoulder_hw * left_s for side in (1.0, -1.0)]
     if ex is not None:
-        shoulders = [sh + side * 0.5 * ex.shoulder_drop * m.height * up for sh, side in zip(shoulders, (1.0, -1.0))]
+        shoulders = [
+            sh + side * 0.5 * ex.shoulder_drop * m.height * up
+            for sh, side in zip(shoulders, (1.0, -1.0))
+        ]
 
     # ---- head -----------------------------------------------------------------------
     neck_dir = np.sin(0.7 * tau) * fwd_h + np.cos(0.7 * tau) * up
@@ -470,7 +475,10 @@ def _simulate(m: _Motion, fps: float) -> _World:
     face_u = np.sin(pitch) * fwd_h + np.cos(pitch) * up
     h = m.height
     nose = head_c + 0.055 * h * face_f - 0.01 * h * face_u
-    eyes = [head_c + 0.045 * h * face_f + 0.012 * h * face_u + s * 0.018 * h * left_h for s in (1.0, -1.0)]
+    eyes = [
+        head_c + 0.045 * h * face_f + 0.012 * h * face_u + s * 0.018 * h * left_h
+        for s in (1.0, -1.0)
+    ]
     ears = [head_c - 0.005 * h * face_f + s * 0.045 * h * left_h for s in (1.0, -1.0)]
 
     # ---- arms -----------------------------------------------------------------------
@@ -533,7 +541,9 @@ def _simulate(m: _Motion, fps: float) -> _World:
 # --------------------------------------------------------------------------------------
 
 # which way each joint "faces": +1 left side, -1 right side, 0 midline (face)
-_SIDE = np.array([0.0 if n == "nose" else (1.0 if n.startswith("left_") else -1.0) for n in COCO17.joints])
+_SIDE = np.array(
+    [0.0 if n == "nose" else (1.0 if n.startswith("left_") else -1.0) for n in COCO17.joints]
+)
 _FACE = np.array([n in ("nose", "left_eye", "right_eye") for n in COCO17.joints])
 
 

@@ -36,7 +36,9 @@ def _detect(
     and missed-joint profile."""
     n, j = vis.shape
     nz = nuisance
-    xy = uv + rng.normal(0.0, 1.0, size=uv.shape) * (noise_px if nz is None else noise_px * nz.noise)
+    xy = uv + rng.normal(0.0, 1.0, size=uv.shape) * (
+        noise_px if nz is None else noise_px * nz.noise
+    )
     if nz is not None:
         xy = _tracking_errors(xy, nz, nuisance_rng)  # type: ignore[arg-type]
     conf = 0.6 + 0.4 * rng.beta(5.0 + 3.0 * vis, 2.0)
@@ -118,7 +120,9 @@ class _Nuisance:
     noise: float  # factor of noise_px
     jitter_px: float  # slowly varying detector error, pixels (standard deviation)
     jitter_tau: float  # its time constant, frames
-    bias: np.ndarray  # (17, 3) m: per-joint detector offset (clothing), body frame (forward, up, left)
+    bias: (
+        np.ndarray
+    )  # (17, 3) m: per-joint detector offset (clothing), body frame (forward, up, left)
     swap_rate: float  # per frame: a left/right swap of a limb begins
     # missed joints: per-subject rate factor, per-joint weights, run share and length
     miss: tuple[float, np.ndarray, float, float] | None
@@ -129,7 +133,9 @@ def _nuisance_strengths(nuisance: float | dict[str, float]) -> dict[str, float]:
     if isinstance(nuisance, dict):
         unknown = sorted(set(nuisance) - set(NUISANCE_PARTS))
         if unknown:
-            raise ValueError(f"nuisance: unknown parts {unknown}; expected some of {list(NUISANCE_PARTS)}")
+            raise ValueError(
+                f"nuisance: unknown parts {unknown}; expected some of {list(NUISANCE_PARTS)}"
+            )
         out = {p: float(nuisance.get(p, 0.0)) for p in NUISANCE_PARTS}
     else:
         out = {p: float(nuisance) for p in NUISANCE_PARTS}
@@ -207,7 +213,18 @@ def _subject_nuisance(seed: int, subject: int, strength: dict[str, float]) -> _N
 def _apply_nuisance(m: _Motion, nz: _Nuisance, rng: np.random.Generator) -> None:
     """Give one recording's motion the subject's proportions and style (in place)."""
     for name, f in zip(
-        ("ankle_h", "shank", "thigh", "hip_hw", "torso", "shoulder_hw", "upper_arm", "forearm", "neck", "height"),
+        (
+            "ankle_h",
+            "shank",
+            "thigh",
+            "hip_hw",
+            "torso",
+            "shoulder_hw",
+            "upper_arm",
+            "forearm",
+            "neck",
+            "height",
+        ),
         nz.body,
     ):
         setattr(m, name, getattr(m, name) * f)
@@ -248,7 +265,9 @@ def _add_bias(world: _World, bias: np.ndarray) -> None:
     """Per-joint detector offsets (m) in each joint's body frame, in place."""
     up = np.array([0.0, 1.0, 0.0])
     world.xyz += (
-        bias[None, :, 0:1] * world.forward + bias[None, :, 1:2] * up + bias[None, :, 2:3] * world.left
+        bias[None, :, 0:1] * world.forward
+        + bias[None, :, 1:2] * up
+        + bias[None, :, 2:3] * world.left
     )
 
 
@@ -274,7 +293,10 @@ def _tracking_errors(xy: np.ndarray, nz: _Nuisance, rng: np.random.Generator) ->
 
 
 def _missed_with_nuisance(
-    vis: np.ndarray, missing_rate: float, miss: tuple[float, np.ndarray, float, float], rng: np.random.Generator
+    vis: np.ndarray,
+    missing_rate: float,
+    miss: tuple[float, np.ndarray, float, float],
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Missed joints (T, 17) at about ``missing_rate * factor`` of all joint-frames:
     the joints' weights, the side turned away (weighted up strongly) and runs of

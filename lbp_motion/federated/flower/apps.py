@@ -77,7 +77,9 @@ def _client_experiment(settings: dict[str, Any]):
 CLIENT_ERROR_PREFIX = "lbp client "
 
 
-def _shape_mismatch(task_state: dict[str, torch.Tensor], global_state: dict[str, torch.Tensor]) -> str | None:
+def _shape_mismatch(
+    task_state: dict[str, torch.Tensor], global_state: dict[str, torch.Tensor]
+) -> str | None:
     """Why the global weights do not fit this site's model (another config), or None."""
     if list(task_state) != list(global_state):
         extra = sorted(set(global_state) - set(task_state))[:3]
@@ -85,8 +87,10 @@ def _shape_mismatch(task_state: dict[str, torch.Tensor], global_state: dict[str,
         return f"the global model's parameters differ from this site's model (extra {extra}, missing {missing})"
     for key, value in task_state.items():
         if tuple(value.shape) != tuple(global_state[key].shape):
-            return (f"shape mismatch: {key} is {tuple(global_state[key].shape)} in the global model and "
-                    f"{tuple(value.shape)} here (does this site's config differ, e.g. d_model?)")
+            return (
+                f"shape mismatch: {key} is {tuple(global_state[key].shape)} in the global model and "
+                f"{tuple(value.shape)} here (does this site's config differ, e.g. d_model?)"
+            )
     return None
 
 
@@ -102,7 +106,9 @@ def client_train(msg: Message, context: Context) -> Message:
     except Exception as err:  # the server must learn which site failed, and why
         from flwr.app import Error
 
-        reason = f"{CLIENT_ERROR_PREFIX}{client_id}: {type(err).__name__}: {err}".splitlines()[0][:500]
+        reason = f"{CLIENT_ERROR_PREFIX}{client_id}: {type(err).__name__}: {err}".splitlines()[0][
+            :500
+        ]
         if isinstance(err, SiteMismatch):
             reason = f"{CLIENT_ERROR_PREFIX}{client_id}: {err}"
         log.error(reason)
@@ -126,7 +132,11 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
     if mismatch:
         raise SiteMismatch(mismatch)
     state, metrics = train_locally(
-        experiment, global_state, lbp_round=lbp_round, client_id=client_id, work_dir=str(work_dir),
+        experiment,
+        global_state,
+        lbp_round=lbp_round,
+        client_id=client_id,
+        work_dir=str(work_dir),
     )
     _append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
     return Message(content=train_reply_content(state, metrics), reply_to=msg)
@@ -170,7 +180,7 @@ def client_of_reply(msg: Message) -> int | None:
     if msg.has_error():
         reason = msg.error.reason or ""
         if reason.startswith(CLIENT_ERROR_PREFIX):
-            head = reason[len(CLIENT_ERROR_PREFIX):].split(":", 1)[0]
+            head = reason[len(CLIENT_ERROR_PREFIX) :].split(":", 1)[0]
             return int(head) if head.isdigit() else None
         return None
     try:
@@ -180,13 +190,19 @@ def client_of_reply(msg: Message) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _reply_summary(server_round: int, msg: Message, node: int, client: int | None,
-                   left_out: str | None = None) -> dict[str, Any]:
+def _reply_summary(
+    server_round: int, msg: Message, node: int, client: int | None, left_out: str | None = None
+) -> dict[str, Any]:
     """What a reply held, by name, type, shape and dtype (never values): the record of
     what crossed the wire (``flower/replies.jsonl``). ``node`` is the node the round's
     message went to (a reply the SuperLink makes for a lost node comes from node 1),
     ``client`` the site's lbp client id when known; ``left_out`` why it was not averaged."""
-    out: dict[str, Any] = {"round": server_round - 1, "node": node, "client": client, "error": msg.has_error()}
+    out: dict[str, Any] = {
+        "round": server_round - 1,
+        "node": node,
+        "client": client,
+        "error": msg.has_error(),
+    }
     if left_out:
         out["left_out"] = left_out
     if msg.has_error():
@@ -222,16 +238,32 @@ class _ServerRecords:
         from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
         run = experiment.run
-        version = int(self.run_dir.name.split("_")[-1]) if self.run_dir.name.startswith("version_") else 0
+        version = (
+            int(self.run_dir.name.split("_")[-1]) if self.run_dir.name.startswith("version_") else 0
+        )
         import warnings
 
         # the run folder already holds the server's files (and, resumed, earlier rounds)
-        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-        loggers: list[Any] = [CSVLogger(save_dir=str(self.run_dir.parent.parent), name=self.run_dir.parent.name, version=version)]
+        warnings.filterwarnings(
+            "ignore", message="Experiment logs directory .* exists and is not empty"
+        )
+        loggers: list[Any] = [
+            CSVLogger(
+                save_dir=str(self.run_dir.parent.parent),
+                name=self.run_dir.parent.name,
+                version=version,
+            )
+        ]
         if run.wandb != "disabled":
             try:
-                loggers.append(WandbLogger(project=run.wandb_project, name=f"{self.run_dir.parent.name}/{self.run_dir.name}",
-                                           save_dir=str(self.run_dir), offline=run.wandb == "offline"))
+                loggers.append(
+                    WandbLogger(
+                        project=run.wandb_project,
+                        name=f"{self.run_dir.parent.name}/{self.run_dir.name}",
+                        save_dir=str(self.run_dir),
+                        offline=run.wandb == "offline",
+                    )
+                )
             except Exception as err:  # W&B must never stop a federation
                 log.warning("W&B logging is off: %s", err)
         return loggers
@@ -244,7 +276,9 @@ class _ServerRecords:
     def round(self, row: dict[str, Any], step: int) -> None:
         self.history.append(row)
         _write_csv(self.run_dir / "rounds.csv", self.history)
-        numeric = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         for logger in self.loggers:
             try:
                 logger.log_metrics(numeric, step=step)
@@ -253,13 +287,21 @@ class _ServerRecords:
                 log.warning("logger %s failed: %s", type(logger).__name__, err)
 
     def summary(self, status: str, rounds: int, extra: dict[str, Any] | None = None) -> None:
-        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "status": status, "rounds_completed": rounds,
-                                "federation": "flower"}
+        data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "status": status,
+            "rounds_completed": rounds,
+            "federation": "flower",
+        }
         if self.history:
             last = self.history[-1]
             data.update({f"final_{k}": v for k, v in last.items() if k.startswith("val/")})
             data.update({k: v for k, v in last.items() if k.startswith("val/")})
-            eps = [v for k, v in last.items() if k.endswith("/dp/epsilon") and isinstance(v, (int, float))]
+            eps = [
+                v
+                for k, v in last.items()
+                if k.endswith("/dp/epsilon") and isinstance(v, (int, float))
+            ]
             if eps:  # the privacy guarantee of the run is the weakest site's
                 data["dp/epsilon"] = max(eps)
                 data.update({k: v for k, v in last.items() if k.endswith("/dp/epsilon")})
@@ -285,7 +327,9 @@ def _wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
         time.sleep(1.0)
 
 
-def _server_validation(experiment, state: dict[str, torch.Tensor], run_dir: Path) -> dict[str, float]:
+def _server_validation(
+    experiment, state: dict[str, torch.Tensor], run_dir: Path
+) -> dict[str, float]:
     import lightning.pytorch as pl
 
     from lbp_motion.federated.flower.messages import scalar_metrics
@@ -293,11 +337,18 @@ def _server_validation(experiment, state: dict[str, torch.Tensor], run_dir: Path
     task, dm = experiment.task, experiment.datamodule
     task.load_state_dict(state)
     kwargs = dict(experiment.trainer_kwargs)
-    kwargs.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                  default_root_dir=str(run_dir))
+    kwargs.update(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
     trainer = pl.Trainer(**kwargs)
     trainer.validate(task, datamodule=dm, verbose=False)
-    return {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")}
+    return {
+        k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith("val/")
+    }
 
 
 def load_server_checkpoint(path: Path) -> dict[str, Any]:
@@ -324,13 +375,23 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         flower = ckpt["flower"]
         if list(ckpt["state_dict"]) != list(state):
             raise ConfigError(f"{ckpt_path}: the checkpoint's model does not match the config's")
-        state, done, history, velocity = ckpt["state_dict"], int(flower["rounds_completed"]), list(flower["history"]), flower.get("velocity")
+        state, done, history, velocity = (
+            ckpt["state_dict"],
+            int(flower["rounds_completed"]),
+            list(flower["history"]),
+            flower.get("velocity"),
+        )
         print(f"lbp ServerApp: resuming from {ckpt_path} after round {done - 1}", flush=True)
     records = _ServerRecords(run_dir, experiment, history)
     # server-side DP bounds one site's effect on a plain mean: weighting by n_k would let a
     # large site move the average by more than the noise is calibrated for
-    inner = LbpFedAvg(state, client_fraction=fed.client_fraction, min_clients=fed.min_clients, seed=fed.seed,
-                      uniform_weights=fed.flower.dp_noise_multiplier > 0)
+    inner = LbpFedAvg(
+        state,
+        client_fraction=fed.client_fraction,
+        min_clients=fed.min_clients,
+        seed=fed.seed,
+        uniform_weights=fed.flower.dp_noise_multiplier > 0,
+    )
     strategy = inner
     if fed.flower.dp_noise_multiplier > 0:
         from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
@@ -346,16 +407,28 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         wanted = fed.flower.min_available_clients or fed.min_clients
         nodes = _wait_for_nodes(grid, wanted, fed.flower.connect_timeout)
         if len(nodes) < fed.min_clients:
-            records.summary("failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"})
-            raise AggregationError(f"round {lbp_round}: {len(nodes)} client(s) connected within "
-                                   f"{fed.flower.connect_timeout:.0f} s; min_clients={fed.min_clients}")
-        messages = list(strategy.configure_train(server_round, state_to_arrays(state), ConfigRecord(), grid))
+            records.summary(
+                "failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"}
+            )
+            raise AggregationError(
+                f"round {lbp_round}: {len(nodes)} client(s) connected within "
+                f"{fed.flower.connect_timeout:.0f} s; min_clients={fed.min_clients}"
+            )
+        messages = list(
+            strategy.configure_train(server_round, state_to_arrays(state), ConfigRecord(), grid)
+        )
         sampled = [int(m.metadata.dst_node_id) for m in messages]
         replies = list(grid.send_and_receive(messages, timeout=fed.flower.round_timeout))
-        to_node = {m.metadata.message_id: int(m.metadata.dst_node_id) for m in messages if m.metadata.message_id}
+        to_node = {
+            m.metadata.message_id: int(m.metadata.dst_node_id)
+            for m in messages
+            if m.metadata.message_id
+        }
 
         def node_of(reply: Message, to_node=to_node) -> int:  # the node the round's message went to
-            return to_node.get(reply.metadata.reply_to_message_id or "", int(reply.metadata.src_node_id))
+            return to_node.get(
+                reply.metadata.reply_to_message_id or "", int(reply.metadata.src_node_id)
+            )
 
         inner.rejected = []
         usable = inner.usable_replies(replies)
@@ -371,11 +444,15 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             if id(msg) not in usable_ids:
                 reason = rejected.get(id(msg), "left out")
                 left_out[node] = reason
-            summaries.append(_reply_summary(server_round, msg, node, known_clients.get(node), reason))
+            summaries.append(
+                _reply_summary(server_round, msg, node, known_clients.get(node), reason)
+            )
         answered = {node_of(m) for m in usable}
         for node in sampled:
             if node not in answered and node not in left_out:
-                left_out[node] = f"no reply within flower.round_timeout ({fed.flower.round_timeout:.0f} s)"
+                left_out[node] = (
+                    f"no reply within flower.round_timeout ({fed.flower.round_timeout:.0f} s)"
+                )
         records.replies(server_round, summaries)
         failed = sorted(left_out)
 
@@ -383,10 +460,16 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             return str(known_clients[node]) if node in known_clients else f"node:{node}"
 
         for node in failed:
-            print(f"lbp ServerApp: round {lbp_round}: left out client {site(node)} (node {node}): {left_out[node]}",
-                  flush=True)
+            print(
+                f"lbp ServerApp: round {lbp_round}: left out client {site(node)} (node {node}): {left_out[node]}",
+                flush=True,
+            )
         if len(usable) < fed.min_clients:
-            records.summary("failed", server_round - 1, {"error": f"round {lbp_round}: {len(usable)} usable replies"})
+            records.summary(
+                "failed",
+                server_round - 1,
+                {"error": f"round {lbp_round}: {len(usable)} usable replies"},
+            )
             raise AggregationError(
                 f"round {lbp_round}: {len(usable)} client(s) returned usable weights (left out: "
                 f"{'; '.join(f'client {site(n)}: {left_out[n]}' for n in failed)}); "
@@ -397,13 +480,18 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             raise AggregationError(f"round {lbp_round}: the server strategy returned no model")
         averaged = {k: v.to(dtypes[k]) for k, v in arrays_to_state(arrays).items()}
         if fed.server_momentum > 0 or fed.server_lr != 1.0:
-            averaged, velocity = server_momentum_update(state, averaged, velocity, momentum=fed.server_momentum,
-                                                        server_lr=fed.server_lr)
+            averaged, velocity = server_momentum_update(
+                state, averaged, velocity, momentum=fed.server_momentum, server_lr=fed.server_lr
+            )
         state = averaged
-        row: dict[str, Any] = {"round": lbp_round, "clients": len(usable), "failed_clients": len(failed),
-                               "failed": " ".join(site(n) for n in failed),
-                               "failed_nodes": " ".join(map(str, failed)),
-                               "left_out": "; ".join(f"client {site(n)}: {left_out[n]}" for n in failed)}
+        row: dict[str, Any] = {
+            "round": lbp_round,
+            "clients": len(usable),
+            "failed_clients": len(failed),
+            "failed": " ".join(site(n) for n in failed),
+            "failed_nodes": " ".join(map(str, failed)),
+            "left_out": "; ".join(f"client {site(n)}: {left_out[n]}" for n in failed),
+        }
         for info in inner.accepted:
             k = int(info.get("client-id", -1))
             row[f"client_{k}/n"] = int(info["num-examples"])
@@ -415,8 +503,9 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         if fed.flower.dp_noise_multiplier > 0:
             from flwr.supercore.differential_privacy import compute_stdv
 
-            row["server_dp/noise_std"] = compute_stdv(fed.flower.dp_noise_multiplier, fed.flower.dp_clipping_norm,
-                                                      fed.min_clients)
+            row["server_dp/noise_std"] = compute_stdv(
+                fed.flower.dp_noise_multiplier, fed.flower.dp_clipping_norm, fed.min_clients
+            )
         if fed.flower.server_validation:
             row.update(_server_validation(experiment, state, run_dir))
         row["round_seconds"] = time.perf_counter() - started
@@ -426,15 +515,25 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             "global_step": 0,
             "pytorch-lightning_version": _lightning_version(),
             "lbp_motion": {"config": experiment.config_yaml, "epoch": lbp_round},
-            "flower": {"rounds_completed": server_round, "history": records.history + [row], "velocity": velocity,
-                       "federation": fed.to_dict()},
+            "flower": {
+                "rounds_completed": server_round,
+                "history": records.history + [row],
+                "velocity": velocity,
+                "federation": fed.to_dict(),
+            },
         }
         _save_checkpoint(ckpt, ckpt_path)  # the global model and its round, every round
         if fed.flower.keep_round_checkpoints:
             _save_checkpoint(ckpt, ckpt_path.parent / f"round-{lbp_round:03d}.ckpt")
         records.round(row, step=lbp_round)
         records.summary("running", server_round)
-        log.info("round %d: %d clients averaged, %d failed, %.1f s", lbp_round, len(usable), len(failed), row["round_seconds"])
+        log.info(
+            "round %d: %d clients averaged, %d failed, %.1f s",
+            lbp_round,
+            len(usable),
+            len(failed),
+            row["round_seconds"],
+        )
     records.summary("finished", fed.rounds, {"checkpoint": str(ckpt_path.resolve())})
     records.finish()
     return state

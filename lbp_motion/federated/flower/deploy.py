@@ -80,11 +80,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise FederateError(f"{process.args[0]} exited with status {process.returncode} before listening on port {port}")
+            raise FederateError(
+                f"{process.args[0]} exited with status {process.returncode} before listening on port {port}"
+            )
         try:
             with socket.create_connection((host, port), timeout=1.0):
                 return
@@ -162,7 +166,13 @@ def write_app(folder: str | Path) -> Path:
 def write_connection(flwr_home: Path, address: str, root_certificates: str | None) -> Path:
     """A Flower CLI configuration with one SuperLink connection named ``lbp``."""
     flwr_home.mkdir(parents=True, exist_ok=True)
-    lines = ["[superlink]", f'default = "{CONNECTION_NAME}"', "", f"[superlink.{CONNECTION_NAME}]", f'address = "{address}"']
+    lines = [
+        "[superlink]",
+        f'default = "{CONNECTION_NAME}"',
+        "",
+        f"[superlink.{CONNECTION_NAME}]",
+        f'address = "{address}"',
+    ]
     if root_certificates:
         lines.append(f'root-certificates = "{Path(root_certificates).resolve()}"')
     else:
@@ -186,8 +196,13 @@ def _server_run_dir(resume: str | None, experiment, config: str) -> Path:
     return make_run_dir(run.out_dir, run.name or Path(config).stem).resolve()
 
 
-def run_server(args: argparse.Namespace, config: str, overrides: list[str], tls: list[str],
-               keys: list[Path] | None) -> int:
+def run_server(
+    args: argparse.Namespace,
+    config: str,
+    overrides: list[str],
+    tls: list[str],
+    keys: list[Path] | None,
+) -> int:
     """``lbp federate server`` with its options checked (:mod:`lbp_motion.cli.federate`):
     Flower's SuperLink plus the lbp ServerApp, until the run ends. ``tls``: the TLS
     options of Flower's executables; ``keys``: the SuperNodes' public keys, if any."""
@@ -198,7 +213,12 @@ def run_server(args: argparse.Namespace, config: str, overrides: list[str], tls:
     flower_dir = run_dir / "flower"
     flower_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(experiment.config_yaml)
-    settings = {"config": config, "overrides": overrides, "run_dir": str(run_dir), "resume": bool(args.resume)}
+    settings = {
+        "config": config,
+        "overrides": overrides,
+        "run_dir": str(run_dir),
+        "resume": bool(args.resume),
+    }
     settings_path = flower_dir / "server.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n")
     app_dir = write_app(flower_dir / "app")
@@ -213,37 +233,76 @@ def run_server(args: argparse.Namespace, config: str, overrides: list[str], tls:
     try:
         with open(flower_dir / "superlink.log", "ab") as logf:
             superlink = subprocess.Popen(
-                [_flower_bin("flower-superlink"), "--host", "127.0.0.1", "--port", str(control_port),
-                 "--disable-runtime-dependency-installation", "--database", str(flower_dir / "superlink.db"),
-                 *(["--enable-supernode-auth"] if keys else []), *tls],
-                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
+                [
+                    _flower_bin("flower-superlink"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(control_port),
+                    "--disable-runtime-dependency-installation",
+                    "--database",
+                    str(flower_dir / "superlink.db"),
+                    *(["--enable-supernode-auth"] if keys else []),
+                    *tls,
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(flower_dir),
             )
         wait_for_port("127.0.0.1", control_port, args.startup_timeout, superlink)
         gateway_tls = [] if args.insecure else tls
         with open(flower_dir / "gateway.log", "ab") as logf:
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "lbp_motion.federated.flower.gateway", "--listen", f"{args.host}:{args.port}",
-                 "--upstream", control, *gateway_tls], stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(flower_dir),
+                [
+                    sys.executable,
+                    "-m",
+                    "lbp_motion.federated.flower.gateway",
+                    "--listen",
+                    f"{args.host}:{args.port}",
+                    "--upstream",
+                    control,
+                    *gateway_tls,
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(flower_dir),
             )
         connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         wait_for_port(connect_host, args.port, args.startup_timeout, gateway)
         runs = RunWatcher(control, args.ssl_ca_certfile, home, token)
         for key in keys or []:
             runs.register_node(key)
-        print(f"lbp federate server: Fleet API on {args.host}:{args.port} (nothing else is served there); "
-              f"SuperLink on {control} (local only){'; SuperNode authentication on, ' + str(len(keys)) + ' key(s)' if keys else ''}; "
-              "waiting for clients", flush=True)
+        print(
+            f"lbp federate server: Fleet API on {args.host}:{args.port} (nothing else is served there); "
+            f"SuperLink on {control} (local only){'; SuperNode authentication on, ' + str(len(keys)) + ' key(s)' if keys else ''}; "
+            "waiting for clients",
+            flush=True,
+        )
         submit = subprocess.Popen(
-            [_flower_bin("flwr"), "run", str(app_dir), CONNECTION_NAME, "--stream",
-             "--run-config", f'lbp-server="{settings_path}" lbp-token="{token}"'],
-            env=env, cwd=str(flower_dir),
+            [
+                _flower_bin("flwr"),
+                "run",
+                str(app_dir),
+                CONNECTION_NAME,
+                "--stream",
+                "--run-config",
+                f'lbp-server="{settings_path}" lbp-token="{token}"',
+            ],
+            env=env,
+            cwd=str(flower_dir),
         )
         watcher = runs.start()
         while submit.poll() is None:
             if superlink.poll() is not None:
-                raise FederateError(f"the SuperLink exited with status {superlink.returncode}; see {flower_dir / 'superlink.log'}")
+                raise FederateError(
+                    f"the SuperLink exited with status {superlink.returncode}; see {flower_dir / 'superlink.log'}"
+                )
             if gateway.poll() is not None:
-                raise FederateError(f"the gateway exited with status {gateway.returncode}; see {flower_dir / 'gateway.log'}")
+                raise FederateError(
+                    f"the gateway exited with status {gateway.returncode}; see {flower_dir / 'gateway.log'}"
+                )
             if _status(run_dir) in ("finished", "failed"):
                 time.sleep(2.0)  # let the stream print the last lines
                 break
@@ -258,8 +317,10 @@ def run_server(args: argparse.Namespace, config: str, overrides: list[str], tls:
         stop_process(superlink)
     status = _status(run_dir)
     if status != "finished":
-        raise FederateError(f"the federation ended with status {status!r}; see {run_dir / 'metrics.json'} and "
-                            f"{flower_dir / 'superlink.log'}")
+        raise FederateError(
+            f"the federation ended with status {status!r}; see {run_dir / 'metrics.json'} and "
+            f"{flower_dir / 'superlink.log'}"
+        )
     print(f"Results: {run_dir}")
     return 0
 
@@ -269,8 +330,20 @@ class RunWatcher:
     run it sees, and stops any run that is not the one this server submitted (the one
     whose run config holds this server's random ``lbp-token``)."""
 
-    def __init__(self, address: str, root_certificates: str | None, home: Path, token: str, interval: float = 2.0):
-        self.address, self.root_certificates, self.home, self.token = address, root_certificates, home, token
+    def __init__(
+        self,
+        address: str,
+        root_certificates: str | None,
+        home: Path,
+        token: str,
+        interval: float = 2.0,
+    ):
+        self.address, self.root_certificates, self.home, self.token = (
+            address,
+            root_certificates,
+            home,
+            token,
+        )
         self.interval = interval
         self.seen: dict[int, str] = {}
         self.ours: int | None = None
@@ -281,10 +354,14 @@ class RunWatcher:
         from flwr.cli.typing import SuperLinkConnection
         from flwr.cli.utils import init_http_client_from_connection
 
-        connection = SuperLinkConnection(CONNECTION_NAME, address=self.address,
-                                         root_certificates=str(Path(self.root_certificates).resolve())
-                                         if self.root_certificates else None,
-                                         insecure=self.root_certificates is None)
+        connection = SuperLinkConnection(
+            CONNECTION_NAME,
+            address=self.address,
+            root_certificates=str(Path(self.root_certificates).resolve())
+            if self.root_certificates
+            else None,
+            insecure=self.root_certificates is None,
+        )
         return init_http_client_from_connection(connection)
 
     def register_node(self, public_key: Path) -> None:
@@ -294,12 +371,21 @@ class RunWatcher:
 
         client = self._client()
         try:
-            client.RegisterNode(RegisterNodeRequest(public_key=try_load_public_key(public_key), name=public_key.stem))
+            client.RegisterNode(
+                RegisterNodeRequest(
+                    public_key=try_load_public_key(public_key), name=public_key.stem
+                )
+            )
             print(f"lbp federate server: SuperNode key {public_key.name} registered", flush=True)
         except Exception as err:  # a resumed server's database already holds the key
             if "already" not in str(err).lower() and "in use" not in str(err).lower():
-                raise FederateError(f"--authorized_keys {public_key}: the SuperLink refused it: {err}") from None
-            print(f"lbp federate server: SuperNode key {public_key.name} was registered before", flush=True)
+                raise FederateError(
+                    f"--authorized_keys {public_key}: the SuperLink refused it: {err}"
+                ) from None
+            print(
+                f"lbp federate server: SuperNode key {public_key.name} was registered before",
+                flush=True,
+            )
         finally:
             client.close()
 
@@ -309,20 +395,32 @@ class RunWatcher:
         response = client.ListRuns(ListRunsRequest())
         for run_id, run in sorted(response.run_dict.items()):
             run_id = int(run_id)
-            token = run.override_config["lbp-token"].string if "lbp-token" in run.override_config else ""
+            token = (
+                run.override_config["lbp-token"].string
+                if "lbp-token" in run.override_config
+                else ""
+            )
             mine = token == self.token
             if mine and self.ours is None:
                 self.ours = run_id
-            status = run.status.status + (f":{run.status.sub_status}" if run.status.sub_status else "")
+            status = run.status.status + (
+                f":{run.status.sub_status}" if run.status.sub_status else ""
+            )
             if run_id not in self.seen:
                 who = "submitted by this server" if mine else "NOT submitted by this server"
-                print(f"lbp federate server: run {run_id}: app @{run.fab_id}=={run.fab_version} "
-                      f"(FAB sha256 {run.fab_hash[:16]}...), {status}, {who}", flush=True)
+                print(
+                    f"lbp federate server: run {run_id}: app @{run.fab_id}=={run.fab_version} "
+                    f"(FAB sha256 {run.fab_hash[:16]}...), {status}, {who}",
+                    flush=True,
+                )
             self.seen[run_id] = status
             if not mine and run.status.status != "finished":
                 try:
                     client.StopRun(StopRunRequest(run_id=run_id))
-                    print(f"lbp federate server: stopped run {run_id}: this server did not submit it", flush=True)
+                    print(
+                        f"lbp federate server: stopped run {run_id}: this server did not submit it",
+                        flush=True,
+                    )
                 except Exception as err:  # e.g. it finished meanwhile
                     print(f"lbp federate server: could not stop run {run_id}: {err}", flush=True)
 
@@ -389,25 +487,38 @@ def probe_server(server: str, root_certificates: str | None, timeout: float = 5.
         sock.settimeout(timeout)
         if root_certificates is None:  # plain HTTP: a TLS server answers with an alert or closes
             try:
-                sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                sock.sendall(
+                    f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+                )
                 head = sock.recv(16)
             except OSError:
                 head = b""
             if head.startswith(b"HTTP/"):
                 return None
-            return (f"{server} did not answer plain HTTP: the server runs TLS; give --root_certificates CA_CERT "
-                    "instead of --insecure")
+            return (
+                f"{server} did not answer plain HTTP: the server runs TLS; give --root_certificates CA_CERT "
+                "instead of --insecure"
+            )
         context = ssl.create_default_context(cafile=root_certificates)
         try:
             with context.wrap_socket(sock, server_hostname=host):
                 return None
         except ssl.SSLCertVerificationError as err:
-            if "hostname" in str(err.verify_message).lower() or "ip address mismatch" in str(err).lower():
+            if (
+                "hostname" in str(err.verify_message).lower()
+                or "ip address mismatch" in str(err).lower()
+            ):
                 return f"the server's certificate does not name {host!r}: {err.verify_message}"
-            return (f"the server's certificate is not signed by --root_certificates {root_certificates} "
-                    f"(wrong CA?): {err.verify_message}")
+            return (
+                f"the server's certificate is not signed by --root_certificates {root_certificates} "
+                f"(wrong CA?): {err.verify_message}"
+            )
         except ssl.SSLError as err:
-            if "WRONG_VERSION_NUMBER" in str(err) or "record layer" in str(err).lower() or "packet length" in str(err):
+            if (
+                "WRONG_VERSION_NUMBER" in str(err)
+                or "record layer" in str(err).lower()
+                or "packet length" in str(err)
+            ):
                 return f"{server} does not speak TLS (the server runs --insecure?): {err.reason}"
             return f"TLS handshake with {server} failed: {err.reason or err}"
         except OSError as err:
@@ -427,7 +538,11 @@ def wait_for_server(server: str, root_certificates: str | None, attempts: int, w
             raise FederateError(reason)
         if attempt >= attempts or time.monotonic() + min(2.0 * attempt, 30.0) > deadline:
             raise FederateError(f"{reason}; gave up after {attempt} attempt(s)")
-        print(f"lbp federate client: {reason}; retrying ({attempt}/{attempts})", file=sys.stderr, flush=True)
+        print(
+            f"lbp federate client: {reason}; retrying ({attempt}/{attempts})",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(min(2.0 * attempt, 30.0))
 
 
@@ -435,10 +550,18 @@ def _supernode_failure(lines: list[str]) -> str:
     """The likely reason in the last lines a SuperNode printed before it exited."""
     text = "\n".join(lines)
     low = text.lower()
-    if "failed to activate" in low or "activation_failed" in low or "no supernode found" in low or "401" in low or "registration" in low \
-            or "invalid supernode authentication" in low:
-        return ("the server does not know this site's SuperNode key: give --auth_key PRIVATE_KEY and have the "
-                "server list its public key in --authorized_keys")
+    if (
+        "failed to activate" in low
+        or "activation_failed" in low
+        or "no supernode found" in low
+        or "401" in low
+        or "registration" in low
+        or "invalid supernode authentication" in low
+    ):
+        return (
+            "the server does not know this site's SuperNode key: give --auth_key PRIVATE_KEY and have the "
+            "server list its public key in --authorized_keys"
+        )
     if "certificate" in low or "ssl" in low or "tls" in low:
         return "TLS failed between this site and the server (check --root_certificates and the server's certificate)"
     for line in reversed(lines):
@@ -457,34 +580,74 @@ def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls:
         from lbp_motion.federated.flower.local import site_training_data
 
         _, n_k = site_training_data(experiment.datamodule)
-        print(f"lbp federate client {args.client_id}: {n_k} training windows (num-examples)", flush=True)
+        print(
+            f"lbp federate client {args.client_id}: {n_k} training windows (num-examples)",
+            flush=True,
+        )
     run = experiment.run
-    work_dir = Path(args.work_dir or Path(run.out_dir) / f"{run.name or Path(config).stem}-site{args.client_id}").resolve()
+    work_dir = Path(
+        args.work_dir or Path(run.out_dir) / f"{run.name or Path(config).stem}-site{args.client_id}"
+    ).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"config": config, "overrides": overrides, "client_id": args.client_id, "work_dir": str(work_dir)}
+    settings = {
+        "config": config,
+        "overrides": overrides,
+        "client_id": args.client_id,
+        "work_dir": str(work_dir),
+    }
     settings_path = work_dir / "client.json"
     settings_path.write_text(json.dumps(settings, indent=2) + "\n")
     root_ca = None if args.insecure else str(Path(args.root_certificates).resolve())
     wait_for_server(args.server, root_ca, args.connect_retries, args.connect_wait)
     port = args.port or free_port()
-    auth = ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())] if args.auth_key else []
+    auth = (
+        ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())]
+        if args.auth_key
+        else []
+    )
     node = None
     tail: list[str] = []
     try:
         node = subprocess.Popen(
-            [sys.executable, "-m", "lbp_motion.federated.flower.guard",
-             "--approved", ",".join(args.approve_app_hash), "--log", str(work_dir / "refused-runs.jsonl"), "--",
-             "--superlink", args.server, "--host", "127.0.0.1", "--port", str(port),
-             "--max-retries", str(args.connect_retries), "--max-wait-time", str(args.connect_wait),
-             "--node-config", f'lbp-client="{settings_path}"', *auth, *tls],
-            env=_child_env(work_dir / "flwr-home"), cwd=str(work_dir),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            [
+                sys.executable,
+                "-m",
+                "lbp_motion.federated.flower.guard",
+                "--approved",
+                ",".join(args.approve_app_hash),
+                "--log",
+                str(work_dir / "refused-runs.jsonl"),
+                "--",
+                "--superlink",
+                args.server,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-retries",
+                str(args.connect_retries),
+                "--max-wait-time",
+                str(args.connect_wait),
+                "--node-config",
+                f'lbp-client="{settings_path}"',
+                *auth,
+                *tls,
+            ],
+            env=_child_env(work_dir / "flwr-home"),
+            cwd=str(work_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
             # its own group, so that its helpers (SuperExec) go with it (stop_process_group
             # below), and killed with this process even by SIGKILL: no orphan SuperNode
             # goes on taking part in rounds after its lbp client is gone
             preexec_fn=_own_group_dying_with_parent,
         )
-        print(f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}", flush=True)
+        print(
+            f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}",
+            flush=True,
+        )
         import threading
 
         def relay() -> None:  # the SuperNode's output to ours; keep its last lines
@@ -497,7 +660,10 @@ def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls:
         reader = threading.Thread(target=relay, daemon=True)
         reader.start()
         code = node.wait()
-        for sig in (signal.SIGTERM, signal.SIGKILL):  # its group (pgid = its pid): e.g. a SuperExec left retrying
+        for sig in (
+            signal.SIGTERM,
+            signal.SIGKILL,
+        ):  # its group (pgid = its pid): e.g. a SuperExec left retrying
             try:
                 os.killpg(node.pid, sig)
             except ProcessLookupError:
@@ -505,7 +671,9 @@ def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls:
             time.sleep(1.0)
         reader.join(timeout=5.0)
     except Interrupted as stop:  # SIGTERM/SIGINT (lbp's entry point): status 128 + signal
-        raise stop.resume_with("start the client again: the site rejoins at the next round") from None
+        raise stop.resume_with(
+            "start the client again: the site rejoins at the next round"
+        ) from None
     finally:
         stop_process_group(node, grace=10.0)
     if code == 0:
@@ -532,8 +700,17 @@ def write_keys(folder: str | Path, sites: int) -> Path:
         key = ec.generate_private_key(ec.SECP384R1())
         fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                       serialization.NoEncryption()))
-        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                         serialization.PublicFormat.OpenSSH) + b"\n")
+            fh.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.OpenSSH,
+                    serialization.NoEncryption(),
+                )
+            )
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+            )
+            + b"\n"
+        )
     return folder

@@ -106,12 +106,18 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
             f"got {type(strategy).__name__}, expected lbp_motion.federated.FedAvgStrategy or none"
         )
     if fed.mu > 0:
-        raise ConfigError("trainer.strategy: mu > 0 (FedProx) is not supported by lbp federate yet; set mu: 0")
+        raise ConfigError(
+            "trainer.strategy: mu > 0 (FedProx) is not supported by lbp federate yet; set mu: 0"
+        )
     flower = built.sections["flower"]
     if not isinstance(flower, FlowerOptions):
         flower = FlowerOptions(**dict(flower or {}))
     max_epochs = trainer_cfg.get("max_epochs")
-    rounds = flower.rounds if flower.rounds is not None else (max_epochs if max_epochs not in (None, -1) else 1)
+    rounds = (
+        flower.rounds
+        if flower.rounds is not None
+        else (max_epochs if max_epochs not in (None, -1) else 1)
+    )
     if rounds < 1:
         raise ConfigError(f"flower.rounds={rounds}; expected at least 1")
     if flower.min_available_clients is not None and flower.min_available_clients < fed.min_clients:
@@ -132,7 +138,15 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         flower=flower,
     )
     trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
-    for key in ("logger", "max_epochs", "min_epochs", "max_steps", "max_time", "enable_checkpointing", "default_root_dir"):
+    for key in (
+        "logger",
+        "max_epochs",
+        "min_epochs",
+        "max_steps",
+        "max_time",
+        "enable_checkpointing",
+        "default_root_dir",
+    ):
         trainer_cfg.pop(key, None)
     return Experiment(
         task=built.task,

@@ -21,8 +21,19 @@ import sys
 
 FLEET_PREFIX = "/v1/fleet/"
 REFUSED = b"lbp gateway: only the Fleet API (/v1/fleet/) is served on this port"
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-               "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-encoding",
+}
 
 
 def allowed(path: str) -> bool:
@@ -37,7 +48,9 @@ def make_app(upstream: str, ca_certfile: str | None):
     import httpx
 
     verify = ssl.create_default_context(cafile=ca_certfile) if ca_certfile else False
-    client = httpx.AsyncClient(base_url=upstream, verify=verify, timeout=httpx.Timeout(600.0, connect=10.0))
+    client = httpx.AsyncClient(
+        base_url=upstream, verify=verify, timeout=httpx.Timeout(600.0, connect=10.0)
+    )
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -54,9 +67,21 @@ def make_app(upstream: str, ca_certfile: str | None):
         path = scope["path"]
         if not allowed(path):
             peer = (scope.get("client") or ("?", 0))[0]
-            print(f"lbp gateway: refused {scope['method']} {path} from {peer}", file=sys.stderr, flush=True)
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(REFUSED)).encode())]})
+            print(
+                f"lbp gateway: refused {scope['method']} {path} from {peer}",
+                file=sys.stderr,
+                flush=True,
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(REFUSED)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": REFUSED})
             return
         body = b""
@@ -65,18 +90,33 @@ def make_app(upstream: str, ca_certfile: str | None):
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        headers = [(k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in _HOP_BY_HOP]
+        headers = [
+            (k, v) for k, v in scope["headers"] if k.decode("latin-1").lower() not in _HOP_BY_HOP
+        ]
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            response = await client.request(scope["method"], path + (f"?{query}" if query else ""),
-                                            headers=headers, content=body)
+            response = await client.request(
+                scope["method"],
+                path + (f"?{query}" if query else ""),
+                headers=headers,
+                content=body,
+            )
         except httpx.HTTPError as err:
             text = f"lbp gateway: the SuperLink did not answer: {err}".encode()
-            await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 502,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
             await send({"type": "http.response.body", "body": text})
             return
-        out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
-               if k.lower() not in _HOP_BY_HOP]
+        out = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in response.headers.items()
+            if k.lower() not in _HOP_BY_HOP
+        ]
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         await send({"type": "http.response.body", "body": response.content})
 
@@ -96,8 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.listen.rpartition(":")
     scheme = "https" if args.ssl_certfile else "http"
     app = make_app(f"{scheme}://{args.upstream}", args.ssl_ca_certfile)
-    uvicorn.run(app, host=host.strip("[]"), port=int(port), ssl_certfile=args.ssl_certfile,
-                ssl_keyfile=args.ssl_keyfile, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.run(
+        app,
+        host=host.strip("[]"),
+        port=int(port),
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
     return 0
 
 

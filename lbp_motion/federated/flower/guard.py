@@ -70,16 +70,25 @@ def install(approved: set[str], log_path: str | None) -> None:
         except UnapprovedApp as refused:
             message = received["message"]
             run_id = int(message.metadata.run_id)
-            record = {"time": time.time(), "run_id": run_id, "fab_hash": str(refused),
-                      "message_type": message.metadata.message_type}
-            text = (f"lbp federate client: refused run {run_id}: its app (FAB sha256 {str(refused)[:16]}...) "
-                    "is not the approved lbp app; nothing of it was run")
+            record = {
+                "time": time.time(),
+                "run_id": run_id,
+                "fab_hash": str(refused),
+                "message_type": message.metadata.message_type,
+            }
+            text = (
+                f"lbp federate client: refused run {run_id}: its app (FAB sha256 {str(refused)[:16]}...) "
+                "is not the approved lbp app; nothing of it was run"
+            )
             print(text, file=sys.stderr, flush=True)
             log(40, text)
             if log_path:
                 with open(log_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
-            reply = Message(Error(code=403, reason="lbp: this site runs only the approved lbp app"), reply_to=message)
+            reply = Message(
+                Error(code=403, reason="lbp: this site runs only the approved lbp app"),
+                reply_to=message,
+            )
             sci._insert_message(reply, kwargs["state"], kwargs["object_store"])
             return run_id
 
@@ -90,14 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     split = argv.index("--") if "--" in argv else len(argv)
     p = argparse.ArgumentParser(prog="lbp-supernode")
-    p.add_argument("--approved", default="", help="comma-separated FAB sha256 hashes besides lbp's own app")
+    p.add_argument(
+        "--approved", default="", help="comma-separated FAB sha256 hashes besides lbp's own app"
+    )
     p.add_argument("--log", default=None, help="append refused runs to this JSON-lines file")
     args = p.parse_args(argv[:split])
     approved = {h.strip().lower() for h in args.approved.split(",") if h.strip()} | {lbp_app_hash()}
     install(approved, args.log)
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
-    sys.argv = ["flower-supernode", *argv[split + 1:]]
+    sys.argv = ["flower-supernode", *argv[split + 1 :]]
     flower_supernode()
     return 0
 

@@ -43,14 +43,20 @@ class SiteRoundLoader:
     """The training batches of one site in one round: E shuffled passes over its data,
     each batch tagged with the site's ``client`` id (as in the simulation)."""
 
-    def __init__(self, dataset, batch_size: int, *, seed: int, client: int, round_: int, local_epochs: int) -> None:
+    def __init__(
+        self, dataset, batch_size: int, *, seed: int, client: int, round_: int, local_epochs: int
+    ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed, self.client, self.round, self.local_epochs = seed, client, round_, local_epochs
 
     def pass_loader(self, epoch: int) -> torch.utils.data.DataLoader:
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.client, self.round, epoch))
-        return torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True, generator=generator)
+        generator = torch.Generator().manual_seed(
+            mix_seed(self.seed, self.client, self.round, epoch)
+        )
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=True, generator=generator
+        )
 
     def __len__(self) -> int:
         return -(-len(self.dataset) // self.batch_size) * self.local_epochs
@@ -75,17 +81,29 @@ class SiteRound(pl.Callback, TrainingStage):
 
     plan_order = FEDERATION
 
-    def __init__(self, seed: int, client: int, round_: int, local_epochs: int = 1, private: bool = False) -> None:
+    def __init__(
+        self, seed: int, client: int, round_: int, local_epochs: int = 1, private: bool = False
+    ) -> None:
         self.seed, self.client, self.round = seed, client, round_
         self.local_epochs, self.private = local_epochs, private
         self.num_examples = 0
 
-    def transform_train_loader(self, loader: Any, data: TrainData, trainer: pl.Trainer | None) -> Any:
+    def transform_train_loader(
+        self, loader: Any, data: TrainData, trainer: pl.Trainer | None
+    ) -> Any:
         dataset, self.num_examples = site_dataset(data)
-        if self.private:  # E local passes are E Trainer epochs of the privacy stage's Poisson batches
+        if (
+            self.private
+        ):  # E local passes are E Trainer epochs of the privacy stage's Poisson batches
             return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
-        return SiteRoundLoader(dataset, data.batch_size, seed=self.seed, client=self.client, round_=self.round,
-                               local_epochs=self.local_epochs)
+        return SiteRoundLoader(
+            dataset,
+            data.batch_size,
+            seed=self.seed,
+            client=self.client,
+            round_=self.round,
+            local_epochs=self.local_epochs,
+        )
 
     def on_train_start(self, trainer, pl_module) -> None:
         with warnings.catch_warnings():
@@ -133,7 +151,9 @@ def site_dataset(data: TrainData) -> tuple[Any, int]:
     real = data.dataset
     n = len(real)
     if n == 0:
-        raise ConfigError("data: this site has no training samples (check data.root, the split and data.train_sites)")
+        raise ConfigError(
+            "data: this site has no training samples (check data.root, the split and data.train_sites)"
+        )
     return data.balance(torch.utils.data.Subset(real, list(range(n)))), n
 
 
@@ -151,8 +171,9 @@ def _is_private(callback: Any) -> bool:
     return isinstance(callback, DifferentialPrivacy)
 
 
-def _prepare_private_round(callbacks, trainer_kwargs: dict, *, fed, client_id: int, lbp_round: int,
-                           work_dir: str | None) -> None:
+def _prepare_private_round(
+    callbacks, trainer_kwargs: dict, *, fed, client_id: int, lbp_round: int, work_dir: str | None
+) -> None:
     """DP-SGD at a site (docs/privacy.md, docs/deploy.md). The site is one party with
     its own accountant: the callback draws its own Poisson batches from the site's
     training windows (so E local passes are E Trainer epochs, not the simulation's
@@ -185,8 +206,13 @@ def train_locally(
     capture = MetricsCapture()
     kwargs = dict(experiment.trainer_kwargs)
     kwargs.update(
-        max_epochs=1, logger=[capture], enable_checkpointing=False, num_sanity_val_steps=0,
-        limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=1,
+        logger=[capture],
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         reload_dataloaders_every_n_epochs=0,
     )
     if work_dir is not None:
@@ -195,7 +221,9 @@ def train_locally(
     own = [c for c in experiment.callbacks if not isinstance(c, (ModelCheckpoint, EarlyStopping))]
     private = [c for c in own if _is_private(c)]
     if private:
-        _prepare_private_round(private, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round, work_dir=work_dir)
+        _prepare_private_round(
+            private, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round, work_dir=work_dir
+        )
     site = SiteRound(fed.seed, client_id, lbp_round, fed.local_epochs, private=bool(private))
     trainer = pl.Trainer(callbacks=[site, *own], strategy=TrainingPlanStrategy(), **kwargs)
     start = time.perf_counter()
@@ -208,6 +236,12 @@ def train_locally(
     metrics.update(capture.values)
     metrics.update(scalar_metrics(trainer.callback_metrics))
     metrics = {k: v for k, v in metrics.items() if k not in ("epoch", "step")}
-    metrics.update({"num-examples": int(site.num_examples), "client-id": int(client_id), "train-seconds": float(seconds)})
+    metrics.update(
+        {
+            "num-examples": int(site.num_examples),
+            "client-id": int(client_id),
+            "train-seconds": float(seconds),
+        }
+    )
     state = {k: v.detach().cpu().clone() for k, v in task.state_dict().items()}
     return state, metrics

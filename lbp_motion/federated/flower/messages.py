@@ -86,9 +86,13 @@ def scalar_metrics(values: Mapping[str, Any]) -> dict[str, float | int]:
     return out
 
 
-def train_reply_content(state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any]) -> RecordDict:
+def train_reply_content(
+    state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any]
+) -> RecordDict:
     """The content of a client's reply to a ``train`` message."""
-    return RecordDict({ARRAYS: state_to_arrays(state), METRICS: MetricRecord(scalar_metrics(metrics))})
+    return RecordDict(
+        {ARRAYS: state_to_arrays(state), METRICS: MetricRecord(scalar_metrics(metrics))}
+    )
 
 
 def train_message_content(state: Mapping[str, torch.Tensor], server_round: int) -> RecordDict:
@@ -97,23 +101,33 @@ def train_message_content(state: Mapping[str, torch.Tensor], server_round: int) 
     return RecordDict({ARRAYS: state_to_arrays(state), CONFIG: config})
 
 
-def check_reply_content(content: RecordDict, spec: Mapping[str, tuple[tuple[int, ...], str]]) -> None:
+def check_reply_content(
+    content: RecordDict, spec: Mapping[str, tuple[tuple[int, ...], str]]
+) -> None:
     """Raise :class:`MessageContentError` unless ``content`` holds exactly one
     ArrayRecord ``arrays`` whose arrays have the names, shapes and dtypes of ``spec``
     (the global model's) and one MetricRecord ``metrics`` of finite scalars with a
     positive ``num-examples``."""
     names = sorted(content.keys())
     if names != sorted([ARRAYS, METRICS]):
-        raise MessageContentError(f"reply holds records {names}; expected exactly {sorted([ARRAYS, METRICS])}")
+        raise MessageContentError(
+            f"reply holds records {names}; expected exactly {sorted([ARRAYS, METRICS])}"
+        )
     arrays, metrics = content[ARRAYS], content[METRICS]
     if not isinstance(arrays, ArrayRecord):
-        raise MessageContentError(f"reply record {ARRAYS!r} is a {type(arrays).__name__}; expected an ArrayRecord")
+        raise MessageContentError(
+            f"reply record {ARRAYS!r} is a {type(arrays).__name__}; expected an ArrayRecord"
+        )
     if not isinstance(metrics, MetricRecord):
-        raise MessageContentError(f"reply record {METRICS!r} is a {type(metrics).__name__}; expected a MetricRecord")
+        raise MessageContentError(
+            f"reply record {METRICS!r} is a {type(metrics).__name__}; expected a MetricRecord"
+        )
     if list(arrays.keys()) != list(spec):
         extra = sorted(set(arrays.keys()) - set(spec))
         missing = sorted(set(spec) - set(arrays.keys()))
-        raise MessageContentError(f"reply arrays differ from the model's: extra {extra[:5]}, missing {missing[:5]}")
+        raise MessageContentError(
+            f"reply arrays differ from the model's: extra {extra[:5]}, missing {missing[:5]}"
+        )
     for key, (shape, dtype) in spec.items():
         arr = arrays[key]
         if tuple(arr.shape) != tuple(shape) or arr.dtype != dtype:
@@ -122,9 +136,13 @@ def check_reply_content(content: RecordDict, spec: Mapping[str, tuple[tuple[int,
             )
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise MessageContentError(f"reply metric {key!r} is a {type(value).__name__}; expected a scalar")
+            raise MessageContentError(
+                f"reply metric {key!r} is a {type(value).__name__}; expected a scalar"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             raise MessageContentError(f"reply metric {key!r} is {value}; expected a finite number")
     n = metrics.get(NUM_EXAMPLES)
     if n is None or n <= 0:
-        raise MessageContentError(f"reply metric {NUM_EXAMPLES!r} is {n}; expected a positive number of examples")
+        raise MessageContentError(
+            f"reply metric {NUM_EXAMPLES!r} is {n}; expected a positive number of examples"
+        )

@@ -41,7 +41,9 @@ from lbp_motion.federated.flower.messages import (
 log = logging.getLogger(__name__)
 
 
-def select_nodes(node_ids: Iterable[int], fraction: float, min_clients: int, seed: int, server_round: int) -> list[int]:
+def select_nodes(
+    node_ids: Iterable[int], fraction: float, min_clients: int, seed: int, server_round: int
+) -> list[int]:
     """The nodes of a round: all of them with ``fraction`` 1, else
     ``max(min_clients, round(fraction * available))`` drawn with (seed, round)."""
     from lbp_motion.federated.clients import mix_seed
@@ -64,12 +66,24 @@ class LbpFedAvg(FedAvg):
             (what Flower's server-side DP wrapper's guarantee assumes; docs/deploy.md).
     """
 
-    def __init__(self, global_state: dict[str, torch.Tensor], *, client_fraction: float = 1.0,
-                 min_clients: int = 1, seed: int = 0, uniform_weights: bool = False) -> None:
+    def __init__(
+        self,
+        global_state: dict[str, torch.Tensor],
+        *,
+        client_fraction: float = 1.0,
+        min_clients: int = 1,
+        seed: int = 0,
+        uniform_weights: bool = False,
+    ) -> None:
         super().__init__(
-            fraction_train=client_fraction, fraction_evaluate=0.0, min_train_nodes=min_clients,
-            min_evaluate_nodes=0, min_available_nodes=min_clients, weighted_by_key=NUM_EXAMPLES,
-            arrayrecord_key=ARRAYS, configrecord_key="config",
+            fraction_train=client_fraction,
+            fraction_evaluate=0.0,
+            min_train_nodes=min_clients,
+            min_evaluate_nodes=0,
+            min_available_nodes=min_clients,
+            weighted_by_key=NUM_EXAMPLES,
+            arrayrecord_key=ARRAYS,
+            configrecord_key="config",
         )
         self.spec = array_spec(global_state)
         self.dtypes = {k: v.dtype for k, v in global_state.items()}
@@ -78,10 +92,16 @@ class LbpFedAvg(FedAvg):
         self.seed = seed
         self.uniform_weights = uniform_weights
         self.rejected: list[dict[str, Any]] = []  # replies left out in the last round, and why
-        self.accepted: list[dict[str, Any]] = []  # the metrics of the replies averaged in the last round
+        self.accepted: list[
+            dict[str, Any]
+        ] = []  # the metrics of the replies averaged in the last round
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid) -> Iterable[Message]:
-        nodes = select_nodes(grid.get_node_ids(), self.client_fraction, self.min_clients, self.seed, server_round)
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
+    ) -> Iterable[Message]:
+        nodes = select_nodes(
+            grid.get_node_ids(), self.client_fraction, self.min_clients, self.seed, server_round
+        )
         state = arrays_to_state(arrays)
         content = train_message_content(state, server_round)
         for key, value in config.items():
@@ -95,7 +115,9 @@ class LbpFedAvg(FedAvg):
         for msg in replies:
             node = int(msg.metadata.src_node_id)
             if msg.has_error():
-                self.rejected.append({"node": node, "reason": f"error reply: {msg.error.reason}", "message": msg})
+                self.rejected.append(
+                    {"node": node, "reason": f"error reply: {msg.error.reason}", "message": msg}
+                )
                 continue
             try:
                 check_reply_content(msg.content, self.spec)
@@ -109,7 +131,9 @@ class LbpFedAvg(FedAvg):
             good.append(((client, node), msg))
         return [m for _, m in sorted(good, key=lambda t: t[0])]
 
-    def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         if not replies:
             return None, None
@@ -117,7 +141,9 @@ class LbpFedAvg(FedAvg):
         weights = [float(m.content[METRICS][NUM_EXAMPLES]) for m in replies]
         averaged = fedavg(states, [1.0] * len(states) if self.uniform_weights else weights)
         averaged = {k: v.to(self.dtypes[k]) for k, v in averaged.items()}
-        self.accepted = [{"node": int(m.metadata.src_node_id), **dict(m.content[METRICS])} for m in replies]
+        self.accepted = [
+            {"node": int(m.metadata.src_node_id), **dict(m.content[METRICS])} for m in replies
+        ]
         total = sum(weights)
         summary = {NUM_EXAMPLES: int(total), "clients": len(replies)}
         return state_to_arrays(averaged), MetricRecord(summary)
