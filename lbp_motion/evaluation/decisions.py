@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
+from lbp_motion.atomic import write_text
 from lbp_motion.evaluation.figures import confusion_matrix_figure, plt
 from lbp_motion.evaluation.metrics import classification_metrics, flatten_metrics, recording_metrics
 
@@ -56,23 +57,51 @@ def save_figure(task, fig, filename: str, key: str) -> Path | None:
     return path
 
 
-def save_confusion(task, preds: Tensor, target: Tensor, classes: Sequence[str], stage: str) -> None:
-    """``confusion_<stage>.png`` / ``.csv`` (rows true, columns predicted) in the run
-    directory and the PNG as a W&B image, like :class:`~.classification.ClassificationTask`."""
-    n = len(classes)
-    matrix = torch.zeros(n, n, dtype=torch.long)
+def confusion_matrix(preds: Tensor, target: Tensor, num_classes: int) -> Tensor:
+    """``(C, C)`` counts, rows true class, columns predicted class."""
+    matrix = torch.zeros(num_classes, num_classes, dtype=torch.long)
     matrix.index_put_(
         (target.long().cpu(), preds.long().cpu()),
         torch.ones(len(preds), dtype=torch.long),
         accumulate=True,
     )
+    return matrix
+
+
+def save_confusion_matrix(task, matrix: Tensor, classes: Sequence[str], stage: str) -> None:
+    """The one confusion-matrix writer of every task: ``confusion_<stage>.csv`` (rows
+    true, columns predicted) and ``confusion_<stage>.png`` in the run directory, and the
+    PNG as a W&B image under ``<stage>/confusion_matrix``; nothing outside a logged run."""
     out = run_dir_of(task)
     if out is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"confusion_{stage}.csv", "w") as fh:
-        fh.write("true\\predicted," + ",".join(classes) + "\n")
-        for cls, row in zip(classes, matrix.tolist()):
-            fh.write(cls + "," + ",".join(str(v) for v in row) + "\n")
-    fig = confusion_matrix_figure(matrix.numpy(), list(classes), title=f"{stage} confusion matrix")
+    lines = ["true\\predicted," + ",".join(classes)]
+    lines += [
+        cls + "," + ",".join(str(int(v)) for v in row) for cls, row in zip(classes, matrix.tolist())
+    ]
+    write_text(out / f"confusion_{stage}.csv", "\n".join(lines) + "\n")
+    fig = confusion_matrix_figure(
+        matrix.cpu().numpy(), list(classes), title=f"{stage} confusion matrix"
+    )
     save_figure(task, fig, f"confusion_{stage}.png", f"{stage}/confusion_matrix")
+
+
+def save_confusion(task, preds: Tensor, target: Tensor, classes: Sequence[str], stage: str) -> None:
+    """:func:`save_confusion_matrix` of hard predictions ``preds`` against ``target``."""
+    save_confusion_matrix(task, confusion_matrix(preds, target, len(classes)), classes, stage)
+
+
+def save_scores(
+    task, stage: str, recording: Tensor, scores: Tensor, target: Tensor, preds: Tensor
+) -> None:
+    """``scores_<stage>.csv`` in the run directory: one row per sample with its
+    recording, decision score, true binary label and thresholded decision."""
+    out = run_dir_of(task)
+    if out is None:
+        return
+    rows = ["recording,score,anomalous,predicted"]
+    rows += [
+        f"{r},{s:.6g},{y},{p}"
+        for r, s, y, p in zip(recording.tolist(), scores.tolist(), target.tolist(), preds.tolist())
+    ]
+    write_text(out / f"scores_{stage}.csv", "\r\n".join(rows) + "\r\n")

@@ -23,27 +23,29 @@ at the end of every validation epoch on the validation scores by ``threshold_rul
 
 from __future__ import annotations
 
-import csv
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from lbp_motion.datasets.emopain.format import EXERCISES
 from lbp_motion.errors import ConfigError
 from lbp_motion.evaluation.decisions import (
     decision_metrics,
-    run_dir_of,
     save_confusion,
     save_figure,
+    save_scores,
 )
 from lbp_motion.evaluation.figures import roc_figure, score_boxplot_figure
+from lbp_motion.evaluation.outputs import StepOutput
 from lbp_motion.evaluation.thresholds import RULES, select_threshold
 from lbp_motion.models import ModelFactory
 from lbp_motion.tasks.base import BaseTask, tiny_emopain, tiny_lstm_dnn
 
 SCORERS = ("loss", "reconstruction")
-NUM_EXERCISES = 9
+#: EmoPain's exercise types: the default width of the joint exercise head
+NUM_EXERCISES = len(EXERCISES)
 
 
 def _real(mask: Tensor | None, like: Tensor) -> Tensor:
@@ -276,9 +278,6 @@ class AnomalyTask(BaseTask):
             model = factory(f, self.num_exercises)
         self.detector = AnomalyDetector(self.hparams.scorer, model, self.num_exercises)
 
-    def configure_metrics(self) -> None:
-        self._outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {"val": [], "test": []}
-
     def binary_labels(self, y: Tensor) -> Tensor:
         """(B,) long: 0 for the normal class, 1 for every other class."""
         return (y != self.hparams.normal_class).long()
@@ -292,7 +291,7 @@ class AnomalyTask(BaseTask):
         """Anomaly scores (B,)."""
         return self.detector.scores(x, mask)
 
-    def _losses(self, batch: dict[str, Tensor], stage: str) -> dict[str, Tensor]:
+    def step(self, batch: dict[str, Tensor], stage: str) -> StepOutput:
         out = self.detector.losses(
             batch,
             self.binary_labels(batch["y"]),
@@ -317,26 +316,12 @@ class AnomalyTask(BaseTask):
                 on_epoch=True,
                 batch_size=n,
             )
-        return out
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._losses(batch, "train")["loss"]
-
-    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        out = self._losses(batch, stage)
-        self._outputs[stage].append(
-            (
-                out["scores"].float().cpu(),
-                self.binary_labels(batch["y"]).cpu(),
-                batch["recording"].cpu(),
-            )
+        return StepOutput(
+            loss=out["loss"],
+            target=self.binary_labels(batch["y"]),
+            recording=batch["recording"],
+            scores=out["scores"],
         )
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
 
     def predict_step(
         self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -353,13 +338,6 @@ class AnomalyTask(BaseTask):
         return out
 
     # -- epoch ends: threshold, metrics, figures ---------------------------------------
-    def _collect(self, stage: str) -> tuple[Tensor, Tensor, Tensor] | None:
-        outputs, self._outputs[stage] = self._outputs[stage], []
-        if not outputs:
-            return None
-        scores, labels, rec = (torch.cat(t) for t in zip(*outputs))
-        return scores, labels, rec
-
     def update_threshold(self, scores: Tensor, labels: Tensor) -> None:
         """Choose the threshold on (validation) ``scores`` and binary ``labels`` by the
         configured rule; keep the current one (with a warning) when the rule cannot be
@@ -384,31 +362,19 @@ class AnomalyTask(BaseTask):
         self.log_dict(values)
         return preds
 
-    def on_validation_epoch_end(self) -> None:
-        collected = self._collect("val")
-        if collected is None or self.trainer.sanity_checking:
+    def evaluate(self, stage: str, outputs: dict[str, Tensor] | None) -> None:
+        """Validation: choose the threshold on the gathered scores, then log the
+        decision's metrics; test: the metrics, figures, confusion matrix and scores."""
+        if outputs is None:
             return
-        scores, labels, rec = collected
-        self.update_threshold(scores, labels)
-        self._log_decisions("val", scores, labels, rec)
-
-    def on_test_epoch_end(self) -> None:
-        collected = self._collect("test")
-        if collected is None:
-            return
-        scores, labels, rec = collected
-        preds = self._log_decisions("test", scores, labels, rec)
-        save_anomaly_figures(self, scores, labels, self.threshold, "test", self.hparams.scorer)
-        save_confusion(self, preds, labels, self.classes, "test")
-        out = run_dir_of(self)
-        if out is not None:
-            with open(out / "scores_test.csv", "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["recording", "score", "anomalous", "predicted"])
-                for r, s, y, p in zip(
-                    rec.tolist(), scores.tolist(), labels.tolist(), preds.tolist()
-                ):
-                    w.writerow([r, f"{s:.6g}", y, p])
+        scores, labels, rec = outputs["scores"], outputs["target"], outputs["recording"]
+        if stage == "val":
+            self.update_threshold(scores, labels)
+        preds = self._log_decisions(stage, scores, labels, rec)
+        if stage == "test":
+            save_anomaly_figures(self, scores, labels, self.threshold, "test", self.hparams.scorer)
+            save_confusion(self, preds, labels, self.classes, "test")
+            save_scores(self, "test", rec, scores, labels, preds)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -11,6 +11,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lbp_motion._version import __version__
 from lbp_motion.errors import ConfigError, LbpError
+from lbp_motion.evaluation.outputs import EpochOutputs, StepOutput
 
 
 class NonFiniteLossError(LbpError):
@@ -62,6 +63,15 @@ class BaseTask(pl.LightningModule):
     ``__init__`` saves the hyperparameters, then calls :meth:`configure_models`,
     :meth:`configure_losses` and :meth:`configure_metrics`, which subclasses implement.
 
+    Steps and evaluation are shared (anomalib's post-processor/evaluator split): a
+    subclass implements :meth:`step` ``(batch, stage) ->``
+    :class:`~lbp_motion.evaluation.outputs.StepOutput` and :meth:`evaluate`
+    ``(stage, outputs)``. ``training_step`` returns the step's loss; validation and test
+    steps keep their outputs in ``self.epoch_outputs``, which at the epoch end gathers
+    them from every process and passes them to :meth:`evaluate`, so thresholds and
+    metrics are computed on the same data on every device. A task may still override
+    Lightning's step methods itself (docs/writing-a-task.md).
+
     Args:
         data_spec: what the data look like (``num_features``, ``classes``, ...); ``lbp``
             fills it from the DataModule's ``spec``, so configs never repeat it.
@@ -91,6 +101,7 @@ class BaseTask(pl.LightningModule):
         self.data_spec: dict[str, Any] = dict(data_spec or {})
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
+        self.epoch_outputs = EpochOutputs(("val", "test"))
         self.configure_models()
         self.configure_losses()
         self.configure_metrics()
@@ -104,6 +115,20 @@ class BaseTask(pl.LightningModule):
 
     def configure_metrics(self) -> None:
         """Build the torchmetrics objects."""
+
+    def step(self, batch: dict[str, torch.Tensor], stage: str) -> StepOutput:
+        """The loss and per-sample outputs of ``batch`` in ``stage`` (``train``, ``val``
+        or ``test``); log the loss terms here. Tasks that use the shared steps implement it."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: implement step(batch, stage) -> StepOutput, or override "
+            "Lightning's training_step / validation_step / test_step"
+        )
+
+    def evaluate(self, stage: str, outputs: dict[str, torch.Tensor] | None) -> None:
+        """Log the metrics of ``stage``'s epoch (and, for test, write its files) from
+        ``outputs``: the per-sample tensors of every step (:meth:`StepOutput.per_sample`
+        names), gathered from every process; None when no step collected any (the
+        training stage, whose metrics a task accumulates itself)."""
 
     @classmethod
     def conformance_config(cls) -> dict[str, Any]:
@@ -150,6 +175,34 @@ class BaseTask(pl.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # -- the shared steps -------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> Any:
+        loss = self.step(batch, "train").loss
+        return loss if loss.requires_grad else None  # nothing to train: skip the step
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.epoch_outputs.add("val", self.step(batch, "val"))
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.epoch_outputs.add("test", self.step(batch, "test"))
+
+    def on_train_epoch_end(self) -> None:
+        self.evaluate("train", None)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            # Lightning's sanity check is not an epoch: nothing is evaluated or chosen
+            self.epoch_outputs.reset("val")
+            self.reset_metrics("val")
+            return
+        self.evaluate("val", self.epoch_outputs.gather("val", self))
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluate("test", self.epoch_outputs.gather("test", self))
+
+    def reset_metrics(self, stage: str) -> None:
+        """Forget what ``stage``'s metric objects accumulated (after the sanity check)."""
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Stop at the first non-finite training loss, with the epoch, batch and lr."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor, nn
 
 from lbp_motion.errors import ConfigError
-from lbp_motion.evaluation.figures import confusion_matrix_figure
+from lbp_motion.evaluation.decisions import save_confusion_matrix
 from lbp_motion.evaluation.metrics import (
     RecordingRule,
     check_recording_rule,
@@ -19,6 +17,7 @@ from lbp_motion.evaluation.metrics import (
     flatten_metrics,
     recording_metrics,
 )
+from lbp_motion.evaluation.outputs import StepOutput
 from lbp_motion.models import ModelFactory
 from lbp_motion.tasks.base import BaseTask
 
@@ -99,10 +98,6 @@ class ClassificationTask(BaseTask):
         self.confusion = nn.ModuleDict(
             {f"{stage}_": confusion_matrix_metric(n) for stage in ("val", "test")}
         )
-        self._epoch_outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {
-            "val": [],
-            "test": [],
-        }
 
     def setup(self, stage: str) -> None:
         if self.hparams.class_weighted_loss and stage == "fit":
@@ -128,32 +123,25 @@ class ClassificationTask(BaseTask):
         logits = self(batch["x"], batch["mask"])
         return logits, self.loss(logits, batch["y"])
 
-    def _shared_step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+    def step(self, batch: dict[str, Tensor], stage: str) -> StepOutput:
         logits, loss = self.compute_loss(batch, stage)
-        batch_size = len(batch["y"])
         self.log(
             f"{stage}/loss",
             loss,
             on_step=False,
             on_epoch=True,
-            batch_size=batch_size,
+            batch_size=len(batch["y"]),
             prog_bar=stage != "test",
         )
         self.metrics[f"{stage}_"].update(logits, batch["y"])
         if f"{stage}_" in self.confusion:
             self.confusion[f"{stage}_"].update(logits, batch["y"])
-            probs = logits.detach().softmax(dim=-1).float().cpu()
-            self._epoch_outputs[stage].append((batch["recording"].cpu(), probs, batch["y"].cpu()))
-        return loss
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+        return StepOutput(
+            loss=loss,
+            target=batch["y"],
+            recording=batch["recording"],
+            probs=logits.detach().softmax(dim=-1),
+        )
 
     def predict_step(
         self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -164,52 +152,30 @@ class ClassificationTask(BaseTask):
             out["y"] = batch["y"]
         return out
 
-    def _log_epoch(self, stage: str) -> None:
+    def evaluate(self, stage: str, outputs: dict[str, Tensor] | None) -> None:
+        """Window metrics from the torchmetrics objects (synchronised across processes by
+        torchmetrics), recording metrics from the gathered probabilities, and at test
+        the confusion matrix files."""
         values = flatten_metrics(self.metrics[f"{stage}_"].compute(), self.classes, stage)
         self.metrics[f"{stage}_"].reset()
-        if f"{stage}_" in self.confusion and self._epoch_outputs[stage]:
-            rec, probs, y = (torch.cat(t) for t in zip(*self._epoch_outputs[stage]))
-            values.update(recording_metrics(rec, probs, y, stage, self.recording_rule))
-            self._epoch_outputs[stage] = []
+        if outputs is not None:
+            values.update(
+                recording_metrics(
+                    outputs["recording"],
+                    outputs["probs"],
+                    outputs["target"],
+                    stage,
+                    self.recording_rule,
+                )
+            )
         self.log_dict(values, prog_bar=False)
         if f"{stage}_" in self.confusion:
             matrix = self.confusion[f"{stage}_"].compute().cpu()
             self.confusion[f"{stage}_"].reset()
-            if stage == "test" and not self.trainer.sanity_checking:
-                self._save_confusion(matrix, stage)
+            if stage == "test":
+                save_confusion_matrix(self, matrix, self.classes, stage)
 
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            self.metrics["val_"].reset()
-            self.confusion["val_"].reset()
-            self._epoch_outputs["val"] = []
-            return
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def _save_confusion(self, matrix: Tensor, stage: str) -> None:
-        """Confusion matrix as PNG and CSV in the run directory, and as an image to W&B."""
-        log_dir = self.trainer.log_dir
-        if log_dir is None:
-            return
-        fig = confusion_matrix_figure(
-            matrix.numpy(), self.classes, title=f"{stage} confusion matrix"
-        )
-        out = Path(log_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out / f"confusion_{stage}.png", dpi=100, bbox_inches="tight")
-        with open(out / f"confusion_{stage}.csv", "w") as fh:
-            fh.write("true\\predicted," + ",".join(self.classes) + "\n")
-            for cls, row in zip(self.classes, matrix.tolist()):
-                fh.write(cls + "," + ",".join(str(int(v)) for v in row) + "\n")
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key=f"{stage}/confusion_matrix", images=[fig])
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+    def reset_metrics(self, stage: str) -> None:
+        self.metrics[f"{stage}_"].reset()
+        if f"{stage}_" in self.confusion:
+            self.confusion[f"{stage}_"].reset()

@@ -22,8 +22,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from lbp_motion.datasets.emopain.format import PAIN_CLASSES
 from lbp_motion.errors import ConfigError
 from lbp_motion.evaluation.decisions import decision_metrics, save_confusion
+from lbp_motion.evaluation.outputs import StepOutput
 from lbp_motion.evaluation.thresholds import RULES
 from lbp_motion.models import ModelFactory
 from lbp_motion.tasks.anomaly import (
@@ -39,8 +41,6 @@ from lbp_motion.tasks.anomaly import (
 )
 from lbp_motion.tasks.base import BaseTask, tiny_emopain, tiny_lstm_dnn
 from lbp_motion.tasks.registry import load_task
-
-PAIN_CLASSES = ["no_pain", "low", "high"]
 
 
 def load_stage(path: str):
@@ -142,9 +142,9 @@ class HierarchicalTask(BaseTask):
         return task
 
     def configure_models(self) -> None:
-        if [c.lower() for c in self.classes] != PAIN_CLASSES:
+        if [c.lower() for c in self.classes] != list(PAIN_CLASSES):
             raise ConfigError(
-                f"HierarchicalTask: data classes {self.classes}; expected the pain task's {PAIN_CLASSES} "
+                f"HierarchicalTask: data classes {self.classes}; expected the pain task's {list(PAIN_CLASSES)} "
                 "(EmoPainDataModule task: pain, without keep_classes)"
             )
         f = int(self.spec_value("num_features"))
@@ -200,9 +200,6 @@ class HierarchicalTask(BaseTask):
             self.estimator.eval()
         return self
 
-    def configure_metrics(self) -> None:
-        self._outputs: dict[str, list[tuple[Tensor, ...]]] = {"val": [], "test": []}
-
     def stage2_logits(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Stage 2's (B, 2) logits of [low, high]."""
         return self.estimator(x, mask)[:, self.stage2_columns]
@@ -213,7 +210,9 @@ class HierarchicalTask(BaseTask):
         return combine_hierarchical(is_pain, self.stage2_logits(x, mask).argmax(dim=-1))
 
     # -- losses and steps ----------------------------------------------------------------
-    def _losses(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, dict[str, Tensor]]:
+    def step(self, batch: dict[str, Tensor], stage: str) -> StepOutput:
+        """Both stages' losses (only those of trained stages count), stage 1's scores and
+        stage 2's low/high predictions of every sample."""
         hp = self.hparams
         y = batch["y"]
         pain = (y > 0).long()
@@ -259,24 +258,12 @@ class HierarchicalTask(BaseTask):
             batch_size=n,
             prog_bar=stage == "train",
         )
-        return total, out
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
-        total, _ = self._losses(batch, "train")
-        return total if total.requires_grad else None  # nothing to train: skip the step
-
-    def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
-        _, out = self._losses(batch, stage)
-        stage2 = self.stage2_logits(batch["x"], batch["mask"]).argmax(dim=-1)
-        self._outputs[stage].append(
-            (out["scores"].float().cpu(), stage2.cpu(), batch["y"].cpu(), batch["recording"].cpu())
+        extra = {}
+        if stage != "train":
+            extra["stage2"] = self.stage2_logits(batch["x"], batch["mask"]).argmax(dim=-1)
+        return StepOutput(
+            loss=total, target=y, recording=batch["recording"], scores=out["scores"], extra=extra
         )
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
 
     def predict_step(
         self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
@@ -300,11 +287,14 @@ class HierarchicalTask(BaseTask):
     def threshold(self) -> float:
         return float(self.detector.threshold)
 
-    def _finish(self, stage: str) -> None:
-        outputs, self._outputs[stage] = self._outputs[stage], []
-        if not outputs:
+    def evaluate(self, stage: str, outputs: dict[str, Tensor] | None) -> None:
+        """Validation chooses stage 1's threshold (when stage 1 is trained here) on the
+        gathered scores; both stages log the combined decision's metrics, and test
+        writes the confusion matrix and stage 1's figures."""
+        if outputs is None:
             return
-        scores, stage2, y, rec = (torch.cat(t) for t in zip(*outputs))
+        scores, stage2, y = outputs["scores"], outputs["stage2"], outputs["target"]
+        rec = outputs["recording"]
         pain = (y > 0).long()
         if stage == "val" and self.train_detector:
             self.detector.threshold.fill_(
@@ -334,15 +324,6 @@ class HierarchicalTask(BaseTask):
             save_anomaly_figures(
                 self, scores, pain, self.threshold, stage, "stage 1 (pain vs no pain)"
             )
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            self._outputs["val"] = []
-            return
-        self._finish("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
