@@ -45,14 +45,21 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from lbp_motion import runs
-from lbp_motion.atomic import atomic_write, write_json
+from lbp_motion.atomic import write_json
 from lbp_motion.datasets.splits import split_subjects, subject_folds, write_split_file
 from lbp_motion.errors import ConfigError, LbpError
 from lbp_motion.evaluation.results import make_run_dir
 from lbp_motion.interrupts import resume_hint
+from lbp_motion.pipelines.cv_pooled import (
+    _baseline_points,
+    _bootstrap_intervals,
+    _compared_metrics,
+    _fold_baselines,
+    _read_recording_subjects,
+    _read_rows,
+    pooled_metrics,
+)
 
 
 def fold_assignment(
@@ -91,30 +98,6 @@ def fold_assignment(
     return {**inner, **{s: "test" for s in test}}
 
 
-def pooled_metrics(
-    rows: list[dict[str, str]], classes: Sequence[str], rule: str = "mean_prob"
-) -> dict[str, float]:
-    """Metrics over the test windows of all folds together (from predictions.csv rows
-    with ``label`` and ``p_<class>`` columns), window and recording level (the windows
-    of a recording combined by ``rule``, the task's ``recording_rule``)."""
-    from lbp_motion.evaluation.metrics import (
-        classification_metrics,
-        flatten_metrics,
-        recording_metrics,
-    )
-
-    index = {c: i for i, c in enumerate(classes)}
-    probs = torch.tensor([[float(r[f"p_{c}"]) for c in classes] for r in rows])
-    target = torch.tensor([index[r["label"]] for r in rows])
-    names = sorted({r["fold"] + "/" + r["recording"] for r in rows})
-    rec = torch.tensor([names.index(r["fold"] + "/" + r["recording"]) for r in rows])
-    m = classification_metrics(len(classes))
-    m.update(probs, target)
-    out = flatten_metrics(m.compute(), classes, "pooled")
-    out.update(recording_metrics(rec, probs, target, "pooled", rule))
-    return {k: float(v) for k, v in out.items()}
-
-
 def summarize(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
     """``<metric>_mean`` and ``<metric>_std`` over folds for every ``test/`` metric."""
     keys = sorted({k for m in fold_metrics for k in m if k.startswith("test/")})
@@ -138,21 +121,62 @@ def _table(summary: dict[str, float], pooled: dict[str, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+class _FoldData:
+    """The DataModule of each fold (its ``split.csv``), set up for fitting when first
+    asked for; :meth:`drop` lets it go, so that one fold's data is in memory at a time."""
+
+    def __init__(self, run: Path, config_args: list[str]) -> None:
+        self.run, self.config_args = run, config_args
+        self.loaded: dict[int, object] = {}
+
+    def __call__(self, i: int):
+        if i not in self.loaded:
+            split = self.run / f"fold_{i}" / "split.csv"
+            dm = _datamodule([*self.config_args, "--data.split_file", str(split)])
+            dm.setup("fit")
+            self.loaded[i] = dm
+        return self.loaded[i]
+
+    def drop(self, i: int) -> None:
+        self.loaded.pop(i, None)
 
 
-def _write_rows(path: Path, rows: list[dict[str, str]], columns: list[str]) -> None:
-    """Write a CSV whole or not at all (a resume skips files that exist)."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-
-    atomic_write(path, write)
+def _baseline_rows(
+    run: Path,
+    rows: list[dict[str, str]],
+    classes: list[str],
+    names: list[str],
+    notes: list[str],
+    *,
+    folds: int,
+    same_classes: bool,
+    fold_data: _FoldData,
+    subject_of: dict[str, str] | None,
+) -> tuple[dict[str, list[dict[str, str]]], dict[str, str] | None]:
+    """The baselines ``names`` on every fold (:func:`_fold_baselines`, which may drop
+    ``window_stats`` from ``names``): baseline -> its test windows of all folds, with a
+    ``fold`` column; and recording -> subject (None when the data cannot tell)."""
+    base_rows: dict[str, list[dict[str, str]]] = {n: [] for n in names}
+    for i in range(folds):
+        subject_of = _fold_baselines(
+            run,
+            i,
+            rows,
+            classes,
+            names,
+            notes,
+            same_classes=same_classes,
+            fold_data=fold_data,
+            subject_of=subject_of,
+        )
+        base_rows = {n: base_rows[n] for n in names}  # less window_stats when it was skipped
+        for name in names:
+            base_rows[name].extend(
+                {**r, "fold": str(i)}
+                for r in _read_rows(run / f"fold_{i}" / f"baseline_{name}.csv")
+            )
+        fold_data.drop(i)  # one fold's data in memory at a time
+    return base_rows, subject_of
 
 
 def compare_with_baselines(
@@ -178,136 +202,54 @@ def compare_with_baselines(
     how the windows of a recording make its answer, for the model and the baselines
     alike (the task's ``recording_rule``); ``pooled``: :func:`pooled_metrics` of
     ``rows`` when the caller has it already."""
-    from lbp_motion.evaluation.baselines import (
-        BASELINES,
-        fold_baselines,
-        has_windows,
-        majority_class,
-        window_dataset,
-    )
-    from lbp_motion.evaluation.bootstrap import METRICS, SubjectBootstrap, chance_metrics
+    from lbp_motion.evaluation.baselines import BASELINES
+    from lbp_motion.evaluation.bootstrap import METRICS, chance_metrics
 
     notes: list[str] = []
     names = [] if baselines == "none" else list(BASELINES)
-    dms: dict[int, object] = {}
-
-    def fold_dm(i: int):
-        if i not in dms:
-            dm = _datamodule(
-                [*config_args, "--data.split_file", str(run / f"fold_{i}" / "split.csv")]
-            )
-            dm.setup("fit")
-            dms[i] = dm
-        return dms[i]
-
-    subject_of = None
-    if (run / "recordings.csv").is_file():
-        subject_of = {r["recording"]: r["subject"] for r in _read_rows(run / "recordings.csv")}
+    fold_data = _FoldData(run, config_args)
+    subject_of = _read_recording_subjects(run)
     if names:
-        data_classes = list(data_classes) if data_classes is not None else list(fold_dm(0).classes)
+        data_classes = (
+            list(data_classes) if data_classes is not None else list(fold_data(0).classes)
+        )
         if data_classes != list(classes):  # e.g. an anomaly task's [no_pain, pain]
             names.remove("window_stats")
             notes.append(
                 f"window statistics baseline skipped: the task's classes {classes} are not the data's "
                 f"{data_classes}; the majority class is that of the other folds' test windows"
             )
-    base_rows: dict[str, list[dict[str, str]]] = {n: [] for n in names}
-    columns = ["recording", "start", "predicted", "label", *(f"p_{c}" for c in classes)]
-    for i in range(folds):
-        fold = run / f"fold_{i}"
-        missing = [n for n in names if not (fold / f"baseline_{n}.csv").is_file()]
-        if subject_of is None or (missing and data_classes == list(classes)):
-            dm = fold_dm(i)
-            if subject_of is None:
-                subjects = getattr(dm, "recording_subjects", None)
-                if subjects is not None:
-                    subject_of = dict(zip(dm.recording_names, subjects))
-                    _write_rows(
-                        run / "recordings.csv",
-                        [{"recording": r, "subject": s} for r, s in subject_of.items()],
-                        ["recording", "subject"],
-                    )
-            if "window_stats" in missing and not has_windows(
-                window_dataset(dm.real_train_dataset())
-            ):
-                names.remove("window_stats")
-                missing.remove("window_stats")
-                del base_rows["window_stats"]
-                notes.append(
-                    f"window statistics baseline skipped: {type(dm).__name__}'s samples are not windows "
-                    "with x (T, F) and mask (T,)"
-                )
-            if missing and data_classes == list(classes):
-                for name, computed in fold_baselines(dm, missing).items():
-                    _write_rows(fold / f"baseline_{name}.csv", computed, columns)
-        if "majority" in missing and data_classes != list(classes):
-            others = [classes.index(r["label"]) for r in rows if r["fold"] != str(i)]
-            top = classes[majority_class(others, len(classes))]
-            own = [
-                {
-                    **{k: v for k, v in r.items() if k != "fold"},
-                    "predicted": top,
-                    **{f"p_{c}": "1.000000" if c == top else "0.000000" for c in classes},
-                }
-                for r in rows
-                if r["fold"] == str(i)
-            ]
-            _write_rows(fold / "baseline_majority.csv", own, columns)
-        for name in names:
-            base_rows[name].extend(
-                {**r, "fold": str(i)} for r in _read_rows(fold / f"baseline_{name}.csv")
-            )
-        dms.pop(i, None)  # one fold's data in memory at a time
-
-    out: dict = {"baselines": names}
-    # a model with one answer per recording (a recording-level task) is compared with the
-    # window baselines at recording level only
-    per_recording = len(rows) == len({(r["fold"], r["recording"]) for r in rows})
-    compared = (
-        [m for m in METRICS if m.startswith("recording_")] if per_recording else list(METRICS)
+    base_rows, subject_of = _baseline_rows(
+        run,
+        rows,
+        classes,
+        names,
+        notes,
+        folds=folds,
+        same_classes=data_classes == list(classes),
+        fold_data=fold_data,
+        subject_of=subject_of,
     )
+
+    compared = _compared_metrics(rows)
     if names and len(compared) < len(METRICS):
         notes.append(
             "the model answers once per recording: model - baseline differences are given at recording "
             "level only (the baselines classify every window of the same recordings)"
         )
     model = pooled if pooled is not None else pooled_metrics(rows, classes, rule)
-    points = {name: pooled_metrics(r, classes, rule) for name, r in base_rows.items()}
-    for name, point in points.items():
-        out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
-        out.update(
-            {f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in compared}
-        )
+    out: dict = {"baselines": names, **_baseline_points(model, base_rows, classes, rule, compared)}
     out.update({f"chance/{m}": v for m, v in chance_metrics(rows, classes).items()})
     if subject_of is None:
         notes.append(
             "no intervals: the DataModule has no recording_subjects to resample subjects by"
         )
     else:
-        subjects = sorted(
-            {subject_of[r["recording"]] for rs in (rows, *base_rows.values()) for r in rs}
-        )
-        boot = SubjectBootstrap(subjects, subject_of, classes, n_boot=n_boot, seed=seed, rule=rule)
         out.update(
-            {
-                "bootstrap/subjects": len(subjects),
-                "bootstrap/resamples": n_boot,
-                "bootstrap/seed": seed,
-                "bootstrap/level": boot.level,
-            }
+            _bootstrap_intervals(
+                rows, base_rows, subject_of, classes, compared, n_boot=n_boot, seed=seed, rule=rule
+            )
         )
-        out.update({f"pooled/{m}_ci": ci for m, ci in boot.interval(rows).items()})
-        for name, brows in base_rows.items():
-            out.update(
-                {f"baseline/{name}/pooled/{m}_ci": ci for m, ci in boot.interval(brows).items()}
-            )
-            out.update(
-                {
-                    f"diff/{name}/{m}_ci": d["ci"]
-                    for m, d in boot.difference(rows, brows).items()
-                    if m in compared
-                }
-            )
     out["baseline_notes"] = notes
     return out
 
@@ -339,6 +281,164 @@ def _check_resume(run: Path, settings: dict) -> None:
             )
 
 
+def _check_options(baselines: str, n_boot: int) -> None:
+    """Refuse a ``--baselines`` other than all or none and fewer than one resample."""
+    if baselines not in ("all", "none"):
+        raise ConfigError(f"--baselines {baselines!r}: expected 'all' or 'none'")
+    if n_boot < 1:
+        raise ConfigError(f"--bootstrap {n_boot}: expected a number of resamples of at least 1")
+
+
+def _default_name(config_args: list[str]) -> str:
+    """``<stem of the last --config>-cv``, or ``cv-cv`` without a config."""
+    configs = [config_args[i + 1] for i, a in enumerate(config_args) if a == "--config"]
+    return (Path(configs[-1]).stem if configs else "cv") + "-cv"
+
+
+def _resume_hint(run: Path):
+    """What an interrupted cross-validation tells the user (:func:`resume_hint`)."""
+    return resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)")
+
+
+def _write_plan(
+    run: Path, plan: list[list[str]], settings: dict, config_args: list[str], *, resume: bool
+) -> None:
+    """Check a resume's settings against ``cv.json``, then write ``cv.json`` and
+    ``folds.csv`` (subject -> fold)."""
+    if resume:
+        _check_resume(run, settings)
+    write_json(run / "cv.json", {**settings, "config_args": list(config_args)})
+    with open(run / "folds.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject", "fold"])
+        for i, test in enumerate(plan):
+            w.writerows([s, i] for s in test)
+
+
+def _fold_done(fold: Path) -> bool:
+    """A fold with its ``metrics.json`` and ``predictions.csv`` is not run again."""
+    return (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
+
+
+def _run_fold(run: Path, i: int, assignment: dict[str, str], config_args: list[str]) -> None:
+    """Fold ``i``: write its split file (``assignment``: subject -> train/val/test), fit,
+    predict its test subjects with the best checkpoint, and keep ``predictions.csv``
+    and ``metrics.json`` in ``fold_<i>/``."""
+    fold = run / f"fold_{i}"
+    split = write_split_file(fold / "split.csv", assignment)
+    common = {
+        "data.split_file": split,
+        "run.out_dir": run,
+        "trainer.default_root_dir": run,
+        "run.name": f"fold_{i}",
+    }
+    try:
+        fitted = runs.fit(args=config_args, overrides=common)
+    except LbpError as err:
+        raise LbpError(f"fold {i}: {err}; finished folds are kept: --resume {run}") from err
+    metrics = fitted.metrics
+    predicted = runs.predict(
+        args=config_args,
+        overrides={**common, "data.predict_split": "test"},
+        ckpt_path=fitted.best_checkpoint,
+    )
+    if predicted.predictions is None:
+        raise LbpError(f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}")
+    shutil.copy(predicted.predictions, fold / "predictions.csv")
+    write_json(fold / "metrics.json", metrics)
+
+
+def _run_folds(
+    run: Path,
+    plan: list[list[str]],
+    subjects: list[str],
+    config_args: list[str],
+    *,
+    val_fraction: float,
+    seed: int,
+    labels: dict[str, str] | None,
+) -> tuple[list[dict], list[dict[str, str]]]:
+    """Run every fold not done yet; returns the folds' metrics and their test windows
+    (``predictions.csv`` rows with a ``fold`` column)."""
+    fold_metrics, rows = [], []
+    with _resume_hint(run):
+        for i, test in enumerate(plan):
+            fold = run / f"fold_{i}"
+            fold.mkdir(exist_ok=True)
+            if not _fold_done(fold):
+                assignment = fold_assignment(
+                    subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels
+                )
+                _run_fold(run, i, assignment, config_args)
+            fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
+            rows.extend({**r, "fold": str(i)} for r in _read_rows(fold / "predictions.csv"))
+    return fold_metrics, rows
+
+
+def _cv_summary(
+    run: Path,
+    fold_metrics: list[dict],
+    rows: list[dict[str, str]],
+    data_classes: list[str],
+    config_args: list[str],
+    *,
+    folds: int,
+    baselines: str,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict, dict[str, float]]:
+    """The summary of the folds (:func:`summarize`, the pooled metrics and
+    :func:`compare_with_baselines`) and the pooled metrics alone."""
+    summary = summarize(fold_metrics)
+    classes = data_classes
+    if (
+        rows
+    ):  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
+        classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
+    # the task's rule (metrics.json of every fold), so pooled recording metrics are those of its fits
+    rule = next((m["recording_rule"] for m in fold_metrics if m.get("recording_rule")), "mean_prob")
+    pooled = pooled_metrics(rows, classes, rule) if rows and "label" in rows[0] else {}
+    summary.update(pooled)
+    if pooled:
+        with _resume_hint(run):
+            summary.update(
+                compare_with_baselines(
+                    run,
+                    rows,
+                    classes,
+                    config_args,
+                    folds=folds,
+                    baselines=baselines,
+                    n_boot=n_boot,
+                    seed=seed,
+                    data_classes=data_classes,
+                    rule=rule,
+                    pooled=pooled,
+                )
+            )
+        summary["recording_rule"] = rule
+    monitor = next((m["monitor"] for m in fold_metrics if m.get("monitor")), None)
+    if monitor:  # the verdicts of summary.md judge the metric the folds selected by
+        summary["monitor"] = monitor
+    return summary, pooled
+
+
+def _write_summary(
+    run: Path, summary: dict, pooled: dict[str, float], *, folds: int, spec: str, subjects: int
+) -> None:
+    """Write ``summary.json`` and ``summary.md`` (``folds`` folds of the ``--folds``
+    ``spec`` over ``subjects`` subjects)."""
+    from lbp_motion.evaluation.tables import comparison_markdown
+
+    write_json(run / "summary.json", summary)
+    comparison = comparison_markdown(summary)
+    (run / "summary.md").write_text(
+        f"# Cross-validation: {folds} folds ({spec}), {subjects} subjects\n\n"
+        + _table(summary, pooled)
+        + ("\n" + comparison if comparison else "")
+    )
+
+
 def run_cv(
     config_args: list[str],
     *,
@@ -353,20 +453,13 @@ def run_cv(
 ) -> Path:
     """Run the cross-validation; returns the run directory (see the module docstring).
     ``baselines``: ``"all"`` or ``"none"``; ``n_boot``: subject-bootstrap resamples."""
-    from lbp_motion.evaluation.tables import comparison_markdown
-
-    if baselines not in ("all", "none"):
-        raise ConfigError(f"--baselines {baselines!r}: expected 'all' or 'none'")
-    if n_boot < 1:
-        raise ConfigError(f"--bootstrap {n_boot}: expected a number of resamples of at least 1")
-
+    _check_options(baselines, n_boot)
     dm = _datamodule(config_args)
     subjects = list(dm.subjects())
     labels = dm.subject_labels() if hasattr(dm, "subject_labels") else None
-    classes = data_classes = list(dm.classes)
+    data_classes = list(dm.classes)
     if name is None:
-        configs = [config_args[i + 1] for i, a in enumerate(config_args) if a == "--config"]
-        name = (Path(configs[-1]).stem if configs else "cv") + "-cv"
+        name = _default_name(config_args)
     run = Path(resume) if resume else make_run_dir(out_dir, name)
     plan = subject_folds(subjects, folds, seed)
     settings = {
@@ -375,93 +468,21 @@ def run_cv(
         "val_fraction": val_fraction,
         "subjects": len(subjects),
     }
-    _check_resume(run, settings) if resume else None
-    write_json(run / "cv.json", {**settings, "config_args": list(config_args)})
-    with open(run / "folds.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["subject", "fold"])
-        for i, test in enumerate(plan):
-            w.writerows([s, i] for s in test)
-
-    fold_metrics, rows = [], []
-    with resume_hint(f"resume with the same command and --resume {run} (finished folds are kept)"):
-        for i, test in enumerate(plan):
-            fold = run / f"fold_{i}"
-            fold.mkdir(exist_ok=True)
-            done = (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
-            if not done:
-                split = write_split_file(
-                    fold / "split.csv",
-                    fold_assignment(
-                        subjects, test, val_fraction=val_fraction, seed=seed + i, labels=labels
-                    ),
-                )
-                common = {
-                    "data.split_file": split,
-                    "run.out_dir": run,
-                    "trainer.default_root_dir": run,
-                    "run.name": f"fold_{i}",
-                }
-                try:
-                    fitted = runs.fit(args=config_args, overrides=common)
-                except LbpError as err:
-                    raise LbpError(
-                        f"fold {i}: {err}; finished folds are kept: --resume {run}"
-                    ) from err
-                metrics = fitted.metrics
-                predicted = runs.predict(
-                    args=config_args,
-                    overrides={**common, "data.predict_split": "test"},
-                    ckpt_path=fitted.best_checkpoint,
-                )
-                if predicted.predictions is None:
-                    raise LbpError(
-                        f"fold {i}: lbp predict wrote no predictions.csv in {predicted.run_dir}"
-                    )
-                shutil.copy(predicted.predictions, fold / "predictions.csv")
-                write_json(fold / "metrics.json", metrics)
-            fold_metrics.append(json.loads((fold / "metrics.json").read_text()))
-            with open(fold / "predictions.csv", newline="") as fh:
-                rows.extend({**r, "fold": str(i)} for r in csv.DictReader(fh))
-
-    summary = summarize(fold_metrics)
-    if (
-        rows
-    ):  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
-        classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
-    # the task's rule (metrics.json of every fold), so pooled recording metrics are those of its fits
-    rule = next((m["recording_rule"] for m in fold_metrics if m.get("recording_rule")), "mean_prob")
-    pooled = pooled_metrics(rows, classes, rule) if rows and "label" in rows[0] else {}
-    summary.update(pooled)
-    if pooled:
-        with resume_hint(
-            f"resume with the same command and --resume {run} (finished folds are kept)"
-        ):
-            summary.update(
-                compare_with_baselines(
-                    run,
-                    rows,
-                    classes,
-                    config_args,
-                    folds=len(plan),
-                    baselines=baselines,
-                    n_boot=n_boot,
-                    seed=seed,
-                    data_classes=data_classes,
-                    rule=rule,
-                    pooled=pooled,
-                )
-            )
-        summary["recording_rule"] = rule
-    monitor = next((m["monitor"] for m in fold_metrics if m.get("monitor")), None)
-    if monitor:  # the verdicts of summary.md judge the metric the folds selected by
-        summary["monitor"] = monitor
-    summary["folds_spec"] = str(folds)
-    write_json(run / "summary.json", summary)
-    comparison = comparison_markdown(summary)
-    (run / "summary.md").write_text(
-        f"# Cross-validation: {len(plan)} folds ({folds}), {len(subjects)} subjects\n\n"
-        + _table(summary, pooled)
-        + ("\n" + comparison if comparison else "")
+    _write_plan(run, plan, settings, config_args, resume=bool(resume))
+    fold_metrics, rows = _run_folds(
+        run, plan, subjects, config_args, val_fraction=val_fraction, seed=seed, labels=labels
     )
+    summary, pooled = _cv_summary(
+        run,
+        fold_metrics,
+        rows,
+        data_classes,
+        config_args,
+        folds=len(plan),
+        baselines=baselines,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    summary["folds_spec"] = str(folds)
+    _write_summary(run, summary, pooled, folds=len(plan), spec=str(folds), subjects=len(subjects))
     return run
