@@ -70,7 +70,7 @@ WORKER = textwrap.dedent(
     import torch, torch.distributed as dist
     from lightning.fabric.utilities.distributed import _all_gather_ddp_if_available
     from lbp_motion.evaluation.outputs import EpochOutputs, StepOutput
-    from lbp_motion.tasks.anomaly import choose_threshold
+    from lbp_motion.evaluation.thresholds import select_threshold
 
     rank, init = int(sys.argv[1]), sys.argv[2]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
@@ -87,7 +87,7 @@ WORKER = textwrap.dedent(
             recording=torch.full((len(labels),), rank), scores=torch.tensor(scores),
         ))
     g = outputs.gather("val", task)
-    threshold = choose_threshold(g["scores"], g["target"], "f1", 95.0, 0.0)
+    threshold = float(select_threshold(g["scores"].numpy(), g["target"].numpy(), "f1", 95.0))
     print(json.dumps({"scores": g["scores"].tolist(), "target": g["target"].tolist(),
                       "recording": g["recording"].tolist(), "threshold": threshold}))
     dist.destroy_process_group()
@@ -115,7 +115,7 @@ def test_two_processes_gather_the_same_outputs_and_choose_the_same_threshold(tmp
     ]
     results = []
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert results[0] == results[1]  # every process sees all the data, in rank order
