@@ -11,15 +11,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from lbp_motion.datamodules.base import MotionDataModule
+from lbp_motion.datamodules.emopain_settings import (
+    check_augment,
+    check_settings,
+    sample_geometry,
+    task_classes,
+)
+from lbp_motion.datamodules.samples import (  # re-exported
+    EmoPainSegmentDataset as EmoPainSegmentDataset,
+)
 from lbp_motion.datasets.emopain.features import FeatureSet, feature_names, frame_features
 from lbp_motion.datasets.emopain.format import (
     EXERCISES,
     NUM_JOINTS,
-    PAIN_CLASSES,
-    PROTECTIVE_CLASSES,
     EmoPainRecording,
     list_emopain_files,
     parse_emopain_name,
@@ -34,120 +40,34 @@ from lbp_motion.transforms.balance import BalanceMethod
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------------------
-# dataset and DataModule
-# --------------------------------------------------------------------------------------
-
-
-class EmoPainSegmentDataset(torch.utils.data.Dataset):
-    """Fixed-length samples cut from per-recording feature arrays (no copies until an
-    item is asked for).
-
-    ``index`` rows are ``(recording position, start frame, real frames)``; the sample is
-    ``features[r][start:start + real]`` zero-padded to ``length`` frames. Items are the
-    batch dict of :mod:`.base` plus ``aux`` (exercise type) and ``subject``.
-
-    A training dataset wrapped in :class:`~.augment.AugmentedDataset` has its samples'
-    real frames augmented by :meth:`augment_frames` (``augment_context``: the keyword
-    arguments of :func:`~.augment.augment_features`, set by the DataModule).
-    """
-
-    transform = None  # the augmentation Pipeline, set by AugmentedDataset
-    _rng = None  # the generator of the item being augmented; None: no augmentation
-    augment_context: dict[str, Any] = {}
-
-    def __init__(
-        self,
-        features: list[np.ndarray],
-        index: np.ndarray,
-        labels: np.ndarray,
-        aux: np.ndarray,
-        recording_ids: np.ndarray,
-        subject_ids: np.ndarray,
-        *,
-        length: int,
-        frame_targets: list[np.ndarray] | None = None,
-    ) -> None:
-        self.features = features
-        self.index = np.asarray(index, dtype=np.int64).reshape(-1, 3)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.aux = np.asarray(aux, dtype=np.int64)
-        self.recording_ids = np.asarray(recording_ids, dtype=np.int64)
-        self.subject_ids = np.asarray(subject_ids, dtype=np.int64)
-        self.length = length
-        self.num_features = int(features[0].shape[1]) if features else 0
-        self.frame_targets = frame_targets
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def window_labels(self) -> np.ndarray:
-        """(N,) int64 sample labels (the name TUG's dataset uses)."""
-        return self.labels
-
-    def augment_frames(self, frames: np.ndarray, r: int, start: int) -> np.ndarray:
-        """The real frames (real, F) of a sample of recording ``r`` at ``start``; when an
-        item is being augmented, the pipeline's frames instead."""
-        if self._rng is None:
-            return frames
-        from lbp_motion.transforms.augment import augment_features
-
-        return augment_features(
-            self.transform, self.features[r], start, len(frames), self._rng, **self.augment_context
-        )
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r, start, real = (int(v) for v in self.index[i])
-        x = np.zeros((self.length, self.num_features), dtype=np.float32)
-        x[:real] = self.features[r][start : start + real]
-        x[:real] = self.augment_frames(x[:real], r, start)
-        mask = np.zeros(self.length, dtype=bool)
-        mask[:real] = True
-        out = {
-            "x": torch.from_numpy(x),
-            "mask": torch.from_numpy(mask),
-            "y": torch.tensor(self.labels[i], dtype=torch.long),
-            "aux": torch.tensor(self.aux[i], dtype=torch.long),
-            "recording": torch.tensor(self.recording_ids[r], dtype=torch.long),
-            "subject": torch.tensor(self.subject_ids[r], dtype=torch.long),
-            "start": torch.tensor(start, dtype=torch.long),
-        }
-        if self.frame_targets is not None:
-            frames = np.zeros(self.length, dtype=np.int64)
-            frames[:real] = self.frame_targets[r][start : start + real]
-            out["frame_protective"] = torch.from_numpy(frames)
-        return out
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """All samples stacked: ``x`` (N, T, F), ``mask`` (N, T), ``y``, ``aux``,
-        ``recording``, ``subject``, ``start`` (N,)."""
-        n = len(self)
-        x = torch.zeros(n, self.length, self.num_features)
-        mask = torch.zeros(n, self.length, dtype=torch.bool)
-        for i, (r, start, real) in enumerate(self.index.tolist()):
-            x[i, :real] = torch.from_numpy(self.features[r][start : start + real])
-            mask[i, :real] = True
-        r = self.index[:, 0]
-        out = {
-            "x": x,
-            "mask": mask,
-            "y": torch.from_numpy(self.labels.copy()),
-            "aux": torch.from_numpy(self.aux.copy()),
-            "recording": torch.from_numpy(self.recording_ids[r]),
-            "subject": torch.from_numpy(self.subject_ids[r]),
-            "start": torch.from_numpy(self.index[:, 1].copy()),
-        }
-        if self.frame_targets is not None:
-            out["frame_protective"] = (
-                torch.stack([self[i]["frame_protective"] for i in range(n)])
-                if n
-                else torch.zeros(0, self.length, dtype=torch.long)
-            )
-        return out
-
-
-_TASK_CLASSES = {"pain": list(PAIN_CLASSES), "protective": list(PROTECTIVE_CLASSES)}
 _STANDARDIZATION = "per-feature mean/std over the real frames of training instances"
+
+
+def _feature_stats(
+    feats: list[np.ndarray], spans: list[list[tuple[int, int]]], train: list[bool]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-feature mean and std (float32; a std of about 0 becomes 1) over the frames
+    inside ``spans`` of the recordings marked ``train``; None without such frames."""
+    num_f = feats[0].shape[1] if feats else 0
+    total = np.zeros(num_f)
+    total_sq = np.zeros(num_f)
+    count = 0
+    for f_rec, rec_spans, is_train in zip(feats, spans, train, strict=True):
+        if not is_train:
+            continue
+        used = np.zeros(len(f_rec), dtype=bool)
+        for s, real in rec_spans:
+            used[s : s + real] = True
+        f = f_rec[used].astype(np.float64)
+        total += f.sum(axis=0)
+        total_sq += (f * f).sum(axis=0)
+        count += len(f)
+    if count == 0:
+        return None
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    std = np.where(std > 1e-8 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 class EmoPainDataModule(MotionDataModule):
@@ -248,53 +168,14 @@ class EmoPainDataModule(MotionDataModule):
         augment: list[dict[str, Any]] | None = None,
         augment_seed: int = 0,
     ) -> None:
-        if task not in _TASK_CLASSES:
-            raise ConfigError(f"data: task={task!r}; expected 'pain' or 'protective'")
-        fixed = _TASK_CLASSES[task]
-        if classes is not None and list(classes) != fixed:
-            raise ConfigError(
-                f"data: classes={list(classes)}; the {task} task's classes are {fixed} (leave classes unset)"
-            )
-        kept = fixed if keep_classes is None else list(keep_classes)
-        if not set(kept) <= set(fixed):
-            raise ConfigError(
-                f"data: keep_classes={list(kept)}; expected classes of the {task} task {fixed}"
-            )
+        fixed, kept = task_classes(task, classes, keep_classes)
         super().__init__(kept, batch_size, num_workers)
         self.keep_classes = keep_classes
         self.frame_protective = frame_protective
         #: voted label of the task -> label of the kept classes
         self._label_map = {fixed.index(c): i for i, c in enumerate(kept)}
-        feature_names(features)  # validates ``features``
-        if not fps > 0:
-            raise ConfigError(f"data: fps={fps}; expected a positive number")
-        if segment_length <= 0 or (segment_stride is not None and segment_stride <= 0):
-            raise ConfigError(
-                f"data: segment_length={segment_length} and segment_stride={segment_stride} must be positive"
-            )
-        if not window_seconds > 0 or round(window_seconds * fps) < 1:
-            raise ConfigError(
-                f"data: window_seconds={window_seconds}; expected at least one frame at fps={fps}"
-            )
-        if not 0 <= overlap < 1:
-            raise ConfigError(f"data: overlap={overlap}; expected a fraction in [0, 1)")
-        if not 0 <= vote_threshold < 1:
-            raise ConfigError(
-                f"data: vote_threshold={vote_threshold}; expected a fraction in [0, 1)"
-            )
-        if split not in ("challenge", "subject"):
-            raise ConfigError(f"data: split={split!r}; expected 'challenge' or 'subject'")
-        if test_from not in ("validation", "test"):
-            raise ConfigError(f"data: test_from={test_from!r}; expected 'validation' or 'test'")
-        if predict_split not in {"train", "val", "test", "all"}:
-            raise ConfigError(
-                f"data: predict_split={predict_split!r}; expected train, val, test or all"
-            )
-        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
-            raise ConfigError(
-                f"data: val_fraction={val_fraction} and test_fraction={test_fraction} must be >= 0 and sum below 1"
-            )
         self.save_hyperparameters()
+        check_settings(**self.hparams)
         self.root = root
         self.task = task
         self.features = features
@@ -313,32 +194,14 @@ class EmoPainDataModule(MotionDataModule):
         self.balance = balance
         self.balance_seed = balance_seed
         self.init_augment(augment, augment_seed)
-        pipe = self.augment_pipeline
-        if (
-            pipe is not None
-            and pipe.spatial
-            and (features == "emg" or joint_angles or joint_energies)
-        ):
-            raise ConfigError(
-                f"data: augment: {pipe.spatial[0].name} moves joints, but features={features!r}, "
-                f"joint_angles={joint_angles}, joint_energies={joint_energies}; spatial transforms need "
-                "features coords or both and no joint angles or energies (or keep to speed and crop)"
-            )
-        if pipe is not None and pipe.temporal and frame_protective:
-            raise ConfigError(
-                f"data: augment: {pipe.temporal[0].name} resamples time, which the per-frame targets "
-                "of frame_protective=true would not follow; drop speed and crop or frame_protective"
-            )
+        check_augment(
+            self.augment_pipeline, features, joint_angles, joint_energies, frame_protective
+        )
         self.predict_split = predict_split
         self.synthetic = dict(synthetic or {})
         self.window_seconds = window_seconds
         self.overlap = overlap
-        if task == "pain":
-            self.sample_length = segment_length
-            self.sample_stride = segment_stride or segment_length
-        else:
-            self.sample_length = int(round(window_seconds * fps))
-            self.sample_stride = max(1, int(round(self.sample_length * (1 - overlap))))
+        self.sample_length, self.sample_stride = sample_geometry(**self.hparams)
         self.segment_length = segment_length
         self.segment_stride = segment_stride
         self.subject_names: list[str] = []
@@ -454,93 +317,123 @@ class EmoPainDataModule(MotionDataModule):
         return sorted({parse_emopain_name(p)[0] for paths in files.values() for p in paths})
 
     def setup(self, stage: str | None = None) -> None:
+        """Read the files once (:meth:`read_recordings`), split them (:meth:`_sides`),
+        cut the samples (:meth:`cut_samples`), compute and standardise the features
+        (:meth:`standardised_features`) and build the datasets of every split
+        (:meth:`build_datasets`); a later call does nothing."""
         if self._datasets:
             return
         root = self.resolve_root()
-        files = self._files(root)
-        recs: list[EmoPainRecording] = []
-        source: list[str] = []
-        for src, paths in files.items():
-            for p in paths:
-                recs.append(read_emopain(p))
-                source.append(src)
+        recs, source = self.read_recordings(root)
         self.recording_names = [r.name for r in recs]
         self.recording_subjects = [r.subject for r in recs]
         self.recording_groups = [r.group for r in recs]
         self.subject_names = sorted(set(self.recording_subjects))
-        subject_index = {s: i for i, s in enumerate(self.subject_names)}
         sides = self._sides(root, recs, source)
         self.split_subjects = {
             name: sorted({r.subject for r, side in zip(recs, sides, strict=True) if name in side})
             for name in ("train", "val", "test")
         }
+        samples, spans = self.cut_samples(recs)
+        feats = self.standardised_features(root, recs, spans, ["train" in side for side in sides])
+        frame_targets = [rec.protective for rec in recs] if self.frame_protective else None
+        del recs
+        self._datasets.update(self.build_datasets(feats, samples, sides, frame_targets))
+        self.finish_train_split(stage)  # refuses fewer than two training classes when fitting
+        log.info(
+            "EmoPain data %s (%s task): %d recordings, %s samples (train/val/test)",
+            root,
+            self.task,
+            len(feats),
+            [len(self._datasets[s]) for s in ("train", "val", "test")],
+        )
 
-        # instances and samples per recording
-        per_rec: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (index rows, labels, aux)
-        fitted: list[list[tuple[int, int]]] = []  # (start, real) of every sample, kept or not
+    def read_recordings(self, root: Path) -> tuple[list[EmoPainRecording], list[str]]:
+        """Every file the DataModule uses, read, and its source (the key of
+        :meth:`_folders`: ``train``, ``validation``, ``test`` or ``pooled:<name>``)."""
+        recs: list[EmoPainRecording] = []
+        source: list[str] = []
+        for src, paths in self._files(root).items():
+            for p in paths:
+                recs.append(read_emopain(p))
+                source.append(src)
+        return recs, source
+
+    def cut_samples(
+        self, recs: list[EmoPainRecording]
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[list[tuple[int, int]]]]:
+        """Per recording: its samples, as (index rows ``(recording, start, real)``,
+        labels, exercise types), and the ``(start, real)`` span of every sample, kept or
+        not (``keep_classes`` leaves some out; the standardisation sees every class)."""
+        samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        spans: list[list[tuple[int, int]]] = []
+        threshold = self.vote_threshold if self.task == "protective" else None
         for r, rec in enumerate(recs):
             frame_labels = rec.pain if self.task == "pain" else rec.protective
             keep = rec.pain >= 0 if (self.task == "pain" or self.drop_unlabelled) else None
-            rows, ys, aux, spans = [], [], [], []
+            rows, ys, aux, rec_spans = [], [], [], []
             for start, stop, ex in exercise_instances(rec.exercise, keep):
                 for off in segment_starts(stop - start, self.sample_length, self.sample_stride):
                     s = start + int(off)
                     real = min(self.sample_length, stop - s)
-                    threshold = self.vote_threshold if self.task == "protective" else None
                     label = majority_label(frame_labels[s : s + real], threshold=threshold)
-                    spans.append((s, real))  # the standardisation sees every class
+                    rec_spans.append((s, real))  # the standardisation sees every class
                     if label not in self._label_map:  # keep_classes leaves it out
                         continue
                     ys.append(self._label_map[label])
                     rows.append((r, s, real))
                     aux.append(ex)
-            per_rec.append(
+            samples.append(
                 (
                     np.asarray(rows, np.int64).reshape(-1, 3),
                     np.asarray(ys, np.int64),
                     np.asarray(aux, np.int64),
                 )
             )
-            fitted.append(spans)
+            spans.append(rec_spans)
+        return samples, spans
 
-        # features, standardised with the training split's real frames
+    def standardised_features(
+        self,
+        root: Path,
+        recs: list[EmoPainRecording],
+        spans: list[list[tuple[int, int]]],
+        train: list[bool],
+    ) -> list[np.ndarray]:
+        """Per-frame features (T, F) float32 of every recording; with ``standardize``,
+        standardised with the mean and std (set as :attr:`feature_mean` and
+        :attr:`feature_std`) of the frames inside the sample ``spans`` of the training
+        recordings (``train``). DataFormatError if there are none."""
         feats = [
             frame_features(rec, self.features, self.joint_angles, self.joint_energies, self.fps)
             for rec in recs
         ]
-        num_f = len(self.feature_names)
-        total = np.zeros(num_f)
-        total_sq = np.zeros(num_f)
-        count = 0
-        for r, rec in enumerate(recs):
-            if "train" not in sides[r]:
-                continue
-            used = np.zeros(rec.num_frames, dtype=bool)
-            for s, real in fitted[r]:
-                used[s : s + real] = True
-            f = feats[r][used].astype(np.float64)
-            total += f.sum(axis=0)
-            total_sq += (f * f).sum(axis=0)
-            count += len(f)
-        if self.standardize:
-            if count == 0:
-                raise DataFormatError(
-                    f"{root}: the training split has no usable frames; cannot fit the standardisation"
-                )
-            mean = total / count
-            std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-            std = np.where(std > 1e-8 * np.maximum(np.abs(mean), 1.0), std, 1.0)
-            self.feature_mean, self.feature_std = mean.astype(np.float32), std.astype(np.float32)
-            feats = [((f - self.feature_mean) / self.feature_std).astype(np.float32) for f in feats]
-        frame_targets = [rec.protective for rec in recs] if self.frame_protective else None
-        del recs
+        if not self.standardize:
+            return feats
+        stats = _feature_stats(feats, spans, train)
+        if stats is None:
+            raise DataFormatError(
+                f"{root}: the training split has no usable frames; cannot fit the standardisation"
+            )
+        self.feature_mean, self.feature_std = stats
+        return [((f - self.feature_mean) / self.feature_std).astype(np.float32) for f in feats]
 
+    def build_datasets(
+        self,
+        feats: list[np.ndarray],
+        samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        sides: list[set[str]],
+        frame_targets: list[np.ndarray] | None,
+    ) -> dict[str, EmoPainSegmentDataset]:
+        """The ``train``, ``val``, ``test`` and ``predict`` datasets: the ``samples`` of
+        the recordings whose ``sides`` hold the split, over the features ``feats``."""
+        subject_index = {s: i for i, s in enumerate(self.subject_names)}
         rec_ids = np.arange(len(feats), dtype=np.int64)
         subj_ids = np.asarray([subject_index[s] for s in self.recording_subjects], dtype=np.int64)
 
         def subset(wanted: Iterable[str]) -> EmoPainSegmentDataset:
             wanted = set(wanted)
-            chosen = [p for r, p in enumerate(per_rec) if sides[r] & wanted]
+            chosen = [p for r, p in enumerate(samples) if sides[r] & wanted]
             index = np.concatenate([c[0] for c in chosen]) if chosen else np.zeros((0, 3), np.int64)
             labels = np.concatenate([c[1] for c in chosen]) if chosen else np.zeros(0, np.int64)
             aux = np.concatenate([c[2] for c in chosen]) if chosen else np.zeros(0, np.int64)
@@ -555,25 +448,17 @@ class EmoPainDataModule(MotionDataModule):
                 frame_targets=frame_targets,
             )
 
-        for name in ("train", "val", "test"):
-            self._datasets[name] = subset([name])
-        self._datasets["predict"] = subset(
+        out = {name: subset([name]) for name in ("train", "val", "test")}
+        out["predict"] = subset(
             ["train", "val", "test"] if self.predict_split == "all" else [self.predict_split]
         )
-        self._datasets["train"].augment_context = dict(
+        out["train"].augment_context = dict(
             layout=EMOPAIN22,
             coord_columns=3 * NUM_JOINTS if self.features != "emg" else 0,
             mean=self.feature_mean,
             std=self.feature_std,
         )
-        self.finish_train_split(stage)  # refuses fewer than two training classes when fitting
-        log.info(
-            "EmoPain data %s (%s task): %d recordings, %s samples (train/val/test)",
-            root,
-            self.task,
-            len(feats),
-            [len(self._datasets[s]) for s in ("train", "val", "test")],
-        )
+        return out
 
     def _sides(self, root: Path, recs: list[EmoPainRecording], source: list[str]) -> list[set[str]]:
         """Splits of each recording (a set: the validation folder can be val and test).

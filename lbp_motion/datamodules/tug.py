@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from lbp_motion.datamodules.base import MotionDataModule
-from lbp_motion.datasets.format import DataFormatError, read_labels, read_recording
+from lbp_motion.datamodules.samples import PoseWindowDataset as PoseWindowDataset  # re-exported
+from lbp_motion.datamodules.samples import RecordingBags as RecordingBags  # re-exported
+from lbp_motion.datasets.format import (
+    DataFormatError,
+    LabelRow,
+    Recording,
+    read_labels,
+    read_recording,
+)
 from lbp_motion.datasets.layouts import get_layout
-from lbp_motion.datasets.normalize import body_scale, check_scale, normalize_skeleton, visible_mask
+from lbp_motion.datasets.normalize import body_scale, check_scale, visible_mask
 from lbp_motion.datasets.splits import majority, read_split_file, split_subjects
 from lbp_motion.datasets.windows import window_index
 from lbp_motion.errors import ConfigError
 from lbp_motion.transforms.balance import BalanceMethod
 from lbp_motion.transforms.streams import (
-    DEFAULT_STREAMS,
     Stream,
     check_streams,
     describe_features,
     num_features,
-    stream_features,
 )
 
 log = logging.getLogger(__name__)
@@ -33,181 +38,40 @@ log = logging.getLogger(__name__)
 NORMALIZATION = "midhip-window-centre/torso-recording-scale/v1"
 
 
-class PoseWindowDataset(torch.utils.data.Dataset):
-    """Windows of normalised skeletons cut on the fly from per-recording arrays.
+@dataclass
+class TUGRecordings:
+    """The usable recordings of a TUG folder, in ``labels.csv`` order (what
+    :meth:`TUGDataModule.read_recordings` returns): keypoints (T, J, 3), body scale,
+    class index, name, subject, site (None without a ``site`` column) and fps of each."""
 
-    ``index`` rows are ``(recording position, start frame)``; nothing is copied until a
-    window is asked for. Items are dicts (see :mod:`.base`); ``x`` is (window,
-    len(streams) * J * 3): the input streams of :mod:`.streams` (``["joint"]``: x', y',
-    visible for every joint).
+    keypoints: list[np.ndarray] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    sites: list[str | None] = field(default_factory=list)
+    fps: list[float] = field(default_factory=list)
 
-    A recording shorter than ``window`` (an index row of a padded short recording, see
-    ``short_recordings`` of :class:`TUGDataModule`) is padded at the end to one window:
-    the padded frames have zero features and ``mask`` False.
+    def add(self, row: LabelRow, label: int, rec: Recording, scale: float) -> None:
+        self.keypoints.append(rec.keypoints)
+        self.scales.append(scale)
+        self.labels.append(label)
+        self.names.append(row.recording)
+        self.subjects.append(row.subject)
+        self.sites.append(row.site)
+        self.fps.append(rec.fps)
 
-    A training dataset wrapped in :class:`~.augment.AugmentedDataset` has its raw
-    windows augmented (before normalisation) by :meth:`augment_window`.
-    """
 
-    transform = None  # the augmentation Pipeline, set by AugmentedDataset
-    _rng = None  # the generator of the item being augmented; None: no augmentation
-
-    def __init__(
-        self,
-        keypoints: list[np.ndarray],
-        scales: np.ndarray,
-        labels: np.ndarray,
-        recording_ids: np.ndarray,
-        index: np.ndarray,
-        *,
-        layout: str,
-        window: int,
-        min_confidence: float,
-        streams: Sequence[str] = DEFAULT_STREAMS,
-    ) -> None:
-        self.keypoints = keypoints
-        self.scales = scales
-        self.labels = labels
-        self.recording_ids = recording_ids
-        self.index = index
-        self.layout = get_layout(layout)
-        self.window = window
-        self.min_confidence = min_confidence
-        self.streams = check_streams(streams, self.layout)
-
-    @property
-    def num_features(self) -> int:
-        return num_features(self.layout, self.streams)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def window_labels(self) -> np.ndarray:
-        return self.labels[self.index[:, 0]] if len(self.index) else np.zeros(0, dtype=np.int64)
-
-    def augment_window(self, kp: np.ndarray, r: int, start: int) -> np.ndarray:
-        """The raw window ``kp`` (window, J, 3) of recording ``r`` at ``start``; when an
-        item is being augmented, the pipeline's window instead (read anywhere in the
-        recording by the temporal transforms, then transformed in pixels). A window
-        that does not fit in its recording (a short recording padded to the window) is
-        resampled within ``kp`` itself."""
-        if self._rng is None:
-            return kp
-        source = self.keypoints[r]
-        if start + self.window > len(source):
-            source, start = kp, 0
-        return self.transform.keypoints(  # a short recording keeps its length (then padded)
-            source,
-            start,
-            len(kp),
-            self._rng,
-            scale=float(self.scales[r]),
-            flip_pairs=self.layout.flip_pairs,
+def _refuse_unlisted(root: Path, rows: list[LabelRow]) -> None:
+    """DataFormatError for a recording file of ``root`` without a row in labels.csv."""
+    listed = {r.recording for r in rows}
+    on_disk = {p.stem for p in root.glob("*.npz")}
+    extra = sorted(on_disk - listed)
+    if extra:
+        raise DataFormatError(
+            f"{root / (extra[0] + '.npz')}: file has no row in {root / 'labels.csv'} "
+            f"({len(extra)} such files); add a row or remove the file"
         )
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r, start = (int(v) for v in self.index[i])
-        kp = self.keypoints[r][start : start + self.window]
-        kp = self.augment_window(kp, r, start)
-        joints = normalize_skeleton(
-            kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r]
-        )
-        mask = visible_mask(kp, self.min_confidence).any(axis=1)
-        if len(kp) < self.window:  # a short recording padded into one window: zeros, masked
-            pad = self.window - len(kp)
-            joints = np.concatenate(
-                [joints, np.zeros((pad, *joints.shape[1:]), dtype=joints.dtype)]
-            )
-            mask = np.concatenate([mask, np.zeros(pad, dtype=bool)])
-        x = stream_features(joints, self.layout, self.streams)
-        return {
-            "x": torch.from_numpy(x),
-            "mask": torch.from_numpy(mask),
-            "y": torch.tensor(self.labels[r], dtype=torch.long),
-            "recording": torch.tensor(self.recording_ids[r], dtype=torch.long),
-            "start": torch.tensor(start, dtype=torch.long),
-        }
-
-
-class RecordingBags(torch.utils.data.Dataset):
-    """The recordings of a :class:`PoseWindowDataset`, each one item: a bag of its
-    windows (``unit: recording`` of :class:`TUGDataModule`).
-
-    Item ``k`` is recording ``k`` (in recording order): ``x`` (max_windows, window, F),
-    ``mask`` (max_windows, window) frame masks, ``window_mask`` (max_windows,) True for
-    real windows, ``y``, ``recording``, ``start`` (0) and ``windows`` (the number of
-    real windows). A recording with more than ``max_windows`` windows is read at
-    ``max_windows`` evenly spaced window starts (first and last included); a shorter
-    one is padded with zero windows whose masks are False. Every bag has the same
-    shape, so the default collate (and any loader, federated too) batches them.
-
-    ``index`` rows are ``(recording position, 0)`` and ``window_labels()`` the
-    recordings' labels, as a window dataset's, so splits, class weights and federated
-    partitions count recordings. Under :class:`~.augment.AugmentedDataset` every window
-    of a bag is augmented with draws from the bag's generator.
-    """
-
-    _rng = None  # set by AugmentedDataset while an item is read
-
-    def __init__(self, windows: PoseWindowDataset, max_windows: int) -> None:
-        self.windows = windows
-        self.max_windows = int(max_windows)
-        rec = windows.index[:, 0] if len(windows.index) else np.zeros(0, dtype=np.int64)
-        positions = np.unique(rec)
-        self.rows = [np.flatnonzero(rec == r) for r in positions]
-        self.index = np.stack([positions, np.zeros_like(positions)], axis=1).astype(np.int64)
-
-    @property
-    def transform(self):
-        return self.windows.transform
-
-    @transform.setter
-    def transform(self, pipeline) -> None:  # AugmentedDataset hands the pipeline to the windows
-        self.windows.transform = pipeline
-
-    @property
-    def num_features(self) -> int:
-        return self.windows.num_features
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def window_labels(self) -> np.ndarray:
-        return (
-            self.windows.labels[self.index[:, 0]]
-            if len(self.index)
-            else np.zeros(0, dtype=np.int64)
-        )
-
-    def chosen_windows(self, k: int) -> np.ndarray:
-        """Rows of the window dataset that make bag ``k`` (at most ``max_windows``)."""
-        rows = self.rows[k]
-        if len(rows) > self.max_windows:
-            rows = rows[np.linspace(0, len(rows) - 1, self.max_windows).round().astype(int)]
-        return rows
-
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        rows = self.chosen_windows(k)
-        self.windows._rng = self._rng
-        try:
-            items = [self.windows[int(i)] for i in rows]
-        finally:
-            self.windows._rng = None
-        n, w = len(items), self.windows.window
-        x = torch.zeros(self.max_windows, w, items[0]["x"].shape[-1], dtype=items[0]["x"].dtype)
-        mask = torch.zeros(self.max_windows, w, dtype=torch.bool)
-        x[:n] = torch.stack([it["x"] for it in items])
-        mask[:n] = torch.stack([it["mask"] for it in items])
-        window_mask = torch.arange(self.max_windows) < n
-        return {
-            "x": x,
-            "mask": mask,
-            "window_mask": window_mask,
-            "y": items[0]["y"],
-            "recording": items[0]["recording"],
-            "start": torch.tensor(0, dtype=torch.long),
-            "windows": torch.tensor(n, dtype=torch.long),
-        }
 
 
 class TUGDataModule(MotionDataModule):
@@ -368,68 +232,61 @@ class TUGDataModule(MotionDataModule):
         return ensure_synthetic_tug(**{"classes": tuple(self.classes), **self.synthetic})
 
     def setup(self, stage: str | None = None) -> None:
+        """Read the folder once (:meth:`read_recordings`), split it by subject
+        (:meth:`assign_sides`) and build the datasets of every split
+        (:meth:`build_datasets`); a later call does nothing."""
         if self._datasets:
             return
         root = self.resolve_root()
+        data = self.read_recordings(root)
+        self.fps = float(np.median(data.fps))
+        self.recording_names = data.names
+        self.recording_subjects = data.subjects
+        self.recording_sites = data.sites
+        labels = np.asarray(data.labels, dtype=np.int64)
+        self.subject_split = self._split(data.subjects, labels)
+        side, pooled_train = self.assign_sides(data.subjects, data.sites, labels)
+        self._datasets.update(self.build_datasets(data, side))
+        self.finish_train_split(stage, pooled_train if self.train_sites is not None else None)
+        log.info(
+            "TUG data %s: %d recordings, %s %ss (train/val/test)",
+            root,
+            len(data.names),
+            [len(self._datasets[s]) for s in ("train", "val", "test")],
+            self.unit,
+        )
+
+    def read_recordings(self, root: Path) -> TUGRecordings:
+        """The usable recordings of ``root`` in ``labels.csv`` order. A recording shorter
+        than one window (unless ``short_recordings: pad``) or without a visible joint is
+        skipped with a warning; :class:`DataFormatError` for a file without a row, a row
+        without a file or with an unknown label, another layout, or no usable recording."""
         rows = read_labels(root)
-        labels_path = root / "labels.csv"
-        listed = {r.recording for r in rows}
-        on_disk = {p.stem for p in root.glob("*.npz")}
-        extra = sorted(on_disk - listed)
-        if extra:
-            raise DataFormatError(
-                f"{root / (extra[0] + '.npz')}: file has no row in {labels_path} "
-                f"({len(extra)} such files); add a row or remove the file"
-            )
+        _refuse_unlisted(root, rows)
         class_index = {c: i for i, c in enumerate(self.classes)}
-        keypoints, scales, labels, names, subjects, sites = [], [], [], [], [], []
-        fps_values = []
+        out = TUGRecordings()
         too_short, invisible, padded = 0, 0, 0
-        pad = self.short_recordings == "pad"
         for line, row in enumerate(rows, start=2):
             path = root / f"{row.recording}.npz"
             if row.label not in class_index:
                 raise DataFormatError(
-                    f"{labels_path}, line {line}: field 'label' is {row.label!r}; expected one of {self.classes}"
+                    f"{root / 'labels.csv'}, line {line}: field 'label' is {row.label!r}; expected one of {self.classes}"
                 )
             if not path.is_file():
                 raise DataFormatError(
-                    f"{labels_path}, line {line}: recording {row.recording!r} has no file {path.name}"
+                    f"{root / 'labels.csv'}, line {line}: recording {row.recording!r} has no file {path.name}"
                 )
             rec = read_recording(path)
-            if rec.num_frames < self.window and not (pad and rec.num_frames > 0):
-                log.warning(
-                    "%s: %d frames, shorter than one window of %d; skipped (data.short_recordings: pad keeps it)",
-                    path,
-                    rec.num_frames,
-                    self.window,
+            skip = self._skip(path, rec)
+            too_short += skip == "short"
+            invisible += skip == "invisible"
+            if skip is None:
+                scale = body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence)
+                check_scale(
+                    rec.keypoints, scale, min_confidence=self.min_confidence, source=str(path)
                 )
-                too_short += 1
-                continue
-            if rec.layout != self.layout_name:
-                raise DataFormatError(
-                    f"{path}: field 'layout' is {rec.layout!r} but the config says data.layout={self.layout_name!r}; "
-                    "set data.layout or convert the recordings"
-                )
-            if not visible_mask(rec.keypoints, self.min_confidence).any():
-                log.warning(
-                    "%s: no joint is visible (confidence >= %g) in any of its %d frames; skipped",
-                    path,
-                    self.min_confidence,
-                    rec.num_frames,
-                )
-                invisible += 1
-                continue
-            scale = body_scale(rec.keypoints, get_layout(rec.layout), self.min_confidence)
-            check_scale(rec.keypoints, scale, min_confidence=self.min_confidence, source=str(path))
-            keypoints.append(rec.keypoints)
-            scales.append(scale)
-            labels.append(class_index[row.label])
-            names.append(row.recording)
-            subjects.append(row.subject)
-            sites.append(row.site)
-            fps_values.append(rec.fps)
-            padded += rec.num_frames < self.window
+                out.add(row, class_index[row.label], rec, scale)
+                padded += rec.num_frames < self.window
         if padded or too_short:
             (log.warning if too_short else log.info)(
                 "TUG data %s: of %d recordings shorter than one window of %d frames, %d padded into one "
@@ -441,23 +298,52 @@ class TUGDataModule(MotionDataModule):
                 too_short,
                 self.short_recordings,
             )
-        if not keypoints and not invisible:
+        if not out.keypoints and not invisible:
             raise DataFormatError(f"{root}: no recording has at least {self.window} frames")
-        if not keypoints:
+        if not out.keypoints:
             raise DataFormatError(
                 f"{root}: no usable recording: {invisible} have no visible joint (confidence >= "
                 f"{self.min_confidence:g}) and {too_short} are shorter than {self.window} frames"
             )
-        self.fps = float(np.median(fps_values))
-        self.recording_names = names
-        self.recording_subjects = subjects
-        self.recording_sites = sites
-        labels_arr = np.asarray(labels, dtype=np.int64)
-        self.subject_split = self._split(subjects, labels_arr)
-        lengths = [len(k) for k in keypoints]
-        index = window_index(lengths, self.window, self.stride, pad_short=pad)
+        return out
+
+    def _skip(self, path: Path, rec: Recording) -> Literal["short", "invisible"] | None:
+        """Why ``rec`` is skipped (warned about), or None to keep it; DataFormatError for
+        a recording of another layout."""
+        if rec.num_frames < self.window and not (
+            self.short_recordings == "pad" and rec.num_frames > 0
+        ):
+            log.warning(
+                "%s: %d frames, shorter than one window of %d; skipped (data.short_recordings: pad keeps it)",
+                path,
+                rec.num_frames,
+                self.window,
+            )
+            return "short"
+        if rec.layout != self.layout_name:
+            raise DataFormatError(
+                f"{path}: field 'layout' is {rec.layout!r} but the config says data.layout={self.layout_name!r}; "
+                "set data.layout or convert the recordings"
+            )
+        if not visible_mask(rec.keypoints, self.min_confidence).any():
+            log.warning(
+                "%s: no joint is visible (confidence >= %g) in any of its %d frames; skipped",
+                path,
+                self.min_confidence,
+                rec.num_frames,
+            )
+            return "invisible"
+        return None
+
+    def assign_sides(
+        self, subjects: list[str], sites: list[str | None], labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each recording's split from :attr:`subject_split` (``train``, ``val``, ``test``;
+        with ``train_sites``, ``unused`` for the train and validation recordings of other
+        sites), and the labels of the training split before ``train_sites`` (for the
+        two-class check). ConfigError for a site of ``train_sites`` not in labels.csv."""
         side = np.array([self.subject_split[s] for s in subjects])
-        pooled_train = labels_arr[side == "train"]  # before train_sites, for the two-class check
+        pooled_train = labels[side == "train"]  # before train_sites, for the two-class check
         if self.train_sites is not None:
             known = {s for s in sites if s is not None}
             unknown = sorted(set(self.train_sites) - known)
@@ -467,35 +353,40 @@ class TUGDataModule(MotionDataModule):
                 )
             elsewhere = np.array([s not in self.train_sites for s in sites]) & (side != "test")
             side[elsewhere] = "unused"
-        common = dict(
-            layout=self.layout_name,
-            window=self.window,
-            min_confidence=self.min_confidence,
-            streams=self.streams,
-        )
-        ids = np.arange(len(names), dtype=np.int64)
-        scales_arr = np.asarray(scales, dtype=np.float32)
+        return side, pooled_train
+
+    def build_datasets(
+        self, data: TUGRecordings, side: np.ndarray
+    ) -> dict[str, PoseWindowDataset | RecordingBags]:
+        """The ``train``, ``val``, ``test`` and ``predict`` datasets of the recordings
+        ``data`` whose splits are ``side`` (windows, or bags with ``unit: recording``)."""
+        lengths = [len(k) for k in data.keypoints]
+        pad = self.short_recordings == "pad"
+        index = window_index(lengths, self.window, self.stride, pad_short=pad)
+        labels = np.asarray(data.labels, dtype=np.int64)
+        ids = np.arange(len(data.names), dtype=np.int64)
+        scales = np.asarray(data.scales, dtype=np.float32)
 
         def subset(mask: np.ndarray) -> PoseWindowDataset | RecordingBags:
             windows = PoseWindowDataset(
-                keypoints, scales_arr, labels_arr, ids, index[mask[index[:, 0]]], **common
+                data.keypoints,
+                scales,
+                labels,
+                ids,
+                index[mask[index[:, 0]]],
+                layout=self.layout_name,
+                window=self.window,
+                min_confidence=self.min_confidence,
+                streams=self.streams,
             )
             return RecordingBags(windows, self.max_windows) if self.unit == "recording" else windows
 
-        for split in ("train", "val", "test"):
-            self._datasets[split] = subset(side == split)
-        predict = (
-            np.ones(len(names), bool) if self.predict_split == "all" else side == self.predict_split
+        out = {split: subset(side == split) for split in ("train", "val", "test")}
+        every = np.ones(len(data.names), bool)
+        out["predict"] = subset(
+            every if self.predict_split == "all" else side == self.predict_split
         )
-        self._datasets["predict"] = subset(predict)
-        self.finish_train_split(stage, pooled_train if self.train_sites is not None else None)
-        log.info(
-            "TUG data %s: %d recordings, %s %ss (train/val/test)",
-            root,
-            len(names),
-            [len(self._datasets[s]) for s in ("train", "val", "test")],
-            self.unit,
-        )
+        return out
 
     def _split(self, subjects: list[str], labels: np.ndarray) -> dict[str, str]:
         unique = sorted(set(subjects))

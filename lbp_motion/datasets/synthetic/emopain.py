@@ -51,20 +51,22 @@ from lbp_motion.datasets.emopain import build_emopain_matrix, write_emopain_csv,
 from lbp_motion.datasets.synthetic.cache import ensure_generated
 from lbp_motion.datasets.synthetic.emopain_model import (
     _PROFILES,
-    _TRACKS,
     OTHER,
     SIT_TO_STAND,
     SITTING,
+    _plan,
+    _Profile,
+    _Subject,
+    _subject,
+)
+from lbp_motion.datasets.synthetic.emopain_motion import (
+    _TRACKS,
     _emg,
     _forward_kinematics,
     _instance_motion,
-    _plan,
-    _Profile,
     _protective_extras,
     _smooth,
     _smooth_noise,
-    _Subject,
-    _subject,
 )
 
 __all__ = ["generate_emopain_dataset", "ensure_synthetic_emopain", "GENERATOR", "GENERATOR_VERSION"]

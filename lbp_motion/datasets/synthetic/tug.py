@@ -39,18 +39,21 @@ from lbp_motion.datasets.format import LabelRow, write_labels, write_recording
 from lbp_motion.datasets.layouts import COCO17
 from lbp_motion.datasets.synthetic.cache import ensure_generated
 from lbp_motion.datasets.synthetic.tug_body import (
+    _Camera,
     _jitter_camera,
     _project,
     _recording_motion,
-    _simulate,
     _site_camera,
+    _Style,
     _subject_style,
 )
+from lbp_motion.datasets.synthetic.tug_kinematics import _simulate
 from lbp_motion.datasets.synthetic.tug_nuisance import (
     NUISANCE_PARTS,
     _add_bias,
     _apply_nuisance,
     _detect,
+    _Nuisance,
     _nuisance_strengths,
     _subject_camera,
     _subject_nuisance,
@@ -154,26 +157,18 @@ def generate_tug_dataset(
         ``root`` as a :class:`~pathlib.Path`. Keypoints are float32 ``(T, 17, 3)``
         (COCO-17, x/y pixels from the top-left, confidence in [0, 1]).
     """
-    classes = tuple(str(c) for c in classes)
-    if num_subjects < 1 or recordings_per_subject < 1:
-        raise ValueError("num_subjects and recordings_per_subject must be at least 1")
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct and non-empty; got {classes}")
-    if sites is not None and not 1 <= sites <= num_subjects:
-        raise ValueError(f"sites must be None or between 1 and num_subjects; got {sites}")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive; got {fps}")
-    if not 0 <= missing_rate < 1:
-        raise ValueError(f"missing_rate must be in [0, 1); got {missing_rate}")
-    if noise_px < 0:
-        raise ValueError(f"noise_px must be >= 0; got {noise_px}")
-    strength = _nuisance_strengths(nuisance)
+    classes, image_size, strength = _checked_settings(
+        num_subjects,
+        recordings_per_subject,
+        classes,
+        sites,
+        fps,
+        missing_rate,
+        noise_px,
+        image_size,
+        nuisance,
+    )
     with_nuisance = any(v > 0 for v in strength.values())
-    width, height = (int(v) for v in image_size)
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image_size must be positive (width, height); got {image_size}")
-    image_size = (width, height)
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     cls, site = _assign(num_subjects, classes, sites, seed)
@@ -190,25 +185,16 @@ def generate_tug_dataset(
             cam = _subject_camera(cam, nz)
         for r in range(recordings_per_subject):
             name = f"{subject}_r{r + 1}"
-            rng = np.random.default_rng([seed, 2, i, r])
-            nrng = np.random.default_rng([seed, 5, i, r]) if nz is not None else None
-            motion = _recording_motion(style, rng)
-            if nz is not None:
-                _apply_nuisance(motion, nz, nrng)  # type: ignore[arg-type]
-            world = _simulate(motion, fps)
-            if nz is not None:
-                _add_bias(world, nz.bias)
-            uv, vis, inside = _project(world, _jitter_camera(cam, rng), image_size)
-            kp = _detect(
-                uv,
-                vis,
-                inside,
-                rng,
+            kp = _recording_keypoints(
+                style,
+                cam,
+                nz,
+                np.random.default_rng([seed, 2, i, r]),
+                np.random.default_rng([seed, 5, i, r]) if nz is not None else None,
+                fps=fps,
+                image_size=image_size,
                 missing_rate=missing_rate,
                 noise_px=noise_px,
-                image_size=image_size,
-                nuisance=nz,
-                nuisance_rng=nrng,
             )
             write_recording(
                 root / f"{name}.npz",
@@ -223,6 +209,76 @@ def generate_tug_dataset(
             rows.append(LabelRow(name, subject, classes[cls[i]], site_name))
     write_labels(root, rows)
     return root
+
+
+def _checked_settings(
+    num_subjects: int,
+    recordings_per_subject: int,
+    classes: Sequence[str],
+    sites: int | None,
+    fps: float,
+    missing_rate: float,
+    noise_px: float,
+    image_size: tuple[int, int],
+    nuisance: float | dict[str, float],
+) -> tuple[tuple[str, ...], tuple[int, int], dict[str, float]]:
+    """Check :func:`generate_tug_dataset`'s settings (ValueError naming the first bad
+    one); returns the classes as strings, ``image_size`` as ints and the nuisance
+    strength of every part."""
+    classes = tuple(str(c) for c in classes)
+    if num_subjects < 1 or recordings_per_subject < 1:
+        raise ValueError("num_subjects and recordings_per_subject must be at least 1")
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct and non-empty; got {classes}")
+    if sites is not None and not 1 <= sites <= num_subjects:
+        raise ValueError(f"sites must be None or between 1 and num_subjects; got {sites}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive; got {fps}")
+    if not 0 <= missing_rate < 1:
+        raise ValueError(f"missing_rate must be in [0, 1); got {missing_rate}")
+    if noise_px < 0:
+        raise ValueError(f"noise_px must be >= 0; got {noise_px}")
+    strength = _nuisance_strengths(nuisance)
+    width, height = (int(v) for v in image_size)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image_size must be positive (width, height); got {image_size}")
+    return classes, (width, height), strength
+
+
+def _recording_keypoints(
+    style: _Style,
+    cam: _Camera,
+    nz: _Nuisance | None,
+    rng: np.random.Generator,
+    nrng: np.random.Generator | None,
+    *,
+    fps: float,
+    image_size: tuple[int, int],
+    missing_rate: float,
+    noise_px: float,
+) -> np.ndarray:
+    """One recording's detected keypoints (T, 17, 3): its motion drawn from the
+    subject's ``style`` (and nuisance ``nz``), simulated, filmed by ``cam`` jittered and
+    detected. ``rng`` (and ``nrng`` with nuisance) are the recording's own generators;
+    the draws are made in this order: motion, nuisance, camera jitter, detector."""
+    motion = _recording_motion(style, rng)
+    if nz is not None:
+        _apply_nuisance(motion, nz, nrng)  # type: ignore[arg-type]
+    world = _simulate(motion, fps)
+    if nz is not None:
+        _add_bias(world, nz.bias)
+    uv, vis, inside = _project(world, _jitter_camera(cam, rng), image_size)
+    return _detect(
+        uv,
+        vis,
+        inside,
+        rng,
+        missing_rate=missing_rate,
+        noise_px=noise_px,
+        image_size=image_size,
+        nuisance=nz,
+        nuisance_rng=nrng,
+    )
 
 
 def _settings_key(kwargs: dict[str, object]) -> tuple[dict[str, object], str]:
