@@ -82,6 +82,8 @@ def server_parser() -> argparse.ArgumentParser:
 
 
 def client_parser() -> argparse.ArgumentParser:
+    """The command line of ``lbp federate client`` (unknown ``--section.key value``
+    arguments are left for the config: ``parse_known_args``)."""
     p = argparse.ArgumentParser(
         prog="lbp federate client",
         allow_abbrev=False,
@@ -90,6 +92,14 @@ def client_parser() -> argparse.ArgumentParser:
     add_config(
         p, help="the lbp config (the server's; repeatable; --data.root points at this site's data)"
     )
+    add_client_site_arguments(p)
+    add_client_security_arguments(p)
+    add_client_connection_arguments(p)
+    return p
+
+
+def add_client_site_arguments(p: argparse.ArgumentParser) -> None:
+    """Which server, which site, and where the site keeps its files."""
     p.add_argument("--server", required=True, metavar="HOST:PORT", help="the SuperLink's address")
     add_flag(
         p,
@@ -113,6 +123,10 @@ def client_parser() -> argparse.ArgumentParser:
         help="where the site keeps its settings and round log "
         "(default: <run.out_dir>/<run name>-site<K>)",
     )
+
+
+def add_client_security_arguments(p: argparse.ArgumentParser) -> None:
+    """TLS, the site's SuperNode key and the app bundles it agrees to run."""
     p.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     add_flag(
         p,
@@ -138,6 +152,10 @@ def client_parser() -> argparse.ArgumentParser:
         help="also run the Flower app bundle with this hash (default: only the lbp app of this "
         "installation); repeatable",
     )
+
+
+def add_client_connection_arguments(p: argparse.ArgumentParser) -> None:
+    """How long to keep trying to reach the server, and the check of the site's data."""
     add_flag(
         p,
         "--connect_retries",
@@ -161,7 +179,6 @@ def client_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not load the site's data before joining",
     )
-    return p
 
 
 def keys_parser() -> argparse.ArgumentParser:

@@ -107,10 +107,8 @@ def cmd_extract_poses(argv: list[str]) -> int:
     return 1 if summary.failed else 0
 
 
-def cmd_predict_file(argv: list[str]) -> int:
-    """``lbp predict-file PATH --ckpt_path CKPT``: severity of one video or keypoint file."""
-    from lbp_motion.inference.predict import predict
-
+def predict_file_parser() -> argparse.ArgumentParser:
+    """The command line of ``lbp predict-file``."""
     parser = argparse.ArgumentParser(
         prog="lbp predict-file",
         description="Predict the severity of one video or keypoint file (.npz, COCO results / OpenPose / "
@@ -170,6 +168,26 @@ def cmd_predict_file(argv: list[str]) -> int:
         "--json", action="store_true", help="print the whole prediction as JSON on stdout"
     )
     _add_backend_arguments(parser)
+    return parser
+
+
+def _prediction_line(result: dict[str, Any]) -> str:
+    """The one-line answer: the class, its probabilities, the windows and the TUG time."""
+    probs = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
+    tug = result["tug"]
+    tug_text = (
+        f"TUG time {tug['time_s']:.1f} s"
+        if tug.get("time_s") is not None
+        else f"no TUG time ({tug.get('reason')})"
+    )
+    return f"{result['recording']}: {result['predicted']} ({probs}; {len(result['windows'])} windows); {tug_text}"
+
+
+def cmd_predict_file(argv: list[str]) -> int:
+    """``lbp predict-file PATH --ckpt_path CKPT``: severity of one video or keypoint file."""
+    from lbp_motion.inference.predict import predict
+
+    parser = predict_file_parser()
     args = parser.parse_args(argv)
     if args.stride is not None and args.stride < 1:
         parser.error(f"--stride {args.stride}: expected at least 1")
@@ -183,15 +201,6 @@ def cmd_predict_file(argv: list[str]) -> int:
     if args.json:
         print(json.dumps({k: v for k, v in result.items()}, indent=2, default=str))
     else:
-        probs = ", ".join(f"{c} {p:.2f}" for c, p in result["probabilities"].items())
-        tug = result["tug"]
-        tug_text = (
-            f"TUG time {tug['time_s']:.1f} s"
-            if tug.get("time_s") is not None
-            else f"no TUG time ({tug.get('reason')})"
-        )
-        print(
-            f"{result['recording']}: {result['predicted']} ({probs}; {len(result['windows'])} windows); {tug_text}"
-        )
+        print(_prediction_line(result))
     print(f"Results: {out.resolve()}", file=sys.stdout)
     return 0

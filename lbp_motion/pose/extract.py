@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,139 @@ def _read_label_file(path: Path) -> list[LabelRow]:
             ) from None
 
 
+def _videos_in(video_dir: Path) -> tuple[list[Path], Path]:
+    """The videos of a folder (or the one video file) and the folder they are in."""
+    if video_dir.is_file():
+        return [video_dir], video_dir.parent
+    if video_dir.is_dir():
+        return list_videos(video_dir), video_dir
+    raise DataFormatError(f"{video_dir}: folder not found")
+
+
+def _listed_videos(
+    videos: list[Path],
+    rows: list[LabelRow],
+    label_path: Path,
+    summary: ExtractionSummary,
+    say: Callable[[str], None],
+) -> list[Path]:
+    """The videos that ``rows`` name (by stem); the others are reported as skipped."""
+    listed = {r.recording for r in rows}
+    for v in videos:
+        if v.stem not in listed:
+            summary.skipped.append((v.name, f"no row in {label_path}"))
+            say(f"skipped {v}: no row in {label_path}")
+    return [v for v in videos if v.stem in listed]
+
+
+class _LazyEstimator:
+    """The pose backend of a folder run: the one given, or one created (and closed at
+    the end) only when a video needs extracting, after that video was probed (an
+    unreadable video fails before a model is loaded)."""
+
+    def __init__(
+        self, backend: str, options: dict[str, Any] | None, estimator: PoseEstimator | None
+    ) -> None:
+        self.backend, self.options = backend, options or {}
+        self.estimator, self.owned = estimator, estimator is None
+
+    def get(self, video: Path) -> PoseEstimator:
+        if self.estimator is None:
+            probe(video)
+            self.estimator = create_estimator(self.backend, **self.options)
+        return self.estimator
+
+    def close(self) -> None:
+        if self.owned and self.estimator is not None:
+            self.estimator.close()
+
+
+def _videos_to_extract(
+    videos: list[Path],
+    out_dir: Path,
+    settings: dict[str, Any],
+    overwrite: bool,
+    summary: ExtractionSummary,
+    say: Callable[[str], None],
+) -> Iterator[tuple[Path, Path]]:
+    """``(video, keypoint file)`` for each video to extract, one at a time; a video
+    whose stem an earlier one has is counted as failed, one already extracted with
+    ``settings`` (unless ``overwrite``) as done (:func:`_done`)."""
+    stems: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in stems:
+            reason = f"same recording name as {stems[video.stem].name}"
+            summary.failed.append((video.name, reason))
+            say(f"FAILED {video}: {reason}")
+            continue
+        stems[video.stem] = video
+        out = out_dir / f"{video.stem}.npz"
+        if not overwrite:
+            finished, note = _done(out, video, settings)
+            if finished:
+                summary.done.append(video.stem)
+                if note:
+                    say(f"{out}: {note}")
+                continue
+        yield video, out
+
+
+def _extract_one(
+    video: Path,
+    out: Path,
+    estimators: _LazyEstimator,
+    summary: ExtractionSummary,
+    say: Callable[[str], None],
+    **options: Any,
+) -> None:
+    """Extract ``video`` into ``out`` (``options``: those of :func:`extract_video`) and
+    count it in ``summary``; a video that fails is reported and counted as failed (a
+    missing backend and an interrupt stop the run)."""
+    try:
+        result = extract_video(video, estimators.get(video), **options)
+        result.write(out)
+    except (KeyboardInterrupt, BackendUnavailable):
+        raise
+    except VideoError as err:
+        summary.failed.append((video.name, str(err)))
+        say(f"FAILED {err}")
+        return
+    except Exception as err:  # a broken file can break a decoder or backend anywhere
+        summary.failed.append((video.name, f"{type(err).__name__}: {err}"))
+        say(f"FAILED {video}: {type(err).__name__}: {err}")
+        return
+    summary.extracted.append(video.stem)
+    summary.frames += result.frames
+    summary.detected += result.detected
+    summary.seconds += result.seconds
+    say(
+        f"{video.name}: {result.frames} frames, detection rate {100 * result.detected / max(result.frames, 1):.1f}%, "
+        f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s -> {out}"
+    )
+
+
+def _write_folder_labels(
+    out_dir: Path,
+    rows: list[LabelRow],
+    label_path: Path,
+    merge: bool,
+    say: Callable[[str], None],
+) -> None:
+    """``out_dir/labels.csv`` with the rows of the recordings extracted (merged, or
+    replaced with ``merge`` False); the recordings without a keypoint file are named."""
+    present = [r for r in rows if (out_dir / f"{r.recording}.npz").is_file()]
+    missing = [r.recording for r in rows if not (out_dir / f"{r.recording}.npz").is_file()]
+    if present and merge:
+        merge_labels(out_dir, present, source=label_path)
+    elif present:
+        write_labels(out_dir, present)
+    if missing:
+        say(
+            f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+        )
+
+
 def extract_folder(
     video_dir: str | Path,
     out_dir: str | Path,
@@ -253,13 +386,8 @@ def extract_folder(
             such as the cache of :func:`keypoints_for_video_folder`).
     """
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    video_dir, out_dir = Path(video_dir), Path(out_dir)
-    if video_dir.is_file():
-        videos, folder = [video_dir], video_dir.parent
-    elif video_dir.is_dir():
-        videos, folder = list_videos(video_dir), video_dir
-    else:
-        raise DataFormatError(f"{video_dir}: folder not found")
+    videos, folder = _videos_in(Path(video_dir))
+    out_dir = Path(out_dir)
     label_path = Path(labels) if labels is not None else folder / "labels.csv"
     rows = _read_label_file(label_path) if (labels is not None or label_path.is_file()) else None
     summary = ExtractionSummary(videos=len(videos))
@@ -268,81 +396,30 @@ def extract_folder(
         # (merge_labels checks again when it writes)
         check_labels_merge(out_dir, rows, source=label_path)
     if rows is not None:
-        listed = {r.recording for r in rows}
-        for v in videos:
-            if v.stem not in listed:
-                summary.skipped.append((v.name, f"no row in {label_path}"))
-                say(f"skipped {v}: no row in {label_path}")
-        videos = [v for v in videos if v.stem in listed]
-    stems: dict[str, Path] = {}
-    owned = estimator is None
+        videos = _listed_videos(videos, rows, label_path, summary, say)
+    estimators = _LazyEstimator(backend, backend_options, estimator)
     settings = {
         "backend": backend if estimator is None else estimator.name,
         "frame_stride": stride,
         "layout": layout,
     }
     try:
-        for video in videos:
-            if video.stem in stems:
-                reason = f"same recording name as {stems[video.stem].name}"
-                summary.failed.append((video.name, reason))
-                say(f"FAILED {video}: {reason}")
-                continue
-            stems[video.stem] = video
-            out = out_dir / f"{video.stem}.npz"
-            if not overwrite:
-                finished, note = _done(out, video, settings)
-                if finished:
-                    summary.done.append(video.stem)
-                    if note:
-                        say(f"{out}: {note}")
-                    continue
-            try:
-                if estimator is None:
-                    probe(video)  # an unreadable video fails here, before a model is loaded
-                    estimator = create_estimator(backend, **(backend_options or {}))
-                result = extract_video(
-                    video,
-                    estimator,
-                    stride=stride,
-                    layout=layout,
-                    batch_size=batch_size,
-                    progress=progress,
-                )
-                result.write(out)
-            except (KeyboardInterrupt, BackendUnavailable):
-                raise
-            except VideoError as err:
-                summary.failed.append((video.name, str(err)))
-                say(f"FAILED {err}")
-                continue
-            except Exception as err:  # a broken file can break a decoder or backend anywhere
-                summary.failed.append((video.name, f"{type(err).__name__}: {err}"))
-                say(f"FAILED {video}: {type(err).__name__}: {err}")
-                continue
-            summary.extracted.append(video.stem)
-            summary.frames += result.frames
-            summary.detected += result.detected
-            summary.seconds += result.seconds
-            say(
-                f"{video.name}: {result.frames} frames, detection rate {100 * result.detected / max(result.frames, 1):.1f}%, "
-                f"{result.frames / max(result.seconds, 1e-9):.1f} frames/s -> {out}"
+        for video, out in _videos_to_extract(videos, out_dir, settings, overwrite, summary, say):
+            _extract_one(
+                video,
+                out,
+                estimators,
+                summary,
+                say,
+                stride=stride,
+                layout=layout,
+                batch_size=batch_size,
+                progress=progress,
             )
     finally:
-        if owned and estimator is not None:
-            estimator.close()
+        estimators.close()
     if rows is not None:
-        present = [r for r in rows if (out_dir / f"{r.recording}.npz").is_file()]
-        missing = [r.recording for r in rows if not (out_dir / f"{r.recording}.npz").is_file()]
-        if present and merge:
-            merge_labels(out_dir, present, source=label_path)
-        elif present:
-            write_labels(out_dir, present)
-        if missing:
-            say(
-                f"{len(missing)} recordings of {label_path} have no keypoint file: {', '.join(missing[:5])}"
-                + (" ..." if len(missing) > 5 else "")
-            )
+        _write_folder_labels(out_dir, rows, label_path, merge, say)
     return summary
 
 

@@ -273,16 +273,17 @@ def test_the_guarded_supernode_refuses_another_app_with_no_watcher(tmp_path, pro
     logs the app's hash, runs none of its code, and stays up."""
     from flwr.cli.build import build_fab_from_disk
 
-    from lbp_motion.federated.flower.deploy import _child_env, wait_for_port
+    from lbp_motion.federated.flower.deploy import wait_for_port
+    from lbp_motion.federated.flower.processes import child_env
 
     loot = tmp_path / "loot"
     rogue = _rogue_app(tmp_path / "rogue", loot)
     rogue_hash = hashlib.sha256(build_fab_from_disk(rogue)).hexdigest()
     refused = tmp_path / "refused.jsonl"
     port, node_port = free_port(), free_port()
-    # as `lbp federate` does (_child_env): Flower's own helpers (flower-superexec) are found
+    # as `lbp federate` does (child_env): Flower's own helpers (flower-superexec) are found
     # on PATH, which `make test` does not set to the virtualenv
-    env = dict(_child_env(), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(child_env(), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     link_env = dict(
         env,
         FLWR_HOME=str(tmp_path / "link-home"),

@@ -14,27 +14,26 @@ their config reaches them as a small JSON settings file:
 The server loop (:func:`run_federation`) is lbp's own rather than
 ``Strategy.start``: it resumes from the last checkpoint at the next round, checks every
 reply, and records rounds like the simulation (``rounds.csv``, ``metrics.json``, CSV and
-W&B loggers).
+W&B loggers; :mod:`.records`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from lbp_motion.atomic import atomic_write, write_json
+from lbp_motion.atomic import atomic_write
 from lbp_motion.errors import ConfigError
-from lbp_motion.evaluation.results import SCHEMA_VERSION
 from lbp_motion.federated.fedavg import AggregationError, server_momentum_update
 from lbp_motion.federated.flower.messages import (
     ARRAYS,
@@ -44,6 +43,7 @@ from lbp_motion.federated.flower.messages import (
     train_reply_content,
 )
 from lbp_motion.federated.flower.messages import METRICS as METRICS_KEY
+from lbp_motion.federated.flower.records import ServerRecords, append_csv, reply_summary
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
         client_id=client_id,
         work_dir=str(work_dir),
     )
-    _append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
+    append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
     return Message(content=train_reply_content(state, metrics), reply_to=msg)
 
 
@@ -151,27 +151,6 @@ def server_main(grid: Grid, context: Context) -> None:
 
 def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    rows.append({k: v for k, v in row.items()})
-    _write_csv(path, rows)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys = sorted({k for row in rows for k in row}, key=lambda k: (k != "round", k))
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(path, write)
 
 
 def client_of_reply(msg: Message) -> int | None:
@@ -188,134 +167,6 @@ def client_of_reply(msg: Message) -> int | None:
     except (KeyError, AttributeError):
         return None
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _reply_summary(
-    server_round: int, msg: Message, node: int, client: int | None, left_out: str | None = None
-) -> dict[str, Any]:
-    """What a reply held, by name, type, shape and dtype (never values): the record of
-    what crossed the wire (``flower/replies.jsonl``). ``node`` is the node the round's
-    message went to (a reply the SuperLink makes for a lost node comes from node 1),
-    ``client`` the site's lbp client id when known; ``left_out`` why it was not averaged."""
-    out: dict[str, Any] = {
-        "round": server_round - 1,
-        "node": node,
-        "client": client,
-        "error": msg.has_error(),
-    }
-    if left_out:
-        out["left_out"] = left_out
-    if msg.has_error():
-        out["reason"] = msg.error.reason
-        return out
-    content: RecordDict = msg.content
-    out["records"] = {name: type(rec).__name__ for name, rec in content.items()}
-    arrays, metrics, other = {}, {}, {}
-    for name, rec in content.items():
-        if isinstance(rec, ArrayRecord):
-            arrays[name] = {k: [list(a.shape), a.dtype] for k, a in rec.items()}
-        elif isinstance(rec, MetricRecord):
-            metrics[name] = {k: type(v).__name__ for k, v in rec.items()}
-        else:  # e.g. a ConfigRecord: its keys and value types, never its values
-            other[name] = {k: type(v).__name__ for k, v in rec.items()}
-    out["arrays"] = arrays
-    out["metrics"] = metrics
-    if other:
-        out["other"] = other
-    return out
-
-
-class _ServerRecords:
-    """rounds.csv, metrics.json, the replies log and the loggers of a server run."""
-
-    def __init__(self, run_dir: Path, experiment, history: list[dict[str, Any]]) -> None:
-        self.run_dir = run_dir
-        self.history = history
-        self.loggers = self._loggers(experiment)
-        (run_dir / "flower").mkdir(parents=True, exist_ok=True)
-
-    def _loggers(self, experiment) -> list[Any]:
-        from lightning.pytorch.loggers import CSVLogger, WandbLogger
-
-        run = experiment.run
-        version = (
-            int(self.run_dir.name.split("_")[-1]) if self.run_dir.name.startswith("version_") else 0
-        )
-        import warnings
-
-        # the run folder already holds the server's files (and, resumed, earlier rounds)
-        warnings.filterwarnings(
-            "ignore", message="Experiment logs directory .* exists and is not empty"
-        )
-        loggers: list[Any] = [
-            CSVLogger(
-                save_dir=str(self.run_dir.parent.parent),
-                name=self.run_dir.parent.name,
-                version=version,
-            )
-        ]
-        if run.wandb != "disabled":
-            try:
-                loggers.append(
-                    WandbLogger(
-                        project=run.wandb_project,
-                        name=f"{self.run_dir.parent.name}/{self.run_dir.name}",
-                        save_dir=str(self.run_dir),
-                        offline=run.wandb == "offline",
-                    )
-                )
-            except Exception as err:  # W&B must never stop a federation
-                log.warning("W&B logging is off: %s", err)
-        return loggers
-
-    def replies(self, server_round: int, rows: list[dict[str, Any]]) -> None:
-        with open(self.run_dir / "flower" / "replies.jsonl", "a") as fh:
-            for row in rows:
-                fh.write(json.dumps(row) + "\n")
-
-    def round(self, row: dict[str, Any], step: int) -> None:
-        self.history.append(row)
-        _write_csv(self.run_dir / "rounds.csv", self.history)
-        numeric = {
-            k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        for logger in self.loggers:
-            try:
-                logger.log_metrics(numeric, step=step)
-                logger.save()
-            except Exception as err:  # pragma: no cover - a logger's failure is not the run's
-                log.warning("logger %s failed: %s", type(logger).__name__, err)
-
-    def summary(self, status: str, rounds: int, extra: dict[str, Any] | None = None) -> None:
-        data: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "status": status,
-            "rounds_completed": rounds,
-            "federation": "flower",
-        }
-        if self.history:
-            last = self.history[-1]
-            data.update({f"final_{k}": v for k, v in last.items() if k.startswith("val/")})
-            data.update({k: v for k, v in last.items() if k.startswith("val/")})
-            eps = [
-                v
-                for k, v in last.items()
-                if k.endswith("/dp/epsilon") and isinstance(v, (int, float))
-            ]
-            if eps:  # the privacy guarantee of the run is the weakest site's
-                data["dp/epsilon"] = max(eps)
-                data.update({k: v for k, v in last.items() if k.endswith("/dp/epsilon")})
-            if "server_dp/noise_std" in last:
-                data["server_dp/noise_std"] = last["server_dp/noise_std"]
-        data.update(extra or {})
-        write_json(self.run_dir / "metrics.json", data)
-
-    def finish(self) -> None:
-        for logger in self.loggers:
-            try:
-                logger.finalize("success")
-            except Exception:  # pragma: no cover
-                pass
 
 
 def _wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
@@ -358,31 +209,43 @@ def load_server_checkpoint(path: Path) -> dict[str, Any]:
     return load_checkpoint(path)
 
 
-def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The server's rounds (see the module docstring); returns the final global state."""
-    from lbp_motion.federated.flower.experiment import load_experiment
+@dataclass
+class ServerStart:
+    """Where the server's rounds start: the global state, the rounds already done, their
+    rows and the server momentum (all from the checkpoint when resuming)."""
+
+    state: dict[str, torch.Tensor]
+    done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    velocity: Any = None
+
+
+def server_start(state: dict[str, torch.Tensor], ckpt_path: Path, resume: bool) -> ServerStart:
+    """A fresh start from ``state`` (the config's model), or with ``resume`` and a
+    checkpoint at ``ckpt_path``, the checkpoint's round, read as data only
+    (:func:`load_server_checkpoint`); its model must be the config's."""
+    if not (resume and ckpt_path.is_file()):
+        return ServerStart(state)
+    ckpt = load_server_checkpoint(ckpt_path)
+    flower = ckpt["flower"]
+    if list(ckpt["state_dict"]) != list(state):
+        raise ConfigError(f"{ckpt_path}: the checkpoint's model does not match the config's")
+    start = ServerStart(
+        ckpt["state_dict"],
+        int(flower["rounds_completed"]),
+        list(flower["history"]),
+        flower.get("velocity"),
+    )
+    print(f"lbp ServerApp: resuming from {ckpt_path} after round {start.done - 1}", flush=True)
+    return start
+
+
+def server_strategy(fed, state: dict[str, torch.Tensor]):
+    """The round's strategy: :class:`.strategy.LbpFedAvg` (``inner``, which checks the
+    replies), wrapped in Flower's server-side DP when ``flower.dp_noise_multiplier > 0``;
+    returns ``(inner, strategy)``."""
     from lbp_motion.federated.flower.strategy import LbpFedAvg
 
-    experiment = load_experiment(settings.get("config"), settings.get("overrides"))
-    fed = experiment.federation
-    run_dir = Path(settings["run_dir"])
-    ckpt_path = run_dir / "checkpoints" / CHECKPOINT
-    state = {k: v.detach().cpu().clone() for k, v in experiment.task.state_dict().items()}
-    dtypes = {k: v.dtype for k, v in state.items()}
-    done, history, velocity = 0, [], None
-    if settings.get("resume") and ckpt_path.is_file():
-        ckpt = load_server_checkpoint(ckpt_path)
-        flower = ckpt["flower"]
-        if list(ckpt["state_dict"]) != list(state):
-            raise ConfigError(f"{ckpt_path}: the checkpoint's model does not match the config's")
-        state, done, history, velocity = (
-            ckpt["state_dict"],
-            int(flower["rounds_completed"]),
-            list(flower["history"]),
-            flower.get("velocity"),
-        )
-        print(f"lbp ServerApp: resuming from {ckpt_path} after round {done - 1}", flush=True)
-    records = _ServerRecords(run_dir, experiment, history)
     # server-side DP bounds one site's effect on a plain mean: weighting by n_k would let a
     # large site move the average by more than the noise is calibrated for
     inner = LbpFedAvg(
@@ -399,134 +262,88 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
         strategy = DifferentialPrivacyServerSideFixedClipping(
             inner, fed.flower.dp_noise_multiplier, fed.flower.dp_clipping_norm, fed.min_clients
         )
-    records.summary("running", done)
-    known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
-    for server_round in range(done + 1, fed.rounds + 1):
+    return inner, strategy
+
+
+def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The server's rounds (see the module docstring); returns the final global state."""
+    from lbp_motion.federated.flower.experiment import load_experiment
+
+    experiment = load_experiment(settings.get("config"), settings.get("overrides"))
+    fed = experiment.federation
+    run_dir = Path(settings["run_dir"])
+    ckpt_path = run_dir / "checkpoints" / CHECKPOINT
+    state = {k: v.detach().cpu().clone() for k, v in experiment.task.state_dict().items()}
+    dtypes = {k: v.dtype for k, v in state.items()}
+    start = server_start(state, ckpt_path, bool(settings.get("resume")))
+    records = ServerRecords(run_dir, experiment, start.history)
+    loop = _ServerLoop(grid, experiment, run_dir, records, start, dtypes)
+    records.summary("running", start.done)
+    for server_round in range(start.done + 1, fed.rounds + 1):
+        loop.run_round(server_round)
+    records.summary("finished", fed.rounds, {"checkpoint": str(ckpt_path.resolve())})
+    records.finish()
+    return loop.state
+
+
+class _ServerLoop:
+    """The server's rounds over ``grid`` (:func:`run_federation`): the global state and
+    momentum, the strategies, the lbp client id of each node (learnt from its replies)
+    and the run's records. :meth:`run_round` does one round."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        experiment,
+        run_dir: Path,
+        records: ServerRecords,
+        start: ServerStart,
+        dtypes: dict[str, torch.dtype],
+    ) -> None:
+        self.grid, self.experiment, self.fed = grid, experiment, experiment.federation
+        self.run_dir, self.records, self.dtypes = run_dir, records, dtypes
+        self.ckpt_path = run_dir / "checkpoints" / CHECKPOINT
+        self.state, self.velocity = start.state, start.velocity
+        self.inner, self.strategy = server_strategy(self.fed, start.state)
+        self.known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
+
+    def site(self, node: int) -> str:
+        """The node's lbp client id, or ``node:N`` while it has not named one."""
+        return str(self.known_clients[node]) if node in self.known_clients else f"node:{node}"
+
+    def run_round(self, server_round: int) -> None:
+        """Send the global model to the round's nodes, average the usable replies, record
+        the round and save the checkpoint; raise :class:`AggregationError` (after
+        recording the failure) with fewer than ``min_clients`` clients or replies."""
         lbp_round = server_round - 1
         started = time.perf_counter()
-        wanted = fed.flower.min_available_clients or fed.min_clients
-        nodes = _wait_for_nodes(grid, wanted, fed.flower.connect_timeout)
-        if len(nodes) < fed.min_clients:
-            records.summary(
-                "failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"}
-            )
-            raise AggregationError(
-                f"round {lbp_round}: {len(nodes)} client(s) connected within "
-                f"{fed.flower.connect_timeout:.0f} s; min_clients={fed.min_clients}"
-            )
-        messages = list(
-            strategy.configure_train(server_round, state_to_arrays(state), ConfigRecord(), grid)
-        )
-        sampled = [int(m.metadata.dst_node_id) for m in messages]
-        replies = list(grid.send_and_receive(messages, timeout=fed.flower.round_timeout))
-        to_node = {
-            m.metadata.message_id: int(m.metadata.dst_node_id)
-            for m in messages
-            if m.metadata.message_id
-        }
-
-        def node_of(reply: Message, to_node=to_node) -> int:  # the node the round's message went to
-            return to_node.get(
-                reply.metadata.reply_to_message_id or "", int(reply.metadata.src_node_id)
-            )
-
-        inner.rejected = []
-        usable = inner.usable_replies(replies)
-        usable_ids = {id(m) for m in usable}
-        rejected = {id(r["message"]): r["reason"] for r in inner.rejected}
-        summaries, left_out = [], {}
-        for msg in replies:
-            node = node_of(msg)
-            client = client_of_reply(msg)
-            if client is not None:
-                known_clients[node] = client
-            reason = None
-            if id(msg) not in usable_ids:
-                reason = rejected.get(id(msg), "left out")
-                left_out[node] = reason
-            summaries.append(
-                _reply_summary(server_round, msg, node, known_clients.get(node), reason)
-            )
-        answered = {node_of(m) for m in usable}
-        for node in sampled:
-            if node not in answered and node not in left_out:
-                left_out[node] = (
-                    f"no reply within flower.round_timeout ({fed.flower.round_timeout:.0f} s)"
-                )
-        records.replies(server_round, summaries)
+        self._check_connected(server_round)
+        usable, left_out = self._train_round(server_round)
         failed = sorted(left_out)
-
-        def site(node: int, known_clients=known_clients) -> str:
-            return str(known_clients[node]) if node in known_clients else f"node:{node}"
-
         for node in failed:
             print(
-                f"lbp ServerApp: round {lbp_round}: left out client {site(node)} (node {node}): {left_out[node]}",
+                f"lbp ServerApp: round {lbp_round}: left out client {self.site(node)} (node {node}): {left_out[node]}",
                 flush=True,
             )
-        if len(usable) < fed.min_clients:
-            records.summary(
+        if len(usable) < self.fed.min_clients:
+            self.records.summary(
                 "failed",
                 server_round - 1,
                 {"error": f"round {lbp_round}: {len(usable)} usable replies"},
             )
             raise AggregationError(
                 f"round {lbp_round}: {len(usable)} client(s) returned usable weights (left out: "
-                f"{'; '.join(f'client {site(n)}: {left_out[n]}' for n in failed)}); "
-                f"at least min_clients={fed.min_clients} are needed"
+                f"{'; '.join(f'client {self.site(n)}: {left_out[n]}' for n in failed)}); "
+                f"at least min_clients={self.fed.min_clients} are needed"
             )
-        arrays, _ = strategy.aggregate_train(server_round, usable)
-        if arrays is None:
-            raise AggregationError(f"round {lbp_round}: the server strategy returned no model")
-        averaged = {k: v.to(dtypes[k]) for k, v in arrays_to_state(arrays).items()}
-        if fed.server_momentum > 0 or fed.server_lr != 1.0:
-            averaged, velocity = server_momentum_update(
-                state, averaged, velocity, momentum=fed.server_momentum, server_lr=fed.server_lr
-            )
-        state = averaged
-        row: dict[str, Any] = {
-            "round": lbp_round,
-            "clients": len(usable),
-            "failed_clients": len(failed),
-            "failed": " ".join(site(n) for n in failed),
-            "failed_nodes": " ".join(map(str, failed)),
-            "left_out": "; ".join(f"client {site(n)}: {left_out[n]}" for n in failed),
-        }
-        for info in inner.accepted:
-            k = int(info.get("client-id", -1))
-            row[f"client_{k}/n"] = int(info["num-examples"])
-            for key, value in info.items():
-                if key in ("node", "num-examples", "client-id"):
-                    continue
-                name = "train_loss" if key == "train/loss" else key
-                row[f"client_{k}/{name}"] = value
-        if fed.flower.dp_noise_multiplier > 0:
-            from flwr.supercore.differential_privacy import compute_stdv
-
-            row["server_dp/noise_std"] = compute_stdv(
-                fed.flower.dp_noise_multiplier, fed.flower.dp_clipping_norm, fed.min_clients
-            )
-        if fed.flower.server_validation:
-            row.update(_server_validation(experiment, state, run_dir))
+        self._aggregate(server_round, usable)
+        row = self._round_row(lbp_round, len(usable), failed, left_out)
+        if self.fed.flower.server_validation:
+            row.update(_server_validation(self.experiment, self.state, self.run_dir))
         row["round_seconds"] = time.perf_counter() - started
-        ckpt = {
-            "state_dict": state,
-            "epoch": lbp_round,
-            "global_step": 0,
-            "pytorch-lightning_version": _lightning_version(),
-            "lbp_motion": {"config": experiment.config_yaml, "epoch": lbp_round},
-            "flower": {
-                "rounds_completed": server_round,
-                "history": records.history + [row],
-                "velocity": velocity,
-                "federation": fed.to_dict(),
-            },
-        }
-        _save_checkpoint(ckpt, ckpt_path)  # the global model and its round, every round
-        if fed.flower.keep_round_checkpoints:
-            _save_checkpoint(ckpt, ckpt_path.parent / f"round-{lbp_round:03d}.ckpt")
-        records.round(row, step=lbp_round)
-        records.summary("running", server_round)
+        self._save(server_round, row)
+        self.records.round(row, step=lbp_round)
+        self.records.summary("running", server_round)
         log.info(
             "round %d: %d clients averaged, %d failed, %.1f s",
             lbp_round,
@@ -534,9 +351,139 @@ def run_federation(grid: Grid, settings: dict[str, Any]) -> dict[str, torch.Tens
             len(failed),
             row["round_seconds"],
         )
-    records.summary("finished", fed.rounds, {"checkpoint": str(ckpt_path.resolve())})
-    records.finish()
-    return state
+
+    def _check_connected(self, server_round: int) -> None:
+        """Wait for the round's nodes (``flower.connect_timeout``); fail below ``min_clients``."""
+        fed = self.fed
+        wanted = fed.flower.min_available_clients or fed.min_clients
+        nodes = _wait_for_nodes(self.grid, wanted, fed.flower.connect_timeout)
+        if len(nodes) < fed.min_clients:
+            self.records.summary(
+                "failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"}
+            )
+            raise AggregationError(
+                f"round {server_round - 1}: {len(nodes)} client(s) connected within "
+                f"{fed.flower.connect_timeout:.0f} s; min_clients={fed.min_clients}"
+            )
+
+    def _train_round(self, server_round: int) -> tuple[list[Message], dict[int, str]]:
+        """Send the round's messages and sort the replies: the usable ones, and why each
+        other sampled node was left out (by node); the replies go to ``replies.jsonl``."""
+        messages = list(
+            self.strategy.configure_train(
+                server_round, state_to_arrays(self.state), ConfigRecord(), self.grid
+            )
+        )
+        sampled = [int(m.metadata.dst_node_id) for m in messages]
+        replies = list(self.grid.send_and_receive(messages, timeout=self.fed.flower.round_timeout))
+        to_node = {
+            m.metadata.message_id: int(m.metadata.dst_node_id)
+            for m in messages
+            if m.metadata.message_id
+        }
+
+        def node_of(reply: Message) -> int:  # the node the round's message went to
+            return to_node.get(
+                reply.metadata.reply_to_message_id or "", int(reply.metadata.src_node_id)
+            )
+
+        self.inner.rejected = []
+        usable = self.inner.usable_replies(replies)
+        usable_ids = {id(m) for m in usable}
+        rejected = {id(r["message"]): r["reason"] for r in self.inner.rejected}
+        summaries, left_out = [], {}
+        for msg in replies:
+            node = node_of(msg)
+            client = client_of_reply(msg)
+            if client is not None:
+                self.known_clients[node] = client
+            reason = None
+            if id(msg) not in usable_ids:
+                reason = rejected.get(id(msg), "left out")
+                left_out[node] = reason
+            summaries.append(
+                reply_summary(server_round, msg, node, self.known_clients.get(node), reason)
+            )
+        answered = {node_of(m) for m in usable}
+        for node in sampled:
+            if node not in answered and node not in left_out:
+                left_out[node] = (
+                    f"no reply within flower.round_timeout ({self.fed.flower.round_timeout:.0f} s)"
+                )
+        self.records.replies(server_round, summaries)
+        return usable, left_out
+
+    def _aggregate(self, server_round: int, usable: list[Message]) -> None:
+        """The new global state: the strategy's average (in the model's dtypes), then
+        the server momentum / learning rate step when configured."""
+        fed = self.fed
+        arrays, _ = self.strategy.aggregate_train(server_round, usable)
+        if arrays is None:
+            raise AggregationError(
+                f"round {server_round - 1}: the server strategy returned no model"
+            )
+        averaged = {k: v.to(self.dtypes[k]) for k, v in arrays_to_state(arrays).items()}
+        if fed.server_momentum > 0 or fed.server_lr != 1.0:
+            averaged, self.velocity = server_momentum_update(
+                self.state,
+                averaged,
+                self.velocity,
+                momentum=fed.server_momentum,
+                server_lr=fed.server_lr,
+            )
+        self.state = averaged
+
+    def _round_row(
+        self, lbp_round: int, clients: int, failed: list[int], left_out: dict[int, str]
+    ) -> dict[str, Any]:
+        """The round's row of ``rounds.csv``: who was averaged and who left out (and
+        why), each averaged site's metrics, the server-side DP noise."""
+        row: dict[str, Any] = {
+            "round": lbp_round,
+            "clients": clients,
+            "failed_clients": len(failed),
+            "failed": " ".join(self.site(n) for n in failed),
+            "failed_nodes": " ".join(map(str, failed)),
+            "left_out": "; ".join(f"client {self.site(n)}: {left_out[n]}" for n in failed),
+        }
+        for info in self.inner.accepted:
+            k = int(info.get("client-id", -1))
+            row[f"client_{k}/n"] = int(info["num-examples"])
+            for key, value in info.items():
+                if key in ("node", "num-examples", "client-id"):
+                    continue
+                name = "train_loss" if key == "train/loss" else key
+                row[f"client_{k}/{name}"] = value
+        flower = self.fed.flower
+        if flower.dp_noise_multiplier > 0:
+            from flwr.supercore.differential_privacy import compute_stdv
+
+            row["server_dp/noise_std"] = compute_stdv(
+                flower.dp_noise_multiplier, flower.dp_clipping_norm, self.fed.min_clients
+            )
+        return row
+
+    def _save(self, server_round: int, row: dict[str, Any]) -> None:
+        """The checkpoint of the round (``last.ckpt``, and ``round-NNN.ckpt`` with
+        ``flower.keep_round_checkpoints``): the global model, the rounds done, the rows
+        and the momentum, for ``--resume`` and ``lbp test --ckpt_path``."""
+        lbp_round = server_round - 1
+        ckpt = {
+            "state_dict": self.state,
+            "epoch": lbp_round,
+            "global_step": 0,
+            "pytorch-lightning_version": _lightning_version(),
+            "lbp_motion": {"config": self.experiment.config_yaml, "epoch": lbp_round},
+            "flower": {
+                "rounds_completed": server_round,
+                "history": self.records.history + [row],
+                "velocity": self.velocity,
+                "federation": self.fed.to_dict(),
+            },
+        }
+        _save_checkpoint(ckpt, self.ckpt_path)  # the global model and its round, every round
+        if self.fed.flower.keep_round_checkpoints:
+            _save_checkpoint(ckpt, self.ckpt_path.parent / f"round-{lbp_round:03d}.ckpt")
 
 
 def _lightning_version() -> str:

@@ -19,6 +19,11 @@ The children stay in the command's process group (a signal to the group reaches 
 all) and are stopped (SIGTERM, then SIGKILL) when the command ends, also on an error
 or a SIGTERM/SIGINT. Flower's own helpers (SuperExec, ServerApp and ClientApp
 processes) watch their parent's pid and exit with it.
+
+The pieces live beside this module and stay importable from here: the child processes
+(:mod:`.processes`: ports, Flower's executables, stopping children), the SuperLink's
+Control API (:mod:`.control`: the Flower CLI connection, :class:`RunWatcher`) and a
+site's checks of its server (:mod:`.connectivity`).
 """
 
 from __future__ import annotations
@@ -28,13 +33,29 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from lbp_motion.errors import ConfigError, LbpError
+from lbp_motion.errors import ConfigError
+from lbp_motion.federated.flower.connectivity import (
+    probe_server,
+    supernode_failure,
+    wait_for_server,
+)
+from lbp_motion.federated.flower.control import CONNECTION_NAME, RunWatcher, write_connection
+from lbp_motion.federated.flower.processes import (
+    FederateError,
+    child_env,
+    flower_bin,
+    free_port,
+    own_group_dying_with_parent,
+    stop_process,
+    stop_process_group,
+    wait_for_port,
+)
 from lbp_motion.interrupts import Interrupted
 
 APP_PYPROJECT = """\
@@ -66,93 +87,6 @@ lbp-server = ""
 lbp-token = ""
 """
 
-CONNECTION_NAME = "lbp"
-
-
-class FederateError(LbpError):
-    """A federation process could not be started or ended badly."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` now (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(
-    host: str, port: int, timeout: float, process: subprocess.Popen | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise FederateError(
-                f"{process.args[0]} exited with status {process.returncode} before listening on port {port}"
-            )
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise FederateError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
-
-
-def stop_process_group(process: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM the process group of ``process`` (started with ``start_new_session``),
-    then SIGKILL what is left after ``grace`` seconds."""
-    if process is None:
-        return
-    try:
-        pgid = os.getpgid(process.pid)
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        # the leader is gone; give its group a moment, then make sure
-        deadline = time.monotonic() + min(wait, 3.0)
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-
-
-def stop_process(process: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM one child (in our own process group), then SIGKILL it after ``grace`` s."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10.0)
-
-
-def _flower_bin(name: str) -> str:
-    """A Flower console script next to this Python (the venv's), else on PATH."""
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else name
-
-
-def _child_env(flwr_home: Path | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
-    if flwr_home is not None:
-        env["FLWR_HOME"] = str(flwr_home)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
-    return env
-
 
 def write_app(folder: str | Path) -> Path:
     """Write the Flower app folder (``pyproject.toml``) that ``flwr run`` builds the
@@ -161,25 +95,6 @@ def write_app(folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pyproject.toml").write_text(APP_PYPROJECT)
     return folder
-
-
-def write_connection(flwr_home: Path, address: str, root_certificates: str | None) -> Path:
-    """A Flower CLI configuration with one SuperLink connection named ``lbp``."""
-    flwr_home.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "[superlink]",
-        f'default = "{CONNECTION_NAME}"',
-        "",
-        f"[superlink.{CONNECTION_NAME}]",
-        f'address = "{address}"',
-    ]
-    if root_certificates:
-        lines.append(f'root-certificates = "{Path(root_certificates).resolve()}"')
-    else:
-        lines.append("insecure = true")
-    path = flwr_home / "config.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 # -- server ----------------------------------------------------------------------------------
@@ -194,6 +109,113 @@ def _server_run_dir(resume: str | None, experiment, config: str) -> Path:
 
     run = experiment.run
     return make_run_dir(run.out_dir, run.name or Path(config).stem).resolve()
+
+
+def write_server_settings(
+    run_dir: Path, config_yaml: str, config: str, overrides: list[str], resume: bool
+) -> Path:
+    """The run folder's ``config.yaml`` and the ServerApp's settings file
+    ``flower/server.json`` (what reaches it through the run config key ``lbp-server``)."""
+    flower_dir = run_dir / "flower"
+    flower_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_yaml)
+    settings = {
+        "config": config,
+        "overrides": overrides,
+        "run_dir": str(run_dir),
+        "resume": resume,
+    }
+    settings_path = flower_dir / "server.json"
+    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    return settings_path
+
+
+def superlink_command(
+    control_port: int, database: Path, tls: list[str], authenticate: bool
+) -> list[str]:
+    """``flower-superlink`` on 127.0.0.1 only, with SuperNode authentication when the
+    server holds the clinics' keys."""
+    return [
+        flower_bin("flower-superlink"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(control_port),
+        "--disable-runtime-dependency-installation",
+        "--database",
+        str(database),
+        *(["--enable-supernode-auth"] if authenticate else []),
+        *tls,
+    ]
+
+
+def gateway_command(listen: str, upstream: str, tls: list[str]) -> list[str]:
+    """The public port (:mod:`.gateway`): the Fleet API only, forwarded to the SuperLink."""
+    return [
+        sys.executable,
+        "-m",
+        "lbp_motion.federated.flower.gateway",
+        "--listen",
+        listen,
+        "--upstream",
+        upstream,
+        *tls,
+    ]
+
+
+def submit_command(app_dir: Path, settings_path: Path, token: str) -> list[str]:
+    """``flwr run`` of the lbp app with the server's settings and this run's token."""
+    return [
+        flower_bin("flwr"),
+        "run",
+        str(app_dir),
+        CONNECTION_NAME,
+        "--stream",
+        "--run-config",
+        f'lbp-server="{settings_path}" lbp-token="{token}"',
+    ]
+
+
+def _start_logged(
+    command: list[str], log: Path, env: dict[str, str], cwd: Path
+) -> subprocess.Popen:
+    """A child in our process group whose output goes to ``log`` (appended)."""
+    with open(log, "ab") as logf:
+        return subprocess.Popen(
+            command, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(cwd)
+        )
+
+
+def _wait_for_run(
+    submit: subprocess.Popen,
+    superlink: subprocess.Popen,
+    gateway: subprocess.Popen,
+    run_dir: Path,
+) -> None:
+    """Until ``flwr run`` returns or the run's ``metrics.json`` says it ended; a
+    SuperLink or gateway that exits meanwhile is an error naming its log."""
+    flower_dir = run_dir / "flower"
+    while submit.poll() is None:
+        if superlink.poll() is not None:
+            raise FederateError(
+                f"the SuperLink exited with status {superlink.returncode}; see {flower_dir / 'superlink.log'}"
+            )
+        if gateway.poll() is not None:
+            raise FederateError(
+                f"the gateway exited with status {gateway.returncode}; see {flower_dir / 'gateway.log'}"
+            )
+        if _status(run_dir) in ("finished", "failed"):
+            time.sleep(2.0)  # let the stream print the last lines
+            break
+        time.sleep(0.5)
+
+
+def _listening_message(args: argparse.Namespace, control: str, keys: list[Path] | None) -> str:
+    auth = f"; SuperNode authentication on, {len(keys)} key(s)" if keys else ""
+    return (
+        f"lbp federate server: Fleet API on {args.host}:{args.port} (nothing else is served there); "
+        f"SuperLink on {control} (local only){auth}; waiting for clients"
+    )
 
 
 def run_server(
@@ -211,102 +233,43 @@ def run_server(
     experiment = load_experiment(config, overrides)  # a bad config fails here, in one line
     run_dir = _server_run_dir(args.resume, experiment, config)
     flower_dir = run_dir / "flower"
-    flower_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(experiment.config_yaml)
-    settings = {
-        "config": config,
-        "overrides": overrides,
-        "run_dir": str(run_dir),
-        "resume": bool(args.resume),
-    }
-    settings_path = flower_dir / "server.json"
-    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    settings_path = write_server_settings(
+        run_dir, experiment.config_yaml, config, overrides, resume=bool(args.resume)
+    )
     app_dir = write_app(flower_dir / "app")
     home = flower_dir / "home"
     control_port = args.control_port or free_port()
     control = f"127.0.0.1:{control_port}"
     write_connection(home, control, args.ssl_ca_certfile)
-    env = _child_env(home)
+    env = child_env(home)
     token = secrets.token_hex(16)
     print(f"lbp federate server: run folder {run_dir}", flush=True)
     superlink = gateway = submit = watcher = None
     try:
-        with open(flower_dir / "superlink.log", "ab") as logf:
-            superlink = subprocess.Popen(
-                [
-                    _flower_bin("flower-superlink"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(control_port),
-                    "--disable-runtime-dependency-installation",
-                    "--database",
-                    str(flower_dir / "superlink.db"),
-                    *(["--enable-supernode-auth"] if keys else []),
-                    *tls,
-                ],
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(flower_dir),
-            )
+        superlink = _start_logged(
+            superlink_command(control_port, flower_dir / "superlink.db", tls, bool(keys)),
+            flower_dir / "superlink.log",
+            env,
+            flower_dir,
+        )
         wait_for_port("127.0.0.1", control_port, args.startup_timeout, superlink)
-        gateway_tls = [] if args.insecure else tls
-        with open(flower_dir / "gateway.log", "ab") as logf:
-            gateway = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "lbp_motion.federated.flower.gateway",
-                    "--listen",
-                    f"{args.host}:{args.port}",
-                    "--upstream",
-                    control,
-                    *gateway_tls,
-                ],
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(flower_dir),
-            )
+        gateway = _start_logged(
+            gateway_command(f"{args.host}:{args.port}", control, [] if args.insecure else tls),
+            flower_dir / "gateway.log",
+            env,
+            flower_dir,
+        )
         connect_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         wait_for_port(connect_host, args.port, args.startup_timeout, gateway)
         runs = RunWatcher(control, args.ssl_ca_certfile, home, token)
         for key in keys or []:
             runs.register_node(key)
-        print(
-            f"lbp federate server: Fleet API on {args.host}:{args.port} (nothing else is served there); "
-            f"SuperLink on {control} (local only){'; SuperNode authentication on, ' + str(len(keys)) + ' key(s)' if keys else ''}; "
-            "waiting for clients",
-            flush=True,
-        )
+        print(_listening_message(args, control, keys), flush=True)
         submit = subprocess.Popen(
-            [
-                _flower_bin("flwr"),
-                "run",
-                str(app_dir),
-                CONNECTION_NAME,
-                "--stream",
-                "--run-config",
-                f'lbp-server="{settings_path}" lbp-token="{token}"',
-            ],
-            env=env,
-            cwd=str(flower_dir),
+            submit_command(app_dir, settings_path, token), env=env, cwd=str(flower_dir)
         )
         watcher = runs.start()
-        while submit.poll() is None:
-            if superlink.poll() is not None:
-                raise FederateError(
-                    f"the SuperLink exited with status {superlink.returncode}; see {flower_dir / 'superlink.log'}"
-                )
-            if gateway.poll() is not None:
-                raise FederateError(
-                    f"the gateway exited with status {gateway.returncode}; see {flower_dir / 'gateway.log'}"
-                )
-            if _status(run_dir) in ("finished", "failed"):
-                time.sleep(2.0)  # let the stream print the last lines
-                break
-            time.sleep(0.5)
+        _wait_for_run(submit, superlink, gateway, run_dir)
     except Interrupted as stop:  # SIGTERM/SIGINT (lbp's entry point): status 128 + signal
         raise stop.resume_with(f"resume with the same command and --resume {run_dir}") from None
     finally:
@@ -325,130 +288,6 @@ def run_server(
     return 0
 
 
-class RunWatcher:
-    """Watches the runs of the SuperLink through its (local) Control API: prints every
-    run it sees, and stops any run that is not the one this server submitted (the one
-    whose run config holds this server's random ``lbp-token``)."""
-
-    def __init__(
-        self,
-        address: str,
-        root_certificates: str | None,
-        home: Path,
-        token: str,
-        interval: float = 2.0,
-    ):
-        self.address, self.root_certificates, self.home, self.token = (
-            address,
-            root_certificates,
-            home,
-            token,
-        )
-        self.interval = interval
-        self.seen: dict[int, str] = {}
-        self.ours: int | None = None
-        self._stop = None
-
-    def _client(self):
-        os.environ["FLWR_HOME"] = str(self.home)
-        from flwr.cli.typing import SuperLinkConnection
-        from flwr.cli.utils import init_http_client_from_connection
-
-        connection = SuperLinkConnection(
-            CONNECTION_NAME,
-            address=self.address,
-            root_certificates=str(Path(self.root_certificates).resolve())
-            if self.root_certificates
-            else None,
-            insecure=self.root_certificates is None,
-        )
-        return init_http_client_from_connection(connection)
-
-    def register_node(self, public_key: Path) -> None:
-        """Register a clinic's SuperNode public key (what ``flwr supernode register`` does)."""
-        from flwr.cli.supernode.register import try_load_public_key
-        from flwr.proto.control_pb2 import RegisterNodeRequest
-
-        client = self._client()
-        try:
-            client.RegisterNode(
-                RegisterNodeRequest(
-                    public_key=try_load_public_key(public_key), name=public_key.stem
-                )
-            )
-            print(f"lbp federate server: SuperNode key {public_key.name} registered", flush=True)
-        except Exception as err:  # a resumed server's database already holds the key
-            if "already" not in str(err).lower() and "in use" not in str(err).lower():
-                raise FederateError(
-                    f"--authorized_keys {public_key}: the SuperLink refused it: {err}"
-                ) from None
-            print(
-                f"lbp federate server: SuperNode key {public_key.name} was registered before",
-                flush=True,
-            )
-        finally:
-            client.close()
-
-    def check(self, client) -> None:
-        from flwr.proto.control_pb2 import ListRunsRequest, StopRunRequest
-
-        response = client.ListRuns(ListRunsRequest())
-        for run_id, run in sorted(response.run_dict.items()):
-            run_id = int(run_id)
-            token = (
-                run.override_config["lbp-token"].string
-                if "lbp-token" in run.override_config
-                else ""
-            )
-            mine = token == self.token
-            if mine and self.ours is None:
-                self.ours = run_id
-            status = run.status.status + (
-                f":{run.status.sub_status}" if run.status.sub_status else ""
-            )
-            if run_id not in self.seen:
-                who = "submitted by this server" if mine else "NOT submitted by this server"
-                print(
-                    f"lbp federate server: run {run_id}: app @{run.fab_id}=={run.fab_version} "
-                    f"(FAB sha256 {run.fab_hash[:16]}...), {status}, {who}",
-                    flush=True,
-                )
-            self.seen[run_id] = status
-            if not mine and run.status.status != "finished":
-                try:
-                    client.StopRun(StopRunRequest(run_id=run_id))
-                    print(
-                        f"lbp federate server: stopped run {run_id}: this server did not submit it",
-                        flush=True,
-                    )
-                except Exception as err:  # e.g. it finished meanwhile
-                    print(f"lbp federate server: could not stop run {run_id}: {err}", flush=True)
-
-    def start(self):
-        import threading
-
-        self._stop = threading.Event()
-        thread = threading.Thread(target=self._loop, name="lbp-run-watcher", daemon=True)
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-
-    def _loop(self) -> None:
-        client = None
-        while not self._stop.is_set():
-            try:
-                client = client or self._client()
-                self.check(client)
-            except Exception as err:  # the SuperLink restarting; keep watching
-                log_line = f"lbp federate server: could not list runs: {type(err).__name__}: {err}"
-                print(log_line[:300], file=sys.stderr, flush=True)
-                client = None
-            self._stop.wait(self.interval)
-
-
 def _status(run_dir: Path) -> str | None:
     try:
         return json.loads((run_dir / "metrics.json").read_text()).get("status")
@@ -457,117 +296,108 @@ def _status(run_dir: Path) -> str | None:
 
 
 # -- client ----------------------------------------------------------------------------------
-def _own_group_dying_with_parent() -> None:
-    """In the child before exec: a new session, and SIGKILL when the parent dies (Linux)."""
-    os.setsid()
-    try:
-        import ctypes
+def _client_work_dir(args: argparse.Namespace, experiment, config: str) -> Path:
+    """``--work_dir``, else ``<run.out_dir>/<run name>-site<K>`` (made, absolute)."""
+    run = experiment.run
+    work_dir = Path(
+        args.work_dir or Path(run.out_dir) / f"{run.name or Path(config).stem}-site{args.client_id}"
+    ).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the finally block below still stops it
-        pass
+
+def write_client_settings(
+    work_dir: Path, config: str, overrides: list[str], client_id: int
+) -> Path:
+    """The ClientApp's settings file ``client.json`` (what reaches it through the
+    SuperNode's node config key ``lbp-client``)."""
+    settings = {
+        "config": config,
+        "overrides": overrides,
+        "client_id": client_id,
+        "work_dir": str(work_dir),
+    }
+    settings_path = work_dir / "client.json"
+    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    return settings_path
 
 
-def probe_server(server: str, root_certificates: str | None, timeout: float = 5.0) -> str | None:
-    """Why this site cannot talk to ``server`` now (one line), or None when it can:
-    unreachable, TLS on one side only, or a certificate that the CA did not sign."""
-    import ssl
+def supernode_command(
+    args: argparse.Namespace, settings_path: Path, work_dir: Path, port: int, tls: list[str]
+) -> list[str]:
+    """``flower-supernode`` behind the app-hash guard (:mod:`.guard`: only approved app
+    bundles run), with this site's key when it has one (``--auth_key``)."""
+    auth = (
+        ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())]
+        if args.auth_key
+        else []
+    )
+    return [
+        sys.executable,
+        "-m",
+        "lbp_motion.federated.flower.guard",
+        "--approved",
+        ",".join(args.approve_app_hash),
+        "--log",
+        str(work_dir / "refused-runs.jsonl"),
+        "--",
+        "--superlink",
+        args.server,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-retries",
+        str(args.connect_retries),
+        "--max-wait-time",
+        str(args.connect_wait),
+        "--node-config",
+        f'lbp-client="{settings_path}"',
+        *auth,
+        *tls,
+    ]
 
-    host, _, port = server.rpartition(":")
-    host = host.strip("[]")
-    try:
-        sock = socket.create_connection((host, int(port)), timeout=timeout)
-    except socket.gaierror as err:
-        return f"cannot resolve the server name {host!r} ({err.strerror})"
-    except TimeoutError:
-        return f"cannot reach {server}: no answer within {timeout:.0f} s (host down, or a firewall drops the traffic)"
-    except OSError as err:
-        return f"cannot reach {server}: {err.strerror or err} (is the server running and the port open?)"
-    with sock:
-        sock.settimeout(timeout)
-        if root_certificates is None:  # plain HTTP: a TLS server answers with an alert or closes
-            try:
-                sock.sendall(
-                    f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-                )
-                head = sock.recv(16)
-            except OSError:
-                head = b""
-            if head.startswith(b"HTTP/"):
-                return None
-            return (
-                f"{server} did not answer plain HTTP: the server runs TLS; give --root_certificates CA_CERT "
-                "instead of --insecure"
-            )
-        context = ssl.create_default_context(cafile=root_certificates)
+
+def _start_supernode(command: list[str], work_dir: Path) -> subprocess.Popen:
+    """The SuperNode, its output piped to us (:func:`_relay_until_exit`)."""
+    return subprocess.Popen(
+        command,
+        env=child_env(work_dir / "flwr-home"),
+        cwd=str(work_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        # its own group, so that its helpers (SuperExec) go with it (stop_process_group
+        # in run_client), and killed with this process even by SIGKILL: no orphan
+        # SuperNode goes on taking part in rounds after its lbp client is gone
+        preexec_fn=own_group_dying_with_parent,
+    )
+
+
+def _relay_until_exit(node: subprocess.Popen, tail: list[str]) -> int:
+    """Copy the SuperNode's output to our stderr (keeping its last 40 lines in
+    ``tail``) until it exits, then end what is left of its group; its exit status."""
+
+    def relay() -> None:
+        for line in node.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line.rstrip("\n"))
+            del tail[:-40]
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    code = node.wait()
+    # its group (pgid = its pid): e.g. a SuperExec left retrying
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            with context.wrap_socket(sock, server_hostname=host):
-                return None
-        except ssl.SSLCertVerificationError as err:
-            if (
-                "hostname" in str(err.verify_message).lower()
-                or "ip address mismatch" in str(err).lower()
-            ):
-                return f"the server's certificate does not name {host!r}: {err.verify_message}"
-            return (
-                f"the server's certificate is not signed by --root_certificates {root_certificates} "
-                f"(wrong CA?): {err.verify_message}"
-            )
-        except ssl.SSLError as err:
-            if (
-                "WRONG_VERSION_NUMBER" in str(err)
-                or "record layer" in str(err).lower()
-                or "packet length" in str(err)
-            ):
-                return f"{server} does not speak TLS (the server runs --insecure?): {err.reason}"
-            return f"TLS handshake with {server} failed: {err.reason or err}"
-        except OSError as err:
-            return f"TLS handshake with {server} failed: {err}"
-
-
-def wait_for_server(server: str, root_certificates: str | None, attempts: int, wait: float) -> None:
-    """Probe the server up to ``attempts`` times within ``wait`` seconds; raise
-    :class:`FederateError` with the reason. TLS problems fail at once (retrying cannot
-    fix them); an unreachable server is retried (it may not be up yet)."""
-    deadline = time.monotonic() + wait
-    for attempt in range(1, max(attempts, 1) + 1):
-        reason = probe_server(server, root_certificates)
-        if reason is None:
-            return
-        if not reason.startswith(("cannot reach", "cannot resolve")):
-            raise FederateError(reason)
-        if attempt >= attempts or time.monotonic() + min(2.0 * attempt, 30.0) > deadline:
-            raise FederateError(f"{reason}; gave up after {attempt} attempt(s)")
-        print(
-            f"lbp federate client: {reason}; retrying ({attempt}/{attempts})",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(min(2.0 * attempt, 30.0))
-
-
-def _supernode_failure(lines: list[str]) -> str:
-    """The likely reason in the last lines a SuperNode printed before it exited."""
-    text = "\n".join(lines)
-    low = text.lower()
-    if (
-        "failed to activate" in low
-        or "activation_failed" in low
-        or "no supernode found" in low
-        or "401" in low
-        or "registration" in low
-        or "invalid supernode authentication" in low
-    ):
-        return (
-            "the server does not know this site's SuperNode key: give --auth_key PRIVATE_KEY and have the "
-            "server list its public key in --authorized_keys"
-        )
-    if "certificate" in low or "ssl" in low or "tls" in low:
-        return "TLS failed between this site and the server (check --root_certificates and the server's certificate)"
-    for line in reversed(lines):
-        if line.strip() and "error" in line.lower():
-            return line.strip()[:300]
-    return lines[-1].strip()[:300] if lines else "no output"
+            os.killpg(node.pid, sig)
+        except ProcessLookupError:
+            break
+        time.sleep(1.0)
+    reader.join(timeout=5.0)
+    return code
 
 
 def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls: list[str]) -> int:
@@ -584,92 +414,22 @@ def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls:
             f"lbp federate client {args.client_id}: {n_k} training windows (num-examples)",
             flush=True,
         )
-    run = experiment.run
-    work_dir = Path(
-        args.work_dir or Path(run.out_dir) / f"{run.name or Path(config).stem}-site{args.client_id}"
-    ).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "config": config,
-        "overrides": overrides,
-        "client_id": args.client_id,
-        "work_dir": str(work_dir),
-    }
-    settings_path = work_dir / "client.json"
-    settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+    work_dir = _client_work_dir(args, experiment, config)
+    settings_path = write_client_settings(work_dir, config, overrides, args.client_id)
     root_ca = None if args.insecure else str(Path(args.root_certificates).resolve())
     wait_for_server(args.server, root_ca, args.connect_retries, args.connect_wait)
     port = args.port or free_port()
-    auth = (
-        ["--auth-supernode-private-key", str(Path(args.auth_key).resolve())]
-        if args.auth_key
-        else []
-    )
     node = None
     tail: list[str] = []
     try:
-        node = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lbp_motion.federated.flower.guard",
-                "--approved",
-                ",".join(args.approve_app_hash),
-                "--log",
-                str(work_dir / "refused-runs.jsonl"),
-                "--",
-                "--superlink",
-                args.server,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--max-retries",
-                str(args.connect_retries),
-                "--max-wait-time",
-                str(args.connect_wait),
-                "--node-config",
-                f'lbp-client="{settings_path}"',
-                *auth,
-                *tls,
-            ],
-            env=_child_env(work_dir / "flwr-home"),
-            cwd=str(work_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            # its own group, so that its helpers (SuperExec) go with it (stop_process_group
-            # below), and killed with this process even by SIGKILL: no orphan SuperNode
-            # goes on taking part in rounds after its lbp client is gone
-            preexec_fn=_own_group_dying_with_parent,
+        node = _start_supernode(
+            supernode_command(args, settings_path, work_dir, port, tls), work_dir
         )
         print(
             f"lbp federate client {args.client_id}: SuperNode connecting to {args.server}",
             flush=True,
         )
-        import threading
-
-        def relay() -> None:  # the SuperNode's output to ours; keep its last lines
-            for line in node.stdout:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-                tail.append(line.rstrip("\n"))
-                del tail[:-40]
-
-        reader = threading.Thread(target=relay, daemon=True)
-        reader.start()
-        code = node.wait()
-        for sig in (
-            signal.SIGTERM,
-            signal.SIGKILL,
-        ):  # its group (pgid = its pid): e.g. a SuperExec left retrying
-            try:
-                os.killpg(node.pid, sig)
-            except ProcessLookupError:
-                break
-            time.sleep(1.0)
-        reader.join(timeout=5.0)
+        code = _relay_until_exit(node, tail)
     except Interrupted as stop:  # SIGTERM/SIGINT (lbp's entry point): status 128 + signal
         raise stop.resume_with(
             "start the client again: the site rejoins at the next round"
@@ -678,7 +438,7 @@ def run_client(args: argparse.Namespace, config: str, overrides: list[str], tls:
         stop_process_group(node, grace=10.0)
     if code == 0:
         return 0
-    reason = probe_server(args.server, root_ca) or _supernode_failure(tail)
+    reason = probe_server(args.server, root_ca) or supernode_failure(tail)
     raise FederateError(f"client {args.client_id}: the SuperNode stopped (status {code}): {reason}")
 
 
