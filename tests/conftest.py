@@ -1,5 +1,12 @@
-"""Shared tiny fixtures: one small synthetic TUG folder per test session, and a helper
-that runs the `lbp` command in-process with quiet, fast settings."""
+"""Shared tiny settings and fixtures: the tiny configs of tests/conf/, one small
+synthetic TUG folder and one tiny trained checkpoint per test session, and a helper that
+runs the `lbp` command in-process with quiet, fast settings.
+
+The folders of tests/ mirror those of lbp_motion/ (tests/datasets/ tests
+lbp_motion/datasets/, ...); tests of the top-level modules (runs.py, atomic.py, ...)
+and of the whole (conformance, experiments, docs) are at the top; tests/reliability/
+replays hostile inputs end to end. Modules that run `lbp` or a Trainer end to end are
+marked ``e2e``: ``pytest -m "not e2e"`` runs the unit tests only."""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 # pytest-xdist runs 2 workers on 2 cores: one intra-op thread each, or OpenMP threads
 # spin against each other and a training step gets ~20x slower.
@@ -21,19 +29,49 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-#: A small transformer and few windows: an end-to-end run takes seconds.
-TINY_ARGS = [
-    "--model.model.init_args.d_model", "16",
-    "--model.model.init_args.num_layers", "1",
-    "--model.model.init_args.num_heads", "2",
-    "--data.stride", "15",
-    "--data.batch_size", "32",
-    "--trainer.max_epochs", "2",
-    "--trainer.enable_progress_bar", "false",
-    "--trainer.enable_model_summary", "false",
-    "--trainer.accelerator", "cpu",
-    "--run.wandb", "disabled",
-]  # fmt: skip
+#: the tests' shared tiny configs (YAML); see each file's header
+CONF = Path(__file__).resolve().parent / "conf"
+
+
+def load_conf(name: str) -> dict:
+    """tests/conf/<name>.yaml as a dict."""
+    return yaml.safe_load((CONF / f"{name}.yaml").read_text())
+
+
+def cli_args(overrides: dict) -> list[str]:
+    """Dotted-key overrides as `lbp` arguments ``["--key", "value", ...]``: booleans as
+    ``true``/``false``, mappings and lists as JSON, other values as text."""
+    out = []
+    for key, value in overrides.items():
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        out += [f"--{key}", text]
+    return out
+
+
+TINY_TUG = load_conf("tiny_tug")
+#: A small transformer and few windows: an end-to-end run takes seconds (tests/conf/tiny_tug.yaml).
+TINY_ARGS = cli_args(TINY_TUG["overrides"])
+#: The same small transformer's keyword arguments, for tests that build one in Python.
+TINY_TRANSFORMER = {
+    key.rsplit(".", 1)[1]: value
+    for key, value in TINY_TUG["overrides"].items()
+    if key.startswith("model.model.init_args.")
+}
+#: Tiny synthetic EmoPain data and one quiet epoch (tests/conf/tiny_emopain.yaml).
+EMOPAIN_ARGS = cli_args(load_conf("tiny_emopain")["overrides"])
+#: Keyword arguments of a quiet one-device CPU Trainer (tests/conf/tiny_trainer.yaml).
+TINY_TRAINER = load_conf("tiny_trainer")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Never download a model in tests: the offline bundle path is used."""
+    monkeypatch.setenv("LBP_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
@@ -41,9 +79,21 @@ def tiny_tug(tmp_path_factory) -> Path:
     """9 subjects (3 per class), one recording each, synthetic, seeded."""
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(
-        tmp_path_factory.mktemp("tiny_tug"), num_subjects=9, recordings_per_subject=1, seed=0
-    )
+    return generate_tug_dataset(tmp_path_factory.mktemp("tiny_tug"), **TINY_TUG["data"])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of the tiny attention model trained one epoch on 9 synthetic subjects."""
+    from lbp_motion.cli import main
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
+
+    base = tmp_path_factory.mktemp("pose_ckpt")
+    root = generate_tug_dataset(base / "data", **TINY_TUG["data"])
+    argv = ["fit", "--config", str(ROOT / "experiments" / "quickstart.yaml"), *TINY_ARGS, "--data.root", str(root),
+            "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(base / "runs")]  # fmt: skip
+    assert main(argv) == 0
+    return next((base / "runs").glob("*/version_0/checkpoints/last.ckpt"))
 
 
 @pytest.fixture

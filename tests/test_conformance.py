@@ -11,6 +11,8 @@ from lbp_motion.cli import main
 from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.tasks import registered_tasks
 
+pytestmark = pytest.mark.e2e
+
 FAST_TRAINER = {
     "max_epochs": 1,
     "enable_progress_bar": False,

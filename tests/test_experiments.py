@@ -9,6 +9,8 @@ import yaml
 
 from lbp_motion.cli import main
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 # component files included by other configs (trainer: trainer.yaml, data: data.yaml, model: model.yaml)
 PARTS = {"trainer.yaml", "data.yaml", "model.yaml"}

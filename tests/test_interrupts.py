@@ -44,6 +44,7 @@ def _last_line(text: str) -> str:
     return [ln for ln in text.splitlines() if ln.strip()][-1]
 
 
+@pytest.mark.e2e
 def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     out = tmp_path / "runs"
     args = [
@@ -94,6 +95,7 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     assert resumed["global_step"] > load_checkpoint(last)["global_step"]
 
 
+@pytest.mark.e2e
 def test_sigint_during_cv_exits_130_and_names_the_run_to_resume(tiny_tug, tmp_path):
     out = tmp_path / "runs"
     proc = _start(

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 
+@pytest.mark.e2e
 def test_an_old_module_name_warns_and_is_the_new_module():
     code = (
         "import warnings, lbp_motion\n"

@@ -1,6 +1,6 @@
 """The run lists of experiments/emopain/sweeps/ (PLAAN's comparisons) name existing
 configs with valid overrides; the segment-length ablation is a W&B sweep per model
-(experiments/sweeps/emopain_segment_length*.yaml, also parsed by tests/test_sweep.py)."""
+(experiments/sweeps/emopain_segment_length*.yaml, also parsed by tests/pipelines/test_sweep.py)."""
 
 from pathlib import Path
 

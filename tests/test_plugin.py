@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 PLUGIN_MODULE = textwrap.dedent(
     '''
     """A tiny third-party task: a linear probe on frame-averaged features."""

@@ -16,6 +16,7 @@ from tests.conftest import ROOT, TINY_ARGS
 QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
 
 
+@pytest.mark.e2e
 def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
     where = {"data.root": tiny_tug, "run.out_dir": tmp_path / "runs", "data.augment": None}
     fitted = runs.fit(QUICKSTART, args=TINY_ARGS, overrides={**where, "run.name": "api"})
@@ -72,6 +73,7 @@ def test_build_reads_extra_sections_into_their_classes():
     assert built.sections["flower"].round_timeout == 7.5
 
 
+@pytest.mark.e2e
 def test_a_bad_override_is_one_config_error(tiny_tug, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.max_epochs = 0: expected a positive number"):
         runs.fit(
@@ -139,6 +141,7 @@ def test_arguments_put_later_settings_last():
     ]
 
 
+@pytest.mark.e2e
 def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path):
     where = {
         "data.root": tiny_tug,

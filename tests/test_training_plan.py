@@ -23,6 +23,7 @@ from lbp_motion.training_plan import (
     default_strategy,
     planned_train_loader,
 )
+from tests.conftest import TINY_TRAINER, TINY_TRANSFORMER
 from tests.replay import replayed_round
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,9 +88,7 @@ class UserDataModuleWithSubjects(UserDataModule):
 def _task(seed=0):
     torch.manual_seed(seed)
     return ClassificationTask(
-        model=lambda f, c: TransformerClassifier(
-            f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
-        ),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER, dropout=0.0),
         data_spec={"num_features": FEATURES, "classes": ["low", "high"]},
         lr_decay=1.0,
     )
@@ -97,15 +96,10 @@ def _task(seed=0):
 
 def _fit(dm, task, strategy, callbacks=(), epochs=1, tmp_path=None, **kw):
     trainer = pl.Trainer(
+        **TINY_TRAINER,
         max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
         strategy=strategy,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
-        num_sanity_val_steps=0,
         default_root_dir=tmp_path,
         callbacks=list(callbacks),
         **kw,
@@ -125,6 +119,7 @@ class _Batches(pl.Callback):
 
 
 # -- FedAvg -------------------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_a_user_datamodule_is_partitioned_by_subject_and_averaged_by_fedavg(tmp_path):
     dm, task, seen = UserDataModuleWithSubjects(), _task(), _Batches()
     start = {k: v.clone() for k, v in task.state_dict().items()}
@@ -160,6 +155,7 @@ def test_a_user_datamodule_is_partitioned_by_subject_and_averaged_by_fedavg(tmp_
         )
 
 
+@pytest.mark.e2e
 def test_fedavg_names_a_datamodule_that_cannot_say_whose_samples_it_holds(tmp_path):
     with pytest.raises(
         ConfigError,
@@ -170,6 +166,7 @@ def test_fedavg_names_a_datamodule_that_cannot_say_whose_samples_it_holds(tmp_pa
 
 
 # -- differential privacy -------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_a_user_datamodule_gets_poisson_sampling_clipping_and_accounting(tmp_path):
     pytest.importorskip("opacus")
     from opacus.accountants import RDPAccountant
@@ -214,6 +211,7 @@ def test_a_user_datamodule_gets_poisson_sampling_clipping_and_accounting(tmp_pat
         )
 
 
+@pytest.mark.e2e
 def test_fedavg_and_dp_together_give_each_client_of_a_user_datamodule_its_own_ledger(tmp_path):
     pytest.importorskip("opacus")
     from lbp_motion.privacy import DifferentialPrivacy
@@ -236,6 +234,7 @@ def test_fedavg_and_dp_together_give_each_client_of_a_user_datamodule_its_own_le
     assert 0 < strategy.history[0]["dp/epsilon"] == pytest.approx(summary["dp/epsilon"])
 
 
+@pytest.mark.e2e
 def test_dp_refuses_a_strategy_that_would_bypass_the_plan(tmp_path):
     pytest.importorskip("opacus")
     from lbp_motion.privacy import DifferentialPrivacy

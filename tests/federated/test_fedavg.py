@@ -11,6 +11,7 @@ from lbp_motion.federated.partition import partition_subjects
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import planned_train_loader
+from tests.conftest import TINY_TRAINER, TINY_TRANSFORMER, TINY_TUG
 from tests.replay import replayed_round
 
 
@@ -82,9 +83,7 @@ def test_client_selection_is_seeded_per_round():
 def sited_tug(tmp_path_factory):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(
-        tmp_path_factory.mktemp("sited"), num_subjects=12, recordings_per_subject=1, sites=3, seed=2
-    )
+    return generate_tug_dataset(tmp_path_factory.mktemp("sited"), **TINY_TUG["sites"])
 
 
 def test_each_client_loader_yields_only_its_own_samples(sited_tug):
@@ -108,24 +107,17 @@ def test_each_client_loader_yields_only_its_own_samples(sited_tug):
 def _task(dm, dropout=0.0):
     spec = dm.spec
     return ClassificationTask(
-        model=lambda f, c: TransformerClassifier(
-            f, c, d_model=16, num_layers=1, num_heads=2, dropout=dropout
-        ),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER, dropout=dropout),
         data_spec=spec,
     )
 
 
 def _trainer(tmp_path, strategy=None, epochs=2, **kw):
     return pl.Trainer(
+        **TINY_TRAINER,
         max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
         strategy=strategy or "auto",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
-        num_sanity_val_steps=0,
         **kw,
     )
 
@@ -158,6 +150,7 @@ class _ClientZeroOrder(TUGDataModule):
         )
 
 
+@pytest.mark.e2e
 def test_one_client_one_local_epoch_equals_plain_training(tiny_tug, tmp_path):
     pl.seed_everything(0)
     fed_dm = TUGDataModule(str(tiny_tug), stride=15, batch_size=16)
@@ -176,6 +169,7 @@ def test_one_client_one_local_epoch_equals_plain_training(tiny_tug, tmp_path):
         torch.testing.assert_close(a, b, msg=name)
 
 
+@pytest.mark.e2e
 def test_fedavg_round_equals_the_weighted_mean_of_client_models(sited_tug, tmp_path):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
     dm.setup("fit")
@@ -202,18 +196,19 @@ class _Flaky(ClassificationTask):
         return super().training_step(batch, batch_idx)
 
 
+@pytest.mark.e2e
 def test_failing_client_is_left_out_and_min_clients_fails_clearly(sited_tug, tmp_path):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
     dm.setup("fit")
     task = _Flaky(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER),
         data_spec=dm.spec,
     )
     strategy = FedAvgStrategy(partition="site", num_clients=3, min_clients=2)
     _trainer(tmp_path / "a", strategy, epochs=1).fit(task, datamodule=dm)
     assert strategy.history[-1]["clients"] == 2 and strategy.history[-1]["failed"] == "1"
     task = _Flaky(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER),
         data_spec=dm.spec,
     )
     strict = FedAvgStrategy(partition="site", num_clients=3, min_clients=3)
@@ -221,6 +216,7 @@ def test_failing_client_is_left_out_and_min_clients_fails_clearly(sited_tug, tmp
         _trainer(tmp_path / "b", strict, epochs=1).fit(task, datamodule=dm)
 
 
+@pytest.mark.e2e
 def test_resume_gives_the_same_final_weights(sited_tug, tmp_path):
     from lbp_motion.cli import main
     from tests.conftest import TINY_ARGS
@@ -286,11 +282,12 @@ class _Exploding(ClassificationTask):
                 next(self.parameters()).fill_(float("nan"))
 
 
+@pytest.mark.e2e
 def test_non_finite_client_weights_are_left_out(sited_tug, tmp_path):
     dm = TUGDataModule(str(sited_tug), stride=15, batch_size=16)
     dm.setup("fit")
     task = _Exploding(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER),
         data_spec=dm.spec,
     )
     strategy = FedAvgStrategy(partition="site", num_clients=3)
@@ -299,15 +296,14 @@ def test_non_finite_client_weights_are_left_out(sited_tug, tmp_path):
     assert all(torch.isfinite(v).all() for v in task.state_dict().values() if v.is_floating_point())
 
 
+@pytest.mark.e2e
 def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
     def drift(mu):
         pl.seed_everything(0)
         dm = TUGDataModule(str(sited_tug), stride=15, batch_size=8)
         dm.setup("fit")
         task = ClassificationTask(
-            model=lambda f, c: TransformerClassifier(
-                f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
-            ),
+            model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER, dropout=0.0),
             data_spec=dm.spec,
             lr=1e-2,
         )
@@ -327,6 +323,7 @@ def test_fedprox_keeps_clients_closer_to_the_global_model(sited_tug, tmp_path):
     assert drift(50.0) < 0.8 * drift(0.0)
 
 
+@pytest.mark.e2e
 def test_bad_strategy_options_give_one_line(tmp_path, capsys):
     from lbp_motion.cli import main
 

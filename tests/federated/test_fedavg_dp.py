@@ -21,40 +21,30 @@ from lbp_motion.federated import FedAvgStrategy  # noqa: E402
 from lbp_motion.models import TransformerClassifier  # noqa: E402
 from lbp_motion.privacy import DifferentialPrivacy  # noqa: E402
 from lbp_motion.tasks import ClassificationTask  # noqa: E402
+from tests.conftest import TINY_TRAINER, TINY_TRANSFORMER, TINY_TUG  # noqa: E402
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def sited_tug(tmp_path_factory):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(
-        tmp_path_factory.mktemp("sited_dp"),
-        num_subjects=12,
-        recordings_per_subject=1,
-        sites=3,
-        seed=2,
-    )
+    return generate_tug_dataset(tmp_path_factory.mktemp("sited_dp"), **TINY_TUG["sites"])
 
 
 def _fit(root, tmp_path, dp, strategy, rounds=2):
     pl.seed_everything(0)
     dm = TUGDataModule(str(root), stride=15, batch_size=16)
     task = ClassificationTask(
-        model=lambda f, c: TransformerClassifier(
-            f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
-        ),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER, dropout=0.0),
         data_spec=dm.spec,
     )
     trainer = pl.Trainer(
+        **TINY_TRAINER,
         max_epochs=rounds,
-        accelerator="cpu",
-        devices=1,
         strategy=strategy,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=tmp_path,
         callbacks=[dp],

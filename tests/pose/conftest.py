@@ -1,6 +1,7 @@
 """Shared pieces of the pose tests: where the registry files are, a fake pose backend
-(so that the runner, tracking and the CLI are tested without mediapipe), tiny
-generated videos, and a tiny trained checkpoint."""
+(so that the runner, tracking and the CLI are tested without mediapipe) and tiny
+generated videos. The tiny trained checkpoint and LBP_OFFLINE=1 come from
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -22,12 +23,6 @@ WHEELS = sorted((REGISTRY / "wheels").glob("mediapipe-0.10.21-*.whl"))
 HAVE_MODELS = (
     bool(WHEELS) or (MEDIAPIPE_MODELS / "pose_landmark" / "pose_landmark_full.tflite").is_file()
 )
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """Never download a model in tests: the offline bundle path is used."""
-    monkeypatch.setenv("LBP_OFFLINE", "1")
 
 
 def person(cx: float, cy: float, height: float = 200.0, conf: float = 0.9) -> np.ndarray:
@@ -135,18 +130,3 @@ def fake_backend(monkeypatch):
 
     monkeypatch.setitem(base._REGISTERED, "fake", factory)
     return created
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A checkpoint of the tiny attention model trained one epoch on 9 synthetic subjects."""
-    from lbp_motion.cli import main
-    from lbp_motion.datasets.synthetic import generate_tug_dataset
-    from tests.conftest import ROOT, TINY_ARGS
-
-    base = tmp_path_factory.mktemp("pose_ckpt")
-    root = generate_tug_dataset(base / "data", num_subjects=9, recordings_per_subject=1, seed=0)
-    argv = ["fit", "--config", str(ROOT / "experiments" / "quickstart.yaml"), *TINY_ARGS, "--data.root", str(root),
-            "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(base / "runs")]  # fmt: skip
-    assert main(argv) == 0
-    return next((base / "runs").glob("*/version_0/checkpoints/last.ckpt"))

@@ -42,6 +42,7 @@ def test_extract_video_tracks_the_walker_and_keeps_missed_frames(tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_extract_poses_command_is_resumable_and_reports_corrupt_files(
     tmp_path, fake_backend, capsys
 ):
@@ -105,6 +106,7 @@ def test_a_changed_or_half_written_file_is_redone(tmp_path, fake_backend):
     assert read_recording(out / "b.npz").num_frames == 36
 
 
+@pytest.mark.e2e
 def test_labels_limit_the_videos_and_unknown_backends_are_one_line_errors(
     tmp_path, fake_backend, capsys
 ):
@@ -171,6 +173,7 @@ def test_tug_datamodule_accepts_a_video_folder(tmp_path, fake_backend, monkeypat
     assert os.environ["LBP_OFFLINE"] == "1"
 
 
+@pytest.mark.e2e
 def test_a_second_folder_merges_into_the_labels_and_a_conflict_is_refused_first(
     tmp_path, fake_backend, capsys
 ):

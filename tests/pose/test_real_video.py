@@ -15,6 +15,7 @@ from lbp_motion.datasets.layouts import COCO17
 from tests.pose.conftest import HAVE_MODELS, REGISTRY, VIDEO
 
 pytestmark = [
+    pytest.mark.e2e,
     pytest.mark.skipif(
         not VIDEO.is_file(),
         reason=f"the Sports2D demo video is not at {VIDEO}: run `make test-data` "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, TINY_TUG
 from tests.reliability.harness import Case, replay
 
 QUICKSTART = "experiments/quickstart.yaml"
@@ -22,9 +22,7 @@ MARKER = "imported-untrusted-code"
 def _tiny_data() -> Path:
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(
-        Path(tempfile.mkdtemp(prefix="lbp-rel-")), num_subjects=9, recordings_per_subject=1, seed=0
-    )
+    return generate_tug_dataset(Path(tempfile.mkdtemp(prefix="lbp-rel-")), **TINY_TUG["data"])
 
 
 @functools.cache
@@ -217,12 +215,14 @@ CASES = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_reliability(case, tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))  # an untrusted module *could* be imported
     replay(case, tmp_path, capsys)
 
 
+@pytest.mark.e2e
 def test_trust_module_lets_the_user_opt_in(tmp_path, capsys, monkeypatch):
     """The explicit flag is the only way past the allow-list: with it, the import happens."""
     from tests.reliability.harness import run_lbp

@@ -19,6 +19,8 @@ from lbp_motion.datasets.layouts import COCO17
 from tests.conftest import TINY_ARGS
 from tests.reliability.harness import Case, replay
 
+pytestmark = pytest.mark.e2e
+
 SOURCE: dict[str, Path] = {}  # the session's tiny synthetic folder, set by the test
 
 

@@ -21,6 +21,8 @@ pytest.importorskip("flwr")
 from lbp_motion.federated.flower.deploy import free_port, stop_process, wait_for_port  # noqa: E402
 from tests.reliability.harness import Case, replay  # noqa: E402
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "experiments" / "tug_fedavg.yaml")
 
@@ -126,7 +128,7 @@ def test_federation_case(case, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def listeners(tmp_path_factory):
     """lbp's gateway twice on loopback: with TLS (a test CA) and plain."""
-    from tests.federated.test_flower import _certificates
+    from tests.federated.flower.test_flower import _certificates
 
     folder = tmp_path_factory.mktemp("tls")
     certs, other = _certificates(folder / "ok"), _certificates(folder / "other")
@@ -229,7 +231,7 @@ class DeadGrid:
     SuperLink answers for a lost node (an error reply from node 1)."""
 
     def __init__(self, settings, dead=frozenset()):
-        from tests.federated.test_flower import LoopbackGrid
+        from tests.federated.flower.test_flower import LoopbackGrid
 
         self.inner = LoopbackGrid(settings)
         self.dead = set(dead)
@@ -258,11 +260,10 @@ class DeadGrid:
 def test_left_out_sites_are_named_by_client_id_and_reason(tmp_path, task_identity_fl):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
     from lbp_motion.federated.flower.apps import run_federation
-    from tests.federated.test_flower import SITES, SMALL
+    from tests.conftest import TINY_TUG
+    from tests.federated.flower.test_flower import SITES, SMALL
 
-    data = generate_tug_dataset(
-        tmp_path / "data", num_subjects=12, recordings_per_subject=1, sites=3, seed=2
-    )
+    data = generate_tug_dataset(tmp_path / "data", **TINY_TUG["sites"])
     common = [
         "--data.root",
         str(data),

@@ -13,36 +13,13 @@ from lbp_motion.models import LSTMAutoencoder, LSTMDNNClassifier
 from lbp_motion.tasks import AnomalyTask
 from lbp_motion.tasks.anomaly import decision_probs, frame_normal_nll, reconstruction_error
 from lbp_motion.trust import load_checkpoint
+from tests.conftest import EMOPAIN_ARGS
 
 F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
 
-#: the tiny synthetic EmoPain data of the end-to-end runs: both classes in validation/test
-TINY_DATA = json.dumps(
-    {
-        "num_train_patients": 2,
-        "num_train_controls": 1,
-        "num_val_patients": 2,
-        "num_val_controls": 1,
-        "frames_per_file": 1200,
-    }
-)
-FAST = [
-    "--data.init_args.synthetic",
-    TINY_DATA,
-    "--data.init_args.features",
-    "coords",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.accelerator",
-    "cpu",
-    "--run.wandb",
-    "disabled",
-]
+#: tests/conf/tiny_emopain.yaml: tiny synthetic data, one quiet CPU epoch
+FAST = EMOPAIN_ARGS
 
 
 def loss_task(**kw):
@@ -193,6 +170,7 @@ def test_bad_configurations_are_config_errors():
         )
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     small = [
@@ -247,6 +225,7 @@ def test_loss_scorer_config_fits_tests_and_keeps_its_threshold(run_lbp):
     assert again["test/accuracy"] == pytest.approx(metrics["test/accuracy"])
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
     small = [
@@ -269,6 +248,7 @@ def test_reconstruction_scorer_config_on_pain_fits_with_figures(run_lbp):
     assert (run / "roc_test.png").is_file() and (run / "scores_test.png").is_file()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tmp_path):
     small = [
@@ -301,6 +281,7 @@ def test_test_and_predict_use_the_threshold_stored_in_the_checkpoint(run_lbp, tm
     assert {r["label"] for r in rows} == {"non_protective", "protective"}
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cross_validation_of_the_pain_detector_pools_its_two_classes(tmp_path):
     from lbp_motion.cli import main

@@ -10,34 +10,12 @@ from lbp_motion.errors import ConfigError
 from lbp_motion.models import LSTMDNNClassifier
 from lbp_motion.tasks import CascadeTask
 from lbp_motion.trust import load_checkpoint
+from tests.conftest import EMOPAIN_ARGS
 
 F, T = 5, 8
 SPEC = {"num_features": F, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
-TINY_DATA = json.dumps(
-    {
-        "num_train_patients": 2,
-        "num_train_controls": 1,
-        "num_val_patients": 2,
-        "num_val_controls": 1,
-        "frames_per_file": 1200,
-    }
-)
-FAST = [
-    "--data.init_args.synthetic",
-    TINY_DATA,
-    "--data.init_args.features",
-    "coords",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.accelerator",
-    "cpu",
-    "--run.wandb",
-    "disabled",
-]
+#: tests/conf/tiny_emopain.yaml: tiny synthetic data, one quiet CPU epoch
+FAST = EMOPAIN_ARGS
 
 
 def small(f, c):
@@ -102,6 +80,7 @@ def test_stage_2_loss_never_trains_stage_1_and_stage_1_learns_from_frame_labels(
         task.compute_loss(b, "train")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cascade_config_trains_both_stages_and_reports_three_classes(run_lbp):
     args = []
@@ -128,6 +107,7 @@ def test_cascade_config_trains_both_stages_and_reports_three_classes(run_lbp):
     assert (run / "confusion_test.png").is_file()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_cascade_from_a_protective_run_keeps_stage_1_frozen(run_lbp):
     small_args = [

@@ -50,6 +50,7 @@ def test_class_weighted_loss():
     torch.testing.assert_close(task.loss(logits, y), expected)
 
 
+@pytest.mark.e2e
 def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
     run = run_lbp(
         "fit",
@@ -75,6 +76,7 @@ def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
     )
 
 
+@pytest.mark.e2e
 def test_recording_metric_as_monitor_picks_the_best_epoch(run_lbp, tiny_tug):
     import csv
 

@@ -9,32 +9,10 @@ import torch
 from lbp_motion.models import LSTMDNNClassifier
 from lbp_motion.tasks import HierarchicalTask
 from lbp_motion.tasks.hierarchical import combine_hierarchical
+from tests.conftest import EMOPAIN_ARGS
 
-TINY_DATA = json.dumps(
-    {
-        "num_train_patients": 2,
-        "num_train_controls": 1,
-        "num_val_patients": 2,
-        "num_val_controls": 1,
-        "frames_per_file": 1200,
-    }
-)
-FAST = [
-    "--data.init_args.synthetic",
-    TINY_DATA,
-    "--data.init_args.features",
-    "coords",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.accelerator",
-    "cpu",
-    "--run.wandb",
-    "disabled",
-]
+#: tests/conf/tiny_emopain.yaml: tiny synthetic data, one quiet CPU epoch
+FAST = EMOPAIN_ARGS
 
 SPEC = {"num_features": 5, "classes": ["no_pain", "low", "high"], "aux_classes": ["a", "b", "c"]}
 SMALL = [
@@ -105,6 +83,7 @@ def test_stage_2_learns_from_pain_segments_only():
     assert task.detector.model.head[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lbp):
     small_args = [
@@ -134,6 +113,7 @@ def test_hierarchical_config_trains_both_stages_and_reports_three_classes(run_lb
         assert (run / png).is_file(), png
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_stages_trained_apart_combine_from_their_checkpoints(run_lbp):
     stage1 = run_lbp(

@@ -122,6 +122,7 @@ def test_registered_as_entry_point():
     assert registered_tasks()["joint"] is JointTask
 
 
+@pytest.mark.e2e
 def test_trainer_fit_lowers_the_loss_and_logs_exercise_accuracy(tmp_path):
     data = ToyData()
     task = make_task(lr=2e-2, lr_decay=1.0)

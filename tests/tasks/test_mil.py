@@ -9,34 +9,12 @@ import torch
 from lbp_motion.models import LSTMDNNClassifier
 from lbp_motion.tasks import MILTask
 from lbp_motion.tasks.mil import oversample_indices, skewed_indices, smote_batch
+from tests.conftest import EMOPAIN_ARGS
 
 F, T = 4, 6
 SPEC = {"num_features": F, "classes": ["non_protective", "protective"]}
-TINY_DATA = json.dumps(
-    {
-        "num_train_patients": 2,
-        "num_train_controls": 1,
-        "num_val_patients": 2,
-        "num_val_controls": 1,
-        "frames_per_file": 1200,
-    }
-)
-FAST = [
-    "--data.init_args.synthetic",
-    TINY_DATA,
-    "--data.init_args.features",
-    "coords",
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.accelerator",
-    "cpu",
-    "--run.wandb",
-    "disabled",
-]
+#: tests/conf/tiny_emopain.yaml: tiny synthetic data, one quiet CPU epoch
+FAST = EMOPAIN_ARGS
 
 
 @pytest.mark.parametrize(("share", "pos", "neg"), [(0.75, 30, 10), (0.25, 10, 30), (0.5, 20, 20)])
@@ -89,6 +67,7 @@ def test_channels_get_their_skewed_batches_and_the_head_reads_all_features():
     torch.testing.assert_close(task(b["x"], b["mask"]), task.model.head(feats))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_mil_config_fits_end_to_end(run_lbp):
     small = [

@@ -135,6 +135,7 @@ def _config(tmp_path):
     return path
 
 
+@pytest.mark.e2e
 def test_recording_task_fit_test_predict_through_the_cli(tmp_path, tiny_tug):
     path = _config(tmp_path)
     root = ["--data.root", str(tiny_tug), "--run.monitor", "val/recording_f1_macro"]
@@ -186,6 +187,7 @@ def test_recording_task_fit_test_predict_through_the_cli(tmp_path, tiny_tug):
         assert r["predicted"] == by_name[r["recording"]]["predicted"]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
     args = [

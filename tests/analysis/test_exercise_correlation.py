@@ -31,6 +31,7 @@ def test_correlation_of_indicators_matches_scipy_and_skips_unlabelled_pain():
     )  # exercise absent: no correlation
 
 
+@pytest.mark.e2e
 def test_lbp_analyze_writes_csv_and_heatmap(tmp_path, capsys):
     from lbp_motion.datasets.synthetic import generate_emopain_dataset
 

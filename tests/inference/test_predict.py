@@ -1,5 +1,5 @@
 """Prediction on one keypoint file with a trained checkpoint (the video case:
-test_real_video.py): JSON, aggregation, timeline, overlay, the CLI forms."""
+tests/pose/test_real_video.py): JSON, aggregation, timeline, overlay, the CLI forms."""
 
 import json
 
@@ -13,6 +13,8 @@ from lbp_motion.datasets.format import read_recording, write_recording
 from lbp_motion.datasets.layouts import layout_conversion
 from lbp_motion.datasets.synthetic import generate_tug_dataset
 from lbp_motion.inference.predict import AGGREGATION, predict
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -335,6 +335,7 @@ def test_real_short_phases_do_not_vanish_with_pad():
 
 
 # -- end to end ---------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_fit_and_predict_with_streams(tiny_tug, tmp_path):
     """A tiny `lbp fit` on joint+bone+joint_motion; `lbp predict --ckpt_path` and the
     one-file prediction rebuild the 153-wide input from the checkpoint alone."""

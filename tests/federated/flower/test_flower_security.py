@@ -21,9 +21,10 @@ pytest.importorskip("flwr")
 
 from lbp_motion.cli.federate import cmd_keys
 from lbp_motion.federated.flower.deploy import free_port, write_app  # noqa: E402
-from tests.federated.test_flower import SITES, SMALL, Processes, _certificates  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+from tests.federated.flower.test_flower import SITES, SMALL, Processes, _certificates  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
 
 ROGUE_PYPROJECT = """\
 [build-system]

@@ -31,6 +31,7 @@ from lbp_motion.privacy.optimizer import UnitDPOptimizer  # noqa: E402
 from lbp_motion.privacy.sampling import GROUP_KEY, PoissonBatchSampler, poisson_loader  # noqa: E402
 from lbp_motion.tasks import ClassificationTask  # noqa: E402
 from lbp_motion.training_plan import TrainingPlanStrategy  # noqa: E402
+from tests.conftest import TINY_TRAINER, TINY_TRANSFORMER  # noqa: E402
 
 MODELS = {
     "transformer": lambda: TransformerClassifier(
@@ -277,19 +278,13 @@ def _fit(root, dp, *, epochs=2, batch_size=16, **dm_kwargs):
     pl.seed_everything(0)
     dm = TUGDataModule(str(root), stride=15, batch_size=batch_size, **dm_kwargs)
     task = ClassificationTask(
-        model=lambda f, c: TransformerClassifier(
-            f, c, d_model=16, num_layers=1, num_heads=2, dropout=0.0
-        ),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER, dropout=0.0),
         data_spec=dm.spec,
     )
     trainer = pl.Trainer(
+        **TINY_TRAINER,
         max_epochs=epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         enable_checkpointing=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
         callbacks=[dp],
         strategy=TrainingPlanStrategy(),
@@ -298,6 +293,7 @@ def _fit(root, dp, *, epochs=2, batch_size=16, **dm_kwargs):
     return dm, task, trainer
 
 
+@pytest.mark.e2e
 def test_reported_epsilon_is_opacus_accountant_for_the_runs_q_sigma_and_steps(tiny_tug):
     dp = DifferentialPrivacy(noise_multiplier=1.3, max_grad_norm=1.0, delta=1e-5)
     dm, _, trainer = _fit(tiny_tug, dp, epochs=3)
@@ -314,6 +310,7 @@ def test_reported_epsilon_is_opacus_accountant_for_the_runs_q_sigma_and_steps(ti
     )
 
 
+@pytest.mark.e2e
 def test_target_epsilon_ends_at_or_just_under_the_target(tiny_tug):
     dp = DifferentialPrivacy(target_epsilon=3.0, delta=1e-5, accountant="rdp")
     _fit(tiny_tug, dp, epochs=2)
@@ -322,6 +319,7 @@ def test_target_epsilon_ends_at_or_just_under_the_target(tiny_tug):
     assert summary["dp/noise_multiplier"] > 0 and summary["dp/target_epsilon"] == 3.0
 
 
+@pytest.mark.e2e
 def test_subject_unit_protects_subjects_and_window_unit_reports_only_a_group_bound(tiny_tug):
     window = DifferentialPrivacy(noise_multiplier=1.0, unit="window")
     dm, _, _ = _fit(tiny_tug, window, epochs=1)
@@ -344,6 +342,7 @@ def test_subject_unit_protects_subjects_and_window_unit_reports_only_a_group_bou
     assert "dp/group_epsilon" not in s
 
 
+@pytest.mark.e2e
 def test_dp_refuses_settings_that_break_its_guarantee(tiny_tug):
     with pytest.raises(ConfigError, match="data.balance='undersample'"):
         _fit(tiny_tug, DifferentialPrivacy(noise_multiplier=1.0), epochs=1, balance="undersample")
@@ -356,6 +355,7 @@ def test_dp_refuses_settings_that_break_its_guarantee(tiny_tug):
         )
 
 
+@pytest.mark.e2e
 def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(
     run_lbp, tiny_tug, tmp_path
 ):
@@ -407,12 +407,13 @@ def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(
     ckpt = load_checkpoint(metrics["best_checkpoint"])
     dm = TUGDataModule(str(tiny_tug), stride=15)
     plain = ClassificationTask(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=16, num_layers=1, num_heads=2),
+        model=lambda f, c: TransformerClassifier(f, c, **TINY_TRANSFORMER),
         data_spec=dm.spec,
     )
     plain.load_state_dict(ckpt["state_dict"])
 
 
+@pytest.mark.e2e
 def test_state_file_carries_the_accountant_across_fits(tiny_tug, tmp_path):
     """A Flower client runs one fit per round with a new callback each time."""
     state = tmp_path / "client" / "dp_state.json"
@@ -426,6 +427,7 @@ def test_state_file_carries_the_accountant_across_fits(tiny_tug, tmp_path):
     assert json.loads(state.read_text())["parties"]["-1"]["history"]
 
 
+@pytest.mark.e2e
 def test_resumed_centralised_dp_run_ends_where_an_uninterrupted_one_does(tiny_tug, tmp_path):
     from lbp_motion.cli import main
     from tests.conftest import TINY_ARGS

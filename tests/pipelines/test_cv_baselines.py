@@ -261,6 +261,7 @@ def test_window_stats_class_absent_from_training_gets_probability_zero():
     assert probs.shape == (5, 3) and np.all(probs[:, 1] == 0) and np.allclose(probs.sum(1), 1)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     from lbp_motion.pipelines.report import write_report

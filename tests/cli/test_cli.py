@@ -11,6 +11,7 @@ import yaml
 from lbp_motion.cli import main
 from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.trust import load_checkpoint
+from tests.conftest import ROOT
 
 QUICKSTART = "experiments/quickstart.yaml"
 CLASSES = ("low", "medium", "high")
@@ -40,6 +41,7 @@ def fitted(tiny_tug, tmp_path_factory):
     return next(out.glob("quickstart/version_0"))
 
 
+@pytest.mark.e2e
 def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
     m = read_metrics(fitted)
     for stage in ("val", "test"):
@@ -75,6 +77,7 @@ def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
     assert m["test/recall_weighted"] == pytest.approx(m["test/accuracy"], abs=1e-6)
 
 
+@pytest.mark.e2e
 def test_same_config_same_metrics(fitted, run_lbp, tiny_tug):
     again = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug))
     a, b = read_metrics(fitted), read_metrics(again)
@@ -82,6 +85,7 @@ def test_same_config_same_metrics(fitted, run_lbp, tiny_tug):
     assert metric_keys and {k: a[k] for k in metric_keys} == {k: b[k] for k in metric_keys}
 
 
+@pytest.mark.e2e
 def test_test_after_fit_can_be_turned_off(run_lbp, tiny_tug):
     run = run_lbp(
         "fit",
@@ -98,6 +102,7 @@ def test_test_after_fit_can_be_turned_off(run_lbp, tiny_tug):
     assert "val/f1_macro" in m and not any(k.startswith("test/") for k in m)
 
 
+@pytest.mark.e2e
 def test_test_and_predict_from_the_checkpoint_alone(fitted, run_lbp, tmp_path):
     ckpt = read_metrics(fitted)["best_checkpoint"]
     # no --config: model and data settings come from the checkpoint
@@ -123,6 +128,7 @@ def test_test_and_predict_from_the_checkpoint_alone(fitted, run_lbp, tmp_path):
     assert sum(probs) == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.e2e
 def test_print_config_and_short_data_root(tiny_tug, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--print_config"])
@@ -138,6 +144,7 @@ def test_print_config_and_short_data_root(tiny_tug, capsys):
     assert config["run"]["monitor"] == "val/f1_macro" and config["test_after_fit"] is True
 
 
+@pytest.mark.e2e
 def test_lbp_tasks_lists_the_builtin_task(capsys):
     assert main(["tasks"]) == 0
     assert (
@@ -146,6 +153,7 @@ def test_lbp_tasks_lists_the_builtin_task(capsys):
     )
 
 
+@pytest.mark.e2e
 def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
     import wandb
 
@@ -171,6 +179,7 @@ def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
     assert list(offline[0].glob("files/media/images/test/confusion_matrix_*.png"))
 
 
+@pytest.mark.e2e
 def test_console_script_is_installed():
     out = subprocess.run(
         [sys.executable.replace("python", "lbp"), "tasks"], capture_output=True, text=True
@@ -178,12 +187,14 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and "classification" in out.stdout
 
 
+@pytest.mark.e2e
 def test_metrics_json_is_valid_json_without_nan(fitted):
     text = (fitted / "metrics.json").read_text()
     assert "NaN" not in text
     json.loads(text)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -214,6 +225,7 @@ def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_
     assert not list(tmp_path.glob("*/version_*"))
 
 
+@pytest.mark.e2e
 def test_usage_lists_every_registered_command_with_its_help(capsys):
     from lbp_motion.cli.commands import COMMANDS
 
@@ -226,6 +238,7 @@ def test_usage_lists_every_registered_command_with_its_help(capsys):
     assert {"fit", "predict", "predict-file", "tasks", "federate"} <= set(COMMANDS)
 
 
+@pytest.mark.e2e
 def test_help_imports_no_command_module_nor_torch():
     code = (
         "import sys; from lbp_motion.cli import main; main(['--help']); "
@@ -245,15 +258,14 @@ def test_every_registered_command_resolves_to_a_function():
 
 
 def test_the_docs_table_lists_every_registered_command():
-    from pathlib import Path
-
     from lbp_motion.cli.commands import COMMANDS
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    text = (ROOT / "docs" / "cli.md").read_text()
     missing = [c.name for c in COMMANDS.values() if f"| `lbp {c.name}` | {c.help} |" not in text]
     assert missing == [], "docs/cli.md's table of commands lacks these (or has an old help line)"
 
 
+@pytest.mark.e2e
 def test_an_unknown_command_is_named_in_one_line(capsys):
     assert main(["reprot", "runs/x"]) == 2
     err = capsys.readouterr().err.strip()
@@ -264,6 +276,7 @@ def test_an_unknown_command_is_named_in_one_line(capsys):
     )
 
 
+@pytest.mark.e2e
 def test_help_of_a_command_names_the_new_spelling_and_the_old_one_beside_it(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--help"])

@@ -49,6 +49,7 @@ def test_summary_mean_std_and_pooled_metrics():
     assert pooled["pooled/recording_accuracy"] == pytest.approx(1.0)  # r1 mean 0.65 -> a
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     args = [

@@ -90,6 +90,7 @@ def test_a_collapsed_torso_is_reported_with_file_and_frame(tiny_copy):
         TUGDataModule(str(tiny_copy)).setup("fit")
 
 
+@pytest.mark.e2e
 def test_a_class_absent_from_a_split_is_warned_about_and_in_metrics_json(
     tiny_copy, tmp_path, caplog, run_lbp
 ):

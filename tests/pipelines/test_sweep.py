@@ -21,9 +21,8 @@ from lbp_motion.pipelines.sweep import (
     run_parameters,
     sample_value,
 )
-from tests.conftest import TINY_ARGS
+from tests.conftest import ROOT, TINY_ARGS
 
-ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 
 
@@ -50,6 +49,7 @@ def test_there_are_grid_random_and_bayes_sweeps_and_a_segment_length_ablation():
     ) == list(range(100, 1001, 100))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_file_parses_and_lbp_accepts_the_agents_arguments(sweep, capsys):
     raw = yaml.safe_load(sweep.read_text())
@@ -241,6 +241,7 @@ def test_command_forms(monkeypatch):
     ]
 
 
+@pytest.mark.e2e
 def test_lbp_sweep_prints_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -277,6 +278,7 @@ def test_ranking_follows_the_goal():
     assert [r["name"] for r in ranked_runs(spec, runs)] == ["r0", "r2", "r1"]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monkeypatch):
     import lbp_motion.pipelines.sweep as sweep_module
@@ -357,7 +359,7 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     assert calls == []
 
     # `lbp report` over the sweep and its runs: one page, every figure a file that loads
-    from tests.test_report import browser_probe, find_browser, parse_report
+    from tests.pipelines.test_report import browser_probe, find_browser, parse_report
 
     report_dir = tmp_path / "report"
     assert (
@@ -379,6 +381,7 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
         assert all(i["width"] > 0 for i in shown["imgs"]) and f"{best:.4f}" in shown["text"]
 
 
+@pytest.mark.e2e
 def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatch):
     """The runner's bookkeeping with a stand-in for `lbp fit` (no training)."""
     import lbp_motion.pipelines.sweep as sweep_module
@@ -477,6 +480,7 @@ def test_plaan_run_lists_are_sweeps_of_their_entries():
         )
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
     run_list = tmp_path / "compare.yaml"

@@ -231,6 +231,7 @@ def fake_cv_run(root: Path) -> Path:
     return run
 
 
+@pytest.mark.e2e
 def test_report_numbers_equal_metrics_json(fit_and_predict, tmp_path):
     fit, predict = fit_and_predict
     report = write_report([fit, predict], tmp_path / "report")
@@ -258,6 +259,7 @@ def test_report_numbers_equal_metrics_json(fit_and_predict, tmp_path):
     assert any("confusion_test" in s for s in parsed.imgs) and any("roc" in s for s in parsed.imgs)
 
 
+@pytest.mark.e2e
 def test_federated_and_cross_validation_sections(tmp_path):
     fed, cv = fake_federated_run(tmp_path), fake_cv_run(tmp_path)
     report = write_report([fed, cv], tmp_path / "out")
@@ -277,6 +279,7 @@ def test_federated_and_cross_validation_sections(tmp_path):
     assert len(parsed.imgs) == 4 and all((report.parent / s).is_file() for s in parsed.imgs)
 
 
+@pytest.mark.e2e
 def test_report_in_a_headless_browser(fit_and_predict, tmp_path):
     fit, predict = fit_and_predict
     report = write_report(
@@ -293,6 +296,7 @@ def test_report_in_a_headless_browser(fit_and_predict, tmp_path):
     assert "0.6123" in text and "0.6250" in text  # federated and cross-validation numbers
 
 
+@pytest.mark.e2e
 def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     fit, _ = fit_and_predict
     assert (
@@ -307,6 +311,7 @@ def test_lbp_report_command_and_errors(fit_and_predict, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_lbp_report_takes_the_old_out_for_one_release_with_a_warning(
     fit_and_predict, tmp_path, capsys
 ):

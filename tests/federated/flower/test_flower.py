@@ -36,9 +36,8 @@ from lbp_motion.federated.flower.messages import (  # noqa: E402
     train_reply_content,
 )
 from lbp_motion.federated.flower.strategy import select_nodes  # noqa: E402
-from tests.conftest import TINY_ARGS  # noqa: E402
+from tests.conftest import ROOT, TINY_ARGS, TINY_TUG  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 SITES = [
     "site1",
     "site2",
@@ -117,6 +116,7 @@ def test_app_folder_is_a_valid_flower_app(tmp_path):
     assert ok, errors
 
 
+@pytest.mark.e2e
 def test_insecure_transport_needs_the_explicit_flag(capsys):
     from lbp_motion.cli import main
 
@@ -251,6 +251,7 @@ def test_flower_executables_get_their_own_flag_spelling(tmp_path):
     assert transport(client, "client") == ["--root-certificates", str(tmp_path / "ca")]
 
 
+@pytest.mark.e2e
 def test_federation_settings_come_from_the_config(capsys):
     from lbp_motion.cli import main
     from lbp_motion.federated.flower.experiment import load_experiment
@@ -391,13 +392,7 @@ def _wait_for(path: Path, timeout: float, procs: Processes, name: str) -> None:
 def three_sites(tmp_path_factory):
     from lbp_motion.datasets.synthetic import generate_tug_dataset
 
-    return generate_tug_dataset(
-        tmp_path_factory.mktemp("flower_sites"),
-        num_subjects=12,
-        recordings_per_subject=1,
-        sites=3,
-        seed=2,
-    )
+    return generate_tug_dataset(tmp_path_factory.mktemp("flower_sites"), **TINY_TUG["sites"])
 
 
 @pytest.fixture(scope="module")
@@ -518,6 +513,7 @@ def _certificates(folder: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_three_clients_train_the_simulations_model_and_send_only_parameters(
     three_sites, simulated, processes, tmp_path
@@ -587,6 +583,7 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(
     print(f"3 clients x 2 rounds: {elapsed:.0f} s in all; rounds {per_round}")
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(
     three_sites, simulated, processes, tmp_path
@@ -750,6 +747,7 @@ def _loopback(three_sites, tmp_path, extra=(), epsilons=(1.0, 2.5, 0.5), config=
     return settings, server
 
 
+@pytest.mark.e2e
 def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(
     three_sites, simulated, tmp_path, task_identity
 ):
@@ -786,6 +784,7 @@ def test_server_loop_records_site_metrics_dp_epsilon_and_resumes(
         assert torch.equal(final[key], value), key
 
 
+@pytest.mark.e2e
 def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(
     three_sites, tmp_path, task_identity
 ):
@@ -809,6 +808,7 @@ def test_server_loop_leaves_out_failed_sites_and_stops_below_min_clients(
     assert json.loads((Path(strict["run_dir"]) / "metrics.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.e2e
 def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_identity):
     from lbp_motion.federated.flower.apps import run_federation
 
@@ -827,6 +827,7 @@ def test_server_side_dp_adds_noise_to_the_average(three_sites, tmp_path, task_id
     assert all(noisy[k].dtype == plain[k].dtype for k in plain)
 
 
+@pytest.mark.e2e
 def test_dp_sgd_at_each_site_spends_its_budget_over_all_rounds(
     three_sites, tmp_path, task_identity
 ):

@@ -124,6 +124,7 @@ def test_short_recording_is_skipped_with_a_warning(tiny_copy, caplog):
     assert "short" not in dm.recording_names
 
 
+@pytest.mark.e2e
 def test_cli_reports_bad_input_in_one_line(tiny_copy, tmp_path, capsys):
     from lbp_motion.cli import main
 

@@ -86,6 +86,7 @@ def test_anova_from_cv_errors_name_the_directory(tmp_path):
         anova_from_cv([a, tmp_path / "missing"])
 
 
+@pytest.mark.e2e
 def test_write_anova_and_cli(tmp_path, capsys):
     a = _fake_cv(tmp_path, "lstm", [0.6, 0.62, 0.58])
     b = _fake_cv(tmp_path, "cnn", [0.5, 0.52, 0.49])

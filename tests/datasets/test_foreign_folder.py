@@ -3,8 +3,11 @@
 import csv
 
 import numpy as np
+import pytest
 
 from lbp_motion.evaluation.results import read_metrics
+
+pytestmark = pytest.mark.e2e
 
 
 def write_foreign_folder(root, rng):

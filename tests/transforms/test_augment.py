@@ -406,6 +406,7 @@ def test_tug_eval_loaders_see_the_original_data(tiny_tug):
     )  # includes train windows, plain
 
 
+@pytest.mark.e2e
 def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatch):
     from lbp_motion.datamodules.tug import PoseWindowDataset
 
