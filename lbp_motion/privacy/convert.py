@@ -18,7 +18,7 @@ Opacus leaves to the user:
   Opacus' hooks on them). The converted encoders never take it.
 
 For LSTM and attention layers the converted model computes the same function as the
-original for the same weights (tests/test_privacy.py checks it to 1e-5). BatchNorm is
+original for the same weights (tests/privacy/test_privacy.py checks it to 1e-5). BatchNorm is
 the exception: GroupNorm is a different function, with other state-dict keys, so a
 BatchNorm model (``CNN1DClassifier``) trained with DP is a GroupNorm model.
 """

@@ -101,6 +101,7 @@ SHARES = [
 ]
 
 
+@pytest.mark.e2e
 def test_two_processes_gather_the_same_outputs_and_choose_the_same_threshold(tmp_path):
     init = f"file://{tmp_path / 'rendezvous'}"
     procs = [
