@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import fnmatch
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,7 +45,8 @@ from lbp_motion.federated.clients import (
     mix_seed,
     split_clients,
 )
-from lbp_motion.federated.fedavg import AggregationError, all_finite, fedavg, server_momentum_update
+from lbp_motion.federated.fedavg import AggregationError, all_finite
+from lbp_motion.federated.server import ServerRule
 from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,25 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         client_fraction: share of clients selected each round (at least one).
         seed: seeds partitions, client selection, shuffling and dropout per (client, round).
         mu: FedProx proximal weight (0: FedAvg).
-        server_momentum: FedAvgM momentum beta (0: FedAvg).
-        server_lr: FedAvgM server learning rate.
+        server_momentum: FedAvgM momentum beta of ``server_optimizer: sgd`` (0: FedAvg).
+        server_lr: the server learning rate (eta) on the aggregated update.
+        server_optimizer: ``sgd`` (FedAvg, FedAvgM), ``adam`` (FedAdam), ``yogi``
+            (FedYogi) or ``adagrad`` (FedAdagrad) (Reddi et al., 2021; see
+            :mod:`lbp_motion.federated.server`).
+        server_betas: ``[b1, b2]`` of the adaptive server optimisers.
+        server_tau: their adaptivity term tau.
+        warmup_rounds: the server learning rate grows linearly over these first rounds.
+        aggregation: ``mean`` (n_k-weighted, FedAvg), or the robust ``median`` or
+            ``trimmed_mean`` (coordinate-wise, unweighted).
+        trim_fraction: the share of clients cut at each end per coordinate by ``trimmed_mean``.
+        clip_update_norm: clip each client's update (its weights minus the global ones)
+            to this L2 norm before aggregating (null: no clipping).
+        local_parameters: glob patterns of state-dict keys that are never averaged: each
+            client keeps its own (e.g. ``["model.input_proj.*"]`` to absorb each clinic's
+            camera); the global model holds their mean.
+        fedbn: keep every normalisation layer local (FedBN, Li et al., 2021): adds the
+            keys of BatchNorm, LayerNorm, GroupNorm and InstanceNorm layers to
+            ``local_parameters``.
         persist_optimizer_state: keep each client's optimiser state across rounds
             (default: a fresh optimiser state every round).
         min_clients: a round fails unless this many clients return finite weights.
@@ -110,6 +129,15 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         mu: float = 0.0,
         server_momentum: float = 0.0,
         server_lr: float = 1.0,
+        server_optimizer: Literal["sgd", "adam", "yogi", "adagrad"] = "sgd",
+        server_betas: tuple[float, float] = (0.9, 0.99),
+        server_tau: float = 1e-3,
+        warmup_rounds: int = 0,
+        aggregation: Literal["mean", "median", "trimmed_mean"] = "mean",
+        trim_fraction: float = 0.1,
+        clip_update_norm: float | None = None,
+        local_parameters: list[str] | None = None,
+        fedbn: bool = False,
         persist_optimizer_state: bool = False,
         min_clients: int = 1,
         device: str | None = None,
@@ -128,10 +156,25 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self.mu = mu
         self.server_momentum = server_momentum
         self.server_lr = server_lr
+        self.rule = ServerRule(
+            aggregation=aggregation,
+            trim=trim_fraction,
+            clip_norm=clip_update_norm,
+            optimizer=server_optimizer,
+            lr=server_lr,
+            momentum=server_momentum,
+            betas=tuple(server_betas),
+            tau=server_tau,
+            warmup_rounds=warmup_rounds,
+        )
+        self.local_parameters = list(local_parameters or [])
+        self.fedbn = fedbn
+        self._local_keys: frozenset[str] | None = None
+        self._local_states: dict[int, dict[str, torch.Tensor]] = {}
+        self._server_state: dict[str, Any] = {}
         self.persist_optimizer_state = persist_optimizer_state
         self.min_clients = min_clients
         self._global: dict[str, torch.Tensor] | None = None
-        self._velocity: dict[str, torch.Tensor] | None = None
         self._client: int | None = None
         self._kept: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._failed: list[int] = []
@@ -154,8 +197,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             problems.append(f"local_epochs={spec.local_epochs}; expected at least 1")
         if self.mu < 0:
             problems.append(f"mu={self.mu}; expected >= 0")
-        if not 0 <= self.server_momentum < 1:
-            problems.append(f"server_momentum={self.server_momentum}; expected a value in [0, 1)")
+        problems += self.rule.problems()
         if spec.alpha <= 0:
             problems.append(f"alpha={spec.alpha}; expected > 0")
         if self.min_clients < 1:
@@ -205,6 +247,18 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         if self._global is None:
             self._global = self._snapshot()
 
+    # -- local layers --------------------------------------------------------------------
+    @property
+    def local_keys(self) -> frozenset[str]:
+        """The state-dict keys each client keeps for itself (``local_parameters``,
+        ``fedbn``); checked once against the model: a pattern that matches nothing is an
+        error."""
+        if self._local_keys is None:
+            self._local_keys = local_state_keys(
+                self.lightning_module, self.local_parameters, self.fedbn
+            )
+        return self._local_keys
+
     # -- one client after the other ------------------------------------------------------
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.lightning_module.state_dict().items()}
@@ -214,6 +268,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         if self._client is not None:
             self._keep_current()
         module.load_state_dict(self._global)
+        if client in self._local_states:  # the client's own local layers
+            module.load_state_dict(self._local_states[client], strict=False)
         optimizer = module.trainer.optimizers[0]
         if self.persist_optimizer_state and client in self._optimizer_states:
             # the client's moment estimates, but this round's learning rate (the schedule is global)
@@ -274,7 +330,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
                 prox = sum(
                     (p - self._global[name].to(p.device)).pow(2).sum()
                     for name, p in self.lightning_module.named_parameters()
-                    if p.requires_grad
+                    if p.requires_grad and name not in self.local_keys
                 )
                 loss = loss + self.mu / 2 * prox
                 out = {**out, "loss": loss} if isinstance(out, dict) else loss
@@ -294,29 +350,31 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
                 f"(failed: {failed}); at least min_clients={self.min_clients} are needed"
             )
         weights = [self.num_examples[c] for c, _ in self._kept]
-        averaged = fedavg([s for _, s in self._kept], weights)
-        if self.server_momentum > 0 or self.server_lr != 1.0:
-            averaged, self._velocity = server_momentum_update(
-                self._global,
-                averaged,
-                self._velocity,
-                momentum=self.server_momentum,
-                server_lr=self.server_lr,
-            )
-        self._global = averaged
-        self.lightning_module.load_state_dict(averaged)
-        self._record_round(failed)
+        round_ = self.lightning_module.current_epoch
+        aggregate, report = self.rule.aggregate(self._global, [s for _, s in self._kept], weights)
+        new_global, self._server_state = self.rule.step(
+            self._global, aggregate, self._server_state, round_
+        )
+        for client, state in self._kept:
+            if self.local_keys:
+                self._local_states[client] = {k: state[k].clone() for k in self.local_keys}
+        self._global = new_global
+        self.lightning_module.load_state_dict(new_global)
+        self._record_round(failed, report)
         self._kept, self._failed, self._losses = [], [], defaultdict(list)
 
-    def _record_round(self, failed: list[int]) -> None:
+    def _record_round(self, failed: list[int], report: dict[str, Any]) -> None:
         trainer = self.lightning_module.trainer
         round_ = trainer.current_epoch
         metrics: dict[str, float] = {"round": round_}
-        for client, _ in self._kept:
+        for (client, _), norm in zip(self._kept, report["update_norms"]):
             losses = self._losses.get(client, [])
             metrics[f"client_{client}/train_loss"] = sum(losses) / max(len(losses), 1)
             metrics[f"client_{client}/n"] = self.num_examples[client]
+            metrics[f"client_{client}/update_norm"] = norm
         metrics["clients"] = len(self._kept)
+        if self.rule.clip_norm is not None:
+            metrics["clipped_clients"] = report["clipped"]
         metrics["failed_clients"] = len(failed)
         for callback in trainer.callbacks:  # e.g. DifferentialPrivacy: each client's epsilon
             if callable(getattr(callback, "round_metrics", None)):
@@ -360,12 +418,50 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
     # -- checkpoints -----------------------------------------------------------------------
     def server_state(self) -> dict[str, Any]:
         return {
-            "velocity": self._velocity,
+            "velocity": self._server_state.get("velocity"),  # the key of earlier versions
+            "server": self._server_state,
+            "local_states": self._local_states,
             "optimizer_states": self._optimizer_states,
             "history": self.history,
         }
 
     def load_server_state(self, state: dict[str, Any]) -> None:
-        self._velocity = state.get("velocity")
+        server = state.get("server")
+        if server is None:  # a checkpoint of an earlier version: FedAvgM's velocity only
+            server = {"velocity": state["velocity"]} if state.get("velocity") else {}
+        self._server_state = dict(server)
+        self._local_states = dict(state.get("local_states") or {})
         self._optimizer_states = state.get("optimizer_states", {})
         self.history = list(state.get("history", []))
+
+
+#: module types whose parameters and buffers FedBN keeps at each client
+NORM_LAYERS = (
+    torch.nn.modules.batchnorm._NormBase,
+    torch.nn.LayerNorm,
+    torch.nn.GroupNorm,
+)
+
+
+def local_state_keys(
+    module: torch.nn.Module, patterns: list[str], fedbn: bool = False
+) -> frozenset[str]:
+    """The state-dict keys of ``module`` that match any glob in ``patterns``, plus with
+    ``fedbn`` those of its normalisation layers (``NORM_LAYERS``). A pattern that
+    matches no key is a :class:`ConfigError` naming it."""
+    keys = list(module.state_dict())
+    out: set[str] = set()
+    for pattern in patterns:
+        matched = fnmatch.filter(keys, pattern)
+        if not matched:
+            raise ConfigError(
+                f"trainer.strategy.init_args.local_parameters: {pattern!r} matches no parameter "
+                f"of {type(module).__name__} (e.g. {', '.join(keys[:3])})"
+            )
+        out.update(matched)
+    if fedbn:
+        for name, sub in module.named_modules():
+            if isinstance(sub, NORM_LAYERS):
+                prefix = f"{name}." if name else ""
+                out.update(k for k in keys if k.startswith(prefix) and "." not in k[len(prefix) :])
+    return frozenset(out)
