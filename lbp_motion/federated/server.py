@@ -267,3 +267,40 @@ class ServerRule:
             m_new[key], v_new[key] = m, v
             new[key] = (w + lr * m / (v.sqrt() + self.tau)).to(agg.dtype)
         return new, {**server_state, "m": m_new, "v": v_new}
+
+
+# -- SCAFFOLD (Karimireddy et al., 2020) -------------------------------------------------------
+def scaffold_client_control(
+    client_control: State,
+    server_control: State,
+    global_params: State,
+    local_params: State,
+    steps: int,
+    lr: float,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A client's new control variate after ``steps`` local steps of learning rate
+    ``lr`` (option II of the paper): ``c_i' = c_i - c + (x - y_i) / (steps lr)``, and its
+    change ``c_i' - c_i`` (what the server adds up). Keys: the trainable parameters."""
+    new, delta = {}, {}
+    scale = 1.0 / (max(steps, 1) * lr)
+    for key, x in global_params.items():
+        y = local_params[key].detach().to(torch.float64)
+        c_i = client_control[key].to(torch.float64)
+        value = c_i - server_control[key].to(torch.float64) + (x.to(torch.float64) - y) * scale
+        new[key] = value.to(x.dtype)
+        delta[key] = (value - c_i).to(x.dtype)
+    return new, delta
+
+
+def scaffold_server_control(
+    server_control: State, deltas: Sequence[State], num_clients: int
+) -> dict[str, Tensor]:
+    """The server's control variate after a round: ``c + (1 / N) sum_i (c_i' - c_i)``
+    over the round's clients, N = all clients of the federation."""
+    out = {}
+    for key, c in server_control.items():
+        total = sum(
+            (d[key].to(torch.float64) for d in deltas), torch.zeros_like(c, dtype=torch.float64)
+        )
+        out[key] = (c.to(torch.float64) + total / num_clients).to(c.dtype)
+    return out

@@ -46,8 +46,19 @@ from lbp_motion.federated.clients import (
     split_clients,
 )
 from lbp_motion.federated.fedavg import AggregationError, all_finite
-from lbp_motion.federated.server import ServerRule
-from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
+from lbp_motion.federated.server import (
+    ServerRule,
+    scaffold_client_control,
+    scaffold_server_control,
+)
+from lbp_motion.training_plan import (
+    FEDERATION,
+    PRIVACY,
+    TrainData,
+    TrainingPlan,
+    TrainingPlanStrategy,
+    TrainingStage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +117,10 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         local_parameters: glob patterns of state-dict keys that are never averaged: each
             client keeps its own (e.g. ``["model.input_proj.*"]`` to absorb each clinic's
             camera); the global model holds their mean.
+        scaffold: SCAFFOLD (Karimireddy et al., 2020): each local gradient is corrected
+            by ``c - c_i`` (server and client control variates, kept per client across
+            rounds and in checkpoints); ``c_i`` is updated by option II with the
+            client's number of steps and learning rate. Not with differential privacy.
         fedbn: keep every normalisation layer local (FedBN, Li et al., 2021): adds the
             keys of BatchNorm, LayerNorm, GroupNorm and InstanceNorm layers to
             ``local_parameters``.
@@ -138,6 +153,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         clip_update_norm: float | None = None,
         local_parameters: list[str] | None = None,
         fedbn: bool = False,
+        scaffold: bool = False,
         persist_optimizer_state: bool = False,
         min_clients: int = 1,
         device: str | None = None,
@@ -172,6 +188,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._local_keys: frozenset[str] | None = None
         self._local_states: dict[int, dict[str, torch.Tensor]] = {}
         self._server_state: dict[str, Any] = {}
+        self.scaffold = scaffold
+        self._control: dict[str, torch.Tensor] | None = None  # SCAFFOLD's c
+        self._client_controls: dict[int, dict[str, torch.Tensor]] = {}  # its c_i
+        self._control_deltas: list[dict[str, torch.Tensor]] = []
+        self._steps: dict[int, int] = defaultdict(int)
         self.persist_optimizer_state = persist_optimizer_state
         self.min_clients = min_clients
         self._global: dict[str, torch.Tensor] | None = None
@@ -217,6 +238,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         super().setup(trainer)
         if trainer.state.fn != "fit":
             return
+        if self.scaffold and any(s.plan_order == PRIVACY for s in TrainingPlan.of(trainer).stages):
+            raise ConfigError(
+                "trainer.strategy.init_args.scaffold: true does not combine with differential "
+                "privacy (the DP optimiser replaces the corrected gradients); set scaffold: false"
+            )
         trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
         if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
             trainer.callbacks.insert(0, _RoundHooks(self))
@@ -286,6 +312,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         state = self._snapshot()
         if all_finite(state):
             self._kept.append((self._client, state))
+            if self.scaffold:
+                self._update_client_control(self._client, state)
         else:
             log.warning(
                 "round %d: client %d returned non-finite weights; left out",
@@ -336,6 +364,53 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
                 out = {**out, "loss": loss} if isinstance(out, dict) else loss
         return out
 
+    # -- SCAFFOLD ------------------------------------------------------------------------
+    def _controls(self, client: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(c, c_i), zeros until the first update."""
+        if self._control is None:
+            self._control = {
+                name: torch.zeros_like(p.detach())
+                for name, p in self.lightning_module.named_parameters()
+                if p.requires_grad
+            }
+        if client not in self._client_controls:
+            self._client_controls[client] = {
+                k: torch.zeros_like(v) for k, v in self._control.items()
+            }
+        return self._control, self._client_controls[client]
+
+    def optimizer_step(self, optimizer, closure, model=None, **kwargs):
+        """SCAFFOLD: correct each gradient by ``c - c_i`` after the backward pass and
+        before the optimiser uses it; count the client's steps."""
+        if not self.scaffold or self._client is None:
+            return super().optimizer_step(optimizer, closure, model, **kwargs)
+        client = self._client
+        c, c_i = self._controls(client)
+
+        def corrected():
+            out = closure()
+            for name, p in self.lightning_module.named_parameters():
+                if p.grad is not None and name in c:
+                    p.grad.add_(c[name].to(p.grad.device) - c_i[name].to(p.grad.device))
+            return out
+
+        self._steps[client] += 1
+        return super().optimizer_step(optimizer, corrected, model, **kwargs)
+
+    def _update_client_control(self, client: int, state: dict[str, torch.Tensor]) -> None:
+        c, c_i = self._controls(client)
+        lr = float(self.lightning_module.trainer.optimizers[0].param_groups[0]["lr"])
+        new, delta = scaffold_client_control(
+            c_i,
+            c,
+            {k: self._global[k] for k in c},
+            {k: state[k] for k in c},
+            self._steps.pop(client, 0),
+            lr,
+        )
+        self._client_controls[client] = new
+        self._control_deltas.append(delta)
+
     # -- aggregation ---------------------------------------------------------------------
     def finish_round(self) -> None:
         """Aggregate the clients of this round into the global model (once per round)."""
@@ -358,6 +433,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         for client, state in self._kept:
             if self.local_keys:
                 self._local_states[client] = {k: state[k].clone() for k in self.local_keys}
+        if self.scaffold and self._control_deltas:
+            self._control = scaffold_server_control(
+                self._control, self._control_deltas, len(self.num_examples)
+            )
+        self._control_deltas, self._steps = [], defaultdict(int)
         self._global = new_global
         self.lightning_module.load_state_dict(new_global)
         self._record_round(failed, report)
@@ -421,6 +501,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             "velocity": self._server_state.get("velocity"),  # the key of earlier versions
             "server": self._server_state,
             "local_states": self._local_states,
+            "scaffold": {"server": self._control, "clients": self._client_controls},
             "optimizer_states": self._optimizer_states,
             "history": self.history,
         }
@@ -431,6 +512,9 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             server = {"velocity": state["velocity"]} if state.get("velocity") else {}
         self._server_state = dict(server)
         self._local_states = dict(state.get("local_states") or {})
+        scaffold = state.get("scaffold") or {}
+        self._control = scaffold.get("server")
+        self._client_controls = dict(scaffold.get("clients") or {})
         self._optimizer_states = state.get("optimizer_states", {})
         self.history = list(state.get("history", []))
 

@@ -196,3 +196,64 @@ def test_bad_rule_options_give_one_line():
     strategy = FedAvgStrategy(aggregation="mode", server_optimizer="adam", server_tau=-1)
     with pytest.raises(ConfigError, match="aggregation='mode'.*server_tau=-1"):
         strategy.validate_options()
+
+
+class _Watched(FedAvgStrategy):
+    """Records each client's weights and number of steps when it finishes a round."""
+
+    def __init__(self, **kwargs):
+        super().__init__(seed=0, **kwargs)
+        self.finished: dict[tuple[int, int], tuple[dict, int]] = {}
+
+    def _keep_current(self):
+        epoch = self.lightning_module.current_epoch
+        self.finished[(epoch, self._client)] = (self._snapshot(), self._steps.get(self._client, 0))
+        super()._keep_current()
+
+
+def _scaffold_run(dm, tmp_path, clients, scaffold, epochs=2):
+    pl.seed_everything(0)
+    task = ClassificationTask(model=_model, data_spec=dm.spec, lr=1e-2, lr_decay=1.0)
+    partition = "site" if clients == 3 else "iid"
+    strategy = _Watched(num_clients=clients, partition=partition, scaffold=scaffold)
+    _fit(task, dm, strategy, tmp_path, epochs=epochs)
+    return task, strategy
+
+
+def test_scaffold_controls_follow_option_ii_and_change_the_next_round(sited_tug, tmp_path):
+    dm = _data(sited_tug)
+    task, strategy = _scaffold_run(dm, tmp_path / "scaffold", 3, True, epochs=1)
+    start = _scaffold_run(dm, tmp_path / "start", 3, False, epochs=0)[0].state_dict()
+    names = [n for n, p in task.named_parameters() if p.requires_grad]
+    deltas = []
+    for client in range(3):  # round 0: c = c_i = 0, so c_i' = (x - y_i) / (K_i lr)
+        y, steps = strategy.finished[(0, client)]
+        assert steps > 0
+        for name in names:
+            expected = (start[name] - y[name]) / (steps * 1e-2)
+            torch.testing.assert_close(
+                strategy._client_controls[client][name], expected, atol=1e-5, rtol=1e-4
+            )
+        deltas.append(strategy._client_controls[client])
+    for name in names:  # c' = (1 / N) sum_i c_i'
+        torch.testing.assert_close(
+            strategy._control[name], sum(d[name] for d in deltas) / 3, atol=1e-6, rtol=1e-5
+        )
+    # round 0 is plain FedAvg (all controls zero); round 1 is not
+    plain, _ = _scaffold_run(dm, tmp_path / "plain1", 3, False, epochs=1)
+    for key, value in task.state_dict().items():
+        torch.testing.assert_close(value, plain.state_dict()[key], msg=key)
+    two, _ = _scaffold_run(dm, tmp_path / "scaffold2", 3, True)
+    plain_two, _ = _scaffold_run(dm, tmp_path / "plain2", 3, False)
+    key = "model.head.1.weight"
+    assert not torch.allclose(two.state_dict()[key], plain_two.state_dict()[key], atol=1e-5)
+
+
+def test_scaffold_with_one_client_is_fedavg(sited_tug, tmp_path):
+    """With one client, c = c_1 after every round: the correction c - c_1 vanishes (up
+    to float32 rounding of the controls, which Adam may amplify over many rounds)."""
+    dm = _data(sited_tug)
+    scaffold, _ = _scaffold_run(dm, tmp_path / "s", 1, True, epochs=2)
+    plain, _ = _scaffold_run(dm, tmp_path / "p", 1, False, epochs=2)
+    for key, value in scaffold.state_dict().items():
+        torch.testing.assert_close(value, plain.state_dict()[key], atol=1e-6, rtol=1e-5, msg=key)

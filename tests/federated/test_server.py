@@ -126,3 +126,20 @@ def test_bad_options_are_named_in_one_error():
         "server_tau=0",
     ):
         assert part in message
+
+
+def test_scaffold_control_variates_by_hand():
+    from lbp_motion.federated.server import scaffold_client_control, scaffold_server_control
+
+    c, c_i = {"w": torch.tensor([0.2, 0.0])}, {"w": torch.tensor([0.1, -0.1])}
+    x, y = {"w": torch.tensor([1.0, 1.0])}, {"w": torch.tensor([0.6, 1.2])}
+    new, delta = scaffold_client_control(c_i, c, x, y, steps=4, lr=0.1)
+    # c_i' = c_i - c + (x - y) / (4 * 0.1) = [0.1 - 0.2 + 1.0, -0.1 - 0 - 0.5]
+    torch.testing.assert_close(new["w"], torch.tensor([0.9, -0.6]))
+    torch.testing.assert_close(delta["w"], torch.tensor([0.8, -0.5]))
+    other = {"w": torch.tensor([0.4, 0.1])}
+    # c' = c + (delta_1 + delta_2) / N with N = 4 clients in the federation
+    torch.testing.assert_close(
+        scaffold_server_control(c, [delta, other], num_clients=4)["w"],
+        torch.tensor([0.2 + 1.2 / 4, (-0.5 + 0.1) / 4]),
+    )
