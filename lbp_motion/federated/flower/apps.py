@@ -34,7 +34,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from lbp_motion.atomic import atomic_write
 from lbp_motion.errors import ConfigError
-from lbp_motion.federated.fedavg import AggregationError, server_momentum_update
+from lbp_motion.federated.fedavg import AggregationError
 from lbp_motion.federated.flower.messages import (
     ARRAYS,
     CONFIG,
@@ -217,7 +217,7 @@ class ServerStart:
     state: dict[str, torch.Tensor]
     done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    velocity: Any = None
+    server_state: dict[str, Any] = field(default_factory=dict)
 
 
 def server_start(state: dict[str, torch.Tensor], ckpt_path: Path, resume: bool) -> ServerStart:
@@ -230,11 +230,14 @@ def server_start(state: dict[str, torch.Tensor], ckpt_path: Path, resume: bool) 
     flower = ckpt["flower"]
     if list(ckpt["state_dict"]) != list(state):
         raise ConfigError(f"{ckpt_path}: the checkpoint's model does not match the config's")
+    server_state = flower.get("server")
+    if server_state is None:  # a checkpoint of an earlier version: FedAvgM's velocity only
+        server_state = {"velocity": flower["velocity"]} if flower.get("velocity") else {}
     start = ServerStart(
         ckpt["state_dict"],
         int(flower["rounds_completed"]),
         list(flower["history"]),
-        flower.get("velocity"),
+        dict(server_state),
     )
     print(f"lbp ServerApp: resuming from {ckpt_path} after round {start.done - 1}", flush=True)
     return start
@@ -254,6 +257,7 @@ def server_strategy(fed, state: dict[str, torch.Tensor]):
         min_clients=fed.min_clients,
         seed=fed.seed,
         uniform_weights=fed.flower.dp_noise_multiplier > 0,
+        rule=fed.rule,
     )
     strategy = inner
     if fed.flower.dp_noise_multiplier > 0:
@@ -303,7 +307,7 @@ class _ServerLoop:
         self.grid, self.experiment, self.fed = grid, experiment, experiment.federation
         self.run_dir, self.records, self.dtypes = run_dir, records, dtypes
         self.ckpt_path = run_dir / "checkpoints" / CHECKPOINT
-        self.state, self.velocity = start.state, start.velocity
+        self.state, self.server_state = start.state, start.server_state
         self.inner, self.strategy = server_strategy(self.fed, start.state)
         self.known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
 
@@ -414,24 +418,19 @@ class _ServerLoop:
         return usable, left_out
 
     def _aggregate(self, server_round: int, usable: list[Message]) -> None:
-        """The new global state: the strategy's average (in the model's dtypes), then
-        the server momentum / learning rate step when configured."""
-        fed = self.fed
+        """The new global state: the strategy's aggregate (clipped, averaged or robust,
+        in the model's dtypes), then the server optimiser's step
+        (:class:`~lbp_motion.federated.server.ServerRule`, as in the simulation)."""
+        self.inner.reference = self.state
         arrays, _ = self.strategy.aggregate_train(server_round, usable)
         if arrays is None:
             raise AggregationError(
                 f"round {server_round - 1}: the server strategy returned no model"
             )
         averaged = {k: v.to(self.dtypes[k]) for k, v in arrays_to_state(arrays).items()}
-        if fed.server_momentum > 0 or fed.server_lr != 1.0:
-            averaged, self.velocity = server_momentum_update(
-                self.state,
-                averaged,
-                self.velocity,
-                momentum=fed.server_momentum,
-                server_lr=fed.server_lr,
-            )
-        self.state = averaged
+        self.state, self.server_state = self.fed.rule.step(
+            self.state, averaged, self.server_state, server_round - 1
+        )
 
     def _round_row(
         self, lbp_round: int, clients: int, failed: list[int], left_out: dict[int, str]
@@ -446,9 +445,14 @@ class _ServerLoop:
             "failed_nodes": " ".join(map(str, failed)),
             "left_out": "; ".join(f"client {self.site(n)}: {left_out[n]}" for n in failed),
         }
-        for info in self.inner.accepted:
+        norms = self.inner.report.get("update_norms", [])
+        if self.fed.rule.clip_norm is not None:
+            row["clipped_clients"] = self.inner.report.get("clipped", 0)
+        for i, info in enumerate(self.inner.accepted):
             k = int(info.get("client-id", -1))
             row[f"client_{k}/n"] = int(info["num-examples"])
+            if i < len(norms):
+                row[f"client_{k}/update_norm"] = norms[i]
             for key, value in info.items():
                 if key in ("node", "num-examples", "client-id"):
                     continue
@@ -477,7 +481,8 @@ class _ServerLoop:
             "flower": {
                 "rounds_completed": server_round,
                 "history": self.records.history + [row],
-                "velocity": self.velocity,
+                "velocity": self.server_state.get("velocity"),  # the key of earlier versions
+                "server": self.server_state,
                 "federation": self.fed.to_dict(),
             },
         }

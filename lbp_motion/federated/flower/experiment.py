@@ -18,6 +18,7 @@ from typing import Any
 
 from lbp_motion import runs
 from lbp_motion.errors import ConfigError
+from lbp_motion.federated.server import ServerRule
 from lbp_motion.federated.strategy import FedAvgStrategy
 
 
@@ -69,6 +70,8 @@ class Federation:
     server_momentum: float = 0.0
     server_lr: float = 1.0
     flower: FlowerOptions = field(default_factory=FlowerOptions)
+    #: clipping, aggregation and server optimiser: the simulation's (``FedAvgStrategy.rule``)
+    rule: ServerRule = field(default_factory=ServerRule)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +112,16 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         raise ConfigError(
             "trainer.strategy: mu > 0 (FedProx) is not supported by lbp federate yet; set mu: 0"
         )
+    for name, value, off in (
+        ("scaffold", fed.scaffold, False),
+        ("fedbn", fed.fedbn, False),
+        ("local_parameters", fed.local_parameters, []),
+    ):
+        if value != off:
+            raise ConfigError(
+                f"trainer.strategy: {name}={value} is not supported by lbp federate yet (the "
+                f"simulation only); set {name}: {str(off).lower()}"
+            )
     flower = built.sections["flower"]
     if not isinstance(flower, FlowerOptions):
         flower = FlowerOptions(**dict(flower or {}))
@@ -136,6 +149,7 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         server_momentum=fed.server_momentum,
         server_lr=fed.server_lr,
         flower=flower,
+        rule=fed.rule,
     )
     trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
     for key in (

@@ -2,8 +2,9 @@
 
 :class:`LbpFedAvg` subclasses Flower's Message-API ``FedAvg`` (so Flower's wrappers,
 e.g. ``DifferentialPrivacyServerSideFixedClipping``, can wrap it) and replaces its
-aggregation by :func:`lbp_motion.federated.fedavg.fedavg`, the function the in-process
-simulation uses: weights n_k = the ``num-examples`` each site reports, floating tensors
+aggregation by :meth:`lbp_motion.federated.server.ServerRule.aggregate` (clipping, then
+the mean :func:`~lbp_motion.federated.fedavg.fedavg`, median or trimmed mean), the
+function the in-process simulation uses: weights n_k = the ``num-examples`` each site reports, floating tensors
 averaged in float64, integer buffers kept integers. Replies are averaged in the order
 of their ``client-id`` (then node id), the order in which the simulation trains its
 clients, so the float sums are the same and the two agree exactly.
@@ -24,7 +25,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
-from lbp_motion.federated.fedavg import all_finite, fedavg
+from lbp_motion.federated.fedavg import all_finite
 from lbp_motion.federated.flower.messages import (
     ARRAYS,
     CLIENT_ID,
@@ -37,6 +38,7 @@ from lbp_motion.federated.flower.messages import (
     state_to_arrays,
     train_message_content,
 )
+from lbp_motion.federated.server import ServerRule
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class LbpFedAvg(FedAvg):
         client_fraction, min_clients, seed: client selection (as in the simulation).
         uniform_weights: average the sites' weights with equal weights instead of n_k
             (what Flower's server-side DP wrapper's guarantee assumes; docs/deploy.md).
+        rule: clipping and aggregation of the replies (the server optimiser's step is
+            the caller's, on the result); default: the n_k-weighted mean.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class LbpFedAvg(FedAvg):
         min_clients: int = 1,
         seed: int = 0,
         uniform_weights: bool = False,
+        rule: ServerRule | None = None,
     ) -> None:
         super().__init__(
             fraction_train=client_fraction,
@@ -91,6 +96,10 @@ class LbpFedAvg(FedAvg):
         self.min_clients = min_clients
         self.seed = seed
         self.uniform_weights = uniform_weights
+        self.rule = rule or ServerRule()
+        #: the round's global state, against which client updates are clipped and measured
+        self.reference: dict[str, torch.Tensor] = dict(global_state)
+        self.report: dict[str, Any] = {}  # update norms and clipped replies of the last round
         self.rejected: list[dict[str, Any]] = []  # replies left out in the last round, and why
         self.accepted: list[
             dict[str, Any]
@@ -139,7 +148,9 @@ class LbpFedAvg(FedAvg):
             return None, None
         states = [arrays_to_state(m.content[ARRAYS]) for m in replies]
         weights = [float(m.content[METRICS][NUM_EXAMPLES]) for m in replies]
-        averaged = fedavg(states, [1.0] * len(states) if self.uniform_weights else weights)
+        averaged, self.report = self.rule.aggregate(
+            self.reference, states, [1.0] * len(states) if self.uniform_weights else weights
+        )
         averaged = {k: v.to(self.dtypes[k]) for k, v in averaged.items()}
         self.accepted = [
             {"node": int(m.metadata.src_node_id), **dict(m.content[METRICS])} for m in replies

@@ -891,3 +891,52 @@ def test_uniform_weights_for_server_side_dp_average_plainly(task_identity):
     assert torch.allclose(arrays_to_state(uniform)["w"], torch.tensor([2.0, 4.0]))  # (a + b) / 2
     assert arrays_to_state(uniform)["n"].dtype == torch.int64
     assert ARRAYS in replies[0].content
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["--trainer.strategy.init_args.server_optimizer", "adam"],
+        ["--trainer.strategy.init_args.server_optimizer", "yogi"],
+        [
+            "--trainer.strategy.init_args.aggregation",
+            "median",
+            "--trainer.strategy.init_args.clip_update_norm",
+            "0.5",
+        ],
+    ],
+    ids=["fedadam", "fedyogi", "median-clipped"],
+)
+def test_flower_server_gives_the_simulations_model_for_each_server_rule(
+    three_sites, tmp_path, task_identity, method
+):
+    """Server optimisers and robust aggregation run the same code in both: same seed,
+    same global model after two rounds (the adaptive state carried between them)."""
+    from lbp_motion.cli import main
+    from lbp_motion.federated.flower.apps import run_federation
+
+    method = [*method, "--trainer.strategy.init_args.server_lr", "0.05"]
+    out = tmp_path / "sim"
+    args = ["fit", *_common(three_sites, out)[:-2], *method, "--test_after_fit", "false"]
+    assert main(args) == 0
+    ckpt = next(out.glob("*/version_0/checkpoints/last.ckpt"))
+    simulated = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    settings, server = _loopback(three_sites, tmp_path, extra=method, epsilons=())
+    final = run_federation(LoopbackGrid(settings), server)
+    for key, value in simulated.items():
+        torch.testing.assert_close(final[key], value, atol=1e-6, rtol=1e-5, msg=key)
+    rows = _rounds(Path(server["run_dir"]))
+    assert [r["round"] for r in rows] == ["0", "1"] and "client_2/update_norm" in rows[0]
+
+
+def test_options_only_the_simulation_has_are_refused_by_lbp_federate():
+    from lbp_motion.errors import ConfigError
+    from lbp_motion.federated.flower.experiment import load_experiment
+
+    for option, value in (("scaffold", "true"), ("fedbn", "true")):
+        with pytest.raises(ConfigError, match=f"{option}=True is not supported by lbp federate"):
+            load_experiment(
+                ROOT / "experiments" / "tug_fedavg.yaml",
+                [f"--trainer.strategy.init_args.{option}", value],
+            )
