@@ -445,7 +445,52 @@ def run_sweep(
     for k in range(count):
         _run_one(spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log)
     write_tables(spec, state["runs"][:count], sweep_dir)
+    if spec.runs is not None and any("group" in r for r in spec.runs):
+        write_seed_summary(spec, state["runs"][:count], sweep_dir)
     return sweep_dir
+
+
+def seed_summary(spec: SweepSpec, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A seeded run list's entries in file order: ``group``, the finished ``seeds``, and
+    per metric (the sweep's metric and :data:`TABLE_METRICS`, test metrics only)
+    ``mean`` and ``sd`` (sample sd; 0 with one seed) over the finished seeds."""
+    group_of = {r["name"]: r["group"] for r in spec.runs or [] if "group" in r}
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for r in spec.runs or []:
+        by_group.setdefault(r["group"], [])
+    for r in runs:
+        if r.get("status") == "finished" and r["name"] in group_of:
+            by_group[group_of[r["name"]]].append(r.get("metrics") or {})
+    keys = [k for k in dict.fromkeys([spec.metric, *TABLE_METRICS]) if k and k.startswith("test/")]
+    rows = []
+    for group, metrics in by_group.items():
+        row: dict[str, Any] = {"group": group, "seeds": len(metrics)}
+        for key in keys:
+            values = [float(m[key]) for m in metrics if isinstance(m.get(key), (int, float))]
+            if values:
+                mean = sum(values) / len(values)
+                var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+                row[key] = {"mean": mean, "sd": math.sqrt(var), "n": len(values)}
+        rows.append(row)
+    return rows
+
+
+def write_seed_summary(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -> None:
+    """``summary.md`` and ``summary.json``: :func:`seed_summary` as a table of
+    ``mean ± sd`` per run-list entry, in the list's order."""
+    rows = seed_summary(spec, runs)
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row if "/" in k)]
+    lines = [
+        f"# {spec.name}: mean ± sd over seeds",
+        "",
+        "| run | seeds | " + " | ".join(keys) + " |",
+        "|" + "---|" * (2 + len(keys)),
+    ]
+    for row in rows:
+        cells = [f"{row[k]['mean']:.4f} ± {row[k]['sd']:.4f}" if k in row else "-" for k in keys]
+        lines.append(f"| {row['group']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+    write_json(sweep_dir / "summary.json", rows)
 
 
 def best_run(spec: SweepSpec, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

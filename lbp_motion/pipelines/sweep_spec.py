@@ -62,7 +62,8 @@ class SweepSpec:
     run_cap: int | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
-    #: a run list's runs (``name``, ``config``, ``overrides``); None for a W&B sweep
+    #: a run list's runs (``name``, ``config``, ``overrides``, and with ``seeds`` the
+    #: entry's ``group`` and ``seed``); None for a W&B sweep
     runs: list[dict[str, Any]] | None = None
 
     def fingerprint(self) -> str:
@@ -89,14 +90,53 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return parse_sweep(raw, source=path)
 
 
+def run_list_seeds(raw: dict[str, Any], where: str) -> list[int]:
+    """A run list's ``seeds`` (a list of distinct integers; empty when absent)."""
+    seeds = raw.get("seeds")
+    if seeds is None:
+        return []
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(f"{where}: seeds={seeds!r}; expected a list of distinct integers")
+    return list(seeds)
+
+
+def seeded_runs(runs: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
+    """Each run once per seed, named ``<name>-seed<s>``: ``{seed}`` in its overrides is
+    replaced by the seed, and without one ``--seed_everything <s>`` is added."""
+    out = []
+    for run in runs:
+        for seed in seeds:
+            overrides = [a.replace("{seed}", str(seed)) for a in run["overrides"]]
+            if not any("{seed}" in a for a in run["overrides"]):
+                overrides += ["--seed_everything", str(seed)]
+            out.append(
+                {
+                    **run,
+                    "name": f"{run['name']}-seed{seed}",
+                    "overrides": overrides,
+                    "group": run["name"],
+                    "seed": seed,
+                }
+            )
+    return out
+
+
 def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> SweepSpec:
     """A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``;
-    optional ``metric``, default ``test/mcc``, maximised) as a sweep whose runs are
-    the list's entries, in order; each is ``lbp fit --config CONFIG OVERRIDES...``."""
+    optional ``metric``, default ``test/mcc``, maximised; optional ``seeds``, each run
+    once per seed (:func:`seeded_runs`), summarised as mean and sd over the seeds) as a
+    sweep whose runs are the list's entries, in order; each is
+    ``lbp fit --config CONFIG OVERRIDES...``."""
     where = f"run list {source}"
     runs = raw.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ConfigError(f"{where}: runs must be a non-empty list of name, config, overrides")
+    seeds = run_list_seeds(raw, where)
     checked, names = [], set()
     for i, run in enumerate(runs):
         if not isinstance(run, dict) or not isinstance(run.get("config"), str):
@@ -113,6 +153,8 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
             raise ConfigError(f"{where}: runs[{i}].overrides must be a list of strings")
         names.add(name)
         checked.append({"name": name, "config": run["config"], "overrides": list(overrides)})
+    if seeds:
+        checked = seeded_runs(checked, seeds)
     metric = raw.get("metric") or {"name": "test/mcc", "goal": "maximize"}
     if (
         not isinstance(metric, dict)

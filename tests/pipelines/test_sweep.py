@@ -535,3 +535,76 @@ def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
     assert main(argv) == 0  # finished runs are not run again
     assert (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime == before
     assert "finished before; skipping" in capsys.readouterr().out
+
+
+def test_a_seeded_run_list_runs_each_entry_per_seed_and_summarises_mean_and_sd(
+    tmp_path, monkeypatch
+):
+    """``seeds``: each entry once per seed ({seed} in its overrides, else
+    --seed_everything), and summary.md / summary.json with mean ± sd per entry."""
+    import lbp_motion.pipelines.sweep as sweep_module
+    from lbp_motion.evaluation.results import make_run_dir
+    from lbp_motion.pipelines.sweep import run_sweep
+    from lbp_motion.runs import RunResult
+
+    calls = []
+
+    def fake_fit(argv):  # test/mcc = 0.1 * seed, + 0.5 for the second entry
+        calls.append(argv)
+        run_dir = make_run_dir(
+            argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1]
+        )
+        seed = int(argv[argv.index("--seed_everything") + 1])
+        bonus = 0.5 if "fedadam" in argv[argv.index("--run.name") + 1] else 0.0
+        (run_dir / "metrics.json").write_text(json.dumps({"test/mcc": 0.1 * seed + bonus}))
+        return RunResult.from_run_dir(run_dir)
+
+    monkeypatch.setattr(sweep_module, "run_arguments", fake_fit)
+    run_list = tmp_path / "compare.yaml"
+    run_list.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "run_list",
+                "seeds": [0, 1, 2],
+                "runs": [
+                    {"name": "fedavg", "config": "experiments/tug_fedavg.yaml"},
+                    {
+                        "name": "fedadam",
+                        "config": "experiments/tug_fedavg.yaml",
+                        "overrides": [
+                            "--seed_everything",
+                            "{seed}",
+                            "--trainer.strategy.init_args.seed",
+                            "{seed}",
+                        ],
+                    },
+                ],
+            }
+        )
+    )
+    sweep_dir = run_sweep(run_list, out_dir=tmp_path / "out", log=lambda _: None)
+    names = [c[c.index("--run.name") + 1] for c in calls]
+    assert names == [f"{n}-seed{s}" for n in ("fedavg", "fedadam") for s in (0, 1, 2)]
+    fedadam_1 = calls[4]
+    assert fedadam_1[fedadam_1.index("--trainer.strategy.init_args.seed") + 1] == "1"
+    assert fedadam_1.count("--seed_everything") == 1  # {seed} given: nothing added
+    assert calls[2][calls[2].index("--seed_everything") + 1] == "2"  # added
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert [row["group"] for row in summary] == ["fedavg", "fedadam"]
+    assert summary[0]["test/mcc"]["mean"] == pytest.approx(0.1)
+    assert summary[0]["test/mcc"]["sd"] == pytest.approx(0.1)  # sample sd of 0, 0.1, 0.2
+    assert summary[1]["test/mcc"]["mean"] == pytest.approx(0.6) and summary[1]["seeds"] == 3
+    assert "| fedadam | 3 | 0.6000 ± 0.1000 |" in (sweep_dir / "summary.md").read_text()
+    with pytest.raises(ConfigError, match="seeds="):
+        run_sweep(
+            _write(
+                tmp_path / "bad.yaml",
+                {"kind": "run_list", "seeds": [1, 1], "runs": [{"config": "x.yaml"}]},
+            ),
+            out_dir=tmp_path / "bad",
+        )
+
+
+def _write(path, data):
+    path.write_text(yaml.safe_dump(data))
+    return path
