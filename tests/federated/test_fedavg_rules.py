@@ -19,6 +19,8 @@ from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import planned_train_loader
 from tests.replay import replayed_round
 
+pytestmark = pytest.mark.e2e  # Trainer fits of the strategy
+
 
 @pytest.fixture(scope="module")
 def sited_tug(tmp_path_factory):

@@ -894,6 +894,7 @@ def test_uniform_weights_for_server_side_dp_average_plainly(task_identity):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "method",
     [
