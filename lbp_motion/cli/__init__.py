@@ -91,9 +91,8 @@ def _implementation(command: Command) -> Callable:
 
 def _dispatch(argv: list[str]) -> int:
     name, rest = argv[0], argv[1:]
-    if (
-        name == "predict" and rest and not rest[0].startswith("-")
-    ):  # the 0.x form `lbp predict PATH --ckpt CKPT`
+    # the 0.x form `lbp predict PATH --ckpt CKPT`
+    if name == "predict" and rest and not rest[0].startswith("-"):
         deprecated("`lbp predict PATH`", "`lbp predict-file PATH`", what="form")
         name = "predict-file"
     command = COMMANDS.get(name)

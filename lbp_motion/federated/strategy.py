@@ -202,9 +202,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._losses: dict[int, list[float]] = defaultdict(list)
         self._optimizer_states: dict[int, dict] = {}
         self._clients: ClientData | None = None
-        self.num_examples: list[
-            int
-        ] = []  # n_k of each client, known from the first training loader
+        # n_k of each client, known from the first training loader
+        self.num_examples: list[int] = []
         self.client_subjects: list[list[str]] = []
         self.history: list[dict[str, Any]] = []
 
@@ -230,9 +229,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
 
     def setup(self, trainer: pl.Trainer) -> None:
         self.validate_options()
-        if (
-            trainer.state.fn == "fit"
-        ):  # before super().setup(): configure_optimizers may ask for the loader
+        # before super().setup(): configure_optimizers may ask for the loader
+        if trainer.state.fn == "fit":
             self.spec.round_fn = lambda: trainer.current_epoch
             self._clients = None  # partitioned again from this fit's DataModule
         super().setup(trainer)

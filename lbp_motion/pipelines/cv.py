@@ -391,9 +391,8 @@ def _cv_summary(
     :func:`compare_with_baselines`) and the pooled metrics alone."""
     summary = summarize(fold_metrics)
     classes = data_classes
-    if (
-        rows
-    ):  # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
+    # the task's classes, which may differ from the data's (e.g. AnomalyTask's [no_pain, pain])
+    if rows:
         classes = [k[2:] for k in rows[0] if k.startswith("p_")] or classes
     # the task's rule (metrics.json of every fold), so pooled recording metrics are those of its fits
     rule = next((m["recording_rule"] for m in fold_metrics if m.get("recording_rule")), "mean_prob")

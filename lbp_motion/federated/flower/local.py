@@ -92,9 +92,8 @@ class SiteRound(pl.Callback, TrainingStage):
         self, loader: Any, data: TrainData, trainer: pl.Trainer | None
     ) -> Any:
         dataset, self.num_examples = site_dataset(data)
-        if (
-            self.private
-        ):  # E local passes are E Trainer epochs of the privacy stage's Poisson batches
+        # E local passes are E Trainer epochs of the privacy stage's Poisson batches
+        if self.private:
             return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
         return SiteRoundLoader(
             dataset,

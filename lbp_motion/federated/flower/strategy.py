@@ -101,9 +101,8 @@ class LbpFedAvg(FedAvg):
         self.reference: dict[str, torch.Tensor] = dict(global_state)
         self.report: dict[str, Any] = {}  # update norms and clipped replies of the last round
         self.rejected: list[dict[str, Any]] = []  # replies left out in the last round, and why
-        self.accepted: list[
-            dict[str, Any]
-        ] = []  # the metrics of the replies averaged in the last round
+        # the metrics of the replies averaged in the last round
+        self.accepted: list[dict[str, Any]] = []
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
