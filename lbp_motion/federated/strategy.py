@@ -170,8 +170,6 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             seed=seed,
         )
         self.mu = mu
-        self.server_momentum = server_momentum
-        self.server_lr = server_lr
         self.rule = ServerRule(
             aggregation=aggregation,
             trim=trim_fraction,

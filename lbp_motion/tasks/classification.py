@@ -140,7 +140,8 @@ class ClassificationTask(BaseTask):
             loss=loss,
             target=batch["y"],
             recording=batch["recording"],
-            probs=logits.detach().softmax(dim=-1),
+            # evaluation reads probabilities of validation and test steps only
+            probs=None if stage == "train" else logits.detach().softmax(dim=-1),
         )
 
     def predict_step(

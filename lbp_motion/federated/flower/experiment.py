@@ -67,8 +67,6 @@ class Federation:
     client_fraction: float
     min_clients: int
     seed: int
-    server_momentum: float = 0.0
-    server_lr: float = 1.0
     flower: FlowerOptions = field(default_factory=FlowerOptions)
     #: clipping, aggregation and server optimiser: the simulation's (``FedAvgStrategy.rule``)
     rule: ServerRule = field(default_factory=ServerRule)
@@ -146,8 +144,6 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         client_fraction=fed.spec.client_fraction,
         min_clients=fed.min_clients,
         seed=fed.spec.seed,
-        server_momentum=fed.server_momentum,
-        server_lr=fed.server_lr,
         flower=flower,
         rule=fed.rule,
     )

@@ -622,9 +622,18 @@ def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(
     processes.kill("server")
     assert _rounds(run_dir)[0]["clients"] == "2"
     # round 1 waits for all three sites: the returning client must not lose a race with a
-    # quick restart on a busy machine (the test is about taking part again, not timing)
+    # quick restart on a busy machine (the test is about taking part again, not timing);
+    # round 0's 60 s timeout, there to drop the killed client quickly, would also end round
+    # 1 before the reconnecting sites' fresh ClientApp processes reply ("0 usable replies")
     processes.start(
-        "server2", *server, "--flower.min_available_clients", "3", "--resume", str(run_dir)
+        "server2",
+        *server,
+        "--flower.min_available_clients",
+        "3",
+        "--flower.round_timeout",
+        "300",
+        "--resume",
+        str(run_dir),
     )
     # 600 s: on a machine loaded by other jobs (load 8-15 on 2 cores) the restarted
     # server's round took over 300 s; on an idle one it takes well under 100 s
