@@ -221,6 +221,12 @@ class TrainingPlanStrategy(SingleDeviceStrategy):
         super().__init__(device=torch.device(device) if device else "cpu", **kwargs)
         self._device_given = device is not None
 
+    def setup_environment(self) -> None:
+        # the accelerator sets its device up here, before setup(): follow it now
+        if not self._device_given and self.lightning_module is not None:
+            self._root_device = accelerator_device(self.lightning_module.trainer)
+        super().setup_environment()
+
     def setup(self, trainer: pl.Trainer) -> None:
         if not self._device_given:  # follow the Trainer's accelerator
             self._root_device = accelerator_device(trainer)

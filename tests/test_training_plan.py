@@ -295,3 +295,36 @@ def test_nothing_in_lbp_motion_assigns_a_training_loader_or_step():
         if patched.search(line)
     ]
     assert hits == []
+
+
+def test_the_plan_strategy_gives_the_accelerator_its_own_device(monkeypatch):
+    """The accelerator sets up the strategy's root device before the strategy's setup():
+    a FedAvg run on a GPU failed with "Device should be GPU, got cpu instead" when the
+    device followed the accelerator only in setup()."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.accelerators import CPUAccelerator
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from lbp_motion import training_plan
+
+    given = []
+
+    class Recording(CPUAccelerator):
+        def setup_device(self, device):
+            given.append(device)
+
+    # stands for cuda:0 on a GPU machine: a device the strategy's default is not
+    monkeypatch.setattr(training_plan, "accelerator_device", lambda trainer: torch.device("cpu", 0))
+    trainer = pl.Trainer(
+        accelerator=Recording(),
+        strategy=training_plan.TrainingPlanStrategy(),
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(BoringModel())
+    assert given == [torch.device("cpu", 0)]
