@@ -271,24 +271,23 @@ class ServerRule:
 
 # -- SCAFFOLD (Karimireddy et al., 2020) -------------------------------------------------------
 def scaffold_client_control(
-    client_control: State,
-    server_control: State,
-    global_params: State,
-    local_params: State,
-    steps: int,
-    lr: float,
+    client_control: State, gradient_sum: State, steps: int
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A client's new control variate after ``steps`` local steps of learning rate
-    ``lr`` (option II of the paper): ``c_i' = c_i - c + (x - y_i) / (steps lr)``, and its
-    change ``c_i' - c_i`` (what the server adds up). Keys: the trainable parameters."""
+    """A client's new control variate after ``steps`` local steps: the mean of the
+    (uncorrected) mini-batch gradients of those steps, ``c_i' = (1/K) sum_k g_k``, and
+    its change ``c_i' - c_i`` (what the server adds up). Keys: the trainable parameters.
+
+    With plain SGD this is exactly option II of the paper, ``c_i - c + (x - y_i) /
+    (K lr)`` (each step moves ``lr (g_k + c - c_i)``); unlike option II it stays a
+    gradient estimate under any local optimiser (with Adam, ``(x - y_i) / (K lr)`` is
+    of the order of 1 per coordinate, not of a gradient, and the corrections swamp the
+    gradients)."""
     new, delta = {}, {}
-    scale = 1.0 / (max(steps, 1) * lr)
-    for key, x in global_params.items():
-        y = local_params[key].detach().to(torch.float64)
+    for key, total in gradient_sum.items():
         c_i = client_control[key].to(torch.float64)
-        value = c_i - server_control[key].to(torch.float64) + (x.to(torch.float64) - y) * scale
-        new[key] = value.to(x.dtype)
-        delta[key] = (value - c_i).to(x.dtype)
+        value = total.to(torch.float64) / max(steps, 1)
+        new[key] = value.to(client_control[key].dtype)
+        delta[key] = (value - c_i).to(client_control[key].dtype)
     return new, delta
 
 

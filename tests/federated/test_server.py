@@ -132,9 +132,9 @@ def test_scaffold_control_variates_by_hand():
     from lbp_motion.federated.server import scaffold_client_control, scaffold_server_control
 
     c, c_i = {"w": torch.tensor([0.2, 0.0])}, {"w": torch.tensor([0.1, -0.1])}
-    x, y = {"w": torch.tensor([1.0, 1.0])}, {"w": torch.tensor([0.6, 1.2])}
-    new, delta = scaffold_client_control(c_i, c, x, y, steps=4, lr=0.1)
-    # c_i' = c_i - c + (x - y) / (4 * 0.1) = [0.1 - 0.2 + 1.0, -0.1 - 0 - 0.5]
+    gradients = {"w": torch.tensor([3.6, -2.4])}  # the sum of 4 steps' raw gradients
+    new, delta = scaffold_client_control(c_i, gradients, steps=4)
+    # c_i' = (1/4) sum_k g_k = [0.9, -0.6]; delta = c_i' - c_i
     torch.testing.assert_close(new["w"], torch.tensor([0.9, -0.6]))
     torch.testing.assert_close(delta["w"], torch.tensor([0.8, -0.5]))
     other = {"w": torch.tensor([0.4, 0.1])}
