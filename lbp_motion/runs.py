@@ -44,6 +44,9 @@ from lbp_motion.config import (
 )
 from lbp_motion.errors import ConfigError, LbpError, user_error
 from lbp_motion.evaluation.results import METRICS_FILE, PredictionFiles, RunSummary, make_run_dir
+from lbp_motion.evaluation.sites import evaluate_by_site, write_site_table
+from lbp_motion.federated.personalise import personalised_results
+from lbp_motion.federated.strategy import FedAvgStrategy
 from lbp_motion.interrupts import Interrupted
 from lbp_motion.tasks.base import BaseTask
 from lbp_motion.tasks.registry import registered_tasks
@@ -316,6 +319,38 @@ class LbpCLI(LightningCLI):
             return
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
         self.trainer.test(self.model, datamodule=dm, ckpt_path=best if best else None)
+        results_by_site(self.trainer, self.model, dm, best)
+
+    def after_test(self) -> None:
+        results_by_site(self.trainer, self.model, self.datamodule, self.trainer.ckpt_path)
+
+
+def results_by_site(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+) -> dict[str, float]:
+    """After a test: the tested model on each site's held-out subjects and, for a
+    federation with local layers or fine-tuning, each clinic's personalised model on
+    its own (:mod:`lbp_motion.evaluation.sites`); added to metrics.json and written
+    to ``sites.csv``. Nothing when the data name no sites or the task has no classes."""
+    split_by_site = getattr(datamodule, "split_by_site", None)
+    tests = split_by_site("test") if callable(split_by_site) else {}
+    classes = getattr(model, "classes", None) if tests else None
+    if not tests or not classes:
+        return {}
+    rule = getattr(model, "recording_rule", "mean_prob")
+    batch_size = int(getattr(datamodule, "batch_size", 64))
+    metrics, rows = evaluate_by_site(model, tests, classes, batch_size, rule)
+    if isinstance(trainer.strategy, FedAvgStrategy):
+        more, personal = personalised_results(
+            trainer.strategy, model, datamodule, tests, classes, rule, ckpt_path
+        )
+        metrics.update(more)
+        rows += personal
+    for callback in trainer.callbacks:
+        if isinstance(callback, RunSummary):
+            callback.add(metrics)
+            write_site_table(callback.run_dir, rows)
+    return metrics
 
 
 def finish_wandb_run() -> None:

@@ -33,6 +33,12 @@ def cmd_sweep(argv: list[str]) -> int:
     )
     add_out_dir(parser, "parent of the sweep directory", default="runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of random search (default: 0)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at a time, each in its own process with its output in <sweep>/logs/ (default: 1)",
+    )
     args, overrides = parser.parse_known_args(argv)
     from lbp_motion.pipelines.sweep import (
         STATE_FILE,
@@ -44,7 +50,12 @@ def cmd_sweep(argv: list[str]) -> int:
     )
 
     sweep_dir = run_sweep(
-        args.sweep_file, count=args.count, out_dir=args.out_dir, seed=args.seed, overrides=overrides
+        args.sweep_file,
+        count=args.count,
+        out_dir=args.out_dir,
+        seed=args.seed,
+        overrides=overrides,
+        jobs=args.jobs,
     )
     spec = load_sweep(args.sweep_file)
     print((sweep_dir / "results.md").read_text())

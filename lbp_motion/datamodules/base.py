@@ -99,6 +99,11 @@ class MotionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def split_by_site(self, split: str) -> dict[str, torch.utils.data.Dataset]:
+        """The samples of ``split`` of each site (clinic), for results per site
+        (:mod:`lbp_motion.evaluation.sites`); empty when the data name no sites."""
+        return {}
+
     # -- the training-data protocol of the training plan (lbp_motion.training_plan) --------
     def train_subject_info(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """For the REAL (unbalanced) training samples, aligned with ``real_train_dataset()``:

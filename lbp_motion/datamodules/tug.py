@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from lbp_motion.datamodules.base import MotionDataModule
 from lbp_motion.datamodules.samples import PoseWindowDataset as PoseWindowDataset  # re-exported
@@ -412,6 +413,20 @@ class TUGDataModule(MotionDataModule):
             "subject": subjects,
             "label": [self.classes[y] for y in real.window_labels()],
             "site": None if any(s is None for s in sites) else sites,
+        }
+
+    def split_by_site(self, split: str) -> dict[str, torch.utils.data.Dataset]:
+        """The windows (or bags) of ``split`` of each site in labels.csv's ``site``
+        column, sorted by site; empty without that column."""
+        if not self._datasets:
+            self.setup("test")
+        if any(s is None for s in self.recording_sites):
+            return {}
+        dataset = self._datasets[split]
+        sites = np.asarray(self.recording_sites, dtype=object)[dataset.index[:, 0]]
+        return {
+            site: torch.utils.data.Subset(dataset, np.flatnonzero(sites == site).tolist())
+            for site in sorted(set(sites.tolist()))
         }
 
     def subjects(self) -> list[str]:

@@ -90,6 +90,11 @@ class RunSummary(pl.Callback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / METRICS_FILE, self.summary)
 
+    def add(self, metrics: dict[str, float]) -> None:
+        """Add results computed after a stage (e.g. the per-site test) to metrics.json."""
+        self.summary.update(metrics)
+        self._write()
+
     def _note_absent_classes(self, trainer, splits: tuple[str, ...]) -> None:
         absent = getattr(getattr(trainer, "datamodule", None), "absent_classes", None) or {}
         noted = {split: list(absent[split]) for split in splits if absent.get(split)}

@@ -119,11 +119,18 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             camera); the global model holds their mean.
         scaffold: SCAFFOLD (Karimireddy et al., 2020): each local gradient is corrected
             by ``c - c_i`` (server and client control variates, kept per client across
-            rounds and in checkpoints); ``c_i`` is updated by option II with the
-            client's number of steps and learning rate. Not with differential privacy.
+            rounds and in checkpoints); ``c_i`` becomes the mean of the client's raw
+            gradients of the round (option II under plain SGD, and a gradient estimate
+            under Adam too; see :func:`~lbp_motion.federated.server.scaffold_client_control`).
+            Not with differential privacy.
         fedbn: keep every normalisation layer local (FedBN, Li et al., 2021): adds the
             keys of BatchNorm, LayerNorm, GroupNorm and InstanceNorm layers to
             ``local_parameters``.
+        finetune_epochs: after the last round, train each clinic's personalised model
+            (the global model with the clinic's local layers) this many epochs on the
+            clinic's own data, and test it on the clinic's own held-out subjects (see
+            :mod:`lbp_motion.federated.personalise`); 0: no fine-tuning. Not with
+            differential privacy.
         persist_optimizer_state: keep each client's optimiser state across rounds
             (default: a fresh optimiser state every round).
         min_clients: a round fails unless this many clients return finite weights.
@@ -154,6 +161,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         local_parameters: list[str] | None = None,
         fedbn: bool = False,
         scaffold: bool = False,
+        finetune_epochs: int = 0,
         persist_optimizer_state: bool = False,
         min_clients: int = 1,
         device: str | None = None,
@@ -191,6 +199,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._client_controls: dict[int, dict[str, torch.Tensor]] = {}  # its c_i
         self._control_deltas: list[dict[str, torch.Tensor]] = []
         self._steps: dict[int, int] = defaultdict(int)
+        self._gradient_sums: dict[str, torch.Tensor] = {}  # the current client's raw gradients
+        self.finetune_epochs = finetune_epochs
         self.persist_optimizer_state = persist_optimizer_state
         self.min_clients = min_clients
         self._global: dict[str, torch.Tensor] | None = None
@@ -203,6 +213,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         # n_k of each client, known from the first training loader
         self.num_examples: list[int] = []
         self.client_subjects: list[list[str]] = []
+        self.subject_sites: dict[str, str] = {}  # each training subject's site, when known
         self.history: list[dict[str, Any]] = []
 
     # -- set-up ------------------------------------------------------------------------
@@ -218,6 +229,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         problems += self.rule.problems()
         if spec.alpha <= 0:
             problems.append(f"alpha={spec.alpha}; expected > 0")
+        if self.finetune_epochs < 0:
+            problems.append(f"finetune_epochs={self.finetune_epochs}; expected >= 0")
         if self.min_clients < 1:
             problems.append(f"min_clients={self.min_clients}; expected at least 1")
         if not 0 < spec.client_fraction <= 1:
@@ -234,10 +247,16 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         super().setup(trainer)
         if trainer.state.fn != "fit":
             return
-        if self.scaffold and any(s.plan_order == PRIVACY for s in TrainingPlan.of(trainer).stages):
+        private = any(s.plan_order == PRIVACY for s in TrainingPlan.of(trainer).stages)
+        if self.scaffold and private:
             raise ConfigError(
                 "trainer.strategy.init_args.scaffold: true does not combine with differential "
                 "privacy (the DP optimiser replaces the corrected gradients); set scaffold: false"
+            )
+        if self.finetune_epochs and private:
+            raise ConfigError(
+                f"trainer.strategy.init_args.finetune_epochs: {self.finetune_epochs} does not combine "
+                "with differential privacy (fine-tuning is not private training); set finetune_epochs: 0"
             )
         trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
         if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
@@ -249,16 +268,36 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
     ) -> FederatedLoader:
         """This round's per-client loader; the clients' data are split on the first call."""
         if self._clients is None:
-            info = data.require_info("FedAvgStrategy", "client partitions are by subject")
-            self._clients = split_clients(data.dataset, info, self.spec, balance=data.balance)
-            self.num_examples, self.client_subjects = (
-                self._clients.num_examples,
-                self._clients.subjects,
-            )
-            log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
+            self._split_clients(data)
         return FederatedLoader(
             self._clients.datasets, self._clients.num_examples, data.batch_size, self.spec
         )
+
+    def _split_clients(self, data: TrainData) -> ClientData:
+        info = data.require_info("FedAvgStrategy", "client partitions are by subject")
+        self._clients = split_clients(data.dataset, info, self.spec, balance=data.balance)
+        self.num_examples, self.client_subjects = (
+            self._clients.num_examples,
+            self._clients.subjects,
+        )
+        if info.get("site") is not None:
+            self.subject_sites = dict(zip(map(str, info["subject"]), info["site"]))
+        log.info("FedAvg: %d clients, n_k = %s", len(self.num_examples), self.num_examples)
+        return self._clients
+
+    def client_data(self, datamodule: Any) -> ClientData:
+        """Each client's training data (split from ``datamodule`` unless a fit did)."""
+        return self._clients or self._split_clients(TrainData(datamodule))
+
+    @property
+    def personalises(self) -> bool:
+        """Whether each clinic has its own model: local layers or fine-tuning."""
+        return self.finetune_epochs > 0 or bool(self.local_keys)
+
+    @property
+    def local_states(self) -> dict[int, dict[str, torch.Tensor]]:
+        """Each client's own local layers after the last round."""
+        return dict(self._local_states)
 
     @property
     def restore_checkpoint_after_setup(self) -> bool:
@@ -289,6 +328,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         module = self.lightning_module
         if self._client is not None:
             self._keep_current()
+        self._gradient_sums = {}  # SCAFFOLD: this client's gradients from here on
         module.load_state_dict(self._global)
         if client in self._local_states:  # the client's own local layers
             module.load_state_dict(self._local_states[client], strict=False)
@@ -309,7 +349,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         if all_finite(state):
             self._kept.append((self._client, state))
             if self.scaffold:
-                self._update_client_control(self._client, state)
+                self._update_client_control(self._client)
         else:
             log.warning(
                 "round %d: client %d returned non-finite weights; left out",
@@ -376,36 +416,41 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         return self._control, self._client_controls[client]
 
     def optimizer_step(self, optimizer, closure, model=None, **kwargs):
-        """SCAFFOLD: correct each gradient by ``c - c_i`` after the backward pass and
-        before the optimiser uses it; count the client's steps."""
-        if not self.scaffold or self._client is None:
+        """SCAFFOLD: after the backward pass and before the optimiser uses the gradients,
+        add each raw gradient to the client's sum and correct it by ``c - c_i``.
+
+        The client is read after ``closure()``: the closure runs the training step,
+        which switches to the batch's client at the first batch of each client."""
+        if not self.scaffold:
             return super().optimizer_step(optimizer, closure, model, **kwargs)
-        client = self._client
-        c, c_i = self._controls(client)
 
         def corrected():
             out = closure()
+            client = self._client
+            if client is None:  # a failed client's batch: nothing to correct
+                return out
+            c, c_i = self._controls(client)
+            sums, stepped = self._gradient_sums, False
             for name, p in self.lightning_module.named_parameters():
                 if p.grad is not None and name in c:
+                    stepped = True
+                    if name in sums:
+                        sums[name].add_(p.grad.detach())
+                    else:
+                        sums[name] = p.grad.detach().clone()
                     p.grad.add_(c[name].to(p.grad.device) - c_i[name].to(p.grad.device))
+            self._steps[client] += int(stepped)
             return out
 
-        self._steps[client] += 1
         return super().optimizer_step(optimizer, corrected, model, **kwargs)
 
-    def _update_client_control(self, client: int, state: dict[str, torch.Tensor]) -> None:
+    def _update_client_control(self, client: int) -> None:
         c, c_i = self._controls(client)
-        lr = float(self.lightning_module.trainer.optimizers[0].param_groups[0]["lr"])
-        new, delta = scaffold_client_control(
-            c_i,
-            c,
-            {k: self._global[k] for k in c},
-            {k: state[k] for k in c},
-            self._steps.pop(client, 0),
-            lr,
-        )
+        sums = {k: self._gradient_sums.get(k, torch.zeros_like(v)) for k, v in c.items()}
+        new, delta = scaffold_client_control(c_i, sums, self._steps.pop(client, 0))
         self._client_controls[client] = new
         self._control_deltas.append(delta)
+        self._gradient_sums = {}
 
     # -- aggregation ---------------------------------------------------------------------
     def finish_round(self) -> None:

@@ -24,6 +24,8 @@ Layout of the sweep directory ``<out_dir>/<sweep name>/``::
     state.json            per run: parameters, status, run directory, metrics
                           (rewritten atomically after every change)
     run-<k>/version_<n>/  run k's ordinary ``lbp fit`` run directory
+    logs/<name>.log       with ``--jobs N`` (N runs at a time, each its own process):
+                          each run's output
     results.csv           every run: parameters and final metrics, best first
     results.md            the same as a Markdown table (the main metrics only)
 
@@ -53,6 +55,7 @@ from typing import Any
 from lbp_motion.atomic import atomic_write, write_json, write_text
 from lbp_motion.errors import ConfigError
 from lbp_motion.interrupts import Interrupted
+from lbp_motion.pipelines.sweep_jobs import Job, run_jobs
 from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these names import from here as before)
     DEFAULT_COMMAND,
     DISTRIBUTIONS,
@@ -67,10 +70,10 @@ from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these 
     run_parameters,
     sample_value,
 )
-from lbp_motion.runs import run_arguments
+from lbp_motion.pipelines.sweep_summary import SITE_SUMMARY, seed_summary, write_seed_summary  # noqa: F401
+from lbp_motion.runs import RunResult, run_arguments
 
 STATE_FILE = "state.json"
-#: Metrics shown in results.md besides the sweep's own metric (when the runs have them).
 TABLE_METRICS = (
     "val/f1_macro",
     "val/accuracy",
@@ -369,7 +372,7 @@ def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> N
         entry.update(status="failed", run_dir=str(run_dir) if run_dir else None)
 
 
-def _run_one(
+def _prepare_run(
     spec: SweepSpec,
     k: int,
     state: dict[str, Any],
@@ -379,14 +382,14 @@ def _run_one(
     seed: int,
     overrides: list[str],
     log: Callable[[str], Any],
-) -> None:
-    """Run ``k`` of ``count`` unless it finished before: its entry in ``state`` (saved
-    before and after the run), then the results tables of the runs so far."""
+) -> tuple[dict[str, Any], list[str], list[str]] | None:
+    """Run ``k``'s entry in ``state`` (status ``running``, saved), its ``lbp`` arguments
+    and its command as the sweep file gives it; None when it finished before."""
     runs: list[dict[str, Any]] = state["runs"]
     name = spec.runs[k]["name"] if spec.runs is not None else f"run-{k}"
     if k < len(runs) and runs[k]["status"] == "finished":
         log(f"lbp sweep: {name} finished before; skipping")
-        return
+        return None
     params = run_parameters(spec, k, seed)
     entry = {
         "index": k,
@@ -401,14 +404,88 @@ def _run_one(
     else:
         runs.append(entry)
     _save_state(sweep_dir, state)
-    args = command_for(spec, params)
-    argv = _run_argv(spec, params, name, sweep_dir, overrides)
     log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
+    return entry, _run_argv(spec, params, name, sweep_dir, overrides), command_for(spec, params)
+
+
+def _run_one(
+    spec: SweepSpec,
+    k: int,
+    state: dict[str, Any],
+    sweep_dir: Path,
+    *,
+    count: int,
+    seed: int,
+    overrides: list[str],
+    log: Callable[[str], Any],
+) -> None:
+    """Run ``k`` of ``count`` in this process unless it finished before: its entry in
+    ``state`` (saved before and after the run), then the results tables of the runs so far."""
+    prepared = _prepare_run(
+        spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log
+    )
+    if prepared is None:
+        return
+    entry, argv, args = prepared
     started = time.monotonic()
     result = _launch(spec, entry, argv, args, state=state, sweep_dir=sweep_dir, log=log)
     _record(entry, result, started, sweep_dir)
     _save_state(sweep_dir, state)
-    write_tables(spec, runs[:count], sweep_dir)
+    write_tables(spec, state["runs"][:count], sweep_dir)
+
+
+def _run_in_processes(
+    spec: SweepSpec,
+    state: dict[str, Any],
+    sweep_dir: Path,
+    *,
+    count: int,
+    seed: int,
+    overrides: list[str],
+    jobs: int,
+    log: Callable[[str], Any],
+) -> None:
+    """Every unfinished run of ``count``, ``jobs`` at a time, each in its own process
+    (:mod:`lbp_motion.pipelines.sweep_jobs`) with its output in ``logs/<name>.log``;
+    the state and tables are updated as each ends. An interrupt marks the running runs
+    ``interrupted`` (a resumed sweep runs them again)."""
+    env = {"WANDB_RUN_GROUP": spec.name, "WANDB_JOB_TYPE": "sweep"}
+    todo, started = [], {}
+    for k in range(count):
+        prepared = _prepare_run(
+            spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log
+        )
+        if prepared is not None:
+            entry, argv, _ = prepared
+            entry["status"] = "pending"
+            log_file = sweep_dir / "logs" / f"{entry['name']}.log"
+            todo.append(Job(key=k, argv=argv, log_file=log_file, env=env))
+    _save_state(sweep_dir, state)
+
+    def start(job: Job) -> None:
+        state["runs"][job.key]["status"] = "running"
+        started[job.key] = time.monotonic()
+        _save_state(sweep_dir, state)
+
+    def done(job: Job, status: int) -> None:
+        entry = state["runs"][job.key]
+        run_dir = _latest_version(sweep_dir / entry["name"])
+        result = RunResult.from_run_dir(run_dir) if status == 0 and run_dir else None
+        if status != 0:
+            log(f"lbp sweep: {entry['name']} failed (exit status {status}); see {job.log_file}")
+        _record(entry, result, started[job.key], sweep_dir)
+        _save_state(sweep_dir, state)
+        write_tables(spec, state["runs"][:count], sweep_dir)
+        log(f"lbp sweep: {entry['name']} {entry['status']}")
+
+    try:
+        run_jobs(todo, jobs, start, done)
+    except BaseException:
+        for entry in state["runs"]:
+            if entry["status"] in ("running", "pending"):
+                entry["status"] = "interrupted"
+        _save_state(sweep_dir, state)
+        raise
 
 
 def run_sweep(
@@ -418,6 +495,7 @@ def run_sweep(
     out_dir: str | Path = "runs",
     seed: int = 0,
     overrides: list[str] | None = None,
+    jobs: int = 1,
     log: Callable[[str], Any] = print,
 ) -> Path:
     """Run (or resume) a sweep locally; returns the sweep directory (module docstring).
@@ -430,6 +508,8 @@ def run_sweep(
         seed: seed of random search (run k draws from ``(seed, k)``).
         overrides: extra ``lbp`` options for every run, put before the swept
             parameters (so a swept parameter always wins), e.g. ``--data.root DIR``.
+        jobs: runs at a time; above 1 each run is its own process, its output in
+            ``logs/<name>.log`` (:mod:`lbp_motion.pipelines.sweep_jobs`).
         log: where progress lines go.
     """
     spec = load_sweep(sweep_file)
@@ -442,55 +522,18 @@ def run_sweep(
     sweep_dir = Path(out_dir) / spec.name
     sweep_dir.mkdir(parents=True, exist_ok=True)
     state = _open_state(spec, sweep_dir, sweep_file, seed=seed, overrides=overrides, log=log)
-    for k in range(count):
+    if jobs < 1:
+        raise ConfigError(f"lbp sweep: --jobs {jobs}; expected at least 1")
+    if jobs > 1:
+        _run_in_processes(
+            spec, state, sweep_dir, count=count, seed=seed, overrides=overrides, jobs=jobs, log=log
+        )
+    for k in range(count if jobs == 1 else 0):
         _run_one(spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log)
     write_tables(spec, state["runs"][:count], sweep_dir)
     if spec.runs is not None and any("group" in r for r in spec.runs):
         write_seed_summary(spec, state["runs"][:count], sweep_dir)
     return sweep_dir
-
-
-def seed_summary(spec: SweepSpec, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A seeded run list's entries in file order: ``group``, the finished ``seeds``, and
-    per metric (the sweep's metric and :data:`TABLE_METRICS`, test metrics only)
-    ``mean`` and ``sd`` (sample sd; 0 with one seed) over the finished seeds."""
-    group_of = {r["name"]: r["group"] for r in spec.runs or [] if "group" in r}
-    by_group: dict[str, list[dict[str, Any]]] = {}
-    for r in spec.runs or []:
-        by_group.setdefault(r["group"], [])
-    for r in runs:
-        if r.get("status") == "finished" and r["name"] in group_of:
-            by_group[group_of[r["name"]]].append(r.get("metrics") or {})
-    keys = [k for k in dict.fromkeys([spec.metric, *TABLE_METRICS]) if k and k.startswith("test/")]
-    rows = []
-    for group, metrics in by_group.items():
-        row: dict[str, Any] = {"group": group, "seeds": len(metrics)}
-        for key in keys:
-            values = [float(m[key]) for m in metrics if isinstance(m.get(key), (int, float))]
-            if values:
-                mean = sum(values) / len(values)
-                var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
-                row[key] = {"mean": mean, "sd": math.sqrt(var), "n": len(values)}
-        rows.append(row)
-    return rows
-
-
-def write_seed_summary(spec: SweepSpec, runs: list[dict[str, Any]], sweep_dir: Path) -> None:
-    """``summary.md`` and ``summary.json``: :func:`seed_summary` as a table of
-    ``mean ± sd`` per run-list entry, in the list's order."""
-    rows = seed_summary(spec, runs)
-    keys = [k for k in dict.fromkeys(k for row in rows for k in row if "/" in k)]
-    lines = [
-        f"# {spec.name}: mean ± sd over seeds",
-        "",
-        "| run | seeds | " + " | ".join(keys) + " |",
-        "|" + "---|" * (2 + len(keys)),
-    ]
-    for row in rows:
-        cells = [f"{row[k]['mean']:.4f} ± {row[k]['sd']:.4f}" if k in row else "-" for k in keys]
-        lines.append(f"| {row['group']} | {row['seeds']} | " + " | ".join(cells) + " |")
-    write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
-    write_json(sweep_dir / "summary.json", rows)
 
 
 def best_run(spec: SweepSpec, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -100,8 +100,9 @@ class ClassificationTask(BaseTask):
         )
 
     def setup(self, stage: str) -> None:
-        if self.hparams.class_weighted_loss and stage == "fit":
-            dm = self.trainer.datamodule
+        dm = self.trainer.datamodule
+        # without a DataModule (fine-tuning on one clinic's loader) the weights are kept
+        if self.hparams.class_weighted_loss and stage == "fit" and dm is not None:
             self.class_weight = dm.class_weights().to(self.device)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from lbp_motion.pipelines.sweep import (
     parse_sweep,
     ranked_runs,
     run_parameters,
+    run_sweep,
     sample_value,
 )
 from tests.conftest import ROOT, TINY_ARGS
@@ -608,3 +611,92 @@ def test_a_seeded_run_list_runs_each_entry_per_seed_and_summarises_mean_and_sd(
 def _write(path, data):
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_jobs_run_at_most_n_at_a_time_and_report_each_exit_status(tmp_path, monkeypatch):
+    from lbp_motion.pipelines import sweep_jobs
+
+    # each job sleeps argv[0] seconds and exits with status argv[1]
+    monkeypatch.setattr(
+        sweep_jobs,
+        "PROGRAM",
+        (
+            sys.executable,
+            "-c",
+            "import sys, time; time.sleep(float(sys.argv[1])); sys.exit(int(sys.argv[2]))",
+        ),
+    )
+    monkeypatch.setattr(sweep_jobs, "POLL_SECONDS", 0.05)
+    jobs = [sweep_jobs.Job(k, [str(0.3), str(k)], tmp_path / f"{k}.log") for k in range(5)]
+    running, most, done = set(), 0, {}
+
+    def start(job):
+        nonlocal most
+        running.add(job.key)
+        most = max(most, len(running))
+
+    def finish(job, status):
+        running.discard(job.key)
+        done[job.key] = status
+
+    sweep_jobs.run_jobs(jobs, 2, start, finish)
+    assert done == {k: k for k in range(5)} and most == 2
+    assert all((tmp_path / f"{k}.log").is_file() for k in range(5))
+
+
+def test_an_interrupt_stops_the_running_jobs(tmp_path, monkeypatch):
+    from lbp_motion.pipelines import sweep_jobs
+
+    monkeypatch.setattr(
+        sweep_jobs,
+        "PROGRAM",
+        (sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))"),
+    )
+    monkeypatch.setattr(sweep_jobs, "POLL_SECONDS", 0.05)
+    jobs = [
+        sweep_jobs.Job("quick", ["0.1"], tmp_path / "q.log"),
+        sweep_jobs.Job("slow", ["60"], tmp_path / "s.log"),
+    ]
+    began = time.monotonic()
+
+    def finish(job, status):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_jobs.run_jobs(jobs, 2, lambda job: None, finish)
+    assert time.monotonic() - began < 30  # the 60 s job was stopped, not waited for
+
+
+def test_a_run_list_with_jobs_gives_the_runs_of_one_at_a_time(tiny_tug, tmp_path):
+    """--jobs 2: each run in its own process, logs in logs/, the same metrics as the
+    runs made one after the other in this process."""
+    run_list = tmp_path / "pair.yaml"
+    run_list.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "run_list",
+                "seeds": [0, 1],
+                "runs": [
+                    {"name": "quick", "config": "experiments/quickstart.yaml", "overrides": []}
+                ],
+            }
+        )
+    )
+    common = ["--data.root", str(tiny_tug), *TINY_ARGS, "--trainer.max_epochs", "1"]
+    dirs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        dirs[jobs] = run_sweep(
+            run_list, out_dir=out, overrides=common, jobs=jobs, log=lambda _: None
+        )
+    states = {j: json.loads((d / "state.json").read_text())["runs"] for j, d in dirs.items()}
+    assert [r["status"] for r in states[2]] == ["finished", "finished"]
+    assert sorted(p.name for p in (dirs[2] / "logs").iterdir()) == [
+        "quick-seed0.log",
+        "quick-seed1.log",
+    ]
+    for one, two in zip(states[1], states[2]):
+        assert one["name"] == two["name"]
+        assert two["metrics"]["test/accuracy"] == pytest.approx(one["metrics"]["test/accuracy"])
+        assert two["metrics"]["val/loss"] == pytest.approx(one["metrics"]["val/loss"], rel=1e-4)
+    assert (dirs[2] / "summary.md").is_file()

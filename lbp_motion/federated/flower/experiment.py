@@ -114,6 +114,7 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         ("scaffold", fed.scaffold, False),
         ("fedbn", fed.fedbn, False),
         ("local_parameters", fed.local_parameters, []),
+        ("finetune_epochs", fed.finetune_epochs, 0),
     ):
         if value != off:
             raise ConfigError(

@@ -944,8 +944,12 @@ def test_options_only_the_simulation_has_are_refused_by_lbp_federate():
     from lbp_motion.errors import ConfigError
     from lbp_motion.federated.flower.experiment import load_experiment
 
-    for option, value in (("scaffold", "true"), ("fedbn", "true")):
-        with pytest.raises(ConfigError, match=f"{option}=True is not supported by lbp federate"):
+    for option, value, shown in (
+        ("scaffold", "true", "True"),
+        ("fedbn", "true", "True"),
+        ("finetune_epochs", "2", "2"),
+    ):
+        with pytest.raises(ConfigError, match=f"{option}={shown} is not supported by lbp federate"):
             load_experiment(
                 ROOT / "experiments" / "tug_fedavg.yaml",
                 [f"--trainer.strategy.init_args.{option}", value],
