@@ -45,7 +45,7 @@ from lbp_motion.federated.clients import (
     mix_seed,
     split_clients,
 )
-from lbp_motion.federated.fedavg import AggregationError, all_finite
+from lbp_motion.federated.fedavg import AggregationError, all_finite, fedavg
 from lbp_motion.federated.server import (
     ServerRule,
     scaffold_client_control,
@@ -115,8 +115,10 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         clip_update_norm: clip each client's update (its weights minus the global ones)
             to this L2 norm before aggregating (null: no clipping).
         local_parameters: glob patterns of state-dict keys that are never averaged: each
-            client keeps its own (e.g. ``["model.input_proj.*"]`` to absorb each clinic's
-            camera); the global model holds their mean.
+            client keeps its own (e.g. ``["model.input.0.*"]`` to absorb each clinic's
+            camera), starting from the initial values; they are left out of aggregation,
+            clipping and the server optimiser, and the simulated global model (validated
+            and tested) holds the clients' n_k-weighted mean of them.
         scaffold: SCAFFOLD (Karimireddy et al., 2020): each local gradient is corrected
             by ``c - c_i`` (server and client control variates, kept per client across
             rounds and in checkpoints); ``c_i`` becomes the mean of the client's raw
@@ -193,6 +195,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self.fedbn = fedbn
         self._local_keys: frozenset[str] | None = None
         self._local_states: dict[int, dict[str, torch.Tensor]] = {}
+        self._initial_local: dict[str, torch.Tensor] | None = None  # local layers before round 0
         self._server_state: dict[str, Any] = {}
         self.scaffold = scaffold
         self._control: dict[str, torch.Tensor] | None = None  # SCAFFOLD's c
@@ -307,6 +310,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         super().on_train_start()
         if self._global is None:
             self._global = self._snapshot()
+        if self._initial_local is None:
+            self._initial_local = {k: self._global[k].clone() for k in self.local_keys}
 
     # -- local layers --------------------------------------------------------------------
     @property
@@ -330,8 +335,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             self._keep_current()
         self._gradient_sums = {}  # SCAFFOLD: this client's gradients from here on
         module.load_state_dict(self._global)
-        if client in self._local_states:  # the client's own local layers
-            module.load_state_dict(self._local_states[client], strict=False)
+        if (
+            self.local_keys
+        ):  # the client's own local layers; before its first round, the initial ones
+            own = self._local_states.get(client, self._initial_local)
+            module.load_state_dict(own, strict=False)
         optimizer = module.trainer.optimizers[0]
         if self.persist_optimizer_state and client in self._optimizer_states:
             # the client's moment estimates, but this round's learning rate (the schedule is global)
@@ -467,13 +475,19 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             )
         weights = [self.num_examples[c] for c, _ in self._kept]
         round_ = self.lightning_module.current_epoch
-        aggregate, report = self.rule.aggregate(self._global, [s for _, s in self._kept], weights)
-        new_global, self._server_state = self.rule.step(
-            self._global, aggregate, self._server_state, round_
-        )
-        for client, state in self._kept:
-            if self.local_keys:
-                self._local_states[client] = {k: state[k].clone() for k in self.local_keys}
+        local = self.local_keys
+        # the server sees the shared layers only (as a Flower server does)
+        shared = {k: v for k, v in self._global.items() if k not in local}
+        states = [{k: v for k, v in s.items() if k not in local} for _, s in self._kept]
+        aggregate, report = self.rule.aggregate(shared, states, weights)
+        stepped, self._server_state = self.rule.step(shared, aggregate, self._server_state, round_)
+        new_global = {**self._global, **stepped}
+        if local:
+            for client, state in self._kept:
+                self._local_states[client] = {k: state[k].clone() for k in local}
+            # the simulated global model, validated and tested, holds the clients' mean
+            # local layers (a Flower server never sees them: there they keep their initial values)
+            new_global.update(fedavg([{k: s[k] for k in local} for _, s in self._kept], weights))
         if self.scaffold and self._control_deltas:
             self._control = scaffold_server_control(
                 self._control, self._control_deltas, len(self.num_examples)
@@ -542,6 +556,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             "velocity": self._server_state.get("velocity"),  # the key of earlier versions
             "server": self._server_state,
             "local_states": self._local_states,
+            "initial_local": self._initial_local,
             "scaffold": {"server": self._control, "clients": self._client_controls},
             "optimizer_states": self._optimizer_states,
             "history": self.history,
@@ -553,6 +568,7 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             server = {"velocity": state["velocity"]} if state.get("velocity") else {}
         self._server_state = dict(server)
         self._local_states = dict(state.get("local_states") or {})
+        self._initial_local = state.get("initial_local")
         scaffold = state.get("scaffold") or {}
         self._control = scaffold.get("server")
         self._client_controls = dict(scaffold.get("clients") or {})

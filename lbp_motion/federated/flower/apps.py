@@ -62,6 +62,7 @@ def read_settings(path: str | os.PathLike) -> dict[str, Any]:
 
 # -- client --------------------------------------------------------------------------------
 _EXPERIMENTS: dict[str, Any] = {}
+_INITIAL_LOCAL: dict[str, dict[str, torch.Tensor]] = {}
 
 
 def _client_experiment(settings: dict[str, Any]):
@@ -70,8 +71,18 @@ def _client_experiment(settings: dict[str, Any]):
 
     key = json.dumps(settings, sort_keys=True)
     if key not in _EXPERIMENTS:
-        _EXPERIMENTS[key] = load_experiment(settings.get("config"), settings.get("overrides"))
+        experiment = load_experiment(settings.get("config"), settings.get("overrides"))
+        state = experiment.task.state_dict()
+        _INITIAL_LOCAL[key] = {
+            k: state[k].detach().cpu().clone() for k in experiment.federation.local_keys
+        }
+        _EXPERIMENTS[key] = experiment
     return _EXPERIMENTS[key]
+
+
+def _initial_local(settings: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The site's local layers as the config's model starts them (before any round)."""
+    return _INITIAL_LOCAL.get(json.dumps(settings, sort_keys=True), {})
 
 
 CLIENT_ERROR_PREFIX = "lbp client "
@@ -125,21 +136,27 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
     lbp_round = int(msg.content[CONFIG]["lbp-round"])
     (work_dir / f"round-{lbp_round:03d}.started").touch()  # progress marker (tests, operators)
     experiment = _client_experiment(settings)
-    from lbp_motion.federated.flower.local import train_locally
+    from lbp_motion.federated.flower.local import load_site_state, save_site_state, train_locally
 
+    fed = experiment.federation
     global_state = arrays_to_state(msg.content[ARRAYS])
-    mismatch = _shape_mismatch(experiment.task.state_dict(), global_state)
+    mismatch = _shape_mismatch(fed.shared(experiment.task.state_dict()), global_state)
     if mismatch:
         raise SiteMismatch(mismatch)
+    site_state = load_site_state(work_dir)
+    # the site's own layers: from its last round, else the config's initial ones
+    local = site_state.get("local") or _initial_local(settings)
     state, metrics = train_locally(
         experiment,
-        global_state,
+        {**local, **global_state},
         lbp_round=lbp_round,
         client_id=client_id,
         work_dir=str(work_dir),
     )
+    if fed.local_keys:
+        save_site_state(work_dir, {**site_state, "local": {k: state[k] for k in fed.local_keys}})
     append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
-    return Message(content=train_reply_content(state, metrics), reply_to=msg)
+    return Message(content=train_reply_content(fed.shared(state), metrics), reply_to=msg)
 
 
 # -- server --------------------------------------------------------------------------------
@@ -308,7 +325,8 @@ class _ServerLoop:
         self.run_dir, self.records, self.dtypes = run_dir, records, dtypes
         self.ckpt_path = run_dir / "checkpoints" / CHECKPOINT
         self.state, self.server_state = start.state, start.server_state
-        self.inner, self.strategy = server_strategy(self.fed, start.state)
+        # the sites' own layers never travel: messages, replies and aggregation hold the rest
+        self.inner, self.strategy = server_strategy(self.fed, self.fed.shared(start.state))
         self.known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
 
     def site(self, node: int) -> str:
@@ -375,7 +393,10 @@ class _ServerLoop:
         other sampled node was left out (by node); the replies go to ``replies.jsonl``."""
         messages = list(
             self.strategy.configure_train(
-                server_round, state_to_arrays(self.state), ConfigRecord(), self.grid
+                server_round,
+                state_to_arrays(self.fed.shared(self.state)),
+                ConfigRecord(),
+                self.grid,
             )
         )
         sampled = [int(m.metadata.dst_node_id) for m in messages]
@@ -421,16 +442,19 @@ class _ServerLoop:
         """The new global state: the strategy's aggregate (clipped, averaged or robust,
         in the model's dtypes), then the server optimiser's step
         (:class:`~lbp_motion.federated.server.ServerRule`, as in the simulation)."""
-        self.inner.reference = self.state
+        shared = self.fed.shared(self.state)
+        self.inner.reference = shared
         arrays, _ = self.strategy.aggregate_train(server_round, usable)
         if arrays is None:
             raise AggregationError(
                 f"round {server_round - 1}: the server strategy returned no model"
             )
         averaged = {k: v.to(self.dtypes[k]) for k, v in arrays_to_state(arrays).items()}
-        self.state, self.server_state = self.fed.rule.step(
-            self.state, averaged, self.server_state, server_round - 1
+        stepped, self.server_state = self.fed.rule.step(
+            shared, averaged, self.server_state, server_round - 1
         )
+        # the sites' local layers stay as the config's model starts them (never sent here)
+        self.state = {**self.state, **stepped}
 
     def _round_row(
         self, lbp_round: int, clients: int, failed: list[int], left_out: dict[int, str]

@@ -19,7 +19,7 @@ from typing import Any
 from lbp_motion import runs
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated.server import ServerRule
-from lbp_motion.federated.strategy import FedAvgStrategy
+from lbp_motion.federated.strategy import FedAvgStrategy, local_state_keys
 
 
 @dataclass
@@ -70,6 +70,12 @@ class Federation:
     flower: FlowerOptions = field(default_factory=FlowerOptions)
     #: clipping, aggregation and server optimiser: the simulation's (``FedAvgStrategy.rule``)
     rule: ServerRule = field(default_factory=ServerRule)
+    #: state-dict keys that never leave a site (``local_parameters``, ``fedbn``)
+    local_keys: list[str] = field(default_factory=list)
+
+    def shared(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` without the keys each site keeps for itself (in ``state``'s order)."""
+        return {k: v for k, v in state.items() if k not in self.local_keys}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,8 +118,6 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         )
     for name, value, off in (
         ("scaffold", fed.scaffold, False),
-        ("fedbn", fed.fedbn, False),
-        ("local_parameters", fed.local_parameters, []),
         ("finetune_epochs", fed.finetune_epochs, 0),
     ):
         if value != off:
@@ -147,6 +151,7 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         seed=fed.spec.seed,
         flower=flower,
         rule=fed.rule,
+        local_keys=sorted(local_state_keys(built.task, fed.local_parameters, fed.fedbn)),
     )
     trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
     for key in (

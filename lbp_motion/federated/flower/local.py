@@ -22,6 +22,7 @@ The metrics returned are every finite scalar the Trainer logged (``train/loss``,
 
 from __future__ import annotations
 
+import io
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 
+from lbp_motion.atomic import write_bytes
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated.clients import mix_seed
 from lbp_motion.federated.flower.messages import scalar_metrics
@@ -188,6 +190,26 @@ def _prepare_private_round(
             callback.epochs = fed.rounds * fed.local_epochs
     trainer_kwargs["max_epochs"] = fed.local_epochs
     torch.manual_seed(mix_seed(fed.seed, client_id, lbp_round, 7919))
+
+
+#: a site's own state between rounds, in its work_dir: its local layers
+SITE_STATE = "site_state.pt"
+
+
+def load_site_state(work_dir: str | Path) -> dict[str, Any]:
+    """The state a site keeps between rounds (``local``: its local layers), read as
+    tensors and plain data only; empty before its first round."""
+    from lbp_motion.trust import load_checkpoint
+
+    path = Path(work_dir) / SITE_STATE
+    return dict(load_checkpoint(path)) if path.is_file() else {}
+
+
+def save_site_state(work_dir: str | Path, state: dict[str, Any]) -> None:
+    """Write the site's state atomically (a restarted site resumes from it)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(Path(work_dir) / SITE_STATE, buffer.getvalue())
 
 
 def train_locally(

@@ -946,7 +946,6 @@ def test_options_only_the_simulation_has_are_refused_by_lbp_federate():
 
     for option, value, shown in (
         ("scaffold", "true", "True"),
-        ("fedbn", "true", "True"),
         ("finetune_epochs", "2", "2"),
     ):
         with pytest.raises(ConfigError, match=f"{option}={shown} is not supported by lbp federate"):
@@ -954,3 +953,80 @@ def test_options_only_the_simulation_has_are_refused_by_lbp_federate():
                 ROOT / "experiments" / "tug_fedavg.yaml",
                 [f"--trainer.strategy.init_args.{option}", value],
             )
+
+
+class _RecordingGrid(LoopbackGrid):
+    """A loopback grid that keeps the array names of every message and reply."""
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.sent: list[set[str]] = []
+        self.replied: list[set[str]] = []
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        self.sent += [set(m.content["arrays"].keys()) for m in messages]
+        replies = super().send_and_receive(messages, timeout=timeout)
+        self.replied += [set(r.content["arrays"].keys()) for r in replies if not r.has_error()]
+        return replies
+
+
+@pytest.mark.e2e
+def test_local_layers_never_leave_a_site_and_match_the_simulation(
+    three_sites, tmp_path, task_identity
+):
+    """FedBN and local_parameters in a Flower federation: no message or reply holds a
+    local key; each site keeps its own layers in site_state.pt; the shared layers of
+    the global model and each site's local layers equal the simulation's after two
+    rounds (the simulated global model also holds the sites' mean local layers, which a
+    Flower server never sees: there they stay as the config's model starts them)."""
+    from lbp_motion.cli import main
+    from lbp_motion.federated.flower import apps
+    from lbp_motion.federated.flower.apps import run_federation
+    from lbp_motion.federated.flower.local import load_site_state
+    from lbp_motion.federated.flower.messages import (
+        MessageContentError,
+        array_spec,
+        check_reply_content,
+    )
+
+    method = ["--trainer.strategy.init_args.fedbn", "true",
+              "--trainer.strategy.init_args.local_parameters", "[model.input.0.*]"]  # fmt: skip
+    out = tmp_path / "sim"
+    args = ["fit", *_common(three_sites, out)[:-2], *method, "--test_after_fit", "false"]
+    assert main(args) == 0
+    ckpt = torch.load(next(out.glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    simulated = ckpt["state_dict"]
+    sim_local = ckpt["callbacks"]["FedAvgStrategy"]["local_states"]
+    settings, server = _loopback(three_sites, tmp_path, extra=method, epsilons=())
+    grid = _RecordingGrid(settings)
+    one = dict(server, overrides=server["overrides"] + ["--trainer.max_epochs", "1"])
+    run_federation(grid, one)
+    apps._EXPERIMENTS.clear()  # the sites restart: their own layers come from site_state.pt
+    apps._INITIAL_LOCAL.clear()
+    final = run_federation(grid, dict(server, resume=True))
+    local = set(sim_local[0])  # the input projection and every normalisation layer
+    assert "model.input.0.weight" in local and any("norm" in k for k in local)
+    assert len(grid.sent) == 6 and len(grid.replied) == 6
+    assert all(not (keys & local) for keys in grid.sent + grid.replied)
+    initial = ckpt["callbacks"]["FedAvgStrategy"]["initial_local"]
+    for key, value in simulated.items():
+        if key not in local:
+            torch.testing.assert_close(final[key], value, atol=1e-6, rtol=1e-5, msg=key)
+        else:  # never sent to the server: as the config's model starts them
+            assert torch.equal(final[key], initial[key]), key
+    for k in range(3):
+        own = load_site_state(tmp_path / f"site{k}")["local"]
+        assert set(own) == set(sim_local[k])
+        for key, value in own.items():
+            torch.testing.assert_close(value, sim_local[k][key], atol=1e-6, rtol=1e-5, msg=key)
+    # a reply that carries a site's local layer is refused by the server's check
+    reply = {
+        **{k: v for k, v in final.items() if k not in local},
+        next(iter(local)): final[next(iter(local))],
+    }
+    from lbp_motion.federated.flower.messages import train_reply_content
+
+    shared_spec = array_spec({k: v for k, v in final.items() if k not in local})
+    with pytest.raises(MessageContentError, match="extra"):
+        check_reply_content(train_reply_content(reply, {"num-examples": 3}), shared_spec)
