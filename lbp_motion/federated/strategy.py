@@ -412,10 +412,10 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
     def _controls(self, client: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(c, c_i), zeros until the first update."""
         if self._control is None:
-            self._control = {
+            self._control = {  # the shared trainable parameters (local ones are not averaged)
                 name: torch.zeros_like(p.detach())
                 for name, p in self.lightning_module.named_parameters()
-                if p.requires_grad
+                if p.requires_grad and name not in self.local_keys
             }
         if client not in self._client_controls:
             self._client_controls[client] = {

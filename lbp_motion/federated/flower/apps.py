@@ -38,12 +38,16 @@ from lbp_motion.federated.fedavg import AggregationError
 from lbp_motion.federated.flower.messages import (
     ARRAYS,
     CONFIG,
+    CONTROL,
+    CONTROL_DELTA,
+    array_spec,
     arrays_to_state,
     state_to_arrays,
     train_reply_content,
 )
 from lbp_motion.federated.flower.messages import METRICS as METRICS_KEY
 from lbp_motion.federated.flower.records import ServerRecords, append_csv, reply_summary
+from lbp_motion.federated.server import scaffold_server_control
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +140,12 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
     lbp_round = int(msg.content[CONFIG]["lbp-round"])
     (work_dir / f"round-{lbp_round:03d}.started").touch()  # progress marker (tests, operators)
     experiment = _client_experiment(settings)
-    from lbp_motion.federated.flower.local import load_site_state, save_site_state, train_locally
+    from lbp_motion.federated.flower.local import (
+        ScaffoldCorrection,
+        load_site_state,
+        save_site_state,
+        train_locally,
+    )
 
     fed = experiment.federation
     global_state = arrays_to_state(msg.content[ARRAYS])
@@ -146,17 +155,29 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
     site_state = load_site_state(work_dir)
     # the site's own layers: from its last round, else the config's initial ones
     local = site_state.get("local") or _initial_local(settings)
+    scaffold = None
+    if fed.scaffold:  # c from the server, c_i from the site's last round (zeros at first)
+        control = arrays_to_state(msg.content[CONTROL])
+        own = site_state.get("scaffold") or {k: torch.zeros_like(v) for k, v in control.items()}
+        scaffold = ScaffoldCorrection(control, own)
     state, metrics = train_locally(
         experiment,
         {**local, **global_state},
         lbp_round=lbp_round,
         client_id=client_id,
         work_dir=str(work_dir),
+        extra_callbacks=(scaffold,) if scaffold else (),
     )
+    delta = None
     if fed.local_keys:
-        save_site_state(work_dir, {**site_state, "local": {k: state[k] for k in fed.local_keys}})
+        site_state["local"] = {k: state[k] for k in fed.local_keys}
+    if scaffold is not None:
+        site_state["scaffold"], delta = scaffold.result()
+    if fed.local_keys or scaffold is not None:
+        save_site_state(work_dir, site_state)
     append_csv(work_dir / "rounds.csv", {"round": lbp_round, **metrics})
-    return Message(content=train_reply_content(fed.shared(state), metrics), reply_to=msg)
+    content = train_reply_content(fed.shared(state), metrics, control_delta=delta)
+    return Message(content=content, reply_to=msg)
 
 
 # -- server --------------------------------------------------------------------------------
@@ -235,6 +256,7 @@ class ServerStart:
     done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     server_state: dict[str, Any] = field(default_factory=dict)
+    control: dict[str, torch.Tensor] | None = None  # SCAFFOLD's c
 
 
 def server_start(state: dict[str, torch.Tensor], ckpt_path: Path, resume: bool) -> ServerStart:
@@ -255,6 +277,7 @@ def server_start(state: dict[str, torch.Tensor], ckpt_path: Path, resume: bool) 
         int(flower["rounds_completed"]),
         list(flower["history"]),
         dict(server_state),
+        flower.get("scaffold"),
     )
     print(f"lbp ServerApp: resuming from {ckpt_path} after round {start.done - 1}", flush=True)
     return start
@@ -328,6 +351,15 @@ class _ServerLoop:
         # the sites' own layers never travel: messages, replies and aggregation hold the rest
         self.inner, self.strategy = server_strategy(self.fed, self.fed.shared(start.state))
         self.known_clients: dict[int, int] = {}  # node id -> lbp client id, learned from replies
+        self.nodes_seen: set[int] = set()  # every node connected so far: SCAFFOLD's N
+        self.control = start.control
+        if self.fed.scaffold:  # SCAFFOLD's c: zeros at first
+            if self.control is None:
+                params = dict(experiment.task.named_parameters())
+                self.control = {
+                    k: torch.zeros_like(params[k].detach().cpu()) for k in self.fed.control_keys
+                }
+            self.inner.control_spec = array_spec(self.control)
 
     def site(self, node: int) -> str:
         """The node's lbp client id, or ``node:N`` while it has not named one."""
@@ -379,6 +411,7 @@ class _ServerLoop:
         fed = self.fed
         wanted = fed.flower.min_available_clients or fed.min_clients
         nodes = _wait_for_nodes(self.grid, wanted, fed.flower.connect_timeout)
+        self.nodes_seen.update(nodes)
         if len(nodes) < fed.min_clients:
             self.records.summary(
                 "failed", server_round - 1, {"error": f"only {len(nodes)} client(s) connected"}
@@ -399,6 +432,9 @@ class _ServerLoop:
                 self.grid,
             )
         )
+        if self.control is not None:
+            for message in messages:
+                message.content[CONTROL] = state_to_arrays(self.control)
         sampled = [int(m.metadata.dst_node_id) for m in messages]
         replies = list(self.grid.send_and_receive(messages, timeout=self.fed.flower.round_timeout))
         to_node = {
@@ -455,6 +491,10 @@ class _ServerLoop:
         )
         # the sites' local layers stay as the config's model starts them (never sent here)
         self.state = {**self.state, **stepped}
+        if self.control is not None:  # c + (1 / N) sum of the sites' control changes
+            deltas = [arrays_to_state(m.content[CONTROL_DELTA]) for m in usable]
+            sites = max(len(self.nodes_seen), len(usable))
+            self.control = scaffold_server_control(self.control, deltas, sites)
 
     def _round_row(
         self, lbp_round: int, clients: int, failed: list[int], left_out: dict[int, str]
@@ -507,6 +547,7 @@ class _ServerLoop:
                 "history": self.records.history + [row],
                 "velocity": self.server_state.get("velocity"),  # the key of earlier versions
                 "server": self.server_state,
+                "scaffold": self.control,
                 "federation": self.fed.to_dict(),
             },
         }

@@ -72,6 +72,12 @@ class Federation:
     rule: ServerRule = field(default_factory=ServerRule)
     #: state-dict keys that never leave a site (``local_parameters``, ``fedbn``)
     local_keys: list[str] = field(default_factory=list)
+    #: SCAFFOLD: the trainable shared parameters that have control variates (else empty)
+    control_keys: list[str] = field(default_factory=list)
+
+    @property
+    def scaffold(self) -> bool:
+        return bool(self.control_keys)
 
     def shared(self, state: dict[str, Any]) -> dict[str, Any]:
         """``state`` without the keys each site keeps for itself (in ``state``'s order)."""
@@ -116,10 +122,7 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         raise ConfigError(
             "trainer.strategy: mu > 0 (FedProx) is not supported by lbp federate yet; set mu: 0"
         )
-    for name, value, off in (
-        ("scaffold", fed.scaffold, False),
-        ("finetune_epochs", fed.finetune_epochs, 0),
-    ):
+    for name, value, off in (("finetune_epochs", fed.finetune_epochs, 0),):
         if value != off:
             raise ConfigError(
                 f"trainer.strategy: {name}={value} is not supported by lbp federate yet (the "
@@ -143,6 +146,13 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         )
     if flower.round_timeout <= 0 or flower.connect_timeout <= 0:
         raise ConfigError("flower: round_timeout and connect_timeout must be positive")
+    if fed.scaffold and flower.dp_noise_multiplier > 0:
+        raise ConfigError(
+            "trainer.strategy.init_args.scaffold: true does not combine with the server's "
+            "differential privacy (flower.dp_noise_multiplier > 0: the control variates are not "
+            "clipped or noised); set one of them off"
+        )
+    local_keys = sorted(local_state_keys(built.task, fed.local_parameters, fed.fedbn))
     federation = Federation(
         rounds=int(rounds),
         local_epochs=fed.spec.local_epochs,
@@ -151,7 +161,12 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
         seed=fed.spec.seed,
         flower=flower,
         rule=fed.rule,
-        local_keys=sorted(local_state_keys(built.task, fed.local_parameters, fed.fedbn)),
+        local_keys=local_keys,
+        control_keys=[
+            name
+            for name, p in built.task.named_parameters()
+            if fed.scaffold and p.requires_grad and name not in local_keys
+        ],
     )
     trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
     for key in (

@@ -38,6 +38,7 @@ from lbp_motion.atomic import write_bytes
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated.clients import mix_seed
 from lbp_motion.federated.flower.messages import scalar_metrics
+from lbp_motion.federated.server import scaffold_client_control
 from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
 
 
@@ -116,6 +117,37 @@ class SiteRound(pl.Callback, TrainingStage):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if batch_idx == 0:
             torch.manual_seed(mix_seed(self.seed, self.client, self.round, 104729))
+
+
+class ScaffoldCorrection(pl.Callback):
+    """SCAFFOLD at a site: after each backward pass and before the optimiser (and any
+    gradient clipping) uses the gradients, add each raw gradient to the round's sum and
+    correct it by ``c - c_i``, as the simulation does
+    (:meth:`~lbp_motion.federated.strategy.FedAvgStrategy.optimizer_step`).
+    :meth:`result` is the site's new control variate and its change."""
+
+    def __init__(
+        self, server_control: dict[str, torch.Tensor], client_control: dict[str, torch.Tensor]
+    ) -> None:
+        self.c, self.c_i = server_control, client_control
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        stepped = False
+        for name, p in pl_module.named_parameters():
+            if p.grad is None or name not in self.c:
+                continue
+            stepped = True
+            grad = p.grad.detach()
+            self.sums[name] = self.sums[name] + grad if name in self.sums else grad.clone()
+            p.grad.add_(self.c[name].to(p.grad.device) - self.c_i[name].to(p.grad.device))
+        self.steps += int(stepped)
+
+    def result(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(c_i', c_i' - c_i): the mean raw gradient of the round and its change."""
+        sums = {k: self.sums.get(k, torch.zeros_like(v)).cpu() for k, v in self.c_i.items()}
+        return scaffold_client_control(self.c_i, sums, self.steps)
 
 
 class MetricsCapture(Logger):
@@ -219,9 +251,11 @@ def train_locally(
     lbp_round: int,
     client_id: int,
     work_dir: str | None = None,
+    extra_callbacks: tuple[pl.Callback, ...] = (),
 ) -> tuple[dict[str, torch.Tensor], dict[str, float | int]]:
     """One round of local training at a site; returns its state dict and metrics
-    (``num-examples`` = n_k, ``client-id``, ``train-seconds`` and the logged scalars)."""
+    (``num-examples`` = n_k, ``client-id``, ``train-seconds`` and the logged scalars).
+    ``extra_callbacks`` (e.g. :class:`ScaffoldCorrection`) run before the config's."""
     task, dm, fed = experiment.task, experiment.datamodule, experiment.federation
     task.load_state_dict(global_state)
     capture = MetricsCapture()
@@ -246,7 +280,9 @@ def train_locally(
             private, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round, work_dir=work_dir
         )
     site = SiteRound(fed.seed, client_id, lbp_round, fed.local_epochs, private=bool(private))
-    trainer = pl.Trainer(callbacks=[site, *own], strategy=TrainingPlanStrategy(), **kwargs)
+    trainer = pl.Trainer(
+        callbacks=[site, *extra_callbacks, *own], strategy=TrainingPlanStrategy(), **kwargs
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

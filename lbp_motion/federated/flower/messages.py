@@ -5,7 +5,12 @@ A message from the server to a client (``train``) holds:
 * ``arrays``: an :class:`~flwr.app.ArrayRecord`, the global model's state dict (every
   entry, in the model's order; dtypes kept, so integer buffers stay integers);
 * ``config``: a :class:`~flwr.app.ConfigRecord` with ``server-round`` (Flower's,
-  counting from 1) and ``lbp-round`` (the lbp round, counting from 0).
+  counting from 1) and ``lbp-round`` (the lbp round, counting from 0);
+* with SCAFFOLD, ``control``: the server's control variate ``c`` (an ArrayRecord of
+  the trainable shared parameters' names).
+
+With local layers (``fedbn``, ``local_parameters``) ``arrays`` and a reply's
+``arrays`` hold the shared entries only: a site's own layers never travel.
 
 A client's reply holds exactly:
 
@@ -13,7 +18,9 @@ A client's reply holds exactly:
 * ``metrics``: a :class:`~flwr.app.MetricRecord` of scalars: ``num-examples`` (the
   site's real training windows before balancing: n_k), ``client-id``, ``train-seconds``
   and every finite scalar metric the local Trainer logged (``train/loss``, and
-  ``dp/epsilon`` when differential privacy is on).
+  ``dp/epsilon`` when differential privacy is on);
+* with SCAFFOLD, ``control-delta``: the change of the site's control variate,
+  ``c_i' - c_i`` (the names, shapes and dtypes of ``control``).
 
 :func:`check_reply_content` rejects a reply with anything else (another record, a
 record of another kind, an array of another name, shape or dtype, a non-scalar metric):
@@ -38,6 +45,8 @@ METRICS = "metrics"
 CONFIG = "config"
 NUM_EXAMPLES = "num-examples"
 CLIENT_ID = "client-id"
+CONTROL = "control"
+CONTROL_DELTA = "control-delta"
 
 
 class MessageContentError(LbpError):
@@ -87,46 +96,46 @@ def scalar_metrics(values: Mapping[str, Any]) -> dict[str, float | int]:
 
 
 def train_reply_content(
-    state: Mapping[str, torch.Tensor], metrics: Mapping[str, Any]
+    state: Mapping[str, torch.Tensor],
+    metrics: Mapping[str, Any],
+    control_delta: Mapping[str, torch.Tensor] | None = None,
 ) -> RecordDict:
     """The content of a client's reply to a ``train`` message."""
-    return RecordDict(
+    content = RecordDict(
         {ARRAYS: state_to_arrays(state), METRICS: MetricRecord(scalar_metrics(metrics))}
     )
+    if control_delta is not None:
+        content[CONTROL_DELTA] = state_to_arrays(control_delta)
+    return content
 
 
-def train_message_content(state: Mapping[str, torch.Tensor], server_round: int) -> RecordDict:
+def train_message_content(
+    state: Mapping[str, torch.Tensor],
+    server_round: int,
+    control: Mapping[str, torch.Tensor] | None = None,
+) -> RecordDict:
     """The content of the server's ``train`` message of a round (1-based Flower round)."""
     config = ConfigRecord({"server-round": int(server_round), "lbp-round": int(server_round) - 1})
-    return RecordDict({ARRAYS: state_to_arrays(state), CONFIG: config})
+    content = RecordDict({ARRAYS: state_to_arrays(state), CONFIG: config})
+    if control is not None:
+        content[CONTROL] = state_to_arrays(control)
+    return content
 
 
-def check_reply_content(
-    content: RecordDict, spec: Mapping[str, tuple[tuple[int, ...], str]]
+def _check_arrays(
+    content: RecordDict, name: str, spec: Mapping[str, tuple[tuple[int, ...], str]]
 ) -> None:
-    """Raise :class:`MessageContentError` unless ``content`` holds exactly one
-    ArrayRecord ``arrays`` whose arrays have the names, shapes and dtypes of ``spec``
-    (the global model's) and one MetricRecord ``metrics`` of finite scalars with a
-    positive ``num-examples``."""
-    names = sorted(content.keys())
-    if names != sorted([ARRAYS, METRICS]):
-        raise MessageContentError(
-            f"reply holds records {names}; expected exactly {sorted([ARRAYS, METRICS])}"
-        )
-    arrays, metrics = content[ARRAYS], content[METRICS]
+    """The ArrayRecord ``name`` holds exactly the arrays of ``spec``, in its order."""
+    arrays = content[name]
     if not isinstance(arrays, ArrayRecord):
         raise MessageContentError(
-            f"reply record {ARRAYS!r} is a {type(arrays).__name__}; expected an ArrayRecord"
-        )
-    if not isinstance(metrics, MetricRecord):
-        raise MessageContentError(
-            f"reply record {METRICS!r} is a {type(metrics).__name__}; expected a MetricRecord"
+            f"reply record {name!r} is a {type(arrays).__name__}; expected an ArrayRecord"
         )
     if list(arrays.keys()) != list(spec):
         extra = sorted(set(arrays.keys()) - set(spec))
         missing = sorted(set(spec) - set(arrays.keys()))
         raise MessageContentError(
-            f"reply arrays differ from the model's: extra {extra[:5]}, missing {missing[:5]}"
+            f"reply {name} differ from the model's: extra {extra[:5]}, missing {missing[:5]}"
         )
     for key, (shape, dtype) in spec.items():
         arr = arrays[key]
@@ -134,6 +143,30 @@ def check_reply_content(
             raise MessageContentError(
                 f"reply array {key!r} is {arr.dtype}{tuple(arr.shape)}; the model's is {dtype}{tuple(shape)}"
             )
+
+
+def check_reply_content(
+    content: RecordDict,
+    spec: Mapping[str, tuple[tuple[int, ...], str]],
+    control_spec: Mapping[str, tuple[tuple[int, ...], str]] | None = None,
+) -> None:
+    """Raise :class:`MessageContentError` unless ``content`` holds exactly one
+    ArrayRecord ``arrays`` whose arrays have the names, shapes and dtypes of ``spec``
+    (the global model's shared entries), one MetricRecord ``metrics`` of finite scalars
+    with a positive ``num-examples`` and, with ``control_spec`` (SCAFFOLD), one
+    ArrayRecord ``control-delta`` of exactly those arrays."""
+    expected = sorted([ARRAYS, METRICS] + ([CONTROL_DELTA] if control_spec is not None else []))
+    names = sorted(content.keys())
+    if names != expected:
+        raise MessageContentError(f"reply holds records {names}; expected exactly {expected}")
+    metrics = content[METRICS]
+    if not isinstance(metrics, MetricRecord):
+        raise MessageContentError(
+            f"reply record {METRICS!r} is a {type(metrics).__name__}; expected a MetricRecord"
+        )
+    _check_arrays(content, ARRAYS, spec)
+    if control_spec is not None:
+        _check_arrays(content, CONTROL_DELTA, control_spec)
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MessageContentError(

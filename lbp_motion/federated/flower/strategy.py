@@ -103,6 +103,8 @@ class LbpFedAvg(FedAvg):
         self.rejected: list[dict[str, Any]] = []  # replies left out in the last round, and why
         # the metrics of the replies averaged in the last round
         self.accepted: list[dict[str, Any]] = []
+        #: with SCAFFOLD, the arrays a reply's ``control-delta`` must hold (else None)
+        self.control_spec: dict[str, tuple[tuple[int, ...], str]] | None = None
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid
@@ -128,7 +130,7 @@ class LbpFedAvg(FedAvg):
                 )
                 continue
             try:
-                check_reply_content(msg.content, self.spec)
+                check_reply_content(msg.content, self.spec, self.control_spec)
             except MessageContentError as err:
                 self.rejected.append({"node": node, "reason": str(err), "message": msg})
                 continue

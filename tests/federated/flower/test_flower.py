@@ -944,10 +944,17 @@ def test_options_only_the_simulation_has_are_refused_by_lbp_federate():
     from lbp_motion.errors import ConfigError
     from lbp_motion.federated.flower.experiment import load_experiment
 
-    for option, value, shown in (
-        ("scaffold", "true", "True"),
-        ("finetune_epochs", "2", "2"),
-    ):
+    with pytest.raises(ConfigError, match="scaffold: true does not combine with the server's"):
+        load_experiment(
+            ROOT / "experiments" / "tug_fedavg.yaml",
+            [
+                "--trainer.strategy.init_args.scaffold",
+                "true",
+                "--flower.dp_noise_multiplier",
+                "1.0",
+            ],
+        )
+    for option, value, shown in (("finetune_epochs", "2", "2"),):
         with pytest.raises(ConfigError, match=f"{option}={shown} is not supported by lbp federate"):
             load_experiment(
                 ROOT / "experiments" / "tug_fedavg.yaml",
@@ -1030,3 +1037,43 @@ def test_local_layers_never_leave_a_site_and_match_the_simulation(
     shared_spec = array_spec({k: v for k, v in final.items() if k not in local})
     with pytest.raises(MessageContentError, match="extra"):
         check_reply_content(train_reply_content(reply, {"num-examples": 3}), shared_spec)
+
+
+@pytest.mark.e2e
+def test_scaffold_at_the_sites_gives_the_simulations_model_and_controls(
+    three_sites, tmp_path, task_identity
+):
+    """SCAFFOLD in a Flower federation: the server sends c with each round's message,
+    each site keeps c_i in site_state.pt (resumed after a restart) and replies with
+    c_i' - c_i; after two rounds the global model, c and every c_i equal the
+    simulation's."""
+    from lbp_motion.cli import main
+    from lbp_motion.federated.flower import apps
+    from lbp_motion.federated.flower.apps import run_federation
+    from lbp_motion.federated.flower.local import load_site_state
+
+    method = ["--trainer.strategy.init_args.scaffold", "true"]
+    out = tmp_path / "sim"
+    args = ["fit", *_common(three_sites, out)[:-2], *method, "--test_after_fit", "false"]
+    assert main(args) == 0
+    ckpt = torch.load(next(out.glob("*/version_0/checkpoints/last.ckpt")), weights_only=True)
+    controls = ckpt["callbacks"]["FedAvgStrategy"]["scaffold"]
+    settings, server = _loopback(three_sites, tmp_path, extra=method, epsilons=())
+    grid = _RecordingGrid(settings)
+    one = dict(server, overrides=server["overrides"] + ["--trainer.max_epochs", "1"])
+    run_federation(grid, one)
+    apps._EXPERIMENTS.clear()  # the sites restart: c_i comes from site_state.pt
+    final = run_federation(grid, dict(server, resume=True))
+    for key, value in ckpt["state_dict"].items():
+        torch.testing.assert_close(final[key], value, atol=1e-6, rtol=1e-5, msg=key)
+    served = torch.load(Path(server["run_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert set(served["flower"]["scaffold"]) == set(controls["server"])
+    for key, value in controls["server"].items():
+        torch.testing.assert_close(
+            served["flower"]["scaffold"][key], value.cpu(), atol=1e-6, rtol=1e-5
+        )
+    for k in range(3):
+        own = load_site_state(tmp_path / f"site{k}")["scaffold"]
+        for key, value in controls["clients"][k].items():
+            torch.testing.assert_close(own[key], value.cpu(), atol=1e-6, rtol=1e-5, msg=key)
+    assert any(float(v.abs().max()) > 0 for v in controls["server"].values())  # c moved
