@@ -194,3 +194,27 @@ def test_a_foreign_challenge_folder_fits_and_cross_validates(tmp_path):
         summary["folds"] == 3 and "test/accuracy_mean" in summary and "pooled/accuracy" in summary
     )
     assert all((run / f"fold_{i}" / "metrics.json").is_file() for i in range(3))
+
+
+TUG_FL_LISTS = sorted((ROOT / "experiments" / "tug_fl" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("run_list", TUG_FL_LISTS, ids=lambda p: p.name)
+def test_every_entry_of_the_federated_comparisons_parses_with_its_overrides(run_list, capsys):
+    """Each row of issue 15's comparisons, as `lbp sweep` would start it (seed 0); the
+    nuisance list is the plain one on data with subject-level nuisance."""
+    from lbp_motion.pipelines.sweep import command_for, load_sweep, run_parameters
+
+    spec = load_sweep(run_list)
+    plain = load_sweep(ROOT / "experiments" / "tug_fl" / "sweeps" / "comparison.yaml")
+    assert [r["name"] for r in spec.runs] == [r["name"] for r in plain.runs]
+    for k, entry in enumerate(spec.runs):
+        if entry["name"].endswith(("seed1", "seed2")):
+            continue
+        with pytest.raises(SystemExit) as exit_:
+            main([*command_for(spec, run_parameters(spec, k, 0)), "--print_config"])
+        assert exit_.value.code == 0, entry["name"]
+        data = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+        assert data["synthetic"]["sites"] == 3, entry["name"]
+        if run_list.name == "comparison_nuisance.yaml":
+            assert data["synthetic"]["nuisance"] == 1.0, entry["name"]

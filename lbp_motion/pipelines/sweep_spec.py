@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -175,7 +176,7 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
             "config": {"distribution": "categorical", "values": [r["config"] for r in checked]},
             "overrides": {
                 "distribution": "categorical",
-                "values": [" ".join(r["overrides"]) for r in checked],
+                "values": [shlex.join(r["overrides"]) for r in checked],
             },
         },
         lbp_args=["fit", "${args}"],
@@ -423,7 +424,7 @@ def run_parameters(spec: SweepSpec, k: int, seed: int = 0) -> dict[str, Any]:
     ``(seed, k)``, so run k gets the same values however often the sweep resumes."""
     if spec.runs is not None:
         run = spec.runs[k]
-        return {"config": run["config"], "overrides": " ".join(run["overrides"])}
+        return {"config": run["config"], "overrides": shlex.join(run["overrides"])}
     if spec.method == "grid":
         axes = [grid_values(key, p) for key, p in spec.parameters.items()]
         combos = product(*axes)

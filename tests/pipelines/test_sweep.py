@@ -700,3 +700,21 @@ def test_a_run_list_with_jobs_gives_the_runs_of_one_at_a_time(tiny_tug, tmp_path
         assert two["metrics"]["test/accuracy"] == pytest.approx(one["metrics"]["test/accuracy"])
         assert two["metrics"]["val/loss"] == pytest.approx(one["metrics"]["val/loss"], rel=1e-4)
     assert (dirs[2] / "summary.md").is_file()
+
+
+def test_a_run_list_override_with_spaces_or_brackets_reaches_lbp_as_one_argument(tmp_path):
+    run_list = tmp_path / "one.yaml"
+    value = "{sites: 3, nuisance: 1.0}"
+    run_list.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "run_list",
+                "runs": [
+                    {"name": "a", "config": "x.yaml", "overrides": ["--d.s", value, "--p", "[m.*]"]}
+                ],
+            }
+        )
+    )
+    spec = load_sweep(run_list)
+    argv = command_for(spec, run_parameters(spec, 0, 0))
+    assert argv[-4:] == ["--d.s", value, "--p", "[m.*]"]
