@@ -21,6 +21,7 @@ import csv
 import io
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +141,43 @@ def evaluate_by_site(
     metrics: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for site, dataset in tests.items():
-        outputs = predict_outputs(module, dataset, batch_size)
-        if outputs is None:
-            continue
-        prefix = f"test/site/{site}"
-        values = prediction_metrics(outputs, classes, prefix, rule)
-        metrics.update(values)
-        rows.append(site_row(site, "global", outputs, values, prefix))
+        tested = test_on_site(
+            module, dataset, site, "global", "test/site", classes, batch_size, rule
+        )
+        if tested is not None:
+            metrics.update(tested.metrics)
+            rows.append(tested.row)
     return metrics, rows
+
+
+@dataclass
+class SiteTest:
+    """One model tested on one site: its outputs, metrics and ``sites.csv`` row."""
+
+    outputs: dict[str, torch.Tensor]
+    metrics: dict[str, float]
+    row: dict[str, Any]
+
+
+def test_on_site(
+    module: pl.LightningModule,
+    dataset: torch.utils.data.Dataset,
+    site: str,
+    model: str,
+    prefix: str,
+    classes: Sequence[str],
+    batch_size: int,
+    rule: str = "mean_prob",
+) -> SiteTest | None:
+    """``module`` on ``site``'s test set ``dataset``: metrics named
+    ``<prefix>/<site>/<metric>`` and the row of model ``model``; None when its
+    predictions have no class probabilities."""
+    outputs = predict_outputs(module, dataset, batch_size)
+    if outputs is None:
+        return None
+    name = f"{prefix}/{site}"
+    values = prediction_metrics(outputs, classes, name, rule)
+    return SiteTest(outputs, values, site_row(site, model, outputs, values, name))
+
+
+test_on_site.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported

@@ -28,11 +28,10 @@ import torch
 
 from lbp_motion.evaluation.sites import (
     concat_outputs,
-    predict_outputs,
     prediction_metrics,
     quiet_logs,
     quiet_trainer,
-    site_row,
+    test_on_site,
 )
 from lbp_motion.federated.clients import mix_seed
 from lbp_motion.federated.strategy import FedAvgStrategy
@@ -122,14 +121,14 @@ def personalised_results(
         if strategy.finetune_epochs > 0:
             seed = mix_seed(strategy.spec.seed, client, 0, 7919)
             finetune(personal, clients.datasets[client], strategy.finetune_epochs, batch_size, seed)
-        outputs = predict_outputs(personal, tests[site], batch_size)
-        if outputs is None:
+        tested = test_on_site(
+            personal, tests[site], site, "personalised", f"{PREFIX}/site", classes, batch_size, rule
+        )
+        if tested is None:
             continue
-        prefix = f"{PREFIX}/site/{site}"
-        values = prediction_metrics(outputs, classes, prefix, rule)
-        metrics.update(values)
-        rows.append(site_row(site, "personalised", outputs, values, prefix))
-        pooled.append(outputs)
+        metrics.update(tested.metrics)
+        rows.append(tested.row)
+        pooled.append(tested.outputs)
     if pooled:
         metrics.update(prediction_metrics(concat_outputs(pooled), classes, PREFIX, rule))
     return metrics, rows
