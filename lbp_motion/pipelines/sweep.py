@@ -70,18 +70,15 @@ from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these 
     run_parameters,
     sample_value,
 )
-from lbp_motion.pipelines.sweep_summary import SITE_SUMMARY, seed_summary, write_seed_summary  # noqa: F401
+from lbp_motion.pipelines.sweep_summary import (  # noqa: F401 (SITE_SUMMARY re-exported)
+    SITE_SUMMARY,
+    TABLE_METRICS,
+    seed_summary,
+    write_seed_summary,
+)
 from lbp_motion.runs import RunResult, run_arguments
 
 STATE_FILE = "state.json"
-TABLE_METRICS = (
-    "val/f1_macro",
-    "val/accuracy",
-    "test/accuracy",
-    "test/f1_macro",
-    "test/mcc",
-    "test/recording_accuracy",
-)
 
 
 def format_arguments(params: dict[str, Any], macro: str = "${args}") -> list[str]:

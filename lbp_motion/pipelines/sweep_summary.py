@@ -20,14 +20,21 @@ SITE_SUMMARY = (
     "test/personalised/mcc",
     "test/personalised/site/*/accuracy",
 )
-#: Metrics shown in results.md besides the sweep's own metric (when the runs have them).
-#: the test metrics every summary has (with the run list's metric)
-SUMMARY_METRICS = ("test/accuracy", "test/f1_macro", "test/mcc", "test/recording_accuracy")
+#: Metrics shown in results.md besides the sweep's own metric (when the runs have them);
+#: a seeded run list's summary has their test ones.
+TABLE_METRICS = (
+    "val/f1_macro",
+    "val/accuracy",
+    "test/accuracy",
+    "test/f1_macro",
+    "test/mcc",
+    "test/recording_accuracy",
+)
 
 
 def seed_summary(spec: SweepSpec, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A seeded run list's entries in file order: ``group``, the finished ``seeds``, and
-    per metric (the sweep's metric, :data:`SUMMARY_METRICS` and those of
+    per metric (the sweep's metric, :data:`TABLE_METRICS` (test metrics only) and those of
     :data:`SITE_SUMMARY` that runs have; test metrics only)
     ``mean`` and ``sd`` (sample sd; 0 with one seed) over the finished seeds."""
     group_of = {r["name"]: r["group"] for r in spec.runs or [] if "group" in r}
@@ -41,7 +48,7 @@ def seed_summary(spec: SweepSpec, runs: list[dict[str, Any]]) -> list[dict[str, 
     by_site = [k for pattern in SITE_SUMMARY for k in fnmatch.filter(found, pattern)]
     keys = [
         k
-        for k in dict.fromkeys([spec.metric, *SUMMARY_METRICS, *by_site])
+        for k in dict.fromkeys([spec.metric, *TABLE_METRICS, *by_site])
         if k and k.startswith("test/")
     ]
     rows = []
