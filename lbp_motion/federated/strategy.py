@@ -51,6 +51,13 @@ from lbp_motion.federated.server import (
     scaffold_client_control,
     scaffold_server_control,
 )
+from lbp_motion.federated.vectorized import (
+    VectorizedLoader,
+    VectorizedRound,
+    check_vectorizable,
+    is_vectorized_batch,
+    vectorization_problems,
+)
 from lbp_motion.training_plan import (
     FEDERATION,
     PRIVACY,
@@ -135,6 +142,11 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             differential privacy.
         persist_optimizer_state: keep each client's optimiser state across rounds
             (default: a fresh optimiser state every round).
+        vectorize: train the selected clients of a round together, one step per batch
+            index on stacked parameters (``torch.func.vmap``), instead of one client after
+            the other; see :mod:`lbp_motion.federated.vectorized` for what it supports.
+        vectorize_chunk: at most this many clients in one vectorised call (null: all
+            selected clients), to bound device memory.
         min_clients: a round fails unless this many clients return finite weights.
         device: ``None`` uses the Trainer's accelerator (GPU when given one).
     """
@@ -165,6 +177,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         scaffold: bool = False,
         finetune_epochs: int = 0,
         persist_optimizer_state: bool = False,
+        vectorize: bool = False,
+        vectorize_chunk: int | None = None,
         min_clients: int = 1,
         device: str | None = None,
         **kwargs: Any,
@@ -205,6 +219,10 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._gradient_sums: dict[str, torch.Tensor] = {}  # the current client's raw gradients
         self.finetune_epochs = finetune_epochs
         self.persist_optimizer_state = persist_optimizer_state
+        self.vectorize = vectorize
+        self.vectorize_chunk = vectorize_chunk
+        self._round: VectorizedRound | None = None  # the clients of a vectorised round
+        self._round_clients: list[int] = []
         self.min_clients = min_clients
         self._global: dict[str, torch.Tensor] | None = None
         self._client: int | None = None
@@ -236,6 +254,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
             problems.append(f"finetune_epochs={self.finetune_epochs}; expected >= 0")
         if self.min_clients < 1:
             problems.append(f"min_clients={self.min_clients}; expected at least 1")
+        if self.vectorize_chunk is not None and self.vectorize_chunk < 1:
+            problems.append(f"vectorize_chunk={self.vectorize_chunk}; expected at least 1")
         if not 0 < spec.client_fraction <= 1:
             problems.append(f"client_fraction={spec.client_fraction}; expected a value in (0, 1]")
         if problems:
@@ -261,6 +281,15 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
                 f"trainer.strategy.init_args.finetune_epochs: {self.finetune_epochs} does not combine "
                 "with differential privacy (fine-tuning is not private training); set finetune_epochs: 0"
             )
+        if self.vectorize:
+            problems = vectorization_problems(self, trainer, private)
+            if problems:
+                raise ConfigError(
+                    "trainer.strategy.init_args.vectorize: true does not combine with "
+                    + "; ".join(problems)
+                    + "; set vectorize: false"
+                )
+            check_vectorizable(self.lightning_module)
         trainer.reload_dataloaders_every_n_epochs = 1  # a new client selection each round
         if not any(isinstance(c, _RoundHooks) for c in trainer.callbacks):
             trainer.callbacks.insert(0, _RoundHooks(self))
@@ -272,7 +301,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         """This round's per-client loader; the clients' data are split on the first call."""
         if self._clients is None:
             self._split_clients(data)
-        return FederatedLoader(
+        loader = VectorizedLoader if self.vectorize else FederatedLoader
+        return loader(
             self._clients.datasets, self._clients.num_examples, data.batch_size, self.spec
         )
 
@@ -353,27 +383,63 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._client = client
 
     def _keep_current(self) -> None:
-        state = self._snapshot()
-        if all_finite(state):
-            self._kept.append((self._client, state))
-            if self.scaffold:
-                self._update_client_control(self._client)
-        else:
-            log.warning(
-                "round %d: client %d returned non-finite weights; left out",
-                self.lightning_module.current_epoch,
-                self._client,
-            )
-            self._failed.append(self._client)
+        self._keep(self._client, self._snapshot())
         if self.persist_optimizer_state:
             self._optimizer_states[self._client] = copy.deepcopy(
                 self.lightning_module.trainer.optimizers[0].state_dict()
             )
         self._client = None
 
+    def _keep(self, client: int, state: dict[str, torch.Tensor]) -> None:
+        """Keep a finished client's weights for aggregation (left out when not finite)."""
+        if all_finite(state):
+            self._kept.append((client, state))
+            if self.scaffold:
+                self._update_client_control(client)
+        else:
+            log.warning(
+                "round %d: client %d returned non-finite weights; left out",
+                self.lightning_module.current_epoch,
+                client,
+            )
+            self._failed.append(client)
+
+    # -- all clients at once -------------------------------------------------------------
+    def _vectorized_step(self, batch: dict[str, Any]) -> None:
+        """One step of every selected client that still has a batch (``vectorize``)."""
+        module = self.lightning_module
+        if self._round is None:
+            self._round_clients = [int(c) for c in batch["clients"]]
+            starts = []
+            for client in self._round_clients:
+                own = self._local_states.get(client, self._initial_local) if self.local_keys else {}
+                starts.append({**self._global, **(own or {})})
+            self._round = VectorizedRound(
+                module,
+                starts,
+                module.trainer.optimizers[0],
+                mu=self.mu,
+                shared=frozenset(self._global) - self.local_keys,
+                global_state=self._global,
+                seed=mix_seed(self.spec.seed, module.current_epoch, 104729),
+                chunk=self.vectorize_chunk,
+            )
+        for k, outputs, loss in self._round.step(batch["batches"]):
+            client = self._round_clients[k]
+            self._losses[client].append(float(loss))
+            module.record_step("train", batch["batches"][k], outputs, loss)
+        return None
+
+    def _keep_vectorized(self) -> None:
+        for k, client in enumerate(self._round_clients):
+            self._keep(client, self._round.client_state(k, like=self._global))
+        self._round, self._round_clients = None, []
+
     def around_training_step(self, batch: Any, step: Callable[[], Any]) -> Any:
         """One client's step: switch to the batch's client first; a failing client is
         left out of the round; FedProx adds its proximal term to the loss."""
+        if is_vectorized_batch(batch):
+            return self._vectorized_step(batch)
         # an empty (Poisson-sampled, differential privacy) batch names its client in client_id
         client = int(batch["client_id"]) if "client_id" in batch else int(batch["client"][0])
         if client in self._failed:
@@ -465,6 +531,8 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         """Aggregate the clients of this round into the global model (once per round)."""
         if self._client is not None:
             self._keep_current()
+        if self._round is not None:
+            self._keep_vectorized()
         if not self._kept and not self._failed:
             return  # nothing trained since the last aggregation (e.g. the sanity check)
         failed = sorted(set(self._failed) - {c for c, _ in self._kept})

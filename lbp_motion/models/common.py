@@ -13,7 +13,9 @@ task can drive any model:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +52,27 @@ def lengths_from_mask(mask: Tensor) -> Tensor:
     """Length up to and including the last real frame of each sample (B,), at least 1."""
     t = torch.arange(1, mask.shape[1] + 1, device=mask.device).expand_as(mask)
     return (t * mask.long()).amax(dim=1).clamp_min(1)
+
+
+_UNROLLED = contextvars.ContextVar("lbp_unrolled_recurrence", default=False)
+
+
+@contextmanager
+def unrolled_recurrence() -> Iterator[None]:
+    """Inside this context recurrent layers run as plain tensor operations, frame by
+    frame, instead of packed cuDNN/ATen sequences: ``torch.func.vmap`` can batch the
+    former but not the latter (packing depends on each sample's length). The results
+    are the same; vectorised federated training uses it."""
+    token = _UNROLLED.set(True)
+    try:
+        yield
+    finally:
+        _UNROLLED.reset(token)
+
+
+def recurrence_unrolled() -> bool:
+    """Whether :func:`unrolled_recurrence` is active."""
+    return _UNROLLED.get()
 
 
 class SequenceClassifier(nn.Module):

@@ -31,7 +31,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lbp_motion.models.common import SequenceClassifier, full_mask, lengths_from_mask, masked_mean
+from lbp_motion.models.common import (
+    SequenceClassifier,
+    full_mask,
+    lengths_from_mask,
+    masked_mean,
+    recurrence_unrolled,
+)
 
 POOLINGS = ("mean", "last")
 
@@ -64,6 +70,8 @@ class StackedLSTM(nn.Module):
         self.output_dim = width
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        if recurrence_unrolled():
+            return self._unrolled(x, mask)
         lengths = lengths_from_mask(mask).cpu()
         h = x
         for i, lstm in enumerate(self.layers):
@@ -73,6 +81,47 @@ class StackedLSTM(nn.Module):
             if i < len(self.layers) - 1:
                 h = self.dropout(h)
         return h
+
+    def _unrolled(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The same as the packed path, as tensor operations frame by frame (see
+        :func:`~lbp_motion.models.common.unrolled_recurrence`)."""
+        t = torch.arange(x.shape[1], device=x.device)
+        real = (t < lengths_from_mask(mask).unsqueeze(1)).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        h = x
+        for i, lstm in enumerate(self.layers):
+            directions = [unrolled_lstm(lstm, h, real, "")]
+            if lstm.bidirectional:
+                directions.append(unrolled_lstm(lstm, h, real, "_reverse"))
+            h = torch.cat(directions, dim=-1)
+            if i < len(self.layers) - 1:
+                h = self.dropout(h)
+        return h
+
+
+def unrolled_lstm(lstm: nn.LSTM, x: Tensor, real: Tensor, suffix: str) -> Tensor:
+    """One direction of a one-layer ``lstm`` over ``x`` (B, T, F), frame by frame, with
+    PyTorch's gate order (input, forget, cell, output). ``real`` (B, T, 1) is 1 up to
+    each sample's length: past it the state is held and the output is 0, and the
+    reverse direction (``suffix="_reverse"``) starts at the last real frame, as packed
+    sequences do."""
+    w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
+    gates_x = x @ w_ih.T
+    if lstm.bias:
+        gates_x = (
+            gates_x + getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
+        )
+    h = x.new_zeros(*x.shape[:-1][:-1], lstm.hidden_size)
+    c = torch.zeros_like(h)
+    frames = range(x.shape[-2] - 1, -1, -1) if suffix else range(x.shape[-2])
+    out: list[Tensor] = [h] * x.shape[-2]
+    for t in frames:
+        i, f, g, o = (gates_x[..., t, :] + h @ w_hh.T).chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        m = real[..., t, :]
+        c, h = m * c_new + (1 - m) * c, m * h_new + (1 - m) * h
+        out[t] = m * h_new
+    return torch.stack(out, dim=-2)
 
 
 def _check_pooling(pooling: str) -> str:

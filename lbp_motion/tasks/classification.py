@@ -51,6 +51,10 @@ class ClassificationTask(BaseTask):
     #: the sample this task reads: ``data.unit`` must match (``window``; ``recording``
     #: for :class:`~lbp_motion.tasks.recording.RecordingTask`)
     unit = "window"
+    #: ``compute_loss`` below neither logs nor keeps state, so federated clients can be
+    #: trained together (:mod:`lbp_motion.federated.vectorized`); a subclass that
+    #: overrides ``compute_loss`` says so again, or is not vectorised
+    pure_compute_loss = True
 
     def __init__(
         self,
@@ -126,6 +130,13 @@ class ClassificationTask(BaseTask):
 
     def step(self, batch: dict[str, Tensor], stage: str) -> StepOutput:
         logits, loss = self.compute_loss(batch, stage)
+        return self.record_step(stage, batch, logits, loss)
+
+    def record_step(
+        self, stage: str, batch: dict[str, Tensor], logits: Tensor, loss: Tensor
+    ) -> StepOutput:
+        """Log the loss and update ``stage``'s metrics from one step's logits (also
+        called by vectorised federated training, which computes them itself)."""
         self.log(
             f"{stage}/loss",
             loss,

@@ -155,6 +155,8 @@ class RecordingTask(ClassificationTask):
             mask = torch.ones(x.shape[:3], dtype=torch.bool, device=x.device)
         return self.model(x, mask, window_mask)
 
+    pure_compute_loss = True  # no logging, no state: clients can be vectorised
+
     def compute_loss(self, batch: dict[str, Tensor], stage: str) -> tuple[Tensor, Tensor]:
         logits = self(batch["x"], batch["mask"], batch["window_mask"])
         return logits, self.loss(logits, batch["y"])

@@ -145,3 +145,30 @@ def test_lstm_frame_features_average_to_mean_pooled_features():
     mean = frames.sum(1) / mask.sum(1, keepdim=True)
     torch.testing.assert_close(mean, net.features(x, mask))
     assert net.frame_logits(x, mask).shape == (4, 20, C)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_the_unrolled_recurrence_equals_the_packed_one(name):
+    """What vectorised federated training runs (vmap cannot batch packed sequences):
+    the same outputs and gradients, with padding at the end and frames missing inside."""
+    from lbp_motion.models.common import unrolled_recurrence
+
+    cls, kwargs = SMALL[name]
+    torch.manual_seed(0)
+    model = cls(F, C, dropout=0.0, **kwargs)
+    x = torch.randn(4, 9, F)
+    mask = torch.ones(4, 9, dtype=torch.bool)
+    mask[1, 5:] = False  # shorter
+    mask[2, 2] = False  # a missing frame inside
+    mask[3, 1:] = False  # one frame
+    packed = model(x, mask)
+    grads = torch.autograd.grad(packed.square().sum(), list(model.parameters()))
+    with unrolled_recurrence():
+        unrolled = model(x, mask)
+    torch.testing.assert_close(unrolled, packed, atol=1e-5, rtol=1e-4)
+    with unrolled_recurrence():  # frame outputs too: zeros past each length
+        frames = model.encoder(x, mask)
+    torch.testing.assert_close(frames, model.encoder(x, mask), atol=1e-5, rtol=1e-4)
+    again = torch.autograd.grad(unrolled.square().sum(), list(model.parameters()))
+    for a, b in zip(again, grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
