@@ -69,6 +69,23 @@ def quiet_trainer(module: torch.nn.Module, **kwargs: Any) -> pl.Trainer:
     )
 
 
+def detached_copy(module: pl.LightningModule) -> pl.LightningModule:
+    """A deep copy of ``module``'s networks and state without its Trainer, sharing its
+    plain callables (the config's model and optimiser factories): neither is needed by
+    the copy, and what they reach (e.g. Opacus's DP optimiser, which a fit under
+    differential privacy leaves behind) cannot always be copied."""
+    trainer, module._trainer = module._trainer, None
+    shared = {
+        id(v): v
+        for v in module.__dict__.values()
+        if callable(v) and not isinstance(v, (torch.nn.Module, torch.Tensor))
+    }
+    try:
+        return copy.deepcopy(module, memo=shared)
+    finally:
+        module._trainer = trainer
+
+
 def predict_outputs(
     module: pl.LightningModule, dataset: torch.utils.data.Dataset, batch_size: int
 ) -> dict[str, torch.Tensor] | None:
@@ -79,7 +96,7 @@ def predict_outputs(
         return None
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
     with quiet_logs():
-        batches = quiet_trainer(module).predict(copy.deepcopy(module), dataloaders=loader)
+        batches = quiet_trainer(module).predict(detached_copy(module), dataloaders=loader)
     if not batches or not all(isinstance(b, dict) and {"probs", "y"} <= set(b) for b in batches):
         return None
     return {k: torch.cat([b[k].cpu() for b in batches]) for k in ("recording", "probs", "y")}

@@ -16,7 +16,6 @@ results (logged).
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import torch
 
 from lbp_motion.evaluation.sites import (
     concat_outputs,
+    detached_copy,
     prediction_metrics,
     quiet_logs,
     quiet_trainer,
@@ -115,7 +115,7 @@ def personalised_results(
     for client, site in sorted(sites.items(), key=lambda item: item[1]):
         if site not in tests:
             continue
-        personal = copy.deepcopy(module)
+        personal = detached_copy(module)
         if client in local_states:
             personal.load_state_dict(local_states[client], strict=False)
         if strategy.finetune_epochs > 0:
