@@ -8,7 +8,7 @@ CACHE ?= $(CURDIR)/.cache
 STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install test-data bench lint docs clean
+.PHONY: demo test install test-data bench gpu-check lint docs clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
 	LBP_CACHE=$(CACHE) OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pose_bench.py || echo "pose benchmark skipped (needs make test-data)"
+
+# The GPU check (benchmarks/gpu_check.py): quickstart, FedAvg sequential and vectorised,
+# DP-SGD, the memory error, prediction on a video; a table and benchmarks/gpu_check.json.
+gpu-check: $(STAMP)
+	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/gpu_check.py
 
 # The documentation site (mkdocs + Material, API reference from docstrings) into site/;
 # strict: a warning (broken link or anchor, bad docstring) fails the build.

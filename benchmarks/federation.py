@@ -19,6 +19,15 @@ Round 0 is a warm-up and is not counted.
 Run: ``python benchmarks/federation.py [--rounds 3] [--threads N] [--out FILE]``.
 Uses experiments/tug_fedavg.yaml (SPEC's model: 9 blocks, 8 heads; three clinics of
 the synthetic TUG data) on the CPU, or on a GPU with ``--accelerator gpu``.
+
+Second part, ``scale`` (issue 16): the time of one round for K = 1, 2, 4, 8, 16 clients,
+sequential (``vectorize: false``) against vectorised (``vectorize: true``), with the same
+model, the same data per client (``--per_client`` training windows of the synthetic TUG
+data, the same windows at every client) and batch size, E = 1, no validation; the
+median over rounds after a warm-up round. ``ratio_to_1`` is a mode's round time at K
+over its time at K = 1 (target on a GPU: vectorised, K = 8 at most 2); on a GPU also the
+peak device memory per client of the vectorised round. ``--only overhead|scale`` runs
+one part.
 """
 
 from __future__ import annotations
@@ -40,9 +49,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--only", choices=["overhead", "scale"], default=None)
+    parser.add_argument("--clients", default="1,2,4,8,16", help="K values of the scale part")
+    parser.add_argument("--per_client", type=int, default=64, help="training windows per client")
+    parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "federation.json"))
     args = parser.parse_args()
+    result = {}
+    if args.only in (None, "overhead"):
+        result["overhead"] = overhead(args)
+    if args.only in (None, "scale"):
+        result["scale"] = scale(args)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
 
+
+def overhead(args) -> dict:
+    """The first part: what federating adds to a round of three clinics."""
     import lightning.pytorch as pl
     import torch
 
@@ -129,13 +153,127 @@ def main() -> int:
         "rounds": clock.rows,
         "torch": torch.__version__,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2))
     print(
         f"clients n_k = {n_k}; median over {len(rows)} rounds ({args.accelerator}, {args.threads} thread(s)):"
     )
     for key, value in summary.items():
         print(f"  {key:18s} {value:.4f}" if "s" not in key[-2:] else f"  {key:18s} {value:.2f} s")
-    return 0
+    return result
+
+
+def scale(args) -> dict:
+    """The second part: round time against the number of clients K, sequential and
+    vectorised (see the module docstring)."""
+    import lightning.pytorch as pl
+    import torch
+
+    from lbp_motion.federated import FedAvgStrategy
+    from lbp_motion.runs import LbpCLI
+
+    torch.set_num_threads(args.threads)
+    cli = LbpCLI(args=["--config", str(REPO / "experiments" / "tug_fedavg.yaml")], run=False)
+    cli.datamodule.setup("fit")
+    source = cli.datamodule.real_train_dataset()
+    windows = [source[i] for i in range(args.per_client)]
+    template = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    gpu = args.accelerator == "gpu"
+
+    class Clients(pl.LightningDataModule):
+        """K clients holding the same ``per_client`` windows, each client one subject."""
+
+        def __init__(self, k: int) -> None:
+            super().__init__()
+            self.k = k
+            self.samples = [dict(w, recording=torch.tensor(c)) for c in range(k) for w in windows]
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(self.samples, batch_size=args.batch_size)
+
+        def train_subject_info(self):
+            return {"subject": [f"s{i // len(windows)}" for i in range(len(self.samples))]}
+
+    class Clock(pl.Callback):
+        def __init__(self):
+            self.times, self.peaks = [], []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if gpu:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            self.t = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):  # after the aggregation
+            if gpu:
+                torch.cuda.synchronize()
+                self.peaks.append(torch.cuda.max_memory_allocated())
+            self.times.append(time.perf_counter() - self.t)
+
+    rows = []
+    for k in [int(v) for v in args.clients.split(",")]:
+        for vectorize in (False, True):
+            model = cli.model
+            model.load_state_dict(template)
+            groups = [[f"s{c}"] for c in range(k)]
+            strategy = FedAvgStrategy(
+                num_clients=k, partition="groups", subject_groups=groups, vectorize=vectorize
+            )
+            clock = Clock()
+            base = torch.cuda.memory_allocated() if gpu else 0
+            pl.Trainer(
+                max_epochs=args.rounds,
+                accelerator=args.accelerator,
+                devices=1,
+                strategy=strategy,
+                logger=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                enable_checkpointing=False,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                callbacks=[clock],
+                default_root_dir=str(REPO / ".cache" / "bench-runs" / "federation-scale"),
+            ).fit(model, datamodule=Clients(k))
+            measured = clock.times[1:] or clock.times
+            row = {
+                "clients": k,
+                "mode": "vectorised" if vectorize else "sequential",
+                "round_s": statistics.median(measured),
+            }
+            if gpu:
+                row["peak_mib_per_client"] = (max(clock.peaks) - base) / k / 2**20
+            rows.append(row)
+            print(f"  K={k:3d} {row['mode']:11s} round {row['round_s']:.3f} s", flush=True)
+    for row in rows:
+        first = next(
+            r for r in rows if r["mode"] == row["mode"] and r["clients"] == rows[0]["clients"]
+        )
+        row["ratio_to_1"] = row["round_s"] / first["round_s"]
+    for row in rows:
+        if row["mode"] == "vectorised":
+            seq = next(
+                r for r in rows if r["mode"] == "sequential" and r["clients"] == row["clients"]
+            )
+            row["speedup_over_sequential"] = seq["round_s"] / row["round_s"]
+    params = sum(p.numel() for p in cli.model.parameters())
+    print(
+        f"round time against K ({args.accelerator}, {args.threads} thread(s), {params} parameters):"
+    )
+    print("  K  mode         round_s  ratio_to_1  speedup")
+    for row in rows:
+        speed = row.get("speedup_over_sequential")
+        print(
+            f"  {row['clients']:2d} {row['mode']:11s} {row['round_s']:8.3f} {row['ratio_to_1']:10.2f}"
+            + (f" {speed:8.2f}" if speed else "")
+        )
+    return {
+        "device": args.accelerator,
+        "threads": args.threads,
+        "per_client": args.per_client,
+        "batch_size": args.batch_size,
+        "parameters": params,
+        "rows": rows,
+        "torch": torch.__version__,
+    }
 
 
 if __name__ == "__main__":

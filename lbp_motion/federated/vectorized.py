@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from lbp_motion.errors import ConfigError
+from lbp_motion.errors import ConfigError, LbpError
 from lbp_motion.federated.clients import FederatedLoader, mix_seed
 from lbp_motion.models.common import unrolled_recurrence
 
@@ -229,6 +229,28 @@ class VectorizedRound:
             self.buffers[n].index_copy_(0, take, v)
         return grads, outputs, losses
 
+    def _grads_within_memory(self, idx: list[int], batch: dict[str, Tensor]):
+        """:meth:`_grads`, or on a device out of memory one clear error with the number
+        of clients that fit (measured on one client)."""
+        try:
+            return self._grads(idx, batch)
+        except torch.OutOfMemoryError:
+            if len(idx) == 1 or not torch.cuda.is_available():
+                raise
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        one = {key: v[:1] for key, v in batch.items()}
+        self._grads(idx[:1], one)
+        per_client = torch.cuda.max_memory_allocated() - before
+        free = torch.cuda.mem_get_info()[0]
+        fit = clients_that_fit(per_client, free)
+        raise VectorizedMemoryError(
+            f"trainer.strategy.init_args.vectorize: {len(idx)} clients at once do not fit in the "
+            f"device's memory ({per_client / 2**20:.0f} MiB per client, {free / 2**30:.1f} GiB free): "
+            f"at most {fit} fit; set trainer.strategy.init_args.vectorize_chunk: {fit}"
+        )
+
     def step(self, batches: Sequence[dict[str, Tensor] | None]) -> list[tuple[int, Any, Tensor]]:
         """One optimiser step of every client that still has a batch. Returns
         ``(position, outputs, loss)`` of each such client (outputs detached)."""
@@ -247,7 +269,7 @@ class VectorizedRound:
                 idx = members[start : start + (self.chunk or len(members))]
                 keys = [key for key, v in batches[idx[0]].items() if isinstance(v, Tensor)]
                 batch = {key: torch.stack([batches[k][key] for k in idx]) for key in keys}
-                grads, outputs, losses = self._grads(idx, batch)
+                grads, outputs, losses = self._grads_within_memory(idx, batch)
                 take = torch.tensor(idx, device=losses.device)
                 for n, g in grads.items():
                     full[n].index_copy_(0, take, g)
@@ -290,6 +312,16 @@ class VectorizedRound:
             name: stacked[name][k].clone() if name in stacked else like[name].clone()
             for name in like
         }
+
+
+class VectorizedMemoryError(LbpError):
+    """The clients of a vectorised call do not fit in the device's memory."""
+
+
+def clients_that_fit(per_client_bytes: int, free_bytes: int, margin: float = 0.8) -> int:
+    """How many clients' vectorised steps fit in ``free_bytes`` when one takes
+    ``per_client_bytes`` (a ``margin`` of the free memory is used); at least 1."""
+    return max(1, int(free_bytes * margin // max(per_client_bytes, 1)))
 
 
 def _select(outputs: Any, j: int) -> Any:

@@ -7,7 +7,7 @@ import torch
 from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated import FedAvgStrategy
-from lbp_motion.federated.vectorized import VectorizedLoader, check_vectorizable
+from lbp_motion.federated.vectorized import VectorizedLoader, check_vectorizable, clients_that_fit
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.models.cnn import CNN1DClassifier
 from lbp_motion.models.recurrent import BiLSTMClassifier, LSTMDNNClassifier
@@ -150,6 +150,15 @@ def test_vectorised_local_layers_stay_at_their_client(sited_tug, tmp_path):
     for client in range(3):
         for key, value in s_seq.local_states[client].items():
             torch.testing.assert_close(s_vec.local_states[client][key], value, atol=1e-4, rtol=1e-3)
+
+
+def test_chunks_of_clients_give_the_same_weights(sited_tug, tmp_path):
+    dm = _data(sited_tug)
+    (seq, _), (vec, _) = _both(dm, MODELS["cnn"], tmp_path, epochs=1, vectorize_chunk=2)
+    for key, value in seq.items():
+        torch.testing.assert_close(vec[key], value, atol=1e-4, rtol=1e-3, msg=key)
+    assert clients_that_fit(300 * 2**20, 10 * 2**30) == 27  # 80 % of 10 GiB / 300 MiB
+    assert clients_that_fit(20 * 2**30, 10 * 2**30) == 1
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm_dnn"])
