@@ -1,4 +1,4 @@
-"""``lbp federate server|client|keys|app``: their command lines and option checks;
+"""``lbp federate server|client|simulate|keys|app``: their command lines and option checks;
 :mod:`lbp_motion.federated.flower.deploy` runs them.
 
 lbp's flags are ``--snake_case`` like every ``lbp`` command (``--client_id``,
@@ -196,6 +196,32 @@ def keys_parser() -> argparse.ArgumentParser:
     return p
 
 
+def simulate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lbp federate simulate",
+        allow_abbrev=False,
+        description="Run the federation of a config on Flower's simulation engine (Ray): the same "
+        "ServerApp and ClientApp as lbp federate server/client, one virtual SuperNode per site of the data.",
+    )
+    add_config(p, help="the lbp config (as for lbp fit; repeatable, merged in order)")
+    p.add_argument(
+        "--num_supernodes",
+        type=int,
+        required=True,
+        help="virtual SuperNodes: the number of training sites of the data (one per site)",
+    )
+    p.add_argument(
+        "--client_cpus", type=float, default=1.0, help="CPUs of each ClientApp (Ray; default 1)"
+    )
+    p.add_argument(
+        "--client_gpus",
+        type=float,
+        default=0.0,
+        help="GPUs of each ClientApp (Ray; fractions share a GPU, e.g. 0.25; default 0)",
+    )
+    return p
+
+
 def app_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lbp federate app", description="Write the Flower app folder for `flwr run`."
@@ -348,6 +374,15 @@ def cmd_client(argv: list[str]) -> int:
     return run_client(args, config, overrides, tls)
 
 
+def cmd_simulate(argv: list[str]) -> int:
+    from lbp_motion.federated.flower.simulation import run_simulation
+
+    args, overrides = simulate_parser().parse_known_args(argv)
+    config, overrides = configs(args.config, overrides)
+    run_simulation(config, overrides, args.num_supernodes, args.client_cpus, args.client_gpus)
+    return 0
+
+
 def cmd_keys(argv: list[str]) -> int:
     from lbp_motion.federated.flower.deploy import write_keys
 
@@ -372,14 +407,20 @@ def cmd_app(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"server": cmd_server, "client": cmd_client, "app": cmd_app, "keys": cmd_keys}
+SUBCOMMANDS = {
+    "server": cmd_server,
+    "client": cmd_client,
+    "simulate": cmd_simulate,
+    "app": cmd_app,
+    "keys": cmd_keys,
+}
 
 
 def cmd_federate(argv: list[str]) -> int:
-    """``lbp federate``: real multi-site FedAvg on Flower (server, client, keys, app)."""
+    """``lbp federate``: real multi-site FedAvg on Flower (server, client, simulate, keys, app)."""
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         print(
-            "usage: lbp federate {server,client,app,keys} [options]   (lbp federate server --help; docs/deploy.md)"
+            "usage: lbp federate {server,client,simulate,app,keys} [options]   (lbp federate server --help; docs/deploy.md)"
         )
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     import importlib.util

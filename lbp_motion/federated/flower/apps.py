@@ -109,12 +109,27 @@ def _shape_mismatch(
     return None
 
 
+def client_settings(context: Context) -> dict[str, Any]:
+    """A site's settings: its SuperNode's ``lbp-client`` file, or under ``lbp federate
+    simulate`` the entry of the virtual SuperNode's ``partition-id`` (:mod:`.simulation`)."""
+    if CLIENT_KEY in context.node_config:
+        return read_settings(context.node_config[CLIENT_KEY])
+    from lbp_motion.federated.flower.simulation import simulation_settings
+
+    simulated = simulation_settings()
+    if simulated is None or "partition-id" not in context.node_config:
+        raise ConfigError(
+            f"this SuperNode has no {CLIENT_KEY} node config: start it with lbp federate client"
+        )
+    return simulated["clients"][int(context.node_config["partition-id"])]
+
+
 @client_app.train()
 def client_train(msg: Message, context: Context) -> Message:
     """One round at a site: local training from the global weights; the reply holds the
     site's weights and scalar metrics only. A failure is answered with an error reply
     whose reason starts with ``lbp client K:`` so that the server names the site."""
-    settings = read_settings(context.node_config[CLIENT_KEY])
+    settings = client_settings(context)
     client_id = int(settings.get("client_id", 0))
     try:
         return _client_round(msg, settings, client_id)
@@ -183,8 +198,14 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
 # -- server --------------------------------------------------------------------------------
 @server_app.main()
 def server_main(grid: Grid, context: Context) -> None:
-    settings = read_settings(context.run_config[SERVER_KEY])
-    run_federation(grid, settings)
+    path = context.run_config.get(SERVER_KEY)
+    if not path:  # lbp federate simulate: the simulation's settings name the server's
+        from lbp_motion.federated.flower.simulation import simulation_settings
+
+        path = (simulation_settings() or {}).get("server")
+    if not path:
+        raise ConfigError(f"the run config has no {SERVER_KEY}: start it with lbp federate server")
+    run_federation(grid, read_settings(path))
 
 
 def _save_checkpoint(ckpt: dict[str, Any], path: Path) -> None:

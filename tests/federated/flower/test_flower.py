@@ -584,6 +584,34 @@ def test_three_clients_train_the_simulations_model_and_send_only_parameters(
 
 
 @pytest.mark.e2e
+def test_flowers_simulation_engine_runs_the_same_apps_to_the_same_model(
+    three_sites, simulated, tmp_path, capsys
+):
+    """lbp federate simulate: the ServerApp and ClientApp under Ray, one virtual
+    SuperNode per site, give the in-process simulation's model exactly."""
+    pytest.importorskip("ray", reason="Flower's simulation engine needs flwr[simulation] (Ray)")
+    from lbp_motion.cli import main
+
+    common = _common(three_sites, tmp_path / "runs")
+    assert main(["federate", "simulate", *common, "--num_supernodes", "3"]) == 0
+    run_dir = next((tmp_path / "runs").glob("tug-fedavg/version_*"))
+    final = torch.load(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    assert final["flower"]["rounds_completed"] == 2
+    assert list(final["state_dict"]) == list(simulated)
+    for key, value in simulated.items():
+        assert torch.equal(final["state_dict"][key], value), key
+    rounds = _rounds(run_dir)
+    assert [r["round"] for r in rounds] == ["0", "1"] and all(r["clients"] == "3" for r in rounds)
+    settings = json.loads((run_dir / "flower" / "simulation.json").read_text())
+    assert [c["overrides"][-1] for c in settings["clients"]] == [f"[{s}]" for s in SITES]
+    capsys.readouterr()
+    assert main(["federate", "simulate", *common, "--num_supernodes", "4"]) != 0
+    assert "--num_supernodes 4: the data has 3 training sites" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(
     three_sites, simulated, processes, tmp_path
