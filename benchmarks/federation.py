@@ -26,8 +26,14 @@ model, the same data per client (``--per_client`` training windows of the synthe
 data, the same windows at every client) and batch size, E = 1, no validation; the
 median over rounds after a warm-up round. ``ratio_to_1`` is a mode's round time at K
 over its time at K = 1 (target on a GPU: vectorised, K = 8 at most 2); on a GPU also the
-peak device memory per client of the vectorised round. ``--only overhead|scale`` runs
-one part.
+peak device memory per client of the vectorised round.
+
+Third part, ``flower``: the same federation (experiments/tug_fedavg.yaml's model, E = 1,
+K sites of generated synthetic TUG data with 6 subjects per site, stride 15) in process
+(FedAvgStrategy, sequential) and on Flower's simulation engine (``lbp federate
+simulate``: Ray workers, messages, a Trainer per site and round); ``flower_over_inprocess``
+is the ratio of their median round times (Flower's from its rounds.csv). ``--only
+overhead|scale|flower`` runs one part.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--accelerator", default="cpu")
-    parser.add_argument("--only", choices=["overhead", "scale"], default=None)
+    parser.add_argument("--only", choices=["overhead", "scale", "flower"], default=None)
     parser.add_argument("--clients", default="1,2,4,8,16", help="K values of the scale part")
     parser.add_argument("--per_client", type=int, default=64, help="training windows per client")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -60,6 +66,8 @@ def main() -> int:
         result["overhead"] = overhead(args)
     if args.only in (None, "scale"):
         result["scale"] = scale(args)
+    if args.only in (None, "flower"):
+        result["flower"] = flower(args)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
     return 0
@@ -274,6 +282,90 @@ def scale(args) -> dict:
         "rows": rows,
         "torch": torch.__version__,
     }
+
+
+def _RoundClock():
+    """A callback that times each round: training epoch start to its end, after the
+    aggregation (FedAvg's round hooks run first)."""
+    import lightning.pytorch as pl
+
+    class RoundClock(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.times.append(time.perf_counter() - self.t)
+
+    return RoundClock()
+
+
+def flower(args) -> dict:
+    """The third part: Flower's simulation engine against the in-process simulation."""
+    import csv
+
+    import lightning.pytorch as pl
+    import torch
+
+    from lbp_motion.datasets.synthetic import generate_tug_dataset
+    from lbp_motion.federated import FedAvgStrategy
+    from lbp_motion.federated.flower.simulation import run_simulation
+    from lbp_motion.runs import LbpCLI
+
+    torch.set_num_threads(args.threads)
+    config = str(REPO / "experiments" / "tug_fedavg.yaml")
+    work = REPO / ".cache" / "bench-runs" / "federation-flower"
+    rows = []
+    for k in [int(v) for v in args.clients.split(",")]:
+        data = work / f"data-{k}"
+        if not (data / "labels.csv").is_file():
+            generate_tug_dataset(
+                data, num_subjects=6 * k, recordings_per_subject=1, sites=k, seed=0
+            )
+        overrides = ["--data.root", str(data), "--data.stride", "15",
+                     "--trainer.strategy.init_args.local_epochs", "1",
+                     "--trainer.strategy.init_args.num_clients", str(k),
+                     "--trainer.max_epochs", str(args.rounds), "--trainer.accelerator", args.accelerator,
+                     "--trainer.enable_progress_bar", "false", "--run.wandb", "disabled",
+                     "--run.out_dir", str(work / f"runs-{k}")]  # fmt: skip
+        cli = LbpCLI(args=["--config", config, *overrides], run=False)
+        clock = _RoundClock()
+
+        strategy = FedAvgStrategy(num_clients=k, partition="site", local_epochs=1, seed=0)
+        pl.Trainer(
+            max_epochs=args.rounds, accelerator=args.accelerator, devices=1, strategy=strategy,
+            logger=False, enable_progress_bar=False, enable_model_summary=False,
+            enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
+            callbacks=[clock], default_root_dir=str(work),
+        ).fit(cli.model, datamodule=cli.datamodule)  # fmt: skip
+        inprocess = statistics.median(clock.times[1:] or clock.times)
+        t = time.perf_counter()
+        run_dir = run_simulation(config, overrides, k, client_cpus=1.0)
+        total = time.perf_counter() - t
+        with open(run_dir / "rounds.csv", newline="") as fh:
+            flower_times = [float(r["round_seconds"]) for r in csv.DictReader(fh)]
+        flower_round = statistics.median(flower_times[1:] or flower_times)
+        rows.append({
+            "clients": k,
+            "n_k": strategy.num_examples,
+            "inprocess_round_s": inprocess,
+            "flower_round_s": flower_round,
+            "flower_over_inprocess": flower_round / inprocess,
+            "flower_total_s": total,
+        })  # fmt: skip
+        print(
+            f"  K={k:3d} in-process {inprocess:.2f} s  Flower {flower_round:.2f} s per round",
+            flush=True,
+        )
+    print(f"Flower's simulation engine against in-process FedAvg ({args.accelerator}):")
+    print("  K  in-process_s  flower_s  ratio")
+    for r in rows:
+        print(
+            f"  {r['clients']:2d} {r['inprocess_round_s']:12.2f} {r['flower_round_s']:9.2f} {r['flower_over_inprocess']:6.2f}"
+        )
+    return {"device": args.accelerator, "threads": args.threads, "rows": rows}
 
 
 if __name__ == "__main__":
