@@ -31,8 +31,10 @@ peak device memory per client of the vectorised round.
 Third part, ``flower``: the same federation (experiments/tug_fedavg.yaml's model, E = 1,
 K sites of generated synthetic TUG data with 6 subjects per site, stride 15) in process
 (FedAvgStrategy, sequential) and on Flower's simulation engine (``lbp federate
-simulate``: Ray workers, messages, a Trainer per site and round); ``flower_over_inprocess``
-is the ratio of their median round times (Flower's from its rounds.csv). ``--only
+simulate``: Ray workers, messages, a Trainer per site and round), once with all CPUs per
+ClientApp (Ray runs one client at a time, as the in-process loop does: the ratio of the
+median round times is Flower's overhead) and once with one CPU each (clients in
+parallel). Flower's round times come from its rounds.csv. ``--only
 overhead|scale|flower`` runs one part.
 """
 
@@ -341,30 +343,28 @@ def flower(args) -> dict:
             callbacks=[clock], default_root_dir=str(work),
         ).fit(cli.model, datamodule=cli.datamodule)  # fmt: skip
         inprocess = statistics.median(clock.times[1:] or clock.times)
-        t = time.perf_counter()
-        run_dir = run_simulation(config, overrides, k, client_cpus=1.0)
-        total = time.perf_counter() - t
-        with open(run_dir / "rounds.csv", newline="") as fh:
-            flower_times = [float(r["round_seconds"]) for r in csv.DictReader(fh)]
-        flower_round = statistics.median(flower_times[1:] or flower_times)
-        rows.append({
-            "clients": k,
-            "n_k": strategy.num_examples,
-            "inprocess_round_s": inprocess,
-            "flower_round_s": flower_round,
-            "flower_over_inprocess": flower_round / inprocess,
-            "flower_total_s": total,
-        })  # fmt: skip
-        print(
-            f"  K={k:3d} in-process {inprocess:.2f} s  Flower {flower_round:.2f} s per round",
-            flush=True,
-        )
-    print(f"Flower's simulation engine against in-process FedAvg ({args.accelerator}):")
-    print("  K  in-process_s  flower_s  ratio")
+        row = {"clients": k, "n_k": strategy.num_examples, "inprocess_round_s": inprocess}
+        # all CPUs per ClientApp: Ray runs one at a time, as the in-process loop does (the
+        # ratio is Flower's overhead); one CPU each: as many clients at once as CPUs
+        for mode, cpus in (("serial", float(os.cpu_count() or 1)), ("parallel", 1.0)):
+            t = time.perf_counter()
+            run_dir = run_simulation(config, overrides, k, client_cpus=cpus)
+            row[f"flower_{mode}_total_s"] = time.perf_counter() - t
+            with open(run_dir / "rounds.csv", newline="") as fh:
+                flower_times = [float(r["round_seconds"]) for r in csv.DictReader(fh)]
+            row[f"flower_{mode}_round_s"] = statistics.median(flower_times[1:] or flower_times)
+            row[f"flower_{mode}_over_inprocess"] = row[f"flower_{mode}_round_s"] / inprocess
+        rows.append(row)
+        print(f"  K={k:3d} in-process {inprocess:.2f} s  Flower {row['flower_serial_round_s']:.2f} s "
+              f"(one client at a time), {row['flower_parallel_round_s']:.2f} s (one per CPU)", flush=True)  # fmt: skip
+    print(
+        f"Flower's simulation engine against in-process FedAvg ({args.accelerator}, {os.cpu_count()} CPUs):"
+    )
+    print("  K  in-process_s  flower_serial_s  ratio  flower_parallel_s  ratio")
     for r in rows:
-        print(
-            f"  {r['clients']:2d} {r['inprocess_round_s']:12.2f} {r['flower_round_s']:9.2f} {r['flower_over_inprocess']:6.2f}"
-        )
+        print(f"  {r['clients']:2d} {r['inprocess_round_s']:12.2f} {r['flower_serial_round_s']:16.2f} "
+              f"{r['flower_serial_over_inprocess']:6.2f} {r['flower_parallel_round_s']:18.2f} "
+              f"{r['flower_parallel_over_inprocess']:6.2f}")  # fmt: skip
     return {"device": args.accelerator, "threads": args.threads, "rows": rows}
 
 
