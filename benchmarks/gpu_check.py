@@ -11,8 +11,9 @@ a step that fails is reported as failed with its error and the others still run:
    device memory per client;
 3. ``dp``: ``lbp fit`` of experiments/tug_dp.yaml (DP-SGD with Opacus) for one epoch;
 4. ``memory_error``: with the device's memory capped (``torch.cuda.set_per_process_memory_fraction``)
-   a vectorised round of too many clients must stop with the clear error that says how
-   many fit, not with an out-of-memory crash (GPU only);
+   a vectorised round of too many clients (256 clients of a small attention model,
+   batches of 256 windows) must stop with the clear error that says how many fit, not
+   with an out-of-memory crash (GPU only);
 5. ``predict_video``: ``lbp_motion.predict`` on the registry's demo video with the
    quickstart checkpoint, if the pose extra and ``make test-data`` are present.
 
@@ -95,7 +96,7 @@ def memory_error(args, work: Path) -> dict:
     from lbp_motion.tasks import ClassificationTask
 
     task = ClassificationTask(
-        model=lambda f, c: TransformerClassifier(f, c, d_model=256, num_layers=4, num_heads=8),
+        model=lambda f, c: TransformerClassifier(f, c, d_model=64, num_layers=2, num_heads=8),
         data_spec={"num_features": 51, "classes": ["a", "b", "c"]},
     ).cuda()
     optimizer = torch.optim.AdamW(task.parameters())

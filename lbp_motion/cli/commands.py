@@ -115,7 +115,8 @@ register(
 register(
     "federate",
     "lbp_motion.cli.federate:cmd_federate",
-    "server or client of a real federation on Flower (docs/deploy.md)",
+    "server or client of a real federation on Flower (docs/deploy.md), or the same apps on "
+    "Flower's simulation engine (`simulate`, docs/federated.md)",
 )
 
 

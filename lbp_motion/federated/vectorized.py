@@ -182,9 +182,19 @@ class VectorizedRound:
             return torch.stack([s.get(name, default).detach() for s in starts]).clone()
 
         parameters = dict(task.named_parameters())
-        self.params = {n: stacked(n, parameters[n]) for n in self.trainable}
-        self.fixed = {n: stacked(n, parameters[n]) for n in frozen}
-        self.buffers = {n: stacked(n, b) for n, b in buffers.items()}
+        try:
+            self.params = {n: stacked(n, parameters[n]) for n in self.trainable}
+            self.fixed = {n: stacked(n, parameters[n]) for n in frozen}
+            self.buffers = {n: stacked(n, b) for n, b in buffers.items()}
+        except torch.OutOfMemoryError:
+            self.params = self.fixed = self.buffers = {}
+            per_client = sum(t.numel() * t.element_size() for t in task.state_dict().values())
+            raise VectorizedMemoryError(
+                f"trainer.strategy.init_args.vectorize: the weights of {len(starts)} clients "
+                f"({per_client / 2**20:.1f} MiB each, before optimiser state and activations) do not "
+                "fit in the device's memory; select fewer clients per round (client_fraction) or "
+                "use Flower's simulation engine (lbp federate simulate)"
+            ) from None
         self.mu = mu
         self.anchor = (
             {n: global_state[n].detach() for n in self.trainable if n in shared}
