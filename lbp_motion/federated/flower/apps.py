@@ -70,10 +70,11 @@ _INITIAL_LOCAL: dict[str, dict[str, torch.Tensor]] = {}
 
 
 def _client_experiment(settings: dict[str, Any]):
-    """The site's experiment, built once per ClientApp process."""
+    """The site's experiment, built once per ClientApp process (and shared by the virtual
+    SuperNodes of one simulation worker: it depends on the config and overrides only)."""
     from lbp_motion.federated.flower.experiment import load_experiment
 
-    key = json.dumps(settings, sort_keys=True)
+    key = _experiment_key(settings)
     if key not in _EXPERIMENTS:
         experiment = load_experiment(settings.get("config"), settings.get("overrides"))
         state = experiment.task.state_dict()
@@ -84,9 +85,13 @@ def _client_experiment(settings: dict[str, Any]):
     return _EXPERIMENTS[key]
 
 
+def _experiment_key(settings: dict[str, Any]) -> str:
+    return json.dumps([settings.get("config"), settings.get("overrides")])
+
+
 def _initial_local(settings: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The site's local layers as the config's model starts them (before any round)."""
-    return _INITIAL_LOCAL.get(json.dumps(settings, sort_keys=True), {})
+    return _INITIAL_LOCAL.get(_experiment_key(settings), {})
 
 
 CLIENT_ERROR_PREFIX = "lbp client "
@@ -182,6 +187,7 @@ def _client_round(msg: Message, settings: dict[str, Any], client_id: int) -> Mes
         client_id=client_id,
         work_dir=str(work_dir),
         extra_callbacks=(scaffold,) if scaffold else (),
+        partitioned=bool(settings.get("partitioned")),
     )
     delta = None
     if fed.local_keys:

@@ -18,6 +18,7 @@ from typing import Any
 
 from lbp_motion import runs
 from lbp_motion.errors import ConfigError
+from lbp_motion.federated.clients import FederationSpec
 from lbp_motion.federated.server import ServerRule
 from lbp_motion.federated.strategy import FedAvgStrategy, local_state_keys
 
@@ -74,6 +75,14 @@ class Federation:
     local_keys: list[str] = field(default_factory=list)
     #: SCAFFOLD: the trainable shared parameters that have control variates (else empty)
     control_keys: list[str] = field(default_factory=list)
+    #: the config's client partition (``partition``, ``num_clients``, ``alpha``,
+    #: ``subject_groups``): a real site trains on its own data; a virtual SuperNode of
+    #: ``lbp federate simulate`` that is not a site takes its part by this partition
+    partition: dict[str, Any] = field(default_factory=dict)
+
+    def client_spec(self) -> FederationSpec:
+        """The partition as the in-process simulation's :class:`FederationSpec`."""
+        return FederationSpec(**self.partition, local_epochs=self.local_epochs, seed=self.seed)
 
     @property
     def scaffold(self) -> bool:
@@ -167,6 +176,12 @@ def load_experiment(config: str | Path | None, overrides: list[str] | None = Non
             for name, p in built.task.named_parameters()
             if fed.scaffold and p.requires_grad and name not in local_keys
         ],
+        partition={
+            "partition": fed.spec.partition,
+            "num_clients": fed.spec.num_clients,
+            "alpha": fed.spec.alpha,
+            "subject_groups": fed.spec.subject_groups,
+        },
     )
     trainer_cfg.pop("callbacks", None)  # in built.callbacks with the top-level ones
     for key in (

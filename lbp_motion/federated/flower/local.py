@@ -36,7 +36,7 @@ from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 
 from lbp_motion.atomic import write_bytes
 from lbp_motion.errors import ConfigError
-from lbp_motion.federated.clients import mix_seed
+from lbp_motion.federated.clients import FederationSpec, mix_seed, split_clients
 from lbp_motion.federated.flower.messages import scalar_metrics
 from lbp_motion.federated.server import scaffold_client_control
 from lbp_motion.training_plan import FEDERATION, TrainData, TrainingPlanStrategy, TrainingStage
@@ -85,16 +85,26 @@ class SiteRound(pl.Callback, TrainingStage):
     plan_order = FEDERATION
 
     def __init__(
-        self, seed: int, client: int, round_: int, local_epochs: int = 1, private: bool = False
+        self,
+        seed: int,
+        client: int,
+        round_: int,
+        local_epochs: int = 1,
+        private: bool = False,
+        partition: FederationSpec | None = None,
     ) -> None:
         self.seed, self.client, self.round = seed, client, round_
         self.local_epochs, self.private = local_epochs, private
+        self.partition = partition
         self.num_examples = 0
 
     def transform_train_loader(
         self, loader: Any, data: TrainData, trainer: pl.Trainer | None
     ) -> Any:
-        dataset, self.num_examples = site_dataset(data)
+        if self.partition is not None:  # a virtual SuperNode: client k's part of the data
+            dataset, self.num_examples = partition_dataset(data, self.partition, self.client)
+        else:
+            dataset, self.num_examples = site_dataset(data)
         # E local passes are E Trainer epochs of the privacy stage's Poisson batches
         if self.private:
             return torch.utils.data.DataLoader(dataset, batch_size=data.batch_size)
@@ -190,6 +200,15 @@ def site_dataset(data: TrainData) -> tuple[Any, int]:
     return data.balance(torch.utils.data.Subset(real, list(range(n)))), n
 
 
+def partition_dataset(data: TrainData, spec: FederationSpec, client: int) -> tuple[Any, int]:
+    """Client ``client``'s part of the training data by the config's partition, exactly as
+    the in-process simulation splits it (:func:`~lbp_motion.federated.clients.split_clients`,
+    balanced per client), and its n_k."""
+    info = data.require_info("lbp federate simulate", "client partitions are by subject")
+    clients = split_clients(data.dataset, info, spec, balance=data.balance)
+    return clients.datasets[client], clients.num_examples[client]
+
+
 def site_training_data(datamodule) -> tuple[Any, int]:
     """:func:`site_dataset` of a DataModule outside a fit (it is set up first)."""
     datamodule.setup("fit")
@@ -252,10 +271,14 @@ def train_locally(
     client_id: int,
     work_dir: str | None = None,
     extra_callbacks: tuple[pl.Callback, ...] = (),
+    partitioned: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float | int]]:
     """One round of local training at a site; returns its state dict and metrics
     (``num-examples`` = n_k, ``client-id``, ``train-seconds`` and the logged scalars).
-    ``extra_callbacks`` (e.g. :class:`ScaffoldCorrection`) run before the config's."""
+    ``extra_callbacks`` (e.g. :class:`ScaffoldCorrection`) run before the config's.
+    ``partitioned``: the site is client ``client_id`` of the config's partition of the
+    data it reads (a virtual SuperNode of ``lbp federate simulate``), not a clinic
+    training on all of it."""
     task, dm, fed = experiment.task, experiment.datamodule, experiment.federation
     task.load_state_dict(global_state)
     capture = MetricsCapture()
@@ -279,7 +302,14 @@ def train_locally(
         _prepare_private_round(
             private, kwargs, fed=fed, client_id=client_id, lbp_round=lbp_round, work_dir=work_dir
         )
-    site = SiteRound(fed.seed, client_id, lbp_round, fed.local_epochs, private=bool(private))
+    site = SiteRound(
+        fed.seed,
+        client_id,
+        lbp_round,
+        fed.local_epochs,
+        private=bool(private),
+        partition=fed.client_spec() if partitioned else None,
+    )
     trainer = pl.Trainer(
         callbacks=[site, *extra_callbacks, *own], strategy=TrainingPlanStrategy(), **kwargs
     )

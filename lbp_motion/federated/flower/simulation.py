@@ -2,11 +2,14 @@
 
 The same ServerApp and ClientApp as ``lbp federate server`` / ``client``
 (:mod:`.apps`), run by ``flwr.simulation.run_simulation`` with ``K`` virtual SuperNodes
-in Ray workers: no sockets, certificates or SuperLink. Each virtual SuperNode is one
-site of the data (the config's ``data`` holds every site, labels.csv's ``site``
-column): node ``partition-id`` k trains on the k-th site in sorted order, as client k of
-the in-process simulation (``lbp fit`` with ``partition: site``) and site k of a real
-federation do, so the same config and seed give the same global model.
+in Ray workers: no sockets, certificates or SuperLink. With the config's ``partition:
+site``, each virtual SuperNode is one site of the data (the config's ``data`` holds
+every site, labels.csv's ``site`` column): node ``partition-id`` k trains on the k-th
+site in sorted order, as client k of the in-process simulation and site k of a real
+federation do. With ``iid``, ``dirichlet`` or ``groups``, node k reads the whole data
+and trains on client k's part of it, split exactly as the in-process simulation splits
+it (so a study of hundreds of clients needs no sites in the data). Either way the same
+config and seed give the in-process simulation's global model.
 
 What each app reads reaches it as in a deployment, through a settings file
 (:func:`write_simulation_settings`): the ServerApp's ``lbp-server`` settings and one
@@ -42,24 +45,43 @@ def training_sites(datamodule: Any) -> list[str]:
     if not sites:
         raise ConfigError(
             f"lbp federate simulate: {type(datamodule).__name__} gives no site of its training "
-            "subjects; each virtual SuperNode is one site (labels.csv needs a 'site' column)"
+            "subjects, and the config's partition is 'site' (labels.csv needs a 'site' column)"
         )
     return sorted({str(s) for s in sites})
 
 
+def simulated_clients(experiment: Any) -> list[str]:
+    """The virtual SuperNodes' names: the training sites with ``partition: site``, else
+    ``client<k>`` for each client of the config's partition."""
+    if experiment.federation.partition.get("partition", "site") == "site":
+        return training_sites(experiment.datamodule)
+    from lbp_motion.federated.strategy import FedAvgStrategy
+
+    strategy = FedAvgStrategy(**experiment.federation.partition, seed=experiment.federation.seed)
+    experiment.datamodule.setup("fit")
+    return [f"client{k}" for k in range(len(strategy.client_data(experiment.datamodule).datasets))]
+
+
 def write_simulation_settings(
-    run_dir: Path, server_settings: Path, config: str, overrides: list[str], sites: list[str]
+    run_dir: Path,
+    server_settings: Path,
+    config: str,
+    overrides: list[str],
+    names: list[str],
+    by_site: bool = True,
 ) -> Path:
-    """``<run>/flower/simulation.json``: the server's settings file and each site's
-    client settings (what ``lbp federate client`` would write at that site)."""
+    """``<run>/flower/simulation.json``: the server's settings file and each virtual
+    SuperNode's client settings: what ``lbp federate client`` would write at that site
+    (``by_site``), or client k's part of the config's partition."""
     clients = [
         {
             "config": config,
             "client_id": k,
-            "work_dir": str(run_dir / "flower" / "sites" / site),
-            "overrides": [*overrides, "--data.train_sites", f"[{site}]"],
+            "work_dir": str(run_dir / "flower" / "sites" / name),
+            "overrides": [*overrides, "--data.train_sites", f"[{name}]"] if by_site else overrides,
+            "partitioned": not by_site,
         }
-        for k, site in enumerate(sites)
+        for k, name in enumerate(names)
     ]
     path = run_dir / "flower" / "simulation.json"
     path.write_text(json.dumps({"server": str(server_settings), "clients": clients}, indent=2))
@@ -108,16 +130,24 @@ def run_simulation(
     from lbp_motion.federated.flower.experiment import load_experiment
 
     experiment = load_experiment(config, overrides)  # a bad config fails here, in one line
-    sites = training_sites(experiment.datamodule)
-    if num_supernodes != len(sites):
+    by_site = experiment.federation.partition.get("partition", "site") == "site"
+    names = simulated_clients(experiment)
+    if num_supernodes != len(names):
+        what = "training sites" if by_site else "clients in the config's partition"
         raise ConfigError(
-            f"--num_supernodes {num_supernodes}: the data has {len(sites)} training sites "
-            f"({', '.join(sites)}); each virtual SuperNode is one site"
+            f"--num_supernodes {num_supernodes}: the data has {len(names)} {what} "
+            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}); each virtual SuperNode is one"
+        )
+    waits_for = experiment.federation.flower.min_available_clients
+    if waits_for is not None and waits_for > num_supernodes:
+        raise ConfigError(
+            f"flower.min_available_clients={waits_for}: more than the {num_supernodes} virtual "
+            "SuperNodes; each round would wait flower.connect_timeout for clients that never come"
         )
     resources = backend_config(client_cpus, client_gpus)
     run_dir = _server_run_dir(None, experiment, config)
     server = write_server_settings(run_dir, experiment.config_yaml, config, overrides, False)
-    settings = write_simulation_settings(run_dir, server, config, overrides, sites)
+    settings = write_simulation_settings(run_dir, server, config, overrides, names, by_site)
     print(f"lbp federate simulate: run folder {run_dir}", flush=True)
     previous = os.environ.get(SIMULATION_ENV)
     os.environ[SIMULATION_ENV] = str(settings)  # inherited by the Ray workers

@@ -612,6 +612,36 @@ def test_flowers_simulation_engine_runs_the_same_apps_to_the_same_model(
 
 
 @pytest.mark.e2e
+def test_simulated_supernodes_of_a_partition_train_the_in_process_model(three_sites, tmp_path):
+    """partition: iid: each virtual SuperNode reads the whole data and trains on its
+    client's part of it, split as the in-process simulation splits it."""
+    pytest.importorskip("ray", reason="Flower's simulation engine needs flwr[simulation] (Ray)")
+    from lbp_motion.cli import main
+
+    iid = ["--trainer.strategy.init_args.partition", "iid",
+           "--trainer.strategy.init_args.num_clients", "2", "--trainer.max_epochs", "1"]  # fmt: skip
+    common = _common(three_sites, tmp_path / "flower") + iid
+    # _common waits for three sites before round 0: refused, not a wait for a third node
+    assert main(["federate", "simulate", *common, "--num_supernodes", "2"]) == 2
+    common += ["--flower.min_available_clients", "2"]
+    assert main(["federate", "simulate", *common, "--num_supernodes", "2"]) == 0
+    fit = ["fit", *_common(three_sites, tmp_path / "fit")[:-2], *iid, "--test_after_fit", "false"]
+    assert main(fit) == 0
+    load = lambda d: torch.load(  # noqa: E731
+        next((tmp_path / d).glob("tug-fedavg/version_*/checkpoints/last.ckpt")),
+        map_location="cpu",
+        weights_only=False,
+    )["state_dict"]
+    flower, in_process = load("flower"), load("fit")
+    for key, value in in_process.items():
+        assert torch.equal(flower[key], value), key
+    settings = json.loads(
+        next((tmp_path / "flower").glob("tug-fedavg/version_*/flower/simulation.json")).read_text()
+    )
+    assert [c["partitioned"] for c in settings["clients"]] == [True, True]
+
+
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_killed_client_and_a_restarted_server_do_not_stop_the_run(
     three_sites, simulated, processes, tmp_path
