@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import fnmatch
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from lbp_motion.federated.clients import (
     split_clients,
 )
 from lbp_motion.federated.fedavg import AggregationError, all_finite, fedavg
+from lbp_motion.federated.local_layers import local_state_keys
 from lbp_motion.federated.server import (
     ServerRule,
     scaffold_client_control,
@@ -642,35 +642,3 @@ class FedAvgStrategy(TrainingPlanStrategy, TrainingStage):
         self._client_controls = dict(scaffold.get("clients") or {})
         self._optimizer_states = state.get("optimizer_states", {})
         self.history = list(state.get("history", []))
-
-
-#: module types whose parameters and buffers FedBN keeps at each client
-NORM_LAYERS = (
-    torch.nn.modules.batchnorm._NormBase,
-    torch.nn.LayerNorm,
-    torch.nn.GroupNorm,
-)
-
-
-def local_state_keys(
-    module: torch.nn.Module, patterns: list[str], fedbn: bool = False
-) -> frozenset[str]:
-    """The state-dict keys of ``module`` that match any glob in ``patterns``, plus with
-    ``fedbn`` those of its normalisation layers (``NORM_LAYERS``). A pattern that
-    matches no key is a :class:`ConfigError` naming it."""
-    keys = list(module.state_dict())
-    out: set[str] = set()
-    for pattern in patterns:
-        matched = fnmatch.filter(keys, pattern)
-        if not matched:
-            raise ConfigError(
-                f"trainer.strategy.init_args.local_parameters: {pattern!r} matches no parameter "
-                f"of {type(module).__name__} (e.g. {', '.join(keys[:3])})"
-            )
-        out.update(matched)
-    if fedbn:
-        for name, sub in module.named_modules():
-            if isinstance(sub, NORM_LAYERS):
-                prefix = f"{name}." if name else ""
-                out.update(k for k in keys if k.startswith(prefix) and "." not in k[len(prefix) :])
-    return frozenset(out)

@@ -12,8 +12,8 @@ import torch
 from lbp_motion.datamodules.tug import TUGDataModule
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated import FedAvgStrategy
+from lbp_motion.federated.local_layers import local_state_keys
 from lbp_motion.federated.server import ServerRule
-from lbp_motion.federated.strategy import local_state_keys
 from lbp_motion.models import TransformerClassifier
 from lbp_motion.tasks import ClassificationTask
 from lbp_motion.training_plan import planned_train_loader

@@ -19,8 +19,9 @@ from typing import Any
 from lbp_motion import runs
 from lbp_motion.errors import ConfigError
 from lbp_motion.federated.clients import FederationSpec
+from lbp_motion.federated.local_layers import local_state_keys
 from lbp_motion.federated.server import ServerRule
-from lbp_motion.federated.strategy import FedAvgStrategy, local_state_keys
+from lbp_motion.federated.strategy import FedAvgStrategy
 
 
 @dataclass
