@@ -7,6 +7,7 @@ EXTRAS ?= pose,fl,dp,dev
 CACHE ?= $(CURDIR)/.cache
 STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
+SWEEPS_VERSION := 0.3.0
 
 .PHONY: demo test install test-data bench gpu-check lint docs clean
 
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml scripts/install_torch.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	bash scripts/install_torch.sh $(BIN)/python $(VENV)/constraints.txt
 	$(BIN)/python -m pip install -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	# W&B's sweep engine for `lbp sweep`: --no-deps because its wheel declares numpy<2
+	# (it runs on NumPy 2; tests/pipelines/test_sweep_engine.py is the check)
+	$(BIN)/python -m pip install --no-deps "sweeps==$(SWEEPS_VERSION)"
 	touch $@
 
 # Files from the package registry that tests use (a real video, mediapipe's pose

@@ -212,7 +212,7 @@ def test_every_entry_of_the_federated_comparisons_parses_with_its_overrides(run_
         if entry["name"].endswith(("seed1", "seed2")):
             continue
         with pytest.raises(SystemExit) as exit_:
-            main([*command_for(spec, run_parameters(spec, k, 0)), "--print_config"])
+            main([*command_for(spec, run_parameters(spec, k)), "--print_config"])
         assert exit_.value.code == 0, entry["name"]
         data = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
         assert data["synthetic"]["sites"] == 3, entry["name"]

@@ -28,7 +28,7 @@ def test_every_run_names_a_config_and_overrides(path):
 
 
 def test_the_lists_and_sweeps_cover_the_issue():
-    from lbp_motion.pipelines.sweep import grid_values, load_sweep
+    from lbp_motion.pipelines.sweep import grid_points, load_sweep
 
     assert {p.stem for p in LISTS} >= {
         "network_comparison",
@@ -44,7 +44,7 @@ def test_the_lists_and_sweeps_cover_the_issue():
     ):
         spec = load_sweep(ROOT / "experiments" / "sweeps" / f"{stem}.yaml")
         key = "data.init_args.segment_length"
-        assert grid_values(key, spec.parameters[key]) == list(range(100, 1001, 100))
+        assert [p[key] for p in grid_points(spec)] == list(range(100, 1001, 100))
         bases.add(spec.lbp_args[2])
     assert bases == {
         "experiments/emopain/pain_lstm.yaml",

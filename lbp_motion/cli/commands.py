@@ -104,8 +104,8 @@ register(
 register(
     "sweep",
     "lbp_motion.cli.sweep:cmd_sweep",
-    "run a W&B sweep file locally and offline (grid, random), resumable",
-    resume="run the same command again: finished runs are kept and the sweep continues",
+    "run a W&B sweep file locally and offline on W&B's sweep engine (grid, random, bayes, hyperband early termination), resumable",
+    resume="run the same command again: finished and stopped runs are kept and the sweep continues",
 )
 register(
     "report",

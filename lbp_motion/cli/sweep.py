@@ -11,11 +11,13 @@ from lbp_motion.cli.commands import add_out_dir
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    """``lbp sweep``: run a W&B sweep file locally and offline (grid, random), resumable."""
+    """``lbp sweep``: run a W&B sweep file locally and offline on W&B's sweep engine
+    (grid, random, bayes, hyperband early termination), resumable."""
     parser = argparse.ArgumentParser(
         prog="lbp sweep",
         allow_abbrev=False,  # `--out` or `--se...` must reach lbp fit, not match our options
-        description="Run a Weights & Biases sweep file locally without a W&B server: each run is an "
+        description="Run a Weights & Biases sweep file locally without a W&B server, choosing runs "
+        "with W&B's own sweep engine (grid, random, bayes; hyperband early termination): each run is an "
         "`lbp fit` logged offline to W&B and CSV; the table of runs goes to <out_dir>/<sweep>/results.md. "
         "Rerun the same command to resume. Options not listed here (e.g. --data.root DIR) are passed "
         "to every run.",
@@ -32,7 +34,7 @@ def cmd_sweep(argv: list[str]) -> int:
         help="number of runs in all (default: the whole grid, or run_cap)",
     )
     add_out_dir(parser, "parent of the sweep directory", default="runs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random search (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the engine's random draws (default: 0)")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -41,6 +43,7 @@ def cmd_sweep(argv: list[str]) -> int:
     )
     args, overrides = parser.parse_known_args(argv)
     from lbp_motion.pipelines.sweep import (
+        DONE,
         STATE_FILE,
         best_run,
         describe,
@@ -61,7 +64,8 @@ def cmd_sweep(argv: list[str]) -> int:
     print((sweep_dir / "results.md").read_text())
     runs = json.loads((sweep_dir / STATE_FILE).read_text())["runs"]
     best = best_run(spec, runs)
-    failed = [r["name"] for r in runs if r["status"] != "finished"]
+    failed = [r["name"] for r in runs if r["status"] not in DONE]
+    stopped = [r["name"] for r in runs if r["status"] == "stopped"]
     if best is None:
         print(f"lbp sweep: no run finished; see {sweep_dir}", file=sys.stderr)
         return 1
@@ -78,6 +82,8 @@ def cmd_sweep(argv: list[str]) -> int:
         + describe(spec, best["params"])
     )
     print(f"Best run: {best['run_dir']}")
+    if stopped:
+        print(f"lbp sweep: early termination stopped {len(stopped)} run(s): {', '.join(stopped)}")
     if failed:
         print(
             f"lbp sweep: {len(failed)} run(s) did not finish: {', '.join(failed)}; rerun to retry them"

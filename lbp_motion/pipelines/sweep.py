@@ -1,41 +1,50 @@
 """Hyper-parameter sweeps: ``lbp sweep FILE [--count N]`` runs a Weights & Biases sweep
-file locally, without a W&B server.
+file locally, without a W&B server, choosing runs with W&B's own sweep engine.
 
 The sweep file is W&B's own format (``wandb sweep FILE`` + ``wandb agent`` run it
 unchanged when online). The local runner reads the same fields:
 
-* ``method``: ``grid`` (every combination, in file order) or ``random`` (seeded);
-  ``bayes`` needs the W&B server and falls back to ``random`` with a note;
-* ``metric``: ``name`` (a key of ``metrics.json``, e.g. ``val/f1_macro``) and ``goal``
-  (``maximize`` or ``minimize``, W&B's default) that order the results table;
-* ``parameters``: per dotted ``lbp`` option (``model.init_args.lr``) a ``value``,
-  ``values`` (optionally with ``probabilities``) or a ``distribution``
-  (:data:`DISTRIBUTIONS`; without one, ``min``/``max`` mean ``int_uniform`` when both
-  are integers, else ``uniform``);
+* ``method``: ``grid``, ``random`` or ``bayes``; each run's parameters come from W&B's
+  sweep engine (:mod:`lbp_motion.pipelines.sweep_engine`), given every run so far and
+  their per-epoch values of the metric, so the search is the one W&B's server runs
+  (random draws and the Gaussian process's samples seeded by ``--seed`` and the run's
+  number);
+* ``metric``: ``name`` (a key of ``metrics.json`` that the run also logs each epoch,
+  e.g. ``val/f1_macro``) and ``goal`` (``maximize`` or ``minimize``, W&B's default):
+  what Bayesian search models, early termination compares, and the results table ranks;
+* ``early_terminate``: hyperband (``min_iter`` or ``max_iter``, ``eta``, ``s``,
+  ``strict``), counted in validations; a run it stops ends through Lightning after that
+  epoch, is tested and recorded as ``stopped`` (:mod:`lbp_motion.pipelines.sweep_monitor`);
+* ``parameters``: per dotted ``lbp`` option (``model.init_args.lr``) any W&B parameter
+  (checked against W&B's schema); nested ``parameters`` are refused;
 * ``command`` (default ``${env} ${interpreter} ${program} ${args}``) and ``program``:
   the command must run ``lbp`` (``lbp``, a path ending in ``/lbp``, or
   ``python -m lbp_motion.cli``) and contain ``${args}`` (``--key=value``, as the W&B
   agent passes them) or ``${args_no_equals}`` (``--key value``);
-* ``run_cap``: the default ``--count`` of a random sweep.
+* ``run_cap``: the default ``--count`` of a random or Bayesian sweep.
 
 Layout of the sweep directory ``<out_dir>/<sweep name>/``::
 
     sweep.yaml            a copy of the sweep file
-    state.json            per run: parameters, status, run directory, metrics
-                          (rewritten atomically after every change)
+    state.json            per run: parameters, status, run directory, metrics and
+                          the metric's per-epoch values (rewritten atomically after
+                          every change)
+    history/<name>.json   each run's per-epoch values of the metric while it runs
     run-<k>/version_<n>/  run k's ordinary ``lbp fit`` run directory
     logs/<name>.log       with ``--jobs N`` (N runs at a time, each its own process):
                           each run's output
     results.csv           every run: parameters and final metrics, best first
     results.md            the same as a Markdown table (the main metrics only)
 
-A run whose status is ``finished`` is never run again: rerunning the same command
-resumes an interrupted sweep; a larger ``--count`` extends it.
+A run whose status is ``finished`` or ``stopped`` is never run again: rerunning the
+same command resumes an interrupted sweep (a run that was interrupted or failed runs
+again with its parameters); a larger ``--count`` extends it.
 
 A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``, e.g.
 PLAAN's comparisons in ``experiments/emopain/sweeps/``) runs the same way, one
 ``lbp fit --config CONFIG OVERRIDES`` per entry, in ``<name>/version_<n>/``, ranked by
-its ``metric`` (default ``test/mcc``, maximised).
+its ``metric`` (default ``test/mcc``, maximised); it has no search and no early
+termination.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,20 +64,17 @@ from typing import Any
 from lbp_motion.atomic import atomic_write, write_json, write_text
 from lbp_motion.errors import ConfigError
 from lbp_motion.interrupts import Interrupted
+from lbp_motion.pipelines.sweep_engine import grid_points, grid_size, propose  # noqa: F401 (grid_points re-exported)
 from lbp_motion.pipelines.sweep_jobs import Job, run_jobs
+from lbp_motion.pipelines.sweep_monitor import callback_arguments, history_path, read_history
 from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these names import from here as before)
     DEFAULT_COMMAND,
-    DISTRIBUTIONS,
     METHODS,
     SweepSpec,
-    grid_size,
-    grid_values,
     lbp_arguments,
     load_sweep,
     parse_run_list,
     parse_sweep,
-    run_parameters,
-    sample_value,
 )
 from lbp_motion.pipelines.sweep_summary import (  # noqa: F401 (SITE_SUMMARY re-exported)
     SITE_SUMMARY,
@@ -79,6 +85,30 @@ from lbp_motion.pipelines.sweep_summary import (  # noqa: F401 (SITE_SUMMARY re-
 from lbp_motion.runs import RunResult, run_arguments
 
 STATE_FILE = "state.json"
+#: statuses of a run that is done: never run again on a resume
+DONE = ("finished", "stopped")
+
+
+def total_runs(spec: SweepSpec) -> int | None:
+    """The number of runs a sweep has in all: a run list's entries, a grid's
+    combinations; None for random and Bayesian search (no end)."""
+    if spec.runs is not None:
+        return len(spec.runs)
+    return grid_size(spec) if spec.method == "grid" else None
+
+
+def run_parameters(
+    spec: SweepSpec, k: int, runs: Sequence[dict[str, Any]] = (), seed: int = 0
+) -> dict[str, Any] | None:
+    """Run ``k``'s parameters: a run list's entry k; the parameters run k had before
+    (``runs`` are the ``state.json`` entries: a resumed run repeats them); else what
+    W&B's engine proposes after the other runs (None when a grid is done)."""
+    if spec.runs is not None:
+        run = spec.runs[k]
+        return {"config": run["config"], "overrides": shlex.join(run["overrides"])}
+    if k < len(runs) and runs[k].get("params"):
+        return runs[k]["params"]
+    return propose(spec, [r for r in runs if r["index"] != k], k, seed)
 
 
 def format_arguments(params: dict[str, Any], macro: str = "${args}") -> list[str]:
@@ -239,9 +269,10 @@ def _latest_version(run_parent: Path) -> Path | None:
 def _run_count(spec: SweepSpec, count: int | None, sweep_file: str | Path, log) -> int:
     """How many runs the sweep has: ``count``, by default the whole grid or the file's
     ``run_cap``; a grid runs at most its combinations (with a note)."""
+    size = total_runs(spec)
     if count is None:
-        if spec.method == "grid":
-            count = grid_size(spec)
+        if size is not None:
+            count = size
         elif spec.run_cap:
             count = spec.run_cap
         else:
@@ -250,11 +281,10 @@ def _run_count(spec: SweepSpec, count: int | None, sweep_file: str | Path, log) 
             )
     if count < 1:
         raise ConfigError(f"--count {count}: expected a positive number of runs")
-    if spec.method == "grid" and count > grid_size(spec):
-        log(
-            f"lbp sweep: note: the grid has {grid_size(spec)} combinations; running those, not {count}"
-        )
-        count = grid_size(spec)
+    if size is not None and count > size:
+        what = "runs" if spec.runs is not None else "combinations"
+        log(f"lbp sweep: note: the sweep has {size} {what}; running those, not {count}")
+        count = size
     return count
 
 
@@ -306,10 +336,14 @@ def _save_state(sweep_dir: Path, state: dict[str, Any]) -> None:
 def _run_argv(
     spec: SweepSpec, params: dict[str, Any], name: str, sweep_dir: Path, overrides: list[str]
 ) -> list[str]:
-    """The ``lbp`` arguments of one run: :func:`command_for` with offline W&B and the
-    sweep's ``overrides``, its run directory ``<sweep_dir>/<name>/version_<n>/``."""
+    """The ``lbp`` arguments of one run: :func:`command_for` with offline W&B, the
+    sweep's ``overrides`` and (a W&B sweep, not a run list) the
+    :class:`~lbp_motion.pipelines.sweep_monitor.SweepMonitor` that records its metric
+    each epoch and applies early termination; its run directory
+    ``<sweep_dir>/<name>/version_<n>/``."""
+    monitor = callback_arguments(sweep_dir, name) if spec.runs is None else []
     return [
-        *command_for(spec, params, ["--run.wandb", "offline", *overrides]),
+        *command_for(spec, params, ["--run.wandb", "offline", *monitor, *overrides]),
         "--run.out_dir",
         str(sweep_dir),
         "--trainer.default_root_dir",
@@ -353,11 +387,15 @@ def _launch(
 
 
 def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> None:
-    """A run's outcome in its ``entry``: finished with its run directory, metrics and
-    seconds since ``started``; else failed, with the run directory it left, if any."""
+    """A run's outcome in its ``entry``: finished (or stopped, when early termination
+    stopped it) with its run directory, metrics, per-epoch values of the sweep's metric
+    and seconds since ``started``; else failed, with the run directory it left, if any."""
+    history = read_history(sweep_dir, entry["name"])
+    entry["history"] = history["values"]
     if result is not None and result.metrics:
         entry.update(
-            status="finished",
+            status="stopped" if history["stopped_at"] else "finished",
+            stopped_at=history["stopped_at"],
             run_dir=str(result.run_dir),
             metrics=result.metrics,
             seconds=round(time.monotonic() - started, 1),
@@ -384,10 +422,13 @@ def _prepare_run(
     and its command as the sweep file gives it; None when it finished before."""
     runs: list[dict[str, Any]] = state["runs"]
     name = spec.runs[k]["name"] if spec.runs is not None else f"run-{k}"
-    if k < len(runs) and runs[k]["status"] == "finished":
-        log(f"lbp sweep: {name} finished before; skipping")
+    if k < len(runs) and runs[k]["status"] in DONE:
+        log(f"lbp sweep: {name} {runs[k]['status']} before; skipping")
         return None
-    params = run_parameters(spec, k, seed)
+    params = run_parameters(spec, k, runs, seed)
+    if params is None:
+        log(f"lbp sweep: the grid is done after {k} runs")
+        return None
     entry = {
         "index": k,
         "name": name,
@@ -400,6 +441,7 @@ def _prepare_run(
         runs[k] = entry
     else:
         runs.append(entry)
+    history_path(sweep_dir, name).unlink(missing_ok=True)  # a rerun's values start afresh
     _save_state(sweep_dir, state)
     log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
     return entry, _run_argv(spec, params, name, sweep_dir, overrides), command_for(spec, params)
@@ -444,20 +486,23 @@ def _run_in_processes(
 ) -> None:
     """Every unfinished run of ``count``, ``jobs`` at a time, each in its own process
     (:mod:`lbp_motion.pipelines.sweep_jobs`) with its output in ``logs/<name>.log``;
-    the state and tables are updated as each ends. An interrupt marks the running runs
-    ``interrupted`` (a resumed sweep runs them again)."""
+    each run's parameters are chosen as it starts, the state and tables are updated as
+    each ends. An interrupt marks the running runs ``interrupted`` (a resumed sweep
+    runs them again)."""
     env = {"WANDB_RUN_GROUP": spec.name, "WANDB_JOB_TYPE": "sweep"}
-    todo, started = [], {}
-    for k in range(count):
-        prepared = _prepare_run(
-            spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log
-        )
-        if prepared is not None:
-            entry, argv, _ = prepared
-            entry["status"] = "pending"
-            log_file = sweep_dir / "logs" / f"{entry['name']}.log"
-            todo.append(Job(key=k, argv=argv, log_file=log_file, env=env))
-    _save_state(sweep_dir, state)
+    started: dict[int, float] = {}
+
+    def todo() -> Iterator[Job]:
+        # prepared as a slot frees: W&B's engine proposes each run given the runs
+        # finished and running by then (a Bayesian search learns from them)
+        for k in range(count):
+            prepared = _prepare_run(
+                spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log
+            )
+            if prepared is not None:
+                entry, argv, _ = prepared
+                log_file = sweep_dir / "logs" / f"{entry['name']}.log"
+                yield Job(key=k, argv=argv, log_file=log_file, env=env)
 
     def start(job: Job) -> None:
         state["runs"][job.key]["status"] = "running"
@@ -476,7 +521,7 @@ def _run_in_processes(
         log(f"lbp sweep: {entry['name']} {entry['status']}")
 
     try:
-        run_jobs(todo, jobs, start, done)
+        run_jobs(todo(), jobs, start, done)
     except BaseException:
         for entry in state["runs"]:
             if entry["status"] in ("running", "pending"):
@@ -502,7 +547,8 @@ def run_sweep(
         count: total number of runs of the sweep (runs ``run-0`` .. ``run-<count-1>``);
             default: the whole grid, or ``run_cap`` of a random sweep.
         out_dir: parent of the sweep directory.
-        seed: seed of random search (run k draws from ``(seed, k)``).
+        seed: seed of the engine's random draws (run k's proposal is seeded from
+            ``(seed, k)``).
         overrides: extra ``lbp`` options for every run, put before the swept
             parameters (so a swept parameter always wins), e.g. ``--data.root DIR``.
         jobs: runs at a time; above 1 each run is its own process, its output in
@@ -510,10 +556,6 @@ def run_sweep(
         log: where progress lines go.
     """
     spec = load_sweep(sweep_file)
-    if spec.method == "bayes":
-        log("lbp sweep: note: Bayesian search needs the W&B server; running random search instead")
-    if spec.raw.get("early_terminate"):
-        log("lbp sweep: note: early_terminate needs the W&B server; every run goes to its end")
     count = _run_count(spec, count, sweep_file, log)
     overrides = list(overrides or [])
     sweep_dir = Path(out_dir) / spec.name
@@ -535,5 +577,5 @@ def run_sweep(
 
 def best_run(spec: SweepSpec, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The best finished run of a sweep's ``state.json`` runs by its metric, or None."""
-    ranked = [r for r in ranked_runs(spec, runs) if r["status"] == "finished"]
+    ranked = [r for r in ranked_runs(spec, runs) if r["status"] in DONE]
     return ranked[0] if ranked else None

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -67,24 +67,31 @@ def _stop(running: dict[Hashable, tuple[subprocess.Popen, IO]]) -> None:
 
 
 def run_jobs(
-    jobs: Sequence[Job],
+    jobs: Iterable[Job],
     parallel: int,
     on_start: Callable[[Job], None],
     on_done: Callable[[Job, int], None],
 ) -> None:
     """Run ``jobs`` in order, at most ``parallel`` at a time; ``on_start(job)`` just
-    before a job starts, ``on_done(job, exit_status)`` as it ends. On any exception
-    (an interrupt too) the running children are stopped and it is raised again; the
-    jobs that were running are those started but not reported done."""
+    before a job starts, ``on_done(job, exit_status)`` as it ends. ``jobs`` is read
+    lazily, one job as a slot frees (a generator may choose the next job from the
+    results so far). On any exception (an interrupt too) the running children are
+    stopped and it is raised again; the jobs that were running are those started but
+    not reported done."""
     if parallel < 1:
         raise ValueError(f"parallel={parallel}; expected at least 1")
-    pending = list(jobs)
+    pending = iter(jobs)
+    exhausted = False
     running: dict[Hashable, tuple[subprocess.Popen, IO]] = {}
-    by_key = {job.key: job for job in jobs}
+    by_key: dict[Hashable, Job] = {}
     try:
-        while pending or running:
-            while pending and len(running) < parallel:
-                job = pending.pop(0)
+        while not exhausted or running:
+            while not exhausted and len(running) < parallel:
+                job = next(pending, None)
+                if job is None:
+                    exhausted = True
+                    break
+                by_key[job.key] = job
                 on_start(job)
                 running[job.key] = _start(job)
             time.sleep(POLL_SECONDS)

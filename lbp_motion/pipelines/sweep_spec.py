@@ -1,38 +1,33 @@
-"""Sweep files read and checked, and the parameters they give each run.
+"""Sweep files read and checked.
 
 :func:`load_sweep` reads a Weights & Biases sweep file (or a run list, ``kind:
 run_list``) into a :class:`SweepSpec`, raising :class:`~lbp_motion.errors.ConfigError`
-that names the field at fault; :func:`run_parameters` gives run ``k`` its parameters
-(the k-th grid combination, or values drawn by :func:`sample_value` from a generator
-seeded with ``(seed, k)``). :mod:`lbp_motion.pipelines.sweep` runs them.
+that names the field at fault. Parameters and ``early_terminate`` are checked against
+W&B's own schema by W&B's sweep engine (:mod:`lbp_motion.pipelines.sweep_engine`),
+which also chooses each run's parameters; :mod:`lbp_motion.pipelines.sweep` runs them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import shlex
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from lbp_motion.errors import ConfigError
+from lbp_motion.pipelines.sweep_engine import (
+    check_early_terminate,
+    grid_size,
+    schema_violations,
+)
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
-#: Distributions of W&B sweep parameters that the local runner samples.
-DISTRIBUTIONS = (
-    "constant", "categorical", "int_uniform", "uniform", "q_uniform",
-    "log_uniform", "log_uniform_values", "q_log_uniform", "q_log_uniform_values",
-    "inv_log_uniform", "inv_log_uniform_values",
-    "normal", "q_normal", "log_normal", "q_log_normal", "beta", "q_beta",
-)  # fmt: skip
 METHODS = ("grid", "random", "bayes")
 _ENVVAR = re.compile(r"\$\{envvar:([A-Z0-9_]*)\}")
 
@@ -52,6 +47,7 @@ class SweepSpec:
             ``["fit", "--config", "experiments/quickstart.yaml", "${args}"]``.
         run_cap: W&B's ``run_cap`` (maximum number of runs), if given.
         path: the file it came from.
+        early_terminate: W&B's ``early_terminate`` (hyperband), if given.
     """
 
     name: str
@@ -63,6 +59,7 @@ class SweepSpec:
     run_cap: int | None = None
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    early_terminate: dict[str, Any] | None = None
     #: a run list's runs (``name``, ``config``, ``overrides``, and with ``seeds`` the
     #: entry's ``group`` and ``seed``); None for a W&B sweep
     runs: list[dict[str, Any]] | None = None
@@ -203,18 +200,20 @@ def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
     goal = metric.get("goal", "minimize")
     if goal not in ("maximize", "minimize"):
         raise ConfigError(f"{where}: metric.goal {goal!r}; expected maximize or minimize")
+    if method == "bayes" and not metric:
+        raise ConfigError(f"{where}: method bayes needs metric.name (the metric it models)")
     params = raw.get("parameters")
     if not isinstance(params, dict) or not params:
         raise ConfigError(f"{where}: parameters must be a non-empty mapping of option -> spec")
     parameters = {}
     for key, spec in params.items():
-        parameters[str(key)] = _check_parameter(str(key), spec, where)
-    if method == "grid":
-        for key, spec in parameters.items():
-            grid_values(key, spec, where)  # raises for continuous distributions
+        parameters[str(key)] = _check_parameter(str(key), spec, method, where)
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise ConfigError(f"{where}: run_cap {run_cap!r}; expected a positive integer")
+    early_terminate = raw.get("early_terminate")
+    if early_terminate is not None and not isinstance(early_terminate, dict):
+        raise ConfigError(f"{where}: early_terminate must be a mapping (type: hyperband, ...)")
     name = str(
         raw.get("name") or ("sweep" if str(source).startswith("<") else Path(str(source)).stem)
     )
@@ -222,7 +221,7 @@ def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
         raise ConfigError(
             f"{where}: name {name!r}; expected letters, digits, '.', '_' or '-' (it names a folder)"
         )
-    return SweepSpec(
+    spec = SweepSpec(
         name=name,
         method=method,
         metric=metric.get("name"),
@@ -232,10 +231,17 @@ def parse_sweep(raw: Any, source: str | Path = "<sweep>") -> SweepSpec:
         run_cap=run_cap,
         path=Path(source) if not str(source).startswith("<") else None,
         raw=raw,
+        early_terminate=early_terminate,
     )
+    if early_terminate is not None:
+        check_early_terminate(spec, where)
+    if method == "grid":
+        grid_size(spec)  # the engine refuses continuous distributions in a grid
+    return spec
 
 
-def _check_parameter(key: str, spec: Any, where: str) -> dict[str, Any]:
+def _check_parameter(key: str, spec: Any, method: str, where: str) -> dict[str, Any]:
+    """One parameter, checked against W&B's schema (by the engine)."""
     if not isinstance(spec, dict):
         raise ConfigError(
             f"{where}: parameters.{key} must be a mapping (value, values or distribution)"
@@ -244,58 +250,26 @@ def _check_parameter(key: str, spec: Any, where: str) -> dict[str, Any]:
         raise ConfigError(
             f"{where}: parameters.{key}: nested parameters are not supported; name the option with a dotted key"
         )
-    spec = dict(spec)
-    if "distribution" not in spec:
-        if "value" in spec:
-            spec["distribution"] = "constant"
-        elif "values" in spec:
-            spec["distribution"] = "categorical"
-        elif "min" in spec and "max" in spec:
-            both_int = all(
-                isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max")
+    try:
+        violations = schema_violations({"method": method, "parameters": {key: spec}})
+    except ValueError as err:
+        violations = [str(err)]
+    if violations:
+        specific = [
+            v
+            for v in violations
+            if "is not valid under any" not in v and "invalid hyperparameter" not in v
+        ]
+        detail = (
+            specific[0]
+            if specific
+            else (
+                "not a W&B parameter: expected value, values (with probabilities), min and max, "
+                "or a distribution with its arguments"
             )
-            spec["distribution"] = "int_uniform" if both_int else "uniform"
-        else:
-            raise ConfigError(
-                f"{where}: parameters.{key}: expected value, values, min/max or a distribution"
-            )
-    dist = spec["distribution"]
-    if dist not in DISTRIBUTIONS:
-        raise ConfigError(
-            f"{where}: parameters.{key}: distribution {dist!r} is not one of {', '.join(DISTRIBUTIONS)}"
         )
-    needs = {
-        "constant": ("value",), "categorical": ("values",),
-        "beta": ("a", "b"), "q_beta": ("a", "b"),
-    }.get(dist, () if "normal" in dist else ("min", "max"))  # fmt: skip
-    missing = [k for k in needs if k not in spec]
-    if missing:
-        raise ConfigError(
-            f"{where}: parameters.{key}: distribution {dist} needs {' and '.join(missing)}"
-        )
-    if dist == "categorical":
-        values = spec["values"]
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: parameters.{key}.values must be a non-empty list")
-        probs = spec.get("probabilities")
-        if probs is not None and (
-            len(probs) != len(values) or not math.isclose(sum(probs), 1.0, abs_tol=1e-6)
-        ):
-            raise ConfigError(
-                f"{where}: parameters.{key}.probabilities must have one entry per value and sum to 1"
-            )
-    if "min" in needs:
-        lo, hi = spec["min"], spec["max"]
-        if (
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
-            or lo > hi
-        ):
-            raise ConfigError(
-                f"{where}: parameters.{key}: min {lo!r} and max {hi!r} must be numbers with min <= max"
-            )
-        if dist.endswith("_values") and lo <= 0:
-            raise ConfigError(f"{where}: parameters.{key}: {dist} needs min > 0, got {lo!r}")
-    return spec
+        raise ConfigError(f"{where}: parameters.{key} {spec!r}: {detail}")
+    return dict(spec)
 
 
 def lbp_arguments(command: Any, program: Any, where: str) -> list[str]:
@@ -345,92 +319,3 @@ def lbp_arguments(command: Any, program: Any, where: str) -> list[str]:
     if not args or args[0].startswith("-") or args[0] in macros:
         raise ConfigError(f"{where}: command must name an lbp subcommand (fit) before its options")
     return args
-
-
-# -- parameter values ----------------------------------------------------------------------
-def _quantize(x: float, q: Any) -> Any:
-    q = 1 if q is None else q
-    value = round(x / q) * q
-    return int(round(value)) if isinstance(q, int) else float(value)
-
-
-def sample_value(spec: dict[str, Any], rng: np.random.Generator) -> Any:
-    """One value drawn from a W&B parameter spec (see W&B's sweep configuration
-    options: ``log_uniform`` takes natural-log bounds, ``*_values`` the values
-    themselves; ``q_*`` round to multiples of ``q``, an integer ``q`` gives integers)."""
-    dist = spec["distribution"]
-    lo, hi, q = spec.get("min"), spec.get("max"), spec.get("q")
-    mu, sigma = spec.get("mu", 0.0), spec.get("sigma", 1.0)
-    if dist == "constant":
-        return spec["value"]
-    if dist == "categorical":
-        values = spec["values"]
-        return values[int(rng.choice(len(values), p=spec.get("probabilities")))]
-    if dist == "int_uniform":
-        return int(rng.integers(int(lo), int(hi), endpoint=True))
-    if dist in ("uniform", "q_uniform"):
-        x = float(rng.uniform(lo, hi))
-        return _quantize(x, q) if dist == "q_uniform" else x
-    if dist in ("log_uniform", "q_log_uniform"):
-        x = float(math.exp(rng.uniform(lo, hi)))
-        return _quantize(x, q) if dist.startswith("q_") else x
-    if dist in ("log_uniform_values", "q_log_uniform_values", "inv_log_uniform_values"):
-        x = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-        return _quantize(x, q) if dist.startswith("q_") else x
-    if dist == "inv_log_uniform":
-        return float(math.exp(-rng.uniform(lo, hi)))
-    if dist in ("normal", "q_normal"):
-        x = float(rng.normal(mu, sigma))
-        return _quantize(x, q) if dist.startswith("q_") else x
-    if dist in ("log_normal", "q_log_normal"):
-        x = float(math.exp(rng.normal(mu, sigma)))
-        return _quantize(x, q) if dist.startswith("q_") else x
-    if dist in ("beta", "q_beta"):
-        x = float(rng.beta(spec["a"], spec["b"]))
-        return _quantize(x, q) if dist.startswith("q_") else x
-    raise ConfigError(
-        f"distribution {dist!r} is not supported"
-    )  # pragma: no cover (checked when parsed)
-
-
-def grid_values(key: str, spec: dict[str, Any], where: str = "sweep file") -> list[Any]:
-    """The values a grid search tries for one parameter: ``value``, ``values``, every
-    integer of an ``int_uniform`` range, or every multiple of ``q`` of a ``q_uniform``."""
-    dist = spec["distribution"]
-    if dist == "constant":
-        return [spec["value"]]
-    if dist == "categorical":
-        return list(spec["values"])
-    if dist == "int_uniform":
-        return list(range(int(spec["min"]), int(spec["max"]) + 1))
-    if dist == "q_uniform":
-        q = spec.get("q", 1)
-        start = math.ceil(spec["min"] / q)
-        return [_quantize(k * q, q) for k in range(start, math.floor(spec["max"] / q) + 1)]
-    raise ConfigError(
-        f"{where}: parameters.{key}: a grid search needs values, value, int_uniform or q_uniform, not {dist}"
-    )
-
-
-def grid_size(spec: SweepSpec) -> int:
-    if spec.runs is not None:
-        return len(spec.runs)
-    return math.prod(len(grid_values(k, p)) for k, p in spec.parameters.items())
-
-
-def run_parameters(spec: SweepSpec, k: int, seed: int = 0) -> dict[str, Any]:
-    """The parameters of run ``k`` (0-based). Grid: the k-th combination (the last
-    parameter varies fastest); random (and bayes): drawn from a generator seeded with
-    ``(seed, k)``, so run k gets the same values however often the sweep resumes."""
-    if spec.runs is not None:
-        run = spec.runs[k]
-        return {"config": run["config"], "overrides": shlex.join(run["overrides"])}
-    if spec.method == "grid":
-        axes = [grid_values(key, p) for key, p in spec.parameters.items()]
-        combos = product(*axes)
-        for i, combo in enumerate(combos):
-            if i == k:
-                return dict(zip(spec.parameters, combo))
-        raise IndexError(f"grid run {k}: the grid has only {grid_size(spec)} combinations")
-    rng = np.random.default_rng([seed, k])
-    return {key: sample_value(p, rng) for key, p in spec.parameters.items()}
