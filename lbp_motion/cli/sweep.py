@@ -34,7 +34,9 @@ def cmd_sweep(argv: list[str]) -> int:
         help="number of runs in all (default: the whole grid, or run_cap)",
     )
     add_out_dir(parser, "parent of the sweep directory", default="runs")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the engine's random draws (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the engine's random draws (default: 0)"
+    )
     parser.add_argument(
         "--jobs",
         type=int,
