@@ -260,8 +260,10 @@ def _sweep_section(run: Path, name: str, figures: Figures) -> Section:
             Table("Sweep runs, best first", ["rank", "run", "status", *params, *shown], table_rows)
         )
         finished = [
-            r for r in rows if r["status"] == "finished" and _float(r.get(metric or "")) is not None
-        ]
+            r
+            for r in rows
+            if r["status"] in ("finished", "stopped") and _float(r.get(metric or "")) is not None
+        ]  # a run stopped by early termination has real (if shorter) results
         if metric and finished:
             import matplotlib.pyplot as plt
 
