@@ -221,9 +221,8 @@ def write_tables(
                 )
 
     atomic_write(sweep_dir / "results.csv", write_csv)
-    shown = [
-        k for k in ([spec.metric] if spec.metric else []) + list(TABLE_METRICS) if k in metric_keys
-    ]
+    columns = spec.columns or list(TABLE_METRICS)
+    shown = [k for k in ([spec.metric] if spec.metric else []) + columns if k in metric_keys]
     shown = list(dict.fromkeys(shown))
     lines = [
         f"# Sweep {spec.name}: {len(ranked)} runs, {spec.method} search"

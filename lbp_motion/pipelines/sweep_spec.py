@@ -60,6 +60,8 @@ class SweepSpec:
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     early_terminate: dict[str, Any] | None = None
+    #: a run list's ``columns``: the metrics results.md shows (default: TABLE_METRICS)
+    columns: list[str] | None = None
     #: a run list's runs (``name``, ``config``, ``overrides``, and with ``seeds`` the
     #: entry's ``group`` and ``seed``); None for a W&B sweep
     runs: list[dict[str, Any]] | None = None
@@ -127,10 +129,15 @@ def seeded_runs(runs: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, 
 def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> SweepSpec:
     """A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``;
     optional ``metric``, default ``test/mcc``, maximised; optional ``seeds``, each run
-    once per seed (:func:`seeded_runs`), summarised as mean and sd over the seeds) as a
-    sweep whose runs are the list's entries, in order; each is
-    ``lbp fit --config CONFIG OVERRIDES...``."""
+    once per seed (:func:`seeded_runs`), summarised as mean and sd over the seeds;
+    optional ``columns``, the metrics ``results.md`` shows) as a sweep whose runs are
+    the list's entries, in order; each is ``lbp fit --config CONFIG OVERRIDES...``."""
     where = f"run list {source}"
+    columns = raw.get("columns")
+    if columns is not None and (
+        not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns)
+    ):
+        raise ConfigError(f"{where}: columns={columns!r}; expected a list of metric names")
     runs = raw.get("runs")
     if not isinstance(runs, list) or not runs:
         raise ConfigError(f"{where}: runs must be a non-empty list of name, config, overrides")
@@ -180,6 +187,7 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
         path=Path(source) if not str(source).startswith("<") else None,
         raw=raw,
         runs=checked,
+        columns=columns,
     )
 
 

@@ -690,3 +690,32 @@ def test_a_run_list_override_with_spaces_or_brackets_reaches_lbp_as_one_argument
     spec = load_sweep(run_list)
     argv = command_for(spec, run_parameters(spec, 0))
     assert argv[-4:] == ["--d.s", value, "--p", "[m.*]"]
+
+
+def test_a_run_lists_columns_are_the_metrics_its_table_shows(tmp_path, monkeypatch):
+    import lbp_motion.pipelines.sweep as sweep_module
+    from lbp_motion.evaluation.results import make_run_dir
+    from lbp_motion.runs import RunResult
+
+    def fake_fit(argv):
+        run_dir = make_run_dir(
+            argv[argv.index("--run.out_dir") + 1], argv[argv.index("--run.name") + 1]
+        )
+        metrics = {"test/mcc": 0.5, "test/f1/low": 0.25, "test/f1/high": 0.125, "test/loss": 1.0}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        return RunResult.from_run_dir(run_dir)
+
+    monkeypatch.setattr(sweep_module, "run_arguments", fake_fit)
+    run_list = _write(
+        tmp_path / "cols.yaml",
+        {
+            "kind": "run_list",
+            "columns": ["test/f1/low", "test/f1/high", "test/absent"],
+            "runs": [{"name": "a", "config": "x.yaml"}],
+        },
+    )
+    sweep_dir = run_sweep(run_list, out_dir=tmp_path / "out", log=lambda _: None)
+    header = (sweep_dir / "results.md").read_text().splitlines()[2]
+    assert header.endswith("| test/mcc | test/f1/low | test/f1/high |")  # metric first, as listed
+    with pytest.raises(ConfigError, match="columns="):
+        parse_sweep({"kind": "run_list", "columns": "test/mcc", "runs": [{"config": "x.yaml"}]})
