@@ -9,7 +9,7 @@ STAMP := $(VENV)/.lbp-installed
 PYTEST_ARGS ?=
 SWEEPS_VERSION := 0.3.0
 
-.PHONY: demo test install test-data bench gpu-check lint docs clean
+.PHONY: demo test install test-data bench gpu-check plaan-tables lint docs clean
 
 install: $(STAMP)
 
@@ -48,6 +48,14 @@ bench: $(STAMP)
 # DP-SGD, the memory error, prediction on a video; a table and benchmarks/gpu_check.json.
 gpu-check: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/gpu_check.py
+
+# PLAAN's tables (docs/results.md, "EmoPain (PLAAN)"): every run list, the segment-length
+# sweeps, leave-one-subject-out and the ANOVA, JOBS runs at a time, into runs/plaan/;
+# resumable. 100 epochs a run: meant for a GPU (the 1024-unit LSTMs take about 100 s an
+# epoch on 2 CPU cores).
+JOBS ?= 1
+plaan-tables: $(STAMP)
+	LBP=$(BIN)/lbp LBP_CACHE=$(CACHE) bash scripts/plaan_tables.sh runs/plaan $(JOBS)
 
 # The documentation site (mkdocs + Material, API reference from docstrings) into site/;
 # strict: a warning (broken link or anchor, bad docstring) fails the build.

@@ -225,7 +225,8 @@ def write_tables(
     shown = [k for k in ([spec.metric] if spec.metric else []) + columns if k in metric_keys]
     shown = list(dict.fromkeys(shown))
     lines = [
-        f"# Sweep {spec.name}: {len(ranked)} runs, {spec.method} search"
+        f"# Sweep {spec.name}: {len(ranked)} runs, "
+        + ("a run list" if spec.runs is not None else f"{spec.method} search")
         + (f", best first by {spec.metric} ({spec.goal})" if spec.metric else ""),
         "",
         "| rank | run | status | " + " | ".join([*params, *shown]) + " |",

@@ -140,7 +140,9 @@ def propose(
         try:
             proposal = sweeps.next_run(engine_config(spec), [sweep_run(spec, r) for r in runs])
         except ValueError as err:
-            raise ConfigError(f"sweep file {spec.path or spec.name}: W&B's sweep engine: {err}") from None
+            raise ConfigError(
+                f"sweep file {spec.path or spec.name}: W&B's sweep engine: {err}"
+            ) from None
     if proposal is None:
         return None
     return {key: _plain(proposal.config[key]["value"]) for key in spec.parameters}
@@ -152,7 +154,9 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     try:
         proposals = engine().next_runs(engine_config(spec), [], n=GRID_LIMIT)
     except ValueError as err:
-        raise ConfigError(f"sweep file {spec.path or spec.name}: W&B's sweep engine: {err}") from None
+        raise ConfigError(
+            f"sweep file {spec.path or spec.name}: W&B's sweep engine: {err}"
+        ) from None
     return [
         {key: _plain(p.config[key]["value"]) for key in spec.parameters}
         for p in proposals
