@@ -67,10 +67,12 @@ class SweepSpec:
     runs: list[dict[str, Any]] | None = None
 
     def fingerprint(self) -> str:
-        """A hash of what decides the runs (method, parameters, command)."""
-        key = json.dumps(
-            [self.method, self.parameters, self.lbp_args, self.runs], sort_keys=True, default=str
-        )
+        """A hash of what decides the runs (method, parameters, command, and the
+        early termination that the runs' callback reads from the sweep's copy of the file)."""
+        parts = [self.method, self.parameters, self.lbp_args, self.runs]
+        if self.early_terminate:
+            parts.append(self.early_terminate)
+        key = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
