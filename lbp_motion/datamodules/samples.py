@@ -38,6 +38,9 @@ class PoseWindowDataset(torch.utils.data.Dataset):
 
     A training dataset wrapped in :class:`~.augment.AugmentedDataset` has its raw
     windows augmented (before normalisation) by :meth:`augment_window`.
+
+    With ``subject_ids`` (one integer per recording), items also carry ``subject``
+    (read by :class:`~lbp_motion.tasks.subject_invariant.SubjectInvariantTask`).
     """
 
     transform = None  # the augmentation Pipeline, set by AugmentedDataset
@@ -55,8 +58,10 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         window: int,
         min_confidence: float,
         streams: Sequence[str] = DEFAULT_STREAMS,
+        subject_ids: np.ndarray | None = None,
     ) -> None:
         self.keypoints = keypoints
+        self.subject_ids = subject_ids
         self.scales = scales
         self.labels = labels
         self.recording_ids = recording_ids
@@ -111,13 +116,16 @@ class PoseWindowDataset(torch.utils.data.Dataset):
             )
             mask = np.concatenate([mask, np.zeros(pad, dtype=bool)])
         x = stream_features(joints, self.layout, self.streams)
-        return {
+        out = {
             "x": torch.from_numpy(x),
             "mask": torch.from_numpy(mask),
             "y": torch.tensor(self.labels[r], dtype=torch.long),
             "recording": torch.tensor(self.recording_ids[r], dtype=torch.long),
             "start": torch.tensor(start, dtype=torch.long),
         }
+        if self.subject_ids is not None:
+            out["subject"] = torch.tensor(self.subject_ids[r], dtype=torch.long)
+        return out
 
 
 class RecordingBags(torch.utils.data.Dataset):
@@ -190,7 +198,7 @@ class RecordingBags(torch.utils.data.Dataset):
         x[:n] = torch.stack([it["x"] for it in items])
         mask[:n] = torch.stack([it["mask"] for it in items])
         window_mask = torch.arange(self.max_windows) < n
-        return {
+        out = {
             "x": x,
             "mask": mask,
             "window_mask": window_mask,
@@ -199,6 +207,9 @@ class RecordingBags(torch.utils.data.Dataset):
             "start": torch.tensor(0, dtype=torch.long),
             "windows": torch.tensor(n, dtype=torch.long),
         }
+        if "subject" in items[0]:
+            out["subject"] = items[0]["subject"]
+        return out
 
 
 class EmoPainSegmentDataset(torch.utils.data.Dataset):

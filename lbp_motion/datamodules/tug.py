@@ -366,6 +366,8 @@ class TUGDataModule(MotionDataModule):
         index = window_index(lengths, self.window, self.stride, pad_short=pad)
         labels = np.asarray(data.labels, dtype=np.int64)
         ids = np.arange(len(data.names), dtype=np.int64)
+        # subjects as integers (sorted names), for tasks that read who is walking
+        subject_ids = np.unique(np.asarray(data.subjects, dtype=str), return_inverse=True)[1]
         scales = np.asarray(data.scales, dtype=np.float32)
 
         def subset(mask: np.ndarray) -> PoseWindowDataset | RecordingBags:
@@ -379,6 +381,7 @@ class TUGDataModule(MotionDataModule):
                 window=self.window,
                 min_confidence=self.min_confidence,
                 streams=self.streams,
+                subject_ids=subject_ids.astype(np.int64),
             )
             return RecordingBags(windows, self.max_windows) if self.unit == "recording" else windows
 

@@ -9,6 +9,7 @@ from lbp_motion.tasks.joint import JointTask
 from lbp_motion.tasks.mil import MILTask
 from lbp_motion.tasks.recording import RecordingTask
 from lbp_motion.tasks.registry import load_task, registered_tasks
+from lbp_motion.tasks.subject_invariant import SubjectInvariantTask
 
 __all__ = [
     "AnomalyTask",
@@ -19,6 +20,7 @@ __all__ = [
     "JointTask",
     "MILTask",
     "RecordingTask",
+    "SubjectInvariantTask",
     "load_task",
     "registered_tasks",
 ]
