@@ -130,6 +130,9 @@ def test_emopain_config_fits_and_cross_validates(tmp_path):
     )
     summary = json.loads(next((tmp_path / "cv").glob("*/version_0/summary.json")).read_text())
     assert summary["folds"] == 2 and "test/mcc_mean" in summary and "pooled/mcc" in summary
+    # segment labels change within a recording: no recording-statistics baseline, said why
+    assert summary["baselines"] == ["window_stats", "majority"]
+    assert any("recording statistics baseline skipped" in n for n in summary["baseline_notes"])
 
 
 def write_foreign_emopain(root: Path, rng) -> Path:

@@ -33,8 +33,8 @@ def cmd_cv(argv: list[str]) -> int:
     parser.add_argument(
         "--baselines",
         default="all",
-        help="'all' (default): fit the majority-class and window-statistics baselines on the same "
-        "folds and windows; 'none': skip them",
+        help="'all' (default): fit the majority-class, window-statistics and recording-statistics "
+        "baselines on the same folds and windows; 'none': skip them",
     )
     parser.add_argument(
         "--bootstrap",

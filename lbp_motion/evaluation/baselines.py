@@ -12,8 +12,16 @@
   ``LogisticRegression(max_iter=1000)`` (L2, C=1, lbfgs) is fitted **without class
   weights**: it is the plain reference a model must beat, and the majority baseline
   already shows what the class frequencies alone give.
+* ``recording_stats``: the same logistic regression on one sample per recording: the
+  mean of the window statistics over all windows of the recording, trained on the
+  training recordings; each test window gets its recording's probabilities. It is the
+  simple reference for a label of the person (severity, TUG time): one answer per
+  recording from its whole movement. Its window columns are its recording answer
+  counted once per window; compare it at recording level. It needs one label per
+  recording (:func:`labels_per_recording`); ``lbp cv`` skips it otherwise (EmoPain's
+  segment labels).
 
-Both train on the *real* training windows (``real_train_dataset()``: before any
+All train on the *real* training windows (``real_train_dataset()``: before any
 ``data.balance`` resampling) of the same DataModule and split file as the model, and
 predict the DataModule's ``test`` windows: the model's test windows. For a model whose
 samples are recordings (bags of windows, ``unit: recording``) they train on and
@@ -37,25 +45,37 @@ import torch
 log = logging.getLogger(__name__)
 
 #: Baseline names, in the order they are reported.
-BASELINES = ("window_stats", "majority")
+BASELINES = ("window_stats", "recording_stats", "majority")
+#: The baselines that read window features (they need window items and the data's classes).
+FEATURE_BASELINES = ("window_stats", "recording_stats")
+#: The baselines that answer once per recording: compared with a model at recording level only.
+RECORDING_BASELINES = ("recording_stats",)
 #: Readable names (tables).
-TITLES = {"window_stats": "window statistics (logistic regression)", "majority": "majority class"}
+TITLES = {
+    "window_stats": "window statistics (logistic regression)",
+    "recording_stats": "recording statistics (logistic regression)",
+    "majority": "majority class",
+}
 
 MAX_ITER = 1000
 
 
+def compared_metrics(name: str, compared: Sequence[str]) -> list[str]:
+    """Of the metrics ``compared`` (model - baseline), those compared with baseline
+    ``name``: the recording-level ones for a baseline of :data:`RECORDING_BASELINES`."""
+    if name in RECORDING_BASELINES:
+        return [m for m in compared if m.startswith("recording_")]
+    return list(compared)
+
+
 def window_features(x: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """(N, T, F) windows and (N, T) real-frame masks -> (N, 3F) features: per channel
-    mean, standard deviation and mean absolute frame-to-frame difference over the real
-    frames (zeros where a window has no real frame, or no two consecutive ones)."""
-    x = torch.nan_to_num(x.double())
-    m = mask.double().unsqueeze(-1)
-    n = m.sum(dim=1).clamp_min(1.0)
-    mean = (x * m).sum(dim=1) / n
-    std = ((((x - mean.unsqueeze(1)) ** 2) * m).sum(dim=1) / n).sqrt()
-    pair = m[:, 1:] * m[:, :-1]
-    motion = ((x[:, 1:] - x[:, :-1]).abs() * pair).sum(dim=1) / pair.sum(dim=1).clamp_min(1.0)
-    return torch.cat([mean, std, motion], dim=1).numpy()
+    """(N, T, F) windows and (N, T) real-frame masks -> (N, 3F) features, in float64:
+    :func:`~lbp_motion.models.statistics.window_statistics` (per channel mean,
+    standard deviation and mean absolute frame-to-frame difference over the real
+    frames)."""
+    from lbp_motion.models.statistics import window_statistics
+
+    return window_statistics(x.double(), mask).numpy()
 
 
 def window_dataset(dataset: Any) -> Any:
@@ -74,6 +94,20 @@ def has_windows(dataset: Any) -> bool:
         return False
     x, mask = item["x"], item["mask"]
     return getattr(x, "ndim", 0) == 2 and getattr(mask, "ndim", 0) == 1 and len(mask) == len(x)
+
+
+def labels_per_recording(dataset: Any) -> bool:
+    """Whether the windows of each recording in ``dataset`` share one label (TUG:
+    labels.csv labels recordings), read from ``window_labels()`` and the recording
+    column of ``index``; False when they do not (EmoPain labels segments) or the
+    dataset cannot tell."""
+    index = getattr(dataset, "index", None)
+    if index is None or not hasattr(dataset, "window_labels") or len(index) == 0:
+        return False
+    pairs = np.unique(
+        np.stack([np.asarray(index)[:, 0], np.asarray(dataset.window_labels())], axis=1), axis=0
+    )
+    return len(pairs) == len(np.unique(pairs[:, 0]))
 
 
 def collect(dataset: Any, *, features: bool, batch_size: int = 512) -> dict[str, np.ndarray]:
@@ -119,22 +153,48 @@ def window_stats_probs(
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(train_labels)) < 2:
-        raise ValueError(
-            "window-statistics baseline: the training windows have fewer than two classes"
-        )
+        raise ValueError("statistics baseline: the training samples have fewer than two classes")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=MAX_ITER))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(train_features, train_labels)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         log.warning(
-            "window-statistics baseline: the logistic regression did not converge in %d iterations",
+            "statistics baseline: the logistic regression did not converge in %d iterations",
             MAX_ITER,
         )
     probs = np.zeros((len(test_features), num_classes))
     if len(test_features):
         probs[:, model.classes_] = model.predict_proba(test_features)
     return probs
+
+
+def recording_means(
+    features: np.ndarray, labels: np.ndarray, recording: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The recordings (sorted ids), the mean of their windows' ``features`` and their
+    labels (a recording's windows share its label; the first window's is taken)."""
+    ids, inverse = np.unique(recording, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(ids)).astype(float)
+    means = np.zeros((len(ids), features.shape[1]))
+    np.add.at(means, inverse, features)
+    means /= counts[:, None]
+    first = np.zeros(len(ids), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+    return ids, means, np.asarray(labels)[first]
+
+
+def recording_stats_probs(
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], num_classes: int
+) -> np.ndarray:
+    """Class probabilities (N, C) of the test windows: the logistic regression of
+    :func:`window_stats_probs` fitted on the training recordings' mean window
+    statistics and applied to each test recording's, given to each of its windows.
+    ``train`` and ``test``: :func:`collect` output with ``features``."""
+    _, train_x, train_y = recording_means(train["features"], train["y"], train["recording"])
+    ids, test_x, _ = recording_means(test["features"], test["y"], test["recording"])
+    per_recording = window_stats_probs(train_x, train_y, test_x, num_classes)
+    return per_recording[np.searchsorted(ids, test["recording"])]
 
 
 def prediction_rows(
@@ -161,21 +221,23 @@ def prediction_rows(
 def fold_baselines(datamodule: Any, names: Sequence[str]) -> dict[str, list[dict[str, str]]]:
     """Fit the baselines ``names`` on the set-up DataModule's real training windows and
     predict its test windows (of bags: their windows, :func:`window_dataset`); rows per
-    baseline. ``window_stats`` needs window items (see :func:`has_windows`)."""
+    baseline. ``window_stats`` and ``recording_stats`` need window items (see :func:`has_windows`)."""
     classes = list(datamodule.classes)
     train = window_dataset(datamodule.real_train_dataset())
     test = window_dataset(datamodule.test_dataloader().dataset)  # the public way to the test split
-    stats = "window_stats" in names
+    stats = any(n in FEATURE_BASELINES for n in names)
     tested = collect(test, features=stats)
+    trained = collect(train, features=True) if stats else {}
     out: dict[str, list[dict[str, str]]] = {}
     for name in names:
         if name == "majority":
             probs = majority_probs(train.window_labels(), len(tested["y"]), len(classes))
         elif name == "window_stats":
-            trained = collect(train, features=True)
             probs = window_stats_probs(
                 trained["features"], trained["y"], tested["features"], len(classes)
             )
+        elif name == "recording_stats":
+            probs = recording_stats_probs(trained, tested, len(classes))
         else:
             raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
         out[name] = prediction_rows(

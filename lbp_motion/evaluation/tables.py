@@ -59,6 +59,8 @@ def comparison(summary: Mapping[str, Any]) -> dict[str, Any] | None:
     verdicts, judged = [], verdict_metric(summary)
     for b in names:
         key = f"diff/{b}/{judged}"
+        if key not in summary:  # a recording baseline: judged on the recording metric
+            key = f"diff/{b}/recording_{judged}"
         if key not in summary:
             continue
         lo, hi = summary.get(f"{key}_ci") or (0.0, 0.0)
@@ -70,7 +72,7 @@ def comparison(summary: Mapping[str, Any]) -> dict[str, Any] | None:
             else "interval includes 0: not shown to be better"
         )
         verdicts.append(
-            f"model - {TITLES[b]} ({judged}): {_cell(summary, key, signed=True)} ({verdict})"
+            f"model - {TITLES[b]} ({key.rsplit('/', 1)[-1]}): {_cell(summary, key, signed=True)} ({verdict})"
         )
     n, boot = summary.get("bootstrap/subjects"), summary.get("bootstrap/resamples")
     caption = (

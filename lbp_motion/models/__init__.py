@@ -12,6 +12,7 @@ from lbp_motion.models.recurrent import (
     LSTMDNNClassifier,
     StackedLSTM,
 )
+from lbp_motion.models.statistics import WindowStatisticsClassifier, window_statistics
 from lbp_motion.models.transformer import TransformerClassifier
 
 __all__ = [
@@ -26,4 +27,6 @@ __all__ = [
     "SequenceClassifier",
     "StackedLSTM",
     "TransformerClassifier",
+    "WindowStatisticsClassifier",
+    "window_statistics",
 ]

@@ -154,7 +154,7 @@ def _baseline_rows(
     subject_of: dict[str, str] | None,
 ) -> tuple[dict[str, list[dict[str, str]]], dict[str, str] | None]:
     """The baselines ``names`` on every fold (:func:`_fold_baselines`, which may drop
-    ``window_stats`` from ``names``): baseline -> its test windows of all folds, with a
+    the statistics baselines from ``names``): baseline -> its test windows of all folds, with a
     ``fold`` column; and recording -> subject (None when the data cannot tell)."""
     base_rows: dict[str, list[dict[str, str]]] = {n: [] for n in names}
     for i in range(folds):
@@ -169,7 +169,7 @@ def _baseline_rows(
             fold_data=fold_data,
             subject_of=subject_of,
         )
-        base_rows = {n: base_rows[n] for n in names}  # less window_stats when it was skipped
+        base_rows = {n: base_rows[n] for n in names}  # less the statistics baselines when skipped
         for name in names:
             base_rows[name].extend(
                 {**r, "fold": str(i)}
@@ -202,7 +202,7 @@ def compare_with_baselines(
     how the windows of a recording make its answer, for the model and the baselines
     alike (the task's ``recording_rule``); ``pooled``: :func:`pooled_metrics` of
     ``rows`` when the caller has it already."""
-    from lbp_motion.evaluation.baselines import BASELINES
+    from lbp_motion.evaluation.baselines import BASELINES, FEATURE_BASELINES
     from lbp_motion.evaluation.bootstrap import METRICS, chance_metrics
 
     notes: list[str] = []
@@ -214,9 +214,9 @@ def compare_with_baselines(
             list(data_classes) if data_classes is not None else list(fold_data(0).classes)
         )
         if data_classes != list(classes):  # e.g. an anomaly task's [no_pain, pain]
-            names.remove("window_stats")
+            names = [n for n in names if n not in FEATURE_BASELINES]
             notes.append(
-                f"window statistics baseline skipped: the task's classes {classes} are not the data's "
+                f"statistics baselines skipped: the task's classes {classes} are not the data's "
                 f"{data_classes}; the majority class is that of the other folds' test windows"
             )
     base_rows, subject_of = _baseline_rows(

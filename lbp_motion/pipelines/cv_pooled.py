@@ -121,11 +121,17 @@ def _fold_baselines(
 ) -> dict[str, str] | None:
     """Write fold ``i``'s missing ``baseline_<name>.csv`` for the baselines ``names``
     (``same_classes``: the task's classes are the data's; if not, only the majority
-    class, from ``rows``). Removes ``window_stats`` from ``names`` (with a line in
+    class, from ``rows``). Removes the statistics baselines from ``names`` (with a line in
     ``notes``) when the data has no windows. ``fold_data(i)``: fold ``i``'s DataModule,
     set up for fitting (asked for only when needed). Returns recording -> subject:
     ``subject_of``, or when that is None, what the fold's DataModule tells."""
-    from lbp_motion.evaluation.baselines import fold_baselines, has_windows, window_dataset
+    from lbp_motion.evaluation.baselines import (
+        FEATURE_BASELINES,
+        fold_baselines,
+        has_windows,
+        labels_per_recording,
+        window_dataset,
+    )
 
     fold = run / f"fold_{i}"
     missing = [n for n in names if not (fold / f"baseline_{n}.csv").is_file()]
@@ -133,12 +139,23 @@ def _fold_baselines(
         dm = fold_data(i)
         if subject_of is None:
             subject_of = _write_recording_subjects(run, dm)
-        if "window_stats" in missing and not has_windows(window_dataset(dm.real_train_dataset())):
-            names.remove("window_stats")
-            missing.remove("window_stats")
+        skipped = [n for n in FEATURE_BASELINES if n in missing]
+        if skipped and not has_windows(window_dataset(dm.real_train_dataset())):
+            for name in skipped:
+                names.remove(name)
+                missing.remove(name)
             notes.append(
-                f"window statistics baseline skipped: {type(dm).__name__}'s samples are not windows "
+                f"statistics baselines skipped: {type(dm).__name__}'s samples are not windows "
                 "with x (T, F) and mask (T,)"
+            )
+        if "recording_stats" in missing and not labels_per_recording(
+            window_dataset(dm.real_train_dataset())
+        ):
+            names.remove("recording_stats")
+            missing.remove("recording_stats")
+            notes.append(
+                f"recording statistics baseline skipped: {type(dm).__name__}'s labels change "
+                "within a recording (it needs one label per recording)"
             )
         if missing and same_classes:
             for name, computed in fold_baselines(dm, missing).items():
@@ -170,7 +187,9 @@ def _baseline_points(
     compared: list[str],
 ) -> dict[str, float]:
     """Each baseline's pooled metrics (``baseline/<name>/pooled/<metric>``) and the
-    differences model - baseline (``diff/<name>/<metric>``, the ``compared`` metrics)."""
+    differences model - baseline (``diff/<name>/<metric>``, the ``compared`` metrics;
+    the recording-level ones for a recording baseline)."""
+    from lbp_motion.evaluation.baselines import compared_metrics
     from lbp_motion.evaluation.bootstrap import METRICS
 
     out: dict[str, float] = {}
@@ -178,7 +197,10 @@ def _baseline_points(
     for name, point in points.items():
         out.update({f"baseline/{name}/pooled/{m}": point[f"pooled/{m}"] for m in METRICS})
         out.update(
-            {f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"] for m in compared}
+            {
+                f"diff/{name}/{m}": model[f"pooled/{m}"] - point[f"pooled/{m}"]
+                for m in compared_metrics(name, compared)
+            }
         )
     return out
 
@@ -197,6 +219,7 @@ def _bootstrap_intervals(
     """Subject-bootstrap intervals of the model's and the baselines' pooled metrics and
     of the differences model - baseline (``compared`` metrics), with the bootstrap's
     settings (``bootstrap/...``)."""
+    from lbp_motion.evaluation.baselines import compared_metrics
     from lbp_motion.evaluation.bootstrap import SubjectBootstrap
 
     subjects = sorted(
@@ -216,7 +239,7 @@ def _bootstrap_intervals(
             {
                 f"diff/{name}/{m}_ci": d["ci"]
                 for m, d in boot.difference(rows, brows).items()
-                if m in compared
+                if m in compared_metrics(name, compared)
             }
         )
     return out

@@ -1,12 +1,18 @@
 import pytest
 import torch
 
-from lbp_motion.models import CNN1DClassifier, LSTMClassifier, TransformerClassifier
+from lbp_motion.models import (
+    CNN1DClassifier,
+    LSTMClassifier,
+    TransformerClassifier,
+    WindowStatisticsClassifier,
+)
 
 SMALL = {
     TransformerClassifier: dict(d_model=16, num_layers=2, num_heads=4),
     LSTMClassifier: dict(hidden_sizes=(16, 8)),
     CNN1DClassifier: dict(channels=(8, 16)),
+    WindowStatisticsClassifier: dict(),
 }
 
 

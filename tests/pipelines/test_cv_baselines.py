@@ -11,7 +11,9 @@ from lbp_motion.cli import main
 from lbp_motion.datasets.splits import write_split_file
 from lbp_motion.evaluation.baselines import (
     fold_baselines,
+    labels_per_recording,
     majority_class,
+    recording_stats_probs,
     window_features,
     window_stats_probs,
 )
@@ -286,16 +288,19 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     printed = capsys.readouterr().out
     run = tmp_path / "quickstart-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
-    assert (
-        summary["baselines"] == ["window_stats", "majority"] and summary["bootstrap/subjects"] == 9
-    )
+    assert summary["baselines"] == ["window_stats", "recording_stats", "majority"]
+    assert summary["bootstrap/subjects"] == 9
     assert summary["bootstrap/resamples"] == 200
     for m in METRICS:
         lo, hi = summary[f"pooled/{m}_ci"]
         assert lo <= summary[f"pooled/{m}"] <= hi
-        for b in ("window_stats", "majority"):
+        for b in ("window_stats", "recording_stats", "majority"):
             lo, hi = summary[f"baseline/{b}/pooled/{m}_ci"]
             assert lo <= summary[f"baseline/{b}/pooled/{m}"] <= hi
+            if b == "recording_stats" and not m.startswith("recording_"):
+                # one answer per recording: compared with the model at recording level only
+                assert f"diff/{b}/{m}" not in summary
+                continue
             assert summary[f"diff/{b}/{m}"] == pytest.approx(
                 summary[f"pooled/{m}"] - summary[f"baseline/{b}/pooled/{m}"]
             )
@@ -305,7 +310,7 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     # the baselines saw the model's test windows, fold by fold
     for i in range(3):
         model = list(csv.DictReader(open(run / f"fold_{i}" / "predictions.csv")))
-        for b in ("window_stats", "majority"):
+        for b in ("window_stats", "recording_stats", "majority"):
             rows = list(csv.DictReader(open(run / f"fold_{i}" / f"baseline_{b}.csv")))
             assert [(r["recording"], r["start"], r["label"]) for r in rows] == [
                 (r["recording"], r["start"], r["label"]) for r in model
@@ -444,3 +449,55 @@ def test_verdict_judges_the_monitored_metric_by_its_interval():
     (verdict,) = comparison({**summary, "monitor": "val/recording_accuracy"})["verdicts"]
     assert "(recording_accuracy)" in verdict and "better" in verdict
     assert "not shown to be better" in comparison_markdown({**summary, "monitor": "val/accuracy"})
+
+
+def _recordings(n, seed):
+    """``collect``-like output: n recordings of 5 windows, alternating classes; feature 0's
+    recording mean tells the class, single windows are dominated by noise."""
+    g = np.random.default_rng(seed)
+    rec = np.repeat(np.arange(n), 5)
+    y = rec % 2
+    features = g.normal(size=(len(rec), 3)) * 2.0
+    features[:, 0] += np.where(y == 1, 1.0, -1.0)
+    return {"features": features, "y": y, "recording": rec + 100 * seed}
+
+
+def _by_recording(d):
+    ids = np.unique(d["recording"])
+    means = np.stack([d["features"][d["recording"] == r].mean(0) for r in ids])
+    return means, np.array([d["y"][d["recording"] == r][0] for r in ids])
+
+
+def test_recording_stats_is_the_regression_on_recording_means_given_to_every_window():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, test = _recordings(12, 1), _recordings(6, 2)
+    probs = recording_stats_probs(train, test, 2)
+    # every window of a test recording gets the same answer
+    for r in np.unique(test["recording"]):
+        rows = probs[test["recording"] == r]
+        assert np.allclose(rows, rows[0])
+    # ... that of the same regression fitted on the recording means
+    reference = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    reference.fit(*_by_recording(train))
+    expected = reference.predict_proba(_by_recording(test)[0])
+    got = np.stack([probs[test["recording"] == r][0] for r in np.unique(test["recording"])])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+class _Indexed:
+    def __init__(self, recordings, labels):
+        self.index = np.stack([recordings, np.zeros_like(recordings)], axis=1)
+        self.labels = np.asarray(labels)
+
+    def window_labels(self):
+        return self.labels
+
+
+def test_the_recording_baseline_needs_one_label_per_recording():
+    assert labels_per_recording(_Indexed(np.array([0, 0, 1, 1]), [2, 2, 0, 0]))
+    # segment labels that change within a recording (EmoPain): skipped by lbp cv
+    assert not labels_per_recording(_Indexed(np.array([0, 0, 1, 1]), [2, 1, 0, 0]))
+    assert not labels_per_recording(object())

@@ -211,11 +211,9 @@ def test_lbp_cv_runs_the_recording_model(tmp_path, tiny_tug):
     assert "test/recording_f1_macro_mean" in summary
     # beside the window baselines, fitted on every window of the same recordings, and
     # compared at recording level only (the model's window metrics are recording metrics)
-    assert summary["baselines"] == ["window_stats", "majority"]
-    assert (
-        "diff/window_stats/recording_accuracy_ci" in summary
-        and "diff/window_stats/accuracy" not in summary
-    )
+    assert summary["baselines"] == ["window_stats", "recording_stats", "majority"]
+    for b in ("window_stats", "recording_stats"):
+        assert f"diff/{b}/recording_accuracy_ci" in summary and f"diff/{b}/accuracy" not in summary
     assert any("recording level only" in note for note in summary["baseline_notes"])
     assert (
         "model - window statistics (logistic regression) (recording_f1_macro)"
