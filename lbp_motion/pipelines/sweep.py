@@ -64,7 +64,12 @@ from typing import Any
 from lbp_motion.atomic import atomic_write, write_json, write_text
 from lbp_motion.errors import ConfigError
 from lbp_motion.interrupts import Interrupted
-from lbp_motion.pipelines.sweep_engine import grid_points, grid_size, propose  # noqa: F401 (grid_points re-exported)
+from lbp_motion.pipelines.sweep_engine import (  # noqa: F401 (grid_points re-exported)
+    DONE,
+    grid_points,
+    grid_size,
+    propose,
+)
 from lbp_motion.pipelines.sweep_jobs import Job, run_jobs
 from lbp_motion.pipelines.sweep_monitor import callback_arguments, history_path, read_history
 from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these names import from here as before)
@@ -85,8 +90,6 @@ from lbp_motion.pipelines.sweep_summary import (  # noqa: F401 (SITE_SUMMARY re-
 from lbp_motion.runs import RunResult, run_arguments
 
 STATE_FILE = "state.json"
-#: statuses of a run that is done: never run again on a resume
-DONE = ("finished", "stopped")
 
 
 def total_runs(spec: SweepSpec) -> int | None:

@@ -54,6 +54,8 @@ ENGINE_STATES = {
     "pending": "pending",
     "interrupted": "pending",
 }
+#: statuses of a run that is done: never run again on a resume
+DONE = ("finished", "stopped")
 
 
 @cache

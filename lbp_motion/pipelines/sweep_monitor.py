@@ -18,19 +18,27 @@ way of adding a callback from the command line). After each validation it
 Runs that ``--jobs N`` starts in parallel read each other's histories from the same
 folder, so a run is judged against the runs running beside it, as on the W&B server.
 :meth:`SweepMonitor.report` does steps 1-2 without a Trainer.
+
+A sweep run's saved ``config.yaml`` keeps the callback. Fitting that config again by
+hand, after the sweep has recorded the run as done, neither changes the sweep's
+history nor stops the fit: the monitor sees the run's status in ``state.json`` and
+stays idle, with a warning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 
 from lbp_motion.atomic import write_json
-from lbp_motion.pipelines.sweep_engine import runs_to_stop
+from lbp_motion.pipelines.sweep_engine import DONE, runs_to_stop
 from lbp_motion.pipelines.sweep_spec import load_sweep
+
+log = logging.getLogger(__name__)
 
 HISTORY_DIR = "history"
 CALLBACK = "lbp_motion.pipelines.sweep_monitor.SweepMonitor"
@@ -72,12 +80,15 @@ class SweepMonitor(pl.Callback):
         self.spec = load_sweep(self.sweep_dir / "sweep.yaml")
         self.values: list[float] = []
         self.stopped_at: int | None = None
+        self.idle = False
+
+    def _state_runs(self) -> list[dict[str, Any]]:
+        state_file = self.sweep_dir / "state.json"
+        return json.loads(state_file.read_text())["runs"] if state_file.is_file() else []
 
     def _other_runs(self) -> list[dict[str, Any]]:
-        state_file = self.sweep_dir / "state.json"
-        runs = json.loads(state_file.read_text())["runs"] if state_file.is_file() else []
         others = []
-        for entry in runs:
+        for entry in self._state_runs():
             if entry["name"] == self.run:
                 continue
             if entry.get("status") == "running":  # its values so far, from its own file
@@ -102,9 +113,19 @@ class SweepMonitor(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.values, self.stopped_at = [], None
+        status = {r["name"]: r.get("status") for r in self._state_runs()}.get(self.run)
+        self.idle = status in DONE
+        if self.idle:
+            log.warning(
+                "SweepMonitor: %s is recorded as %s in %s; this fit (its config run again?) "
+                "is not reported to the sweep and is not stopped early",
+                self.run,
+                status,
+                self.sweep_dir / "state.json",
+            )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self.spec.metric:
+        if self.idle or trainer.sanity_checking or not self.spec.metric:
             return
         value = trainer.callback_metrics.get(self.spec.metric)
         if value is not None and self.report(float(value)):

@@ -13,7 +13,7 @@ import yaml
 from lbp_motion.cli import main
 from lbp_motion.pipelines.sweep import run_sweep
 from lbp_motion.pipelines.sweep_engine import engine
-from lbp_motion.pipelines.sweep_monitor import callback_arguments, read_history
+from lbp_motion.pipelines.sweep_monitor import callback_arguments, history_path, read_history
 from tests.conftest import ROOT, TINY_ARGS
 from tests.pipelines import standin_fit
 
@@ -225,3 +225,19 @@ def test_the_monitor_records_each_epoch_and_stops_a_real_fit(tiny_tug, tmp_path)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert "test/accuracy" in metrics  # a stopped fit is tested like any other
         assert history["values"][-1] == pytest.approx(metrics["final_val/f1_macro"])
+
+    # the run's config fitted again by hand once the sweep recorded run-2 as done (its
+    # config.yaml keeps the callback): the sweep's history is left alone, no early stop
+    sweep_dir = tmp_path / "sweep-2.0"
+    state = json.loads((sweep_dir / "state.json").read_text())
+    state["runs"].append({"name": "run-2", "index": 2, "status": "stopped", "params": {}})
+    (sweep_dir / "state.json").write_text(json.dumps(state))
+    before = history_path(sweep_dir, "run-2").read_bytes()
+    argv[argv.index("--run.name") + 1] = "run-2-again"
+    argv[-2:] = [f"--trainer.callbacks.init_args.sweep_dir={sweep_dir}", argv[-1]]
+    assert main(argv) == 0
+    assert history_path(sweep_dir, "run-2").read_bytes() == before
+    again = json.loads(
+        (tmp_path / "runs" / "run-2-again" / "version_0" / "metrics.json").read_text()
+    )
+    assert again["epochs_trained"] == 3
