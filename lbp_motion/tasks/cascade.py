@@ -86,12 +86,7 @@ class CascadeTask(JointTask):
     def configure_models(self) -> None:
         f = int(self.spec_value("num_features"))
         self.model = self.model_factory(f + 1, len(self.classes))
-        feature_dim = getattr(self.model, "feature_dim", None)
-        if feature_dim is None or not hasattr(self.model, "features"):
-            raise ConfigError(
-                f"CascadeTask: {type(self.model).__name__} has no features()/feature_dim"
-            )
-        self.exercise_head = nn.Linear(int(feature_dim), len(self.aux_classes))
+        self.exercise_head = nn.Linear(self.model_feature_dim(), len(self.aux_classes))
         path = self.hparams.stage1_checkpoint
         if path:
             task = load_stage(path)

@@ -112,6 +112,26 @@ class ClassificationTask(BaseTask):
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.model(x, mask)
 
+    def model_feature_dim(self) -> int:
+        """The model's ``feature_dim``, for a head on its features; a ConfigError naming
+        this task when the model has no ``features``/``feature_dim``."""
+        feature_dim = getattr(self.model, "feature_dim", None)
+        if feature_dim is None or not hasattr(self.model, "features"):
+            raise ConfigError(
+                f"{type(self).__name__}: {type(self.model).__name__} has no features()/feature_dim; "
+                "a head of this task reads model.features(x, mask) (see docs/models.md)"
+            )
+        return int(feature_dim)
+
+    def main_and_features(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Main-head logits (B, C) and the shared features (B, feature_dim), from one pass
+        of the encoder when the model has a ``head`` reading its ``features`` (every
+        :class:`~lbp_motion.models.SequenceClassifier`)."""
+        features = self.model.features(x, mask)
+        head = getattr(self.model, "head", None)
+        logits = head(features) if head is not None else self.model(x, mask)
+        return logits, features
+
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return nn.functional.cross_entropy(
             logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing

@@ -77,13 +77,7 @@ class JointTask(ClassificationTask):
 
     def configure_models(self) -> None:
         super().configure_models()
-        feature_dim = getattr(self.model, "feature_dim", None)
-        if feature_dim is None or not hasattr(self.model, "features"):
-            raise ConfigError(
-                f"JointTask: {type(self.model).__name__} has no features()/feature_dim; the exercise "
-                "head reads model.features(x, mask) (see docs/models.md)"
-            )
-        self.exercise_head = nn.Linear(int(feature_dim), len(self.aux_classes))
+        self.exercise_head = nn.Linear(self.model_feature_dim(), len(self.aux_classes))
 
     def configure_metrics(self) -> None:
         super().configure_metrics()
@@ -94,15 +88,6 @@ class JointTask(ClassificationTask):
                 for stage in ("train", "val", "test")
             }
         )
-
-    def main_and_features(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Main-head logits (B, C) and the shared features (B, feature_dim), from one pass
-        of the encoder when the model has a ``head`` reading its ``features`` (every
-        :class:`~lbp_motion.models.SequenceClassifier`)."""
-        features = self.model.features(x, mask)
-        head = getattr(self.model, "head", None)
-        logits = head(features) if head is not None else self.model(x, mask)
-        return logits, features
 
     def joint_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Both heads on ``batch`` (needs ``aux``), without logging: ``logits`` (B, C),

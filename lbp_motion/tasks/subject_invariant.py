@@ -120,13 +120,7 @@ class SubjectInvariantTask(ClassificationTask):
 
     def configure_models(self) -> None:
         super().configure_models()
-        feature_dim = getattr(self.model, "feature_dim", None)
-        if feature_dim is None or not hasattr(self.model, "features"):
-            raise ConfigError(
-                f"SubjectInvariantTask: {type(self.model).__name__} has no features()/feature_dim; "
-                "the adversary reads model.features(x, mask) (see docs/models.md)"
-            )
-        d, s, h = int(feature_dim), self.hparams.max_subjects, self.hparams.hidden
+        d, s, h = self.model_feature_dim(), self.hparams.max_subjects, self.hparams.hidden
         self.subject_head = (
             nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, s)) if h else nn.Linear(d, s)
         )
@@ -165,9 +159,7 @@ class SubjectInvariantTask(ClassificationTask):
                 f"have subject id {int(subject.max())}; set model.init_args.max_subjects above it"
             )
         self.subject_classes[subject, y] = True
-        features = self.model.features(batch["x"], batch["mask"])
-        head = getattr(self.model, "head", None)
-        logits = head(features) if head is not None else self.model(batch["x"], batch["mask"])
+        logits, features = self.main_and_features(batch["x"], batch["mask"])
         reversed_features = reverse_gradient(features, self.reversal_scale())
         subject_logits = same_class_logits(
             self.subject_head(reversed_features), y, self.subject_classes

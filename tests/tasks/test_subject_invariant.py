@@ -132,3 +132,21 @@ def test_the_reversed_gradient_keeps_the_adversary_from_naming_subjects_of_a_cla
     assert plain_subject > 0.9
     assert invariant_subject < 0.6
     assert plain_class > 0.9 and invariant_class > 0.9
+
+
+class _NoFeatures(torch.nn.Module):
+    def __init__(self, in_features, num_classes):
+        super().__init__()
+        self.linear = torch.nn.Linear(in_features, num_classes)
+
+    def forward(self, x, mask=None):
+        return self.linear(x.mean(1))
+
+
+@pytest.mark.parametrize("task", ["SubjectInvariantTask", "JointTask"])
+def test_a_head_on_the_features_needs_a_model_with_features(task):
+    import lbp_motion.tasks as tasks
+
+    spec = {**SPEC, "aux_classes": ["e0", "e1"]}
+    with pytest.raises(ConfigError, match=f"{task}: _NoFeatures has no features"):
+        getattr(tasks, task)(model=_NoFeatures, data_spec=spec)
