@@ -174,14 +174,11 @@ def recording_means(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The recordings (sorted ids), the mean of their windows' ``features`` and their
     labels (a recording's windows share its label; the first window's is taken)."""
-    ids, inverse = np.unique(recording, return_inverse=True)
+    ids, first, inverse = np.unique(recording, return_index=True, return_inverse=True)
     counts = np.bincount(inverse, minlength=len(ids)).astype(float)
     means = np.zeros((len(ids), features.shape[1]))
     np.add.at(means, inverse, features)
-    means /= counts[:, None]
-    first = np.zeros(len(ids), dtype=np.int64)
-    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    return ids, means, np.asarray(labels)[first]
+    return ids, means / counts[:, None], np.asarray(labels)[first]
 
 
 def recording_stats_probs(
