@@ -18,9 +18,12 @@ from lbp_motion.datasets.layouts import get_layout
 from lbp_motion.datasets.normalize import normalize_skeleton, visible_mask
 from lbp_motion.transforms.streams import (
     DEFAULT_STREAMS,
+    RECORDING_STATS,
     check_streams,
+    frame_features,
     num_features,
     stream_features,
+    with_recording_stats,
 )
 
 
@@ -29,8 +32,14 @@ class PoseWindowDataset(torch.utils.data.Dataset):
 
     ``index`` rows are ``(recording position, start frame)``; nothing is copied until a
     window is asked for. Items are dicts (see :mod:`.base`); ``x`` is (window,
-    len(streams) * J * 3): the input streams of :mod:`.streams` (``["joint"]``: x', y',
-    visible for every joint).
+    :func:`~lbp_motion.transforms.streams.num_features`): the input streams of
+    :mod:`~lbp_motion.transforms.streams` (``["joint"]``: x', y', visible for every
+    joint).
+
+    With the ``recording_stats`` stream, every window of a recording also carries the
+    mean window statistics of all that recording's windows in ``index``
+    (:meth:`recording_stats`), computed once per recording from windows that are never
+    augmented.
 
     A recording shorter than ``window`` (an index row of a padded short recording, see
     ``short_recordings`` of :class:`TUGDataModule`) is padded at the end to one window:
@@ -70,10 +79,17 @@ class PoseWindowDataset(torch.utils.data.Dataset):
         self.window = window
         self.min_confidence = min_confidence
         self.streams = check_streams(streams, self.layout)
+        self._recording_stats: dict[int, np.ndarray] = {}
 
     @property
     def num_features(self) -> int:
         return num_features(self.layout, self.streams)
+
+    @property
+    def frame_features(self) -> int:
+        """The leading channels of ``x`` computed frame by frame (the rest, if any, is
+        the ``recording_stats`` stream); the statistics baselines read these only."""
+        return frame_features(self.layout, self.streams)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -101,10 +117,29 @@ class PoseWindowDataset(torch.utils.data.Dataset):
             flip_pairs=self.layout.flip_pairs,
         )
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r, start = (int(v) for v in self.index[i])
+    def recording_stats(self, r: int) -> np.ndarray:
+        """(3F,) the mean over recording ``r``'s windows in ``index`` of their window
+        statistics (per frame-stream channel: mean, standard deviation, mean absolute
+        motion over real frames; :func:`~lbp_motion.models.statistics.window_statistics`),
+        never augmented; cached."""
+        if r not in self._recording_stats:
+            from lbp_motion.models.statistics import window_statistics
+
+            starts = self.index[self.index[:, 0] == r, 1]
+            frames = [self.frames(r, int(start), augment=False) for start in starts]
+            x = torch.from_numpy(np.stack([f[0] for f in frames])).double()
+            mask = torch.from_numpy(np.stack([f[1] for f in frames]))
+            stats = window_statistics(x, mask).mean(dim=0)
+            self._recording_stats[r] = stats.numpy().astype(np.float32)
+        return self._recording_stats[r]
+
+    def frames(self, r: int, start: int, *, augment: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The frame streams (window, F) and real-frame mask (window,) of the window of
+        recording ``r`` at ``start``; augmented when an item is being augmented and
+        ``augment``."""
         kp = self.keypoints[r][start : start + self.window]
-        kp = self.augment_window(kp, r, start)
+        if augment:
+            kp = self.augment_window(kp, r, start)
         joints = normalize_skeleton(
             kp, self.layout, min_confidence=self.min_confidence, scale=self.scales[r]
         )
@@ -115,7 +150,13 @@ class PoseWindowDataset(torch.utils.data.Dataset):
                 [joints, np.zeros((pad, *joints.shape[1:]), dtype=joints.dtype)]
             )
             mask = np.concatenate([mask, np.zeros(pad, dtype=bool)])
-        x = stream_features(joints, self.layout, self.streams)
+        return stream_features(joints, self.layout, self.streams), mask
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r, start = (int(v) for v in self.index[i])
+        x, mask = self.frames(r, start)
+        if RECORDING_STATS in self.streams:
+            x = with_recording_stats(x, self.recording_stats(r), mask)
         out = {
             "x": torch.from_numpy(x),
             "mask": torch.from_numpy(mask),
@@ -167,6 +208,10 @@ class RecordingBags(torch.utils.data.Dataset):
     @property
     def num_features(self) -> int:
         return self.windows.num_features
+
+    @property
+    def frame_features(self) -> int:
+        return self.windows.frame_features
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -93,9 +93,11 @@ class TUGDataModule(MotionDataModule):
         layout: joint layout of the recordings (every file must name it); with
             ``streams`` it fixes the number of features the model sees.
         streams: input streams concatenated per frame (:mod:`lbp_motion.transforms.streams`):
-            any of ``joint``, ``bone``, ``joint_motion``, ``bone_motion``; the model's
-            input width is ``len(streams) * joints * 3``. Default ``[joint]``: x', y',
-            visible per joint.
+            any of ``joint``, ``bone``, ``joint_motion``, ``bone_motion`` (frame streams,
+            ``F = joints * 3`` channels each), then optionally ``recording_stats`` (the
+            recording's mean window statistics in every frame, ``3 * F`` more channels;
+            for labels of the person). The model's input width follows. Default
+            ``[joint]``: x', y', visible per joint.
         short_recordings: a recording shorter than ``window``: ``skip`` it (warned) or
             ``pad`` it at the end into one window whose padded frames are masked.
             Either way one line logs how many were padded and skipped.

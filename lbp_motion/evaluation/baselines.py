@@ -4,8 +4,10 @@
   windows (ties: the first class in ``data.classes`` order), probability 1. It needs
   the labels only.
 * ``window_stats``: a logistic regression on simple statistics of each window: for
-  every feature channel of ``x`` (TUG: x', y' and the visibility flag of every joint,
-  after the DataModule's normalisation) the mean, the standard deviation (population,
+  every frame channel of ``x`` (TUG: x', y' and the visibility flag of every joint,
+  after the DataModule's normalisation, for each frame stream; not the
+  ``recording_stats`` stream, a summary of the whole recording whose simple
+  counterpart is the ``recording_stats`` baseline) the mean, the standard deviation (population,
   ddof 0) and the mean absolute frame-to-frame difference, over the window's real
   frames only (``mask``; the difference over pairs of consecutive real frames).
   Features are standardised on the training windows (``StandardScaler``), then
@@ -114,12 +116,15 @@ def collect(dataset: Any, *, features: bool, batch_size: int = 512) -> dict[str,
     """Labels (``y``), ``recording`` ids and ``start`` frames of every item in order,
     plus their window ``features`` when asked."""
     out: dict[str, list] = {"y": [], "recording": [], "start": [], "features": []}
+    # the frame streams only (not the recording_stats stream: see the module docstring)
+    width = getattr(window_dataset(dataset), "frame_features", None)
     for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
         out["y"].append(batch["y"].reshape(-1))
         out["recording"].append(batch["recording"].reshape(-1))
         out["start"].append(batch["start"].reshape(-1))
         if features:
-            out["features"].append(torch.from_numpy(window_features(batch["x"], batch["mask"])))
+            x = batch["x"] if width is None else batch["x"][..., :width]
+            out["features"].append(torch.from_numpy(window_features(x, batch["mask"])))
     return {k: torch.cat(v).numpy() for k, v in out.items() if v}
 
 

@@ -20,7 +20,14 @@ from lbp_motion.datasets.layouts import COCO17, LAYOUTS, Layout
 from lbp_motion.datasets.normalize import body_scale, normalize_skeleton
 from lbp_motion.datasets.windows import window_index, window_starts
 from lbp_motion.errors import ConfigError
-from lbp_motion.transforms.streams import STREAMS, bones, motion, num_features, stream_features
+from lbp_motion.transforms.streams import (
+    FRAME_STREAMS,
+    STREAMS,
+    bones,
+    motion,
+    num_features,
+    stream_features,
+)
 from tests.conftest import SHARED_DATA, TINY_ARGS
 
 # a hand-made 4-joint skeleton: 0 root, 1 child of 0, 2 and 3 children of 1
@@ -122,7 +129,7 @@ def test_streams_concatenate_in_the_order_given():
 
 
 @pytest.mark.parametrize(
-    "streams", [["joint"], ["bone"], ["joint", "bone", "joint_motion"], list(STREAMS)]
+    "streams", [["joint"], ["bone"], ["joint", "bone", "joint_motion"], list(FRAME_STREAMS)]
 )
 def test_num_features_follows_the_streams(tiny_tug, streams):
     dm = TUGDataModule(str(tiny_tug), streams=streams, stride=15)
@@ -242,7 +249,7 @@ def test_a_padded_window_is_masked_exactly_on_the_padded_frames(with_short, capl
     rows = np.flatnonzero(ds.index[:, 0] == r)
     assert ds.index[rows].tolist() == [[r, 0]]  # one window, at the start
     item = ds[int(rows[0])]
-    assert item["x"].shape == (30, len(streams) * 51)
+    assert item["x"].shape == (30, num_features(COCO17, streams))
     assert item["mask"].tolist() == [True] * 12 + [False] * 18
     assert torch.all(item["x"][12:] == 0) and torch.any(item["x"][:12] != 0)
     assert (
