@@ -70,11 +70,12 @@ from lbp_motion.pipelines.sweep_engine import (  # noqa: F401 (grid_points re-ex
     grid_size,
     propose,
 )
-from lbp_motion.pipelines.sweep_jobs import Job, run_jobs
+from lbp_motion.pipelines.sweep_jobs import WAIT, Job, run_jobs
 from lbp_motion.pipelines.sweep_monitor import callback_arguments, history_path, read_history
 from lbp_motion.pipelines.sweep_spec import (  # noqa: F401 (re-exported: these names import from here as before)
     DEFAULT_COMMAND,
     METHODS,
+    RUN_DIR,
     SweepSpec,
     lbp_arguments,
     load_sweep,
@@ -112,6 +113,35 @@ def run_parameters(
     if k < len(runs) and runs[k].get("params"):
         return runs[k]["params"]
     return propose(spec, [r for r in runs if r["index"] != k], k, seed)
+
+
+def _status(runs: Sequence[dict[str, Any]], name: str) -> str | None:
+    """The ``state.json`` status of the run called ``name``; None before it started."""
+    return next((r["status"] for r in runs if r["name"] == name), None)
+
+
+def waits(spec: SweepSpec, k: int, runs: Sequence[dict[str, Any]]) -> bool:
+    """Whether run list entry ``k`` must wait: an entry it reads (``{run_dir:NAME}``) is
+    still running."""
+    if spec.runs is None:
+        return False
+    return any(_status(runs, n) == "running" for n in spec.runs[k].get("needs", ()))
+
+
+def with_run_dirs(
+    spec: SweepSpec, k: int, params: dict[str, Any], runs: Sequence[dict[str, Any]]
+) -> tuple[dict[str, Any], str | None]:
+    """Run list entry ``k``'s parameters with ``{run_dir:NAME}`` filled in from the
+    finished runs in ``runs``; and the first entry it reads that did not finish (None
+    when every one did)."""
+    if spec.runs is None or not spec.runs[k].get("needs"):
+        return params, None
+    dirs = {r["name"]: r.get("run_dir") for r in runs if r["status"] in ("finished", "stopped")}
+    missing = next((n for n in spec.runs[k]["needs"] if not dirs.get(n)), None)
+    if missing is not None:
+        return params, missing
+    overrides = [RUN_DIR.sub(lambda m: str(dirs[m.group(1)]), a) for a in spec.runs[k]["overrides"]]
+    return {**params, "overrides": shlex.join(overrides)}, None
 
 
 def format_arguments(params: dict[str, Any], macro: str = "${args}") -> list[str]:
@@ -432,6 +462,7 @@ def _prepare_run(
     if params is None:
         log(f"lbp sweep: the grid is done after {k} runs")
         return None
+    params, missing = with_run_dirs(spec, k, params, runs)
     entry = {
         "index": k,
         "name": name,
@@ -444,6 +475,14 @@ def _prepare_run(
         runs[k] = entry
     else:
         runs.append(entry)
+    if missing is not None:
+        entry["status"] = "failed"
+        _save_state(sweep_dir, state)
+        log(
+            f"lbp sweep: {name} not run: it reads the run directory of {missing}, which is "
+            f"{_status(runs, missing) or 'not run'}, not finished"
+        )
+        return None
     history_path(sweep_dir, name).unlink(missing_ok=True)  # a rerun's values start afresh
     _save_state(sweep_dir, state)
     log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
@@ -495,10 +534,12 @@ def _run_in_processes(
     env = {"WANDB_RUN_GROUP": spec.name, "WANDB_JOB_TYPE": "sweep"}
     started: dict[int, float] = {}
 
-    def todo() -> Iterator[Job]:
+    def todo() -> Iterator[Job | object]:  # object: WAIT
         # prepared as a slot frees: W&B's engine proposes each run given the runs
         # finished and running by then (a Bayesian search learns from them)
         for k in range(count):
+            while waits(spec, k, state["runs"]):  # it reads a running entry's run directory
+                yield WAIT
             prepared = _prepare_run(
                 spec, k, state, sweep_dir, count=count, seed=seed, overrides=overrides, log=log
             )

@@ -28,6 +28,11 @@ POLL_SECONDS = 0.5
 STOP_SECONDS = 60.0
 
 
+#: yielded by a job iterator instead of a job: nothing can start yet (a job waits for a
+#: running one); :func:`run_jobs` asks again after the next look at the running jobs
+WAIT = object()
+
+
 @dataclass
 class Job:
     """One run: its key (the caller's), its ``lbp`` arguments and its log file."""
@@ -67,7 +72,7 @@ def _stop(running: dict[Hashable, tuple[subprocess.Popen, IO]]) -> None:
 
 
 def run_jobs(
-    jobs: Iterable[Job],
+    jobs: Iterable[Job | object],
     parallel: int,
     on_start: Callable[[Job], None],
     on_done: Callable[[Job, int], None],
@@ -75,7 +80,7 @@ def run_jobs(
     """Run ``jobs`` in order, at most ``parallel`` at a time; ``on_start(job)`` just
     before a job starts, ``on_done(job, exit_status)`` as it ends. ``jobs`` is read
     lazily, one job as a slot frees (a generator may choose the next job from the
-    results so far). On any exception (an interrupt too) the running children are
+    results so far, or yield :data:`WAIT` until a running job has ended). On any exception (an interrupt too) the running children are
     stopped and it is raised again; the jobs that were running are those started but
     not reported done."""
     if parallel < 1:
@@ -90,6 +95,10 @@ def run_jobs(
                 job = next(pending, None)
                 if job is None:
                     exhausted = True
+                    break
+                if job is WAIT:
+                    if not running:
+                        raise RuntimeError("a job iterator waits while no job is running")
                     break
                 by_key[job.key] = job
                 on_start(job)

@@ -107,13 +107,27 @@ def run_list_seeds(raw: dict[str, Any], where: str) -> list[int]:
     return list(seeds)
 
 
+#: ``{run_dir:NAME}`` in a run list's overrides: the run directory of the earlier entry
+#: NAME, filled in when NAME has finished (the entry waits for it)
+RUN_DIR = re.compile(r"\{run_dir:([A-Za-z0-9_.\-]+)\}")
+
+
+def run_needs(overrides: list[str]) -> list[str]:
+    """The entries whose run directories ``overrides`` read (``{run_dir:NAME}``), in order."""
+    return list(dict.fromkeys(m for a in overrides for m in RUN_DIR.findall(a)))
+
+
 def seeded_runs(runs: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, Any]]:
     """Each run once per seed, named ``<name>-seed<s>``: ``{seed}`` in its overrides is
-    replaced by the seed, and without one ``--seed_everything <s>`` is added."""
+    replaced by the seed (and ``{run_dir:NAME}`` reads the same seed's ``NAME``), and
+    without ``{seed}`` ``--seed_everything <s>`` is added."""
     out = []
     for run in runs:
         for seed in seeds:
-            overrides = [a.replace("{seed}", str(seed)) for a in run["overrides"]]
+            overrides = [
+                RUN_DIR.sub(rf"{{run_dir:\1-seed{seed}}}", a.replace("{seed}", str(seed)))
+                for a in run["overrides"]
+            ]
             if not any("{seed}" in a for a in run["overrides"]):
                 overrides += ["--seed_everything", str(seed)]
             out.append(
@@ -121,6 +135,7 @@ def seeded_runs(runs: list[dict[str, Any]], seeds: list[int]) -> list[dict[str, 
                     **run,
                     "name": f"{run['name']}-seed{seed}",
                     "overrides": overrides,
+                    "needs": run_needs(overrides),
                     "group": run["name"],
                     "seed": seed,
                 }
@@ -133,7 +148,10 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
     optional ``metric``, default ``test/mcc``, maximised; optional ``seeds``, each run
     once per seed (:func:`seeded_runs`), summarised as mean and sd over the seeds;
     optional ``columns``, the metrics ``results.md`` shows) as a sweep whose runs are
-    the list's entries, in order; each is ``lbp fit --config CONFIG OVERRIDES...``."""
+    the list's entries, in order; each is ``lbp fit --config CONFIG OVERRIDES...``.
+    ``{run_dir:NAME}`` in an entry's overrides is the run directory of the earlier entry
+    NAME (e.g. a checkpoint to start from): the entry starts once NAME has finished, and
+    fails without running when NAME did not finish."""
     where = f"run list {source}"
     columns = raw.get("columns")
     if columns is not None and (
@@ -158,8 +176,17 @@ def parse_run_list(raw: dict[str, Any], source: str | Path = "<run list>") -> Sw
             )
         if not isinstance(overrides, list) or not all(isinstance(a, str) for a in overrides):
             raise ConfigError(f"{where}: runs[{i}].overrides must be a list of strings")
+        needs = run_needs(overrides)
+        unknown = [n for n in needs if n not in names]
+        if unknown:
+            raise ConfigError(
+                f"{where}: runs[{i}].overrides: {{run_dir:{unknown[0]}}} names no run listed "
+                "before this one; a run can read the run directory of an earlier run only"
+            )
         names.add(name)
-        checked.append({"name": name, "config": run["config"], "overrides": list(overrides)})
+        checked.append(
+            {"name": name, "config": run["config"], "overrides": list(overrides), "needs": needs}
+        )
     if seeds:
         checked = seeded_runs(checked, seeds)
     metric = raw.get("metric") or {"name": "test/mcc", "goal": "maximize"}
