@@ -11,7 +11,7 @@ import yaml
 
 from lbp_motion.errors import ConfigError
 from lbp_motion.pipelines.sweep import command_for, run_parameters, run_sweep, with_run_dirs
-from lbp_motion.pipelines.sweep_spec import load_sweep, parse_sweep
+from lbp_motion.pipelines.sweep_spec import parse_sweep
 from tests.conftest import TINY_ARGS
 
 
