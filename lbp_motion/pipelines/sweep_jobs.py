@@ -80,9 +80,9 @@ def run_jobs(
     """Run ``jobs`` in order, at most ``parallel`` at a time; ``on_start(job)`` just
     before a job starts, ``on_done(job, exit_status)`` as it ends. ``jobs`` is read
     lazily, one job as a slot frees (a generator may choose the next job from the
-    results so far, or yield :data:`WAIT` until a running job has ended). On any exception (an interrupt too) the running children are
-    stopped and it is raised again; the jobs that were running are those started but
-    not reported done."""
+    results so far, or yield :data:`WAIT` until a running job has ended). On any
+    exception (an interrupt too) the running children are stopped and it is raised
+    again; the jobs that were running are those started but not reported done."""
     if parallel < 1:
         raise ValueError(f"parallel={parallel}; expected at least 1")
     pending = iter(jobs)
