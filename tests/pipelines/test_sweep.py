@@ -616,7 +616,9 @@ def test_jobs_run_at_most_n_at_a_time_and_report_each_exit_status(tmp_path, monk
     assert all((tmp_path / f"{k}.log").is_file() for k in range(5))
 
 
-def test_an_interrupt_stops_the_running_jobs(tmp_path, monkeypatch):
+@pytest.fixture
+def sleeping_jobs(monkeypatch):
+    """sweep_jobs whose jobs sleep ``argv[0]`` seconds instead of running lbp."""
     from lbp_motion.pipelines import sweep_jobs
 
     monkeypatch.setattr(
@@ -625,6 +627,11 @@ def test_an_interrupt_stops_the_running_jobs(tmp_path, monkeypatch):
         (sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))"),
     )
     monkeypatch.setattr(sweep_jobs, "POLL_SECONDS", 0.05)
+    return sweep_jobs
+
+
+def test_an_interrupt_stops_the_running_jobs(tmp_path, sleeping_jobs):
+    sweep_jobs = sleeping_jobs
     jobs = [
         sweep_jobs.Job("quick", ["0.1"], tmp_path / "q.log"),
         sweep_jobs.Job("slow", ["60"], tmp_path / "s.log"),
@@ -637,6 +644,29 @@ def test_an_interrupt_stops_the_running_jobs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sweep_jobs.run_jobs(jobs, 2, lambda job: None, finish)
     assert time.monotonic() - began < 30  # the 60 s job was stopped, not waited for
+
+
+def test_a_job_iterator_can_wait_for_a_running_job(tmp_path, sleeping_jobs):
+    """A run list entry reading a running entry's run directory waits (sweep_jobs.WAIT)."""
+    sweep_jobs = sleeping_jobs
+    events = []
+
+    def jobs():
+        yield sweep_jobs.Job("first", ["0.4"], tmp_path / "1.log")
+        while ("done", "first") not in events:
+            yield sweep_jobs.WAIT
+        yield sweep_jobs.Job("second", ["0"], tmp_path / "2.log")
+
+    sweep_jobs.run_jobs(
+        jobs(), 2, lambda job: events.append(("start", job.key)), lambda job, s: events.append(("done", job.key))
+    )  # fmt: skip
+    assert events == [("start", "first"), ("done", "first"), ("start", "second"), ("done", "second")]  # fmt: skip
+
+    def stuck():
+        yield sweep_jobs.WAIT
+
+    with pytest.raises(RuntimeError, match="waits while no job is running"):
+        sweep_jobs.run_jobs(stuck(), 2, lambda job: None, lambda job, s: None)
 
 
 def test_a_run_list_with_jobs_gives_the_runs_of_one_at_a_time(tiny_tug, tmp_path):

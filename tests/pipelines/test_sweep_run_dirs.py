@@ -3,7 +3,6 @@ stage-1 checkpoint, a model to fine-tune) waits for it and gets its path; with
 ``--jobs N`` too (PLAAN's cascade from a separately trained protective stage)."""
 
 import json
-import sys
 
 import pytest
 import torch
@@ -60,35 +59,6 @@ def test_run_dirs_are_filled_in_from_finished_runs_and_follow_seeds():
     assert missing is None
     assert command_for(spec, params)[-4:] == ["--ckpt", "/r/s0/last.ckpt", "--seed_everything", "0"]  # fmt: skip
     assert with_run_dirs(spec, 3, run_parameters(spec, 3), runs)[1] == "stage1-seed1"
-
-
-def test_a_job_iterator_can_wait_for_a_running_job(tmp_path, monkeypatch):
-    from lbp_motion.pipelines import sweep_jobs
-
-    monkeypatch.setattr(
-        sweep_jobs,
-        "PROGRAM",
-        (sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))"),
-    )
-    monkeypatch.setattr(sweep_jobs, "POLL_SECONDS", 0.05)
-    events = []
-
-    def jobs():
-        yield sweep_jobs.Job("first", ["0.4"], tmp_path / "1.log")
-        while ("done", "first") not in events:
-            yield sweep_jobs.WAIT
-        yield sweep_jobs.Job("second", ["0"], tmp_path / "2.log")
-
-    sweep_jobs.run_jobs(
-        jobs(), 2, lambda job: events.append(("start", job.key)), lambda job, s: events.append(("done", job.key))
-    )  # fmt: skip
-    assert events == [("start", "first"), ("done", "first"), ("start", "second"), ("done", "second")]  # fmt: skip
-
-    def stuck():
-        yield sweep_jobs.WAIT
-
-    with pytest.raises(RuntimeError, match="waits while no job is running"):
-        sweep_jobs.run_jobs(stuck(), 2, lambda job: None, lambda job, s: None)
 
 
 @pytest.mark.e2e
