@@ -44,7 +44,7 @@ bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
 	LBP_CACHE=$(CACHE) OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pose_bench.py || echo "pose benchmark skipped (needs make test-data)"
 
-# The GPU check (benchmarks/gpu_check.py): quickstart, FedAvg sequential and vectorised,
+# The GPU check (benchmarks/gpu_check.py): the small attention model, FedAvg sequential and vectorised,
 # DP-SGD, the memory error, prediction on a video; a table and benchmarks/gpu_check.json.
 gpu-check: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/gpu_check.py

@@ -3,7 +3,8 @@
 Each step runs on ``--accelerator`` (default ``gpu``) and reports its time and result;
 a step that fails is reported as failed with its error and the others still run:
 
-1. ``quickstart``: ``lbp fit`` of experiments/quickstart.yaml for ``--epochs`` epochs
+1. ``attention_small``: ``lbp fit`` of experiments/tug/attention_small.yaml (the small
+   attention model) for ``--epochs`` epochs
    (the test after fit included): windows/s and the test metrics;
 2. ``fedavg``: round time of FedAvg for K = 1 and K = 8 clients, sequential and
    vectorised (benchmarks/federation.py's scale part, on the same data per client):
@@ -15,7 +16,7 @@ a step that fails is reported as failed with its error and the others still run:
    batches of 256 windows) must stop with the clear error that says how many fit, not
    with an out-of-memory crash (GPU only);
 5. ``predict_video``: ``lbp_motion.predict`` on the registry's demo video with the
-   quickstart checkpoint, if the pose extra and ``make test-data`` are present.
+   attention_small checkpoint, if the pose extra and ``make test-data`` are present.
 
 Prints a table and writes JSON (``--out``, default benchmarks/gpu_check.json). Under 5
 minutes on one modern GPU. Run::
@@ -58,8 +59,8 @@ def _fit(config: str, out: Path, accelerator: str, *extra: str) -> dict:
     return {"seconds": seconds, **keep}
 
 
-def quickstart(args, work: Path) -> dict:
-    return _fit("experiments/quickstart.yaml", work / "quickstart", args.accelerator,
+def attention_small(args, work: Path) -> dict:
+    return _fit("experiments/tug/attention_small.yaml", work / "attention_small", args.accelerator,
                 "--trainer.max_epochs", str(args.epochs))  # fmt: skip
 
 
@@ -131,9 +132,9 @@ def predict_video(args, work: Path) -> dict:
         return {"skipped": "no demo video (make test-data)"}
     from lbp_motion.inference.predict import predict
 
-    ckpt = next((work / "quickstart").glob("*/version_*/checkpoints/last.ckpt"), None)
+    ckpt = next((work / "attention_small").glob("*/version_*/checkpoints/last.ckpt"), None)
     if ckpt is None:
-        return {"skipped": "the quickstart step made no checkpoint"}
+        return {"skipped": "the attention_small step made no checkpoint"}
     device = "cuda" if args.accelerator == "gpu" else "cpu"
     t = time.perf_counter()
     result = predict(ckpt, videos[0], out_dir=work / "predict", device=device, progress=False)
@@ -143,7 +144,7 @@ def predict_video(args, work: Path) -> dict:
     }
 
 
-STEPS = {"quickstart": quickstart, "fedavg": fedavg, "dp": dp, "memory_error": memory_error, "predict_video": predict_video}  # fmt: skip
+STEPS = {"attention_small": attention_small, "fedavg": fedavg, "dp": dp, "memory_error": memory_error, "predict_video": predict_video}  # fmt: skip
 
 
 def main() -> int:

@@ -5,12 +5,12 @@ Run from the repository root::
     python benchmarks/run.py [--quick] [--out FILE]     # or: make bench
 
 Prints a table and writes JSON (default ``benchmarks/results.json``). Both benchmarks use
-the default synthetic TUG data (``ensure_synthetic_tug()``, as the quickstart does),
+the default synthetic TUG data (``ensure_synthetic_tug()``, as the TUG configs do),
 generated into ``$LBP_CACHE`` (default here: ``<repo>/.cache``) before anything is
 measured. See docs/benchmarks.md.
 
 1. ``train_throughput`` -- :func:`bench_train_throughput`: windows/s of ``lbp fit`` with
-   experiments/quickstart.yaml against a bare PyTorch loop on the same model, data,
+   experiments/tug/attention_small.yaml (the small attention model) against a bare PyTorch loop on the same model, data,
    optimiser and schedule. Target: ratio >= 0.9.
 2. ``datamodule_memory`` -- :func:`bench_datamodule_memory`: memory the TUGDataModule
    holds after ``setup("fit")`` and one batch, against the bytes of its per-recording
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "experiments" / "quickstart.yaml"
+ATTENTION_SMALL = REPO / "experiments" / "tug" / "attention_small.yaml"
 os.environ.setdefault("LBP_CACHE", str(REPO / ".cache"))
 
 import lightning.pytorch as pl  # noqa: E402
@@ -58,8 +58,8 @@ TARGET_MEMORY_RATIO = 1.5
 CONTENDED_PRESSURE = 10.0
 
 
-def _quickstart() -> dict[str, Any]:
-    with open(QUICKSTART) as fh:
+def _attention_small() -> dict[str, Any]:
+    with open(ATTENTION_SMALL) as fh:
         return yaml.safe_load(fh)
 
 
@@ -201,13 +201,13 @@ def run_bare(
 
 
 def run_lbp(epochs: int, warmup: int, out_dir: str, d_model: int) -> dict[str, Any]:
-    """``lbp fit --config experiments/quickstart.yaml`` in-process, timed by EpochTimer."""
+    """``lbp fit --config experiments/tug/attention_small.yaml`` in-process, timed by EpochTimer."""
     EpochTimer.instances.clear()
     timer_path = f"{EpochTimer.__module__}.{EpochTimer.__qualname__}"
     args = [
         "fit",
         "--config",
-        str(QUICKSTART),
+        str(ATTENTION_SMALL),
         "--trainer.max_epochs",
         str(warmup + epochs),
         "--trainer.accelerator",
@@ -244,13 +244,13 @@ def bench_train_throughput(
 ) -> dict[str, Any]:
     """Training throughput ratio = lbp windows/s / bare windows/s (target >= 0.9).
 
-    *lbp*: ``lbp_motion.cli.main(["fit", "--config", "experiments/quickstart.yaml", ...])``
+    *lbp*: ``lbp_motion.cli.main(["fit", "--config", "experiments/tug/attention_small.yaml", ...])``
     with W&B disabled, no progress bar, no validation (``limit_val_batches 0``), no test
-    after fit, CPU, ``warmup + epochs`` epochs; everything else as in the quickstart
+    after fit, CPU, ``warmup + epochs`` epochs; everything else as in that config
     (CSV logging every 10 steps, train metrics, ModelCheckpoint ``save_last``).
-    *bare*: the same TransformerClassifier (the quickstart's sizes, unless ``d_model``
+    *bare*: the same TransformerClassifier (the config's sizes, unless ``d_model``
     overrides its width for both sides),
-    iterating a TUGDataModule built with the quickstart's data arguments (same windows,
+    iterating a TUGDataModule built with the config's data arguments (same windows,
     batch size 64, shuffled), cross-entropy, AdamW (lr 5e-4, weight decay 0.01),
     ExponentialLR (0.99) stepped per epoch. Both models' parameter counts are checked
     to be equal.
@@ -270,7 +270,7 @@ def bench_train_throughput(
     /proc/pressure/cpu ``some avg10`` before and after each run (high values: other
     processes competed for the CPUs; runs above 10 % are counted as contended).
     """
-    cfg = _quickstart()
+    cfg = _attention_small()
     task = cfg["model"]["init_args"]
     model_kwargs = dict(task["model"]["init_args"])
     if d_model is not None:
@@ -367,7 +367,7 @@ def bench_datamodule_memory() -> dict[str, Any]:
 
     A first DataModule is set up, batched once and dropped, so that imports and
     one-off caches are not counted. Then, with ``tracemalloc`` running (numpy reports
-    its array buffers to it), a DataModule with the quickstart's data arguments is
+    its array buffers to it), a DataModule with the small attention model's data arguments is
     constructed, ``setup("fit")`` is called and one training batch is built; the
     numerator is the growth of traced memory from before construction to that point
     (everything still referenced: keypoint arrays, window index maps, scales, labels,
@@ -377,7 +377,7 @@ def bench_datamodule_memory() -> dict[str, Any]:
     separately. Also reported: the window index maps' bytes (windows are (recording,
     start) rows, not copies) and what materialised float32 windows would take.
     """
-    kwargs = _data_kwargs(_quickstart())
+    kwargs = _data_kwargs(_attention_small())
     warm = TUGDataModule(**kwargs)
     warm.setup("fit")
     next(iter(warm.train_dataloader()))
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         "--d-model",
         type=int,
         default=None,
-        help="model width for both sides (default: the quickstart's)",
+        help="model width for both sides (default: the small attention model's)",
     )
     p.add_argument("--only", choices=["train", "memory"], default=None, help="run one benchmark")
     args = p.parse_args(argv)

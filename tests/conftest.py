@@ -56,6 +56,11 @@ def cli_args(overrides: dict) -> list[str]:
 TINY_TUG = load_conf("tiny_tug")
 #: A small transformer and few windows: an end-to-end run takes seconds (tests/conf/tiny_tug.yaml).
 TINY_ARGS = cli_args(TINY_TUG["overrides"])
+#: The same settings without the transformer's sizes: few windows, two quiet CPU epochs,
+#: no W&B, for a TUG config of any model (the quickstart's statistics model).
+TINY_RUN_ARGS = cli_args(
+    {k: v for k, v in TINY_TUG["overrides"].items() if not k.startswith("model.model.")}
+)
 #: The same small transformer's keyword arguments, for tests that build one in Python.
 TINY_TRANSFORMER = {
     key.rsplit(".", 1)[1]: value
@@ -90,7 +95,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     base = tmp_path_factory.mktemp("pose_ckpt")
     root = generate_tug_dataset(base / "data", **TINY_TUG["data"])
-    argv = ["fit", "--config", str(ROOT / "experiments" / "quickstart.yaml"), *TINY_ARGS, "--data.root", str(root),
+    argv = ["fit", "--config", str(ROOT / "experiments" / "tug" / "attention_small.yaml"), *TINY_ARGS, "--data.root", str(root),
             "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(base / "runs")]  # fmt: skip
     assert main(argv) == 0
     return next((base / "runs").glob("*/version_0/checkpoints/last.ckpt"))
@@ -101,12 +106,14 @@ def run_lbp(tmp_path):
     """Run ``lbp <args>`` in-process with outputs under tmp_path; returns the run dir."""
     from lbp_motion.cli import main
 
-    def run(*args: str, tiny: bool = True) -> Path:
-        # subcommand [--config FILE], then the tiny settings, then the test's own overrides
+    def run(*args: str, tiny: bool | str = True) -> Path:
+        # subcommand [--config FILE], then the tiny settings, then the test's own overrides;
+        # tiny="run": the tiny settings without the transformer's sizes (TINY_RUN_ARGS)
         head = 3 if len(args) > 2 and args[1] == "--config" else 1
+        tiny_args = TINY_RUN_ARGS if tiny == "run" else TINY_ARGS if tiny else []
         argv = [
             *args[:head],
-            *(TINY_ARGS if tiny else []),
+            *tiny_args,
             *args[head:],
             "--run.out_dir",
             str(tmp_path / "runs"),

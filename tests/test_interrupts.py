@@ -50,7 +50,7 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     args = [
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--data.root",
         str(tiny_tug),
         *TINY_ARGS,
@@ -60,7 +60,7 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
         str(out),
     ]
     proc = _start(args)
-    last = out / "quickstart" / "version_0" / "checkpoints" / "last.ckpt"
+    last = out / "attention_small" / "version_0" / "checkpoints" / "last.ckpt"
     _wait_for(lambda: last.is_file() and load_checkpoint(last)["epoch"] >= 1, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -71,7 +71,7 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
         == f"lbp: interrupted by SIGTERM; resume with the same command and --ckpt_path {last}"
     )
     epoch = load_checkpoint(last)["epoch"]  # still a whole, readable checkpoint
-    assert not (out / "quickstart" / "version_0" / "metrics.json").exists()
+    assert not (out / "attention_small" / "version_0" / "metrics.json").exists()
 
     # resuming continues from that epoch instead of starting again
     assert (
@@ -90,7 +90,7 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
         )
         == 0
     )
-    resumed = load_checkpoint(out / "quickstart" / "version_1" / "checkpoints" / "last.ckpt")
+    resumed = load_checkpoint(out / "attention_small" / "version_1" / "checkpoints" / "last.ckpt")
     assert resumed["epoch"] == epoch + 1
     assert resumed["global_step"] > load_checkpoint(last)["global_step"]
 
@@ -102,7 +102,7 @@ def test_sigint_during_cv_exits_130_and_names_the_run_to_resume(tiny_tug, tmp_pa
         [
             "cv",
             "--config",
-            "experiments/quickstart.yaml",
+            "experiments/tug/attention_small.yaml",
             "--folds",
             "3",
             "--out_dir",
@@ -117,7 +117,7 @@ def test_sigint_during_cv_exits_130_and_names_the_run_to_resume(tiny_tug, tmp_pa
     _wait_for(lambda: any(out.glob("*/version_*/fold_0/version_0/checkpoints/last.ckpt")), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    run = next(out.glob("quickstart-cv/version_*"))
+    run = next(out.glob("attention_small-cv/version_*"))
     assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert _last_line(err) == (

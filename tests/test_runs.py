@@ -13,13 +13,13 @@ from lbp_motion import runs
 from lbp_motion.errors import ConfigError
 from tests.conftest import ROOT, TINY_ARGS
 
-QUICKSTART = str(ROOT / "experiments" / "quickstart.yaml")
+ATTENTION_SMALL = str(ROOT / "experiments" / "tug" / "attention_small.yaml")
 
 
 @pytest.mark.e2e
 def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
     where = {"data.root": tiny_tug, "run.out_dir": tmp_path / "runs", "data.augment": None}
-    fitted = runs.fit(QUICKSTART, args=TINY_ARGS, overrides={**where, "run.name": "api"})
+    fitted = runs.fit(ATTENTION_SMALL, args=TINY_ARGS, overrides={**where, "run.name": "api"})
     assert fitted.run_dir.parent == tmp_path / "runs" / "api"
     assert fitted.metrics == runs.RunResult.from_run_dir(fitted.run_dir).metrics
     assert fitted.best_checkpoint is not None and fitted.best_checkpoint.is_file()
@@ -34,7 +34,7 @@ def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
     assert tested.metrics["test/f1_macro"] == pytest.approx(fitted.metrics["test/f1_macro"])
 
     predicted = runs.predict(
-        QUICKSTART,
+        ATTENTION_SMALL,
         args=TINY_ARGS,
         ckpt_path=fitted.best_checkpoint,
         overrides={**where, "data.predict_split": "test"},
@@ -48,7 +48,7 @@ def test_fit_test_and_predict_from_python(tiny_tug, tmp_path):
 
 def test_overrides_win_over_args_and_config_files(tiny_tug):
     built = runs.build(
-        QUICKSTART,
+        ATTENTION_SMALL,
         args=["--model.lr", "0.5", "--data.root", str(tiny_tug)],
         overrides={
             "model.lr": 0.002,
@@ -67,7 +67,7 @@ def test_build_reads_extra_sections_into_their_classes():
     from lbp_motion.federated.flower.experiment import FlowerOptions
 
     built = runs.build(
-        QUICKSTART, overrides={"flower.round_timeout": 7.5}, sections={"flower": FlowerOptions}
+        ATTENTION_SMALL, overrides={"flower.round_timeout": 7.5}, sections={"flower": FlowerOptions}
     )
     assert isinstance(built.sections["flower"], FlowerOptions)
     assert built.sections["flower"].round_timeout == 7.5
@@ -77,7 +77,7 @@ def test_build_reads_extra_sections_into_their_classes():
 def test_a_bad_override_is_one_config_error(tiny_tug, tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.max_epochs = 0: expected a positive number"):
         runs.fit(
-            QUICKSTART,
+            ATTENTION_SMALL,
             args=TINY_ARGS,
             overrides={"trainer.max_epochs": 0, "data.root": tiny_tug, "run.out_dir": tmp_path},
         )
@@ -150,7 +150,7 @@ def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path
         "run.name": "rooted",
     }
     fitted = runs.fit(
-        QUICKSTART,
+        ATTENTION_SMALL,
         args=TINY_ARGS,
         test_after_fit=False,
         overrides={**where, "trainer.default_root_dir": tmp_path / "lightning"},
@@ -161,7 +161,7 @@ def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path
         ConfigError, match="run.out_dir = .* and trainer.default_root_dir = .*one folder"
     ):
         runs.fit(
-            QUICKSTART,
+            ATTENTION_SMALL,
             args=TINY_ARGS,
             overrides={
                 **where,

@@ -21,8 +21,9 @@ def cmd_cv(argv: list[str]) -> int:
     parser.add_argument(
         "--val_fraction",
         type=float,
-        default=0.2,
-        help="validation subjects drawn from each fold's training subjects",
+        default=None,
+        help="share of each fold's training subjects drawn for validation "
+        "(default: the config's data.val_fraction, 0.2 unless set; at least one subject)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the folds and the inner splits"

@@ -3,7 +3,8 @@
 Works for any DataModule that knows its subjects (a ``subjects()`` method returning
 subject ids, optionally ``subject_labels()`` for stratification) and accepts a
 ``split_file`` (CSV ``subject,split``). For each fold the test subjects are held out,
-a validation split is drawn from the remaining (training) subjects, and ``lbp fit``
+a validation split is drawn from the remaining (training) subjects (``--val_fraction``
+of them, by default the config's ``data.val_fraction``), and ``lbp fit``
 runs with that split file and tests its best checkpoint; then ``lbp predict`` on the
 fold's test subjects keeps the window probabilities so that metrics can be pooled
 over all folds.
@@ -44,6 +45,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lbp_motion import runs
 from lbp_motion.atomic import write_json
@@ -60,6 +62,15 @@ from lbp_motion.pipelines.cv_pooled import (
     _read_rows,
     pooled_metrics,
 )
+
+
+def cv_val_fraction(datamodule: Any) -> float:
+    """The share of each fold's training subjects that validates when ``lbp cv`` is not
+    given ``--val_fraction``: the config's ``data.val_fraction`` (the one share that
+    ``lbp fit`` holds out too), 0.2 for a DataModule without one. A config for a small
+    cohort lowers it to keep more subjects for training (at least one still validates)."""
+    value = getattr(datamodule, "val_fraction", None)
+    return 0.2 if value is None else float(value)
 
 
 def fold_assignment(
@@ -442,7 +453,7 @@ def run_cv(
     config_args: list[str],
     *,
     folds: str | int = "loso",
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
     seed: int = 0,
     out_dir: str = "runs",
     name: str | None = None,
@@ -451,9 +462,12 @@ def run_cv(
     n_boot: int = 1000,
 ) -> Path:
     """Run the cross-validation; returns the run directory (see the module docstring).
-    ``baselines``: ``"all"`` or ``"none"``; ``n_boot``: subject-bootstrap resamples."""
+    ``baselines``: ``"all"`` or ``"none"``; ``n_boot``: subject-bootstrap resamples;
+    ``val_fraction``: None takes the config's ``data.val_fraction``."""
     _check_options(baselines, n_boot)
     dm = _datamodule(config_args)
+    if val_fraction is None:
+        val_fraction = cv_val_fraction(dm)
     subjects = list(dm.subjects())
     labels = dm.subject_labels() if hasattr(dm, "subject_labels") else None
     data_classes = list(dm.classes)

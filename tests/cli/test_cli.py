@@ -14,7 +14,7 @@ from lbp_motion.evaluation.results import read_metrics
 from lbp_motion.trust import load_checkpoint
 from tests.conftest import ROOT
 
-QUICKSTART = "experiments/quickstart.yaml"
+ATTENTION_SMALL = "experiments/tug/attention_small.yaml"
 CLASSES = ("low", "medium", "high")
 
 
@@ -29,7 +29,7 @@ def fitted(tiny_tug, tmp_path_factory):
             [
                 "fit",
                 "--config",
-                QUICKSTART,
+                ATTENTION_SMALL,
                 "--data.root",
                 str(tiny_tug),
                 *TINY_ARGS,
@@ -39,7 +39,7 @@ def fitted(tiny_tug, tmp_path_factory):
         )
         == 0
     )
-    return next(out.glob("quickstart/version_0"))
+    return next(out.glob("attention_small/version_0"))
 
 
 @pytest.mark.e2e
@@ -80,7 +80,7 @@ def test_fit_writes_metrics_json_with_the_documented_schema(fitted):
 
 @pytest.mark.e2e
 def test_same_config_same_metrics(fitted, run_lbp, tiny_tug):
-    again = run_lbp("fit", "--config", QUICKSTART, "--data.root", str(tiny_tug))
+    again = run_lbp("fit", "--config", ATTENTION_SMALL, "--data.root", str(tiny_tug))
     a, b = read_metrics(fitted), read_metrics(again)
     metric_keys = [k for k in a if "/" in k]
     assert metric_keys and {k: a[k] for k in metric_keys} == {k: b[k] for k in metric_keys}
@@ -91,7 +91,7 @@ def test_test_after_fit_can_be_turned_off(run_lbp, tiny_tug):
     run = run_lbp(
         "fit",
         "--config",
-        QUICKSTART,
+        ATTENTION_SMALL,
         "--data.root",
         str(tiny_tug),
         "--test_after_fit",
@@ -132,11 +132,11 @@ def test_test_and_predict_from_the_checkpoint_alone(fitted, run_lbp, tmp_path):
 @pytest.mark.e2e
 def test_print_config_and_short_data_root(tiny_tug, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["fit", "--config", QUICKSTART, "--data.root", str(tiny_tug), "--print_config"])
+        main(["fit", "--config", ATTENTION_SMALL, "--data.root", str(tiny_tug), "--print_config"])
     assert exit_.value.code == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["data"]["init_args"]["root"] == str(tiny_tug)
-    written = yaml.safe_load(open(QUICKSTART))  # the file's values, resolved as written
+    written = yaml.safe_load(open(ATTENTION_SMALL))  # the file's values, resolved as written
     assert (
         config["model"]["init_args"]["model"]["init_args"]["num_layers"]
         == written["model"]["init_args"]["model"]["init_args"]["num_layers"]
@@ -164,7 +164,7 @@ def test_wandb_offline_run_is_written(run_lbp, tiny_tug, tmp_path):
     run = run_lbp(
         "fit",
         "--config",
-        QUICKSTART,
+        ATTENTION_SMALL,
         "--data.root",
         str(tiny_tug),
         "--trainer.max_epochs",
@@ -213,7 +213,7 @@ def test_bad_settings_give_one_line_and_leave_no_run_dir(override, message, tmp_
         [
             "fit",
             "--config",
-            QUICKSTART,
+            ATTENTION_SMALL,
             *override,
             "--run.out_dir",
             str(tmp_path),

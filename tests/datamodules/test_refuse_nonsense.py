@@ -120,7 +120,7 @@ def test_a_class_absent_from_a_split_is_warned_about_and_in_metrics_json(
     run = run_lbp(
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--data.root",
         str(tiny_copy),
         "--data.split_file",

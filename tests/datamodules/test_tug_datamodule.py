@@ -135,7 +135,7 @@ def test_cli_reports_bad_input_in_one_line(tiny_copy, tmp_path, capsys):
         [
             "fit",
             "--config",
-            "experiments/quickstart.yaml",
+            "experiments/tug/attention_small.yaml",
             "--data.root",
             str(tiny_copy),
             "--run.out_dir",

@@ -55,7 +55,9 @@ def write_foreign_folder(root, rng):
 
 def test_quickstart_trains_on_a_foreign_folder(tmp_path, run_lbp):
     root = write_foreign_folder(tmp_path / "foreign", np.random.default_rng(3))
-    run = run_lbp("fit", "--config", "experiments/quickstart.yaml", "--data.root", str(root))
+    run = run_lbp(
+        "fit", "--config", "experiments/quickstart.yaml", "--data.root", str(root), tiny="run"
+    )
     metrics = read_metrics(run)
     assert "test/f1_macro" in metrics and "val/mcc" in metrics
     assert (run / "checkpoints").is_dir()

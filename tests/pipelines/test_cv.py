@@ -6,7 +6,7 @@ import pytest
 from lbp_motion.cli import main
 from lbp_motion.errors import ConfigError
 from lbp_motion.pipelines.cv import fold_assignment, pooled_metrics, subject_folds, summarize
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_ARGS, TINY_RUN_ARGS
 
 
 def test_loso_folds_are_disjoint_and_cover_every_subject():
@@ -55,7 +55,7 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     args = [
         "cv",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--folds",
         "3",
         "--out_dir",
@@ -67,11 +67,14 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
         "1",
         "--model.init_args.recording_rule",
         "majority",
+        "--data.val_fraction",  # no --val_fraction: lbp cv takes the config's
+        "0.4",
     ]
     assert main(args) == 0
-    run = tmp_path / "quickstart-cv" / "version_0"
+    run = tmp_path / "attention_small-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds"] == 3
+    assert json.loads((run / "cv.json").read_text())["val_fraction"] == 0.4
     # the pooled recording answers use the task's rule, read from every fold's metrics.json
     assert summary["recording_rule"] == "majority"
     assert json.loads((run / "fold_0" / "metrics.json").read_text())["recording_rule"] == "majority"
@@ -94,6 +97,9 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
         split = dict(csv.reader(open(run / f"fold_{i}" / "split.csv")))
         test_subjects = {s for s, v in split.items() if v == "test"}
         assert test_subjects == {r["subject"] for r in folds if r["fold"] == str(i)}
+        # 6 training subjects, 2 of each class: 0.4 x 2 rounds to one of each class
+        # validating (at the default 0.2 none would, and the fallback draws one alone)
+        assert list(split.values()).count("val") == 3
         assert (run / f"fold_{i}" / "metrics.json").is_file()
         tested |= test_subjects
     assert len(tested) == 9
@@ -108,6 +114,27 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
     assert main([*args[:4], "4", *args[5:], "--resume", str(run)]) == 2
     assert "cv.json: field 'folds' is '3' but this run asks for '4'" in capsys.readouterr().err
     assert (run / "fold_0" / "metrics.json").stat().st_mtime == before
+
+
+@pytest.mark.e2e
+def test_quickstart_cross_validates_with_one_validation_subject_per_fold(tiny_tug, tmp_path):
+    """The quickstart's data.val_fraction (0.05) is lbp cv's default (cv.json; of each
+    fold's 6 training subjects one validates), and the model is compared with the
+    baselines at window and recording level."""
+    args = ["cv", "--config", "experiments/quickstart.yaml", "--folds", "3"]
+    args += ["--out_dir", str(tmp_path), "--data.root", str(tiny_tug), *TINY_RUN_ARGS]
+    assert main(args) == 0
+    run = tmp_path / "quickstart-cv" / "version_0"
+    assert json.loads((run / "cv.json").read_text())["val_fraction"] == 0.05
+    for i in range(3):
+        split = dict(csv.reader(open(run / f"fold_{i}" / "split.csv")))
+        assert list(split.values()).count("val") == 1
+        assert list(split.values()).count("train") == 5
+    summary = json.loads((run / "summary.json").read_text())
+    for name in ("window_stats", "recording_stats"):
+        low, high = summary[f"diff/{name}/recording_accuracy_ci"]
+        assert low <= summary[f"diff/{name}/recording_accuracy"] <= high
+    assert "diff/window_stats/accuracy" in summary
 
 
 def test_fold_assignment_keeps_every_class_of_the_rest_in_training():

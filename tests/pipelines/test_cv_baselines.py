@@ -271,7 +271,7 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     args = [
         "cv",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--folds",
         "3",
         "--out_dir",
@@ -286,7 +286,7 @@ def test_lbp_cv_reports_baselines_and_intervals(tiny_tug, tmp_path, capsys):
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    run = tmp_path / "quickstart-cv" / "version_0"
+    run = tmp_path / "attention_small-cv" / "version_0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["baselines"] == ["window_stats", "recording_stats", "majority"]
     assert summary["bootstrap/subjects"] == 9

@@ -129,7 +129,7 @@ def fit_and_predict(tiny_tug, tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("report_runs")
     common = [
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         *TINY_ARGS,
         "--data.root",
         str(tiny_tug),

@@ -166,7 +166,7 @@ def test_bad_sweep_files_name_the_field(raw, message):
 
 
 def test_command_forms(monkeypatch):
-    monkeypatch.setenv("BASE_CONFIG", "experiments/quickstart.yaml")
+    monkeypatch.setenv("BASE_CONFIG", "experiments/tug/attention_small.yaml")
     base = {"method": "random", "parameters": {"a": {"value": 1}}}
     with pytest.raises(
         ConfigError, match="subcommand"
@@ -194,7 +194,7 @@ def test_command_forms(monkeypatch):
     assert command_for(module, {"a": 1}) == [
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--a",
         "1",
     ]
@@ -257,7 +257,7 @@ def test_ranking_follows_the_goal():
 def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monkeypatch):
     import lbp_motion.pipelines.sweep as sweep_module
 
-    sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
+    sweep = str(ROOT / "experiments" / "sweeps" / "attention_small_grid.yaml")
     tiny = [
         a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")
     ]  # keep the offline W&B log
@@ -285,7 +285,7 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     monkeypatch.setattr(sweep_module, "run_arguments", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    sweep_dir = tmp_path / "quickstart-grid"
+    sweep_dir = tmp_path / "attention-small-grid"
     state = json.loads((sweep_dir / "state.json").read_text())
     assert [r["status"] for r in state["runs"]] == ["finished", "finished", "running"]
     first_metrics = (sweep_dir / "run-0" / "version_0" / "metrics.json").stat().st_mtime
@@ -379,10 +379,11 @@ def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatc
 
     monkeypatch.setattr(sweep_module, "run_arguments", fake_fit)
     notes = []
-    sweep = ROOT / "experiments" / "sweeps" / "quickstart_bayes.yaml"
+    sweep = ROOT / "experiments" / "sweeps" / "attention_small_bayes.yaml"
     sweep_dir = run_sweep(sweep, count=6, out_dir=tmp_path, seed=3, log=notes.append)
     assert len(calls) == 6 and all(
-        c[0] == "fit" and c[1:3] == ["--config", "experiments/quickstart.yaml"] for c in calls
+        c[0] == "fit" and c[1:3] == ["--config", "experiments/tug/attention_small.yaml"]
+        for c in calls
     )
     for c in calls:  # the command's --config, then lbp sweep's options, then the parameters
         first_param = next(i for i, a in enumerate(c) if a.startswith("--model.init_args.lr="))
@@ -467,12 +468,12 @@ def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
                 "runs": [
                     {
                         "name": "slow",
-                        "config": "experiments/quickstart.yaml",
+                        "config": "experiments/tug/attention_small.yaml",
                         "overrides": ["--model.init_args.lr", "1e-5"],
                     },
                     {
                         "name": "fast",
-                        "config": "experiments/quickstart.yaml",
+                        "config": "experiments/tug/attention_small.yaml",
                         "overrides": ["--model.init_args.lr", "3e-3"],
                     },
                 ],
@@ -504,7 +505,7 @@ def test_lbp_sweep_runs_a_run_list_and_resumes(tiny_tug, tmp_path, capsys):
     rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
     values = [float(r["test/accuracy"]) for r in rows]
     assert values == sorted(values, reverse=True) and {r["config"] for r in rows} == {
-        "experiments/quickstart.yaml"
+        "experiments/tug/attention_small.yaml"
     }
     before = (Path(state["runs"][0]["run_dir"]) / "metrics.json").stat().st_mtime
     assert main(argv) == 0  # finished runs are not run again
@@ -679,7 +680,11 @@ def test_a_run_list_with_jobs_gives_the_runs_of_one_at_a_time(tiny_tug, tmp_path
                 "kind": "run_list",
                 "seeds": [0, 1],
                 "runs": [
-                    {"name": "quick", "config": "experiments/quickstart.yaml", "overrides": []}
+                    {
+                        "name": "quick",
+                        "config": "experiments/tug/attention_small.yaml",
+                        "overrides": [],
+                    }
                 ],
             }
         )

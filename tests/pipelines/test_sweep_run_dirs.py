@@ -73,10 +73,14 @@ def test_lbp_sweep_starts_a_run_from_an_earlier_runs_checkpoint(tiny_tug, tmp_pa
         yaml.safe_dump(
             _list(
                 [
-                    {"name": "first", "config": "experiments/quickstart.yaml", "overrides": []},
+                    {
+                        "name": "first",
+                        "config": "experiments/tug/attention_small.yaml",
+                        "overrides": [],
+                    },
                     {
                         "name": "second",
-                        "config": "experiments/quickstart.yaml",
+                        "config": "experiments/tug/attention_small.yaml",
                         "overrides": ["--ckpt_path", ckpt, "--trainer.max_epochs", "2"],
                     },
                 ]  # fmt: skip

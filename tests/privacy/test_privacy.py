@@ -382,7 +382,7 @@ def test_lbp_fit_with_dp_writes_epsilon_to_metrics_json_and_a_plain_checkpoint(
     run = run_lbp(
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--config",
         str(config),
         "--data.root",

@@ -14,7 +14,7 @@ import torch
 from tests.conftest import TINY_ARGS, TINY_TUG
 from tests.reliability.harness import Case, replay
 
-QUICKSTART = "experiments/quickstart.yaml"
+ATTENTION_SMALL = "experiments/tug/attention_small.yaml"
 MARKER = "imported-untrusted-code"
 
 
@@ -36,7 +36,7 @@ def _checkpoint() -> Path:
             [
                 "fit",
                 "--config",
-                QUICKSTART,
+                ATTENTION_SMALL,
                 "--data.root",
                 str(_tiny_data()),
                 *TINY_ARGS,
@@ -50,7 +50,7 @@ def _checkpoint() -> Path:
         )
         == 0
     )
-    return next(out.glob("quickstart/version_0/checkpoints/last.ckpt"))
+    return next(out.glob("attention_small/version_0/checkpoints/last.ckpt"))
 
 
 def _fit(*extra: str):
@@ -58,7 +58,7 @@ def _fit(*extra: str):
         return [
             "fit",
             "--config",
-            QUICKSTART,
+            ATTENTION_SMALL,
             "--data.root",
             str(_tiny_data()),
             *TINY_ARGS,
@@ -243,9 +243,9 @@ def test_commands_that_build_classes_from_arguments_take_the_trust_flag_too(tmp_
     _untrusted_module(tmp_path)
     (tmp_path / "x.yaml").write_text("data:\n  class_path: payload_pkg.Task\n")
     with pytest.raises(UntrustedFileError, match="payload_pkg"):
-        runs.build([QUICKSTART, tmp_path / "x.yaml"])
+        runs.build([ATTENTION_SMALL, tmp_path / "x.yaml"])
     assert not (tmp_path / MARKER).exists()
     built = runs.build(
-        QUICKSTART, args=["--trust_module", "payload_pkg", "--run.wandb", "disabled"]
+        ATTENTION_SMALL, args=["--trust_module", "payload_pkg", "--run.wandb", "disabled"]
     )
     assert type(built.datamodule).__name__ == "TUGDataModule"

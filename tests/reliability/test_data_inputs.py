@@ -1,7 +1,7 @@
 """Reliability table: data inputs (issue 12, items 3, 5, 6, 8).
 
 Each row builds a broken keypoint folder (a copy of the tiny synthetic one with one
-thing wrong) or video folder, runs ``lbp fit --config experiments/quickstart.yaml
+thing wrong) or video folder, runs ``lbp fit --config experiments/tug/attention_small.yaml
 --data.root ...`` (refused before training) or ``lbp extract-poses``, and expects exit
 status 2 and one line ``lbp: error: ...`` naming the file, field and value.
 """
@@ -34,7 +34,7 @@ def _fit(root: Path, tmp: Path) -> list[str]:
     return [
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         *TINY_ARGS,
         "--data.root",
         str(root),

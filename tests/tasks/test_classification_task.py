@@ -55,7 +55,7 @@ def test_checkpoint_describes_itself_and_loads_alone(run_lbp, tiny_tug):
     run = run_lbp(
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--data.root",
         str(tiny_tug),
         "--test_after_fit",
@@ -89,7 +89,7 @@ def test_recording_metric_as_monitor_picks_the_best_epoch(run_lbp, tiny_tug):
     run = run_lbp(
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--data.root",
         str(tiny_tug),
         "--model.model",

@@ -438,7 +438,7 @@ def test_tug_fit_with_augmentation_through_the_cli(tiny_tug, run_lbp, monkeypatc
     run = run_lbp(
         "fit",
         "--config",
-        "experiments/quickstart.yaml",
+        "experiments/tug/attention_small.yaml",
         "--data.root",
         str(tiny_tug),
         "--data.augment",

@@ -12,7 +12,7 @@ from lbp_motion.errors import ConfigError
 from lbp_motion.evaluation.baselines import collect
 from lbp_motion.models.statistics import window_statistics
 from lbp_motion.transforms.streams import FRAME_STREAMS, frame_features, num_features
-from tests.conftest import TINY_ARGS
+from tests.conftest import TINY_RUN_ARGS
 
 AUGMENT = [{"name": "mirror", "p": 1.0}, {"name": "rotate", "degrees": 20}]
 
@@ -121,8 +121,8 @@ def test_predict_rebuilds_the_context_from_the_recording_alone(tiny_tug, tmp_pat
         first = int(np.flatnonzero(ds.index[:, 0] == r)[0])
         torch.testing.assert_close(one[0]["x"], ds[first]["x"])
 
-    argv = ["fit", "--config", "experiments/quickstart.yaml", *TINY_ARGS, "--data.root", str(tiny_tug),
-            "--data.streams", "[joint, recording_stats]", "--data.stride", "15",
+    # the quickstart reads [joint, recording_stats]: its checkpoint predicts one file
+    argv = ["fit", "--config", "experiments/quickstart.yaml", *TINY_RUN_ARGS, "--data.root", str(tiny_tug),
             "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(tmp_path / "runs")]  # fmt: skip
     assert main(argv) == 0
     ckpt = next((tmp_path / "runs").glob("*/version_0/checkpoints/last.ckpt"))

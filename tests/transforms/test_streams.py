@@ -350,7 +350,7 @@ def test_fit_and_predict_with_streams(tiny_tug, tmp_path):
     from lbp_motion.inference.predict import predict
     from lbp_motion.tasks.registry import read_checkpoint_info
 
-    argv = ["fit", "--config", "experiments/quickstart.yaml", *TINY_ARGS, "--data.root", str(tiny_tug),
+    argv = ["fit", "--config", "experiments/tug/attention_small.yaml", *TINY_ARGS, "--data.root", str(tiny_tug),
             "--data.streams", "[joint, bone, joint_motion]", "--data.short_recordings", "pad",
             "--trainer.max_epochs", "1", "--test_after_fit", "false", "--run.out_dir", str(tmp_path / "runs")]  # fmt: skip
     assert main(argv) == 0
