@@ -21,7 +21,7 @@ from lbp_motion.pipelines.sweep import (
     run_sweep,
     total_runs,
 )
-from tests.conftest import ROOT, TINY_ARGS
+from tests.conftest import ROOT, TINY_ARGS, TINY_RUN_ARGS
 
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 
@@ -257,9 +257,9 @@ def test_ranking_follows_the_goal():
 def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monkeypatch):
     import lbp_motion.pipelines.sweep as sweep_module
 
-    sweep = str(ROOT / "experiments" / "sweeps" / "attention_small_grid.yaml")
+    sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
     tiny = [
-        a for a in TINY_ARGS if a not in ("--run.wandb", "disabled")
+        a for a in TINY_RUN_ARGS if a not in ("--run.wandb", "disabled")
     ]  # keep the offline W&B log
     argv = [
         "sweep",
@@ -285,7 +285,7 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
     monkeypatch.setattr(sweep_module, "run_arguments", interrupted)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    sweep_dir = tmp_path / "attention-small-grid"
+    sweep_dir = tmp_path / "quickstart-grid"
     state = json.loads((sweep_dir / "state.json").read_text())
     assert [r["status"] for r in state["runs"]] == ["finished", "finished", "running"]
     first_metrics = (sweep_dir / "run-0" / "version_0" / "metrics.json").stat().st_mtime

@@ -67,7 +67,7 @@ def test_every_sweep_file_is_valid_for_wandb(path):
 
 def test_grid_and_seeded_random_runs_are_the_engines_choices(standin, tmp_path):
     sweeps = engine()
-    grid_file = ROOT / "experiments" / "sweeps" / "attention_small_grid.yaml"
+    grid_file = ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml"
     raw = yaml.safe_load(grid_file.read_text())
     sweep_dir = run_sweep(grid_file, out_dir=tmp_path, log=lambda _: None)
     expected = sweeps.next_runs({"method": "grid", "parameters": raw["parameters"]}, [], n=10)
@@ -76,7 +76,7 @@ def test_grid_and_seeded_random_runs_are_the_engines_choices(standin, tmp_path):
     for call, params in zip(standin, expected):  # the values reach lbp as the agent passes them
         assert all(f"--{k}={v}" in call for k, v in params.items())
 
-    random_file = ROOT / "experiments" / "sweeps" / "attention_small_random.yaml"
+    random_file = ROOT / "experiments" / "sweeps" / "quickstart_random.yaml"
     raw = yaml.safe_load(random_file.read_text())
     sweep_dir = run_sweep(random_file, count=5, seed=7, out_dir=tmp_path, log=lambda _: None)
     chosen = [r["params"] for r in _state(sweep_dir)]
