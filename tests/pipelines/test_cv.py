@@ -5,7 +5,13 @@ import pytest
 
 from lbp_motion.cli import main
 from lbp_motion.errors import ConfigError
-from lbp_motion.pipelines.cv import fold_assignment, pooled_metrics, subject_folds, summarize
+from lbp_motion.pipelines.cv import (
+    cv_val_fraction,
+    fold_assignment,
+    pooled_metrics,
+    subject_folds,
+    summarize,
+)
 from tests.conftest import TINY_ARGS, TINY_RUN_ARGS
 
 
@@ -29,6 +35,14 @@ def test_fold_assignment_draws_validation_from_training_subjects():
     val = [s for s, v in split.items() if v == "val"]
     assert val and {labels[s] for s in val} == {"a", "b"}  # stratified
     assert set(split) == set(subjects)
+
+
+def test_cv_takes_the_configs_validation_share_else_a_fifth():
+    from types import SimpleNamespace
+
+    assert cv_val_fraction(SimpleNamespace(val_fraction=0.05)) == 0.05
+    assert cv_val_fraction(SimpleNamespace(val_fraction=None)) == 0.2
+    assert cv_val_fraction(SimpleNamespace()) == 0.2  # a DataModule without the option
 
 
 def test_summary_mean_std_and_pooled_metrics():
