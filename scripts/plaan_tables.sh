@@ -37,7 +37,8 @@ for list in $lists; do
     segment_length)  # the ablation over segment length, one W&B grid sweep per model
       for model in "" _lstm_dnn _anomaly; do
         $lbp sweep "experiments/sweeps/emopain_segment_length$model.yaml" --jobs "$jobs" --out_dir "$out" "$@"
-      done ;;
+      done  # and the LSTM-DNN at an equal number of optimiser steps per length
+      $lbp sweep experiments/emopain/sweeps/segment_length_steps.yaml --jobs "$jobs" --out_dir "$out" "$@" ;;
     loso)  # leave-one-subject-out for the final model (one fold per participant)
       cv_once "$out/loso" pain_lstm_dnn-loso experiments/emopain/pain_lstm_dnn.yaml loso "$@" ;;
     anova)  # one-way ANOVA of 5-fold test accuracy across the pain models
