@@ -42,6 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/run.py
 	LBP_CACHE=$(CACHE) $(BIN)/python benchmarks/federation.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/recurrent.py
 	LBP_CACHE=$(CACHE) OMP_NUM_THREADS=1 $(BIN)/python benchmarks/pose_bench.py || echo "pose benchmark skipped (needs make test-data)"
 
 # The GPU check (benchmarks/gpu_check.py): the small attention model, FedAvg sequential and vectorised,

@@ -60,9 +60,9 @@ _UNROLLED = contextvars.ContextVar("lbp_unrolled_recurrence", default=False)
 @contextmanager
 def unrolled_recurrence() -> Iterator[None]:
     """Inside this context recurrent layers run as plain tensor operations, frame by
-    frame, instead of packed cuDNN/ATen sequences: ``torch.func.vmap`` can batch the
-    former but not the latter (packing depends on each sample's length). The results
-    are the same; vectorised federated training uses it."""
+    frame, instead of PyTorch's LSTM kernels: ``torch.func.vmap`` can batch the former
+    but not the latter. The results are the same; vectorised federated training uses
+    it."""
     token = _UNROLLED.set(True)
     try:
         yield

@@ -1,10 +1,10 @@
 """Recurrent sequence classifiers: the TUG method's LSTM baseline and PLAAN's LSTM family
 (Bi-LSTM, Attention-LSTM, LSTM-DNN) for the EmoPain method.
 
-Masks. Every model here packs its sequences up to the last real frame of ``mask``
-(:func:`~lbp_motion.models.common.lengths_from_mask`), so trailing padding never
-reaches the recurrent state, and excludes every masked frame from pooling and
-attention. A masked frame *inside* a sequence (e.g. a frame without any detected joint)
+Masks. Every model here stops its sequences at the last real frame of ``mask``
+(:func:`~lbp_motion.models.common.lengths_from_mask`; see :class:`StackedLSTM`), so
+trailing padding never reaches what the recurrence returns, and excludes every masked
+frame from pooling and attention. A masked frame *inside* a sequence (e.g. a frame without any detected joint)
 is still a step of the recurrence (the DataModules zero such frames); it is never
 pooled or attended to.
 
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from lbp_motion.models.common import (
@@ -45,8 +46,15 @@ POOLINGS = ("mean", "last")
 class StackedLSTM(nn.Module):
     """LSTM layers of possibly different widths (e.g. 1024-512-256), applied in turn.
 
-    Sequences are packed by length (the last real frame of ``mask``), so padding at the
-    end never reaches the state. Output (B, T, D_last) with zeros past each length.
+    Padding at the end (past the last real frame of ``mask``) never reaches the state
+    of what is returned: a forward direction's output at frame t depends on frames <= t
+    only, so each layer runs over the whole padded batch and its output is zeroed past
+    each length; a backward direction runs over each sequence reversed within its
+    length. This gives what packed sequences give (tests compare the two) without
+    their backward pass, several times slower on CPU when lengths differ
+    (``benchmarks/recurrent.py``). Under DP-SGD a bidirectional layer (Opacus'
+    ``DPLSTM``) still runs on packed sequences. Output (B, T, D_last) with zeros past
+    each length.
     """
 
     def __init__(
@@ -70,32 +78,59 @@ class StackedLSTM(nn.Module):
         self.output_dim = width
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        if recurrence_unrolled():
-            return self._unrolled(x, mask)
-        lengths = lengths_from_mask(mask).cpu()
+        lengths = lengths_from_mask(mask)
+        real = _frames_before(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        direction = unrolled_lstm if recurrence_unrolled() else padded_lstm
         h = x
         for i, lstm in enumerate(self.layers):
-            packed = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
-            out, _ = lstm(packed)
-            h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            if lstm.bidirectional and not isinstance(lstm, nn.LSTM) and direction is padded_lstm:
+                # Opacus' DPLSTM (DP-SGD): its per-sample gradient hooks see only its own
+                # calls, so it runs both directions at once, on packed sequences.
+                h = _packed_lstm(lstm, h, lengths)
+            else:
+                directions = [direction(lstm, h, real, "")]
+                if lstm.bidirectional:
+                    directions.append(direction(lstm, h, real, "_reverse"))
+                h = torch.cat(directions, dim=-1)
             if i < len(self.layers) - 1:
                 h = self.dropout(h)
         return h
 
-    def _unrolled(self, x: Tensor, mask: Tensor) -> Tensor:
-        """The same as the packed path, as tensor operations frame by frame (see
-        :func:`~lbp_motion.models.common.unrolled_recurrence`)."""
-        t = torch.arange(x.shape[1], device=x.device)
-        real = (t < lengths_from_mask(mask).unsqueeze(1)).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        h = x
-        for i, lstm in enumerate(self.layers):
-            directions = [unrolled_lstm(lstm, h, real, "")]
-            if lstm.bidirectional:
-                directions.append(unrolled_lstm(lstm, h, real, "_reverse"))
-            h = torch.cat(directions, dim=-1)
-            if i < len(self.layers) - 1:
-                h = self.dropout(h)
-        return h
+
+def _frames_before(lengths: Tensor, frames: int) -> Tensor:
+    """(B, T) bool: True at the frames before each sample's length."""
+    return torch.arange(frames, device=lengths.device) < lengths.unsqueeze(1)
+
+
+def _packed_lstm(lstm: nn.Module, x: Tensor, lengths: Tensor) -> Tensor:
+    packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    return pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
+
+def _reversed_within_length(x: Tensor, real: Tensor) -> Tensor:
+    """``x`` (B, T, F) with each sample's real frames in reverse order (frame t <-> frame
+    length - 1 - t) and the padding where it was; applying it twice gives ``x``."""
+    lengths = real.squeeze(-1).sum(dim=1, keepdim=True).long()  # (B, 1)
+    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)  # (1, T)
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def padded_lstm(lstm: nn.LSTM, x: Tensor, real: Tensor, suffix: str) -> Tensor:
+    """One direction of a one-layer ``lstm`` over ``x`` (B, T, F) with PyTorch's own
+    kernels; ``real`` (B, T, 1) is 1 up to each sample's length and the output is 0
+    past it. The backward direction (``suffix="_reverse"``) starts at the last real
+    frame, as packed sequences do."""
+    if not lstm.bidirectional:
+        return lstm(x)[0] * real
+    one_way = nn.LSTM(
+        lstm.input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True, device="meta"
+    )  # a shape only: functional_call runs it with this layer's weights
+    weights = {name: getattr(lstm, name + suffix) for name, _ in one_way.named_parameters()}
+    if not suffix:
+        return functional_call(one_way, weights, (x,))[0] * real
+    out = functional_call(one_way, weights, (_reversed_within_length(x, real),))[0]
+    return _reversed_within_length(out, real) * real
 
 
 def unrolled_lstm(lstm: nn.LSTM, x: Tensor, real: Tensor, suffix: str) -> Tensor:

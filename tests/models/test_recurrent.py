@@ -148,7 +148,7 @@ def test_lstm_frame_features_average_to_mean_pooled_features():
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
-def test_the_unrolled_recurrence_equals_the_packed_one(name):
+def test_the_unrolled_recurrence_equals_the_default_one(name):
     """What vectorised federated training runs (vmap cannot batch packed sequences):
     the same outputs and gradients, with padding at the end and frames missing inside."""
     from lbp_motion.models.common import unrolled_recurrence
@@ -161,14 +161,47 @@ def test_the_unrolled_recurrence_equals_the_packed_one(name):
     mask[1, 5:] = False  # shorter
     mask[2, 2] = False  # a missing frame inside
     mask[3, 1:] = False  # one frame
-    packed = model(x, mask)
-    grads = torch.autograd.grad(packed.square().sum(), list(model.parameters()))
+    default = model(x, mask)
+    grads = torch.autograd.grad(default.square().sum(), list(model.parameters()))
     with unrolled_recurrence():
         unrolled = model(x, mask)
-    torch.testing.assert_close(unrolled, packed, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(unrolled, default, atol=1e-5, rtol=1e-4)
     with unrolled_recurrence():  # frame outputs too: zeros past each length
         frames = model.encoder(x, mask)
     torch.testing.assert_close(frames, model.encoder(x, mask), atol=1e-5, rtol=1e-4)
     again = torch.autograd.grad(unrolled.square().sum(), list(model.parameters()))
     for a, b in zip(again, grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("bidirectional_first", [False, True])
+def test_the_stacked_lstm_gives_what_packed_sequences_give(bidirectional_first):
+    """Each layer runs over the padded batch (the backward direction over each sequence
+    reversed within its length) instead of packed sequences: the same outputs and
+    gradients, zeros past each length, whatever the padding holds."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from lbp_motion.models.recurrent import StackedLSTM
+
+    torch.manual_seed(0)
+    stack = StackedLSTM(F, (8, 6, 5), bidirectional_first=bidirectional_first)
+    x, mask = padded_batch()
+    lengths = mask.sum(1)
+    x = x.masked_fill(~mask.unsqueeze(-1), 7.0).requires_grad_()  # padding is not zeros
+
+    def packed(h):
+        for lstm in stack.layers:
+            seq = pack_padded_sequence(h, lengths, batch_first=True, enforce_sorted=False)
+            h = pad_packed_sequence(lstm(seq)[0], batch_first=True, total_length=20)[0]
+        return h
+
+    ours, reference = stack(x, mask), packed(x)
+    assert ours.shape == (4, 20, 5) and (ours[~mask] == 0).all()
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+    weights = (torch.arange(20.0) + 1).view(1, 20, 1)  # every frame's output counts
+    wrt = [x, *stack.parameters()]
+    for a, b in zip(
+        torch.autograd.grad((ours * weights).square().sum(), wrt),
+        torch.autograd.grad((reference * weights).square().sum(), wrt),
+    ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
