@@ -46,8 +46,8 @@ POOLINGS = ("mean", "last")
 class StackedLSTM(nn.Module):
     """LSTM layers of possibly different widths (e.g. 1024-512-256), applied in turn.
 
-    Padding at the end (past the last real frame of ``mask``) never reaches the state
-    of what is returned: a forward direction's output at frame t depends on frames <= t
+    Padding at the end (past the last real frame of ``mask``) never reaches what a
+    layer returns: a forward direction's output at frame t depends on frames <= t
     only, so each layer runs over the whole padded batch and its output is zeroed past
     each length; a backward direction runs over each sequence reversed within its
     length. This gives what packed sequences give (tests compare the two) without
