@@ -4,9 +4,9 @@
 Masks. Every model here stops its sequences at the last real frame of ``mask``
 (:func:`~lbp_motion.models.common.lengths_from_mask`; see :class:`StackedLSTM`), so
 trailing padding never reaches what the recurrence returns, and excludes every masked
-frame from pooling and attention. A masked frame *inside* a sequence (e.g. a frame without any detected joint)
-is still a step of the recurrence (the DataModules zero such frames); it is never
-pooled or attended to.
+frame from pooling and attention. A masked frame *inside* a sequence (e.g. a frame
+without any detected joint) is still a step of the recurrence (the DataModules zero
+such frames); it is never pooled or attended to.
 
 Pooling. ``pooling="last"`` reads the output at the last real frame, which is what a
 Keras ``LSTM(..., return_sequences=False)`` returns (the last step; with Keras'

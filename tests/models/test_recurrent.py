@@ -149,7 +149,7 @@ def test_lstm_frame_features_average_to_mean_pooled_features():
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_the_unrolled_recurrence_equals_the_default_one(name):
-    """What vectorised federated training runs (vmap cannot batch packed sequences):
+    """What vectorised federated training runs (vmap cannot batch PyTorch's LSTM kernels):
     the same outputs and gradients, with padding at the end and frames missing inside."""
     from lbp_motion.models.common import unrolled_recurrence
 
