@@ -13,6 +13,12 @@ two directories get the same name they are told apart as ``<name>/version_<n>``.
 The CSV has one row per group (``n``, ``mean``, ``std``; sample std, ddof=1, NaN for
 one fold) and then the ANOVA rows ``between``, ``within`` and ``total`` (``df``,
 ``SS``, ``MS``; ``F`` and ``p`` on ``between``).
+
+The ANOVA is computed whatever the groups are, but ``anova.md`` (and the printed table)
+opens with a note when they are not comparable: when the models predict different
+classes (read from the ``test/f1/<class>`` keys of their first fold; e.g. a two-class
+anomaly detector beside three-class pain models, whose accuracies measure different
+tasks), or when their ``folds.csv`` put the subjects in different folds.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lbp_motion.atomic import atomic_write, write_text
 from lbp_motion.errors import LbpError
 
 CSV_FIELDS = ["row", "n", "mean", "std", "df", "SS", "MS", "F", "p"]
@@ -129,10 +136,57 @@ def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float
     return values
 
 
+def fold_classes(cv_dir: str | Path) -> list[str]:
+    """The class names of an ``lbp cv`` run: the ``<class>`` of the ``test/f1/<class>``
+    keys in its first fold's ``metrics.json`` (in their order; empty when there are none)."""
+    folds = sorted(
+        (
+            f
+            for f in Path(cv_dir).glob("fold_*")
+            if _fold_index(f) >= 0 and (f / "metrics.json").is_file()
+        ),
+        key=_fold_index,
+    )
+    if not folds:
+        return []
+    metrics = json.loads((folds[0] / "metrics.json").read_text())
+    return [k.removeprefix("test/f1/") for k in metrics if k.startswith("test/f1/")]
+
+
+def _fold_assignment(cv_dir: Path) -> dict[str, str] | None:
+    path = cv_dir / "folds.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as fh:
+        return {row["subject"]: row["fold"] for row in csv.DictReader(fh)}
+
+
+def comparability_notes(cv_dirs: dict[str, Path]) -> list[str]:
+    """Why the groups' scores may not be comparable (see the module docstring); empty
+    when nothing was found. ``cv_dirs``: group name -> ``lbp cv`` run directory."""
+    notes = []
+    classes = {name: fold_classes(d) for name, d in cv_dirs.items()}
+    if len({tuple(c) for c in classes.values() if c}) > 1:
+        listed = "; ".join(f"{name}: {', '.join(c) or '?'}" for name, c in classes.items())
+        notes.append(
+            f"the models predict different classes ({listed}): their scores measure "
+            "different tasks and are not comparable"
+        )
+    folds = {name: _fold_assignment(d) for name, d in cv_dirs.items()}
+    known = {name: f for name, f in folds.items() if f is not None}
+    if len({tuple(sorted(f.items())) for f in known.values()}) > 1:
+        notes.append(
+            f"the folds differ between {', '.join(known)} (folds.csv): the models were "
+            "not tested on the same subjects in each fold"
+        )
+    return notes
+
+
 def anova_from_cv(cv_dirs: list[Path], metric: str = "test/accuracy") -> dict:
     """One-way ANOVA of ``metric`` over the folds of each ``lbp cv`` run directory
     (one group per directory, named as in the module docstring). The result of
-    :func:`one_way_anova` plus ``metric`` and ``dirs`` (group name -> directory)."""
+    :func:`one_way_anova` plus ``metric``, ``dirs`` (group name -> directory) and
+    ``notes`` (:func:`comparability_notes`)."""
     cv_dirs = [Path(d) for d in cv_dirs]
     names = [_group_name(d) for d in cv_dirs]
     clash = {n for n in names if names.count(n) > 1}
@@ -143,6 +197,7 @@ def anova_from_cv(cv_dirs: list[Path], metric: str = "test/accuracy") -> dict:
     result = one_way_anova(groups)
     result["metric"] = metric
     result["dirs"] = {name: str(d) for name, d in zip(names, cv_dirs)}
+    result["notes"] = comparability_notes(dict(zip(names, cv_dirs)))
     return result
 
 
@@ -190,8 +245,10 @@ def anova_markdown(result: dict) -> str:
             + " | ".join([r["row"]] + [_fmt(r.get(k)) for k in ("df", "SS", "MS", "F", "p")])
             + " |"
         )
+    notes = "".join(f"**Not comparable:** {note}.\n\n" for note in result.get("notes", []))
     return (
         f"# One-way ANOVA of {metric} across {len(result['groups'])} models\n\n"
+        + notes
         + "\n".join(groups)
         + "\n\n"
         + "\n".join(table)
@@ -204,11 +261,15 @@ def write_anova(result: dict, out_dir: str | Path) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "anova.csv", out / "anova.md"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(_rows(result))
-    md_path.write_text(anova_markdown(result))
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(_rows(result))
+
+    atomic_write(csv_path, write_csv)
+    write_text(md_path, anova_markdown(result))
     return csv_path, md_path
 
 

@@ -86,6 +86,35 @@ def test_anova_from_cv_errors_name_the_directory(tmp_path):
         anova_from_cv([a, tmp_path / "missing"])
 
 
+def _write_folds(run, assignment):
+    (run / "folds.csv").write_text(
+        "subject,fold\n" + "".join(f"{s},{f}\n" for s, f in assignment.items())
+    )
+
+
+def test_anova_notes_models_that_are_not_comparable(tmp_path):
+    three = {"test/f1/no_pain": 0.8, "test/f1/low": 0.1, "test/f1/high": 0.3}
+    a = _fake_cv(tmp_path, "lstm_dnn", [0.6, 0.62], extra=three)
+    b = _fake_cv(tmp_path, "attention", [0.5, 0.52], extra=three)
+    detector = _fake_cv(
+        tmp_path, "anomaly", [0.7, 0.66], extra={"test/f1/no_pain": 0.8, "test/f1/pain": 0.4}
+    )
+    for run in (a, b, detector):
+        _write_folds(run, {"P1": 0, "P2": 1, "P3": 0})
+    assert anova_from_cv([a, b])["notes"] == []
+    res = anova_from_cv([a, b, detector])
+    assert len(res["notes"]) == 1
+    assert "different classes" in res["notes"][0]
+    assert "anomaly: no_pain, pain" in res["notes"][0]
+    assert "lstm_dnn: no_pain, low, high" in res["notes"][0]
+    _, md = write_anova(res, tmp_path / "w")
+    assert "**Not comparable:** the models predict different classes" in md.read_text()
+    # the same classes, other folds: the subjects were split differently
+    _write_folds(b, {"P1": 1, "P2": 0, "P3": 0})
+    (note,) = anova_from_cv([a, b])["notes"]
+    assert "folds differ between lstm_dnn, attention" in note
+
+
 @pytest.mark.e2e
 def test_write_anova_and_cli(tmp_path, capsys):
     a = _fake_cv(tmp_path, "lstm", [0.6, 0.62, 0.58])
@@ -94,6 +123,7 @@ def test_write_anova_and_cli(tmp_path, capsys):
     rows = list(csv.DictReader(open(csv_path)))
     assert [r["row"] for r in rows] == ["lstm", "cnn", "between", "within", "total"]
     assert "| lstm | 3 | 0.6000 |" in md_path.read_text()
+    assert "Not comparable" not in md_path.read_text()
 
     out = tmp_path / "out"
     assert (
