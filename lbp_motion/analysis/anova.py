@@ -97,6 +97,12 @@ def _fold_index(path: Path) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _fold_dirs(cv_dir: Path) -> list[Path]:
+    """The ``fold_<i>`` folders of an ``lbp cv`` run that have a ``metrics.json``, by i."""
+    folds = (f for f in cv_dir.glob("fold_*") if _fold_index(f) >= 0)
+    return sorted((f for f in folds if (f / "metrics.json").is_file()), key=_fold_index)
+
+
 def _group_name(cv_dir: Path) -> str:
     return (
         cv_dir.parent.name
@@ -110,14 +116,7 @@ def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float
     cv_dir = Path(cv_dir)
     if not cv_dir.is_dir():
         raise LbpError(f"{cv_dir}: folder not found")
-    folds = sorted(
-        (
-            f
-            for f in cv_dir.glob("fold_*")
-            if _fold_index(f) >= 0 and (f / "metrics.json").is_file()
-        ),
-        key=_fold_index,
-    )
+    folds = _fold_dirs(cv_dir)
     if not folds:
         raise LbpError(f"{cv_dir}: no fold_<i>/metrics.json (is it an `lbp cv` run directory?)")
     values = []
@@ -139,14 +138,7 @@ def fold_scores(cv_dir: str | Path, metric: str = "test/accuracy") -> list[float
 def fold_classes(cv_dir: str | Path) -> list[str]:
     """The class names of an ``lbp cv`` run: the ``<class>`` of the ``test/f1/<class>``
     keys in its first fold's ``metrics.json`` (in their order; empty when there are none)."""
-    folds = sorted(
-        (
-            f
-            for f in Path(cv_dir).glob("fold_*")
-            if _fold_index(f) >= 0 and (f / "metrics.json").is_file()
-        ),
-        key=_fold_index,
-    )
+    folds = _fold_dirs(Path(cv_dir))
     if not folds:
         return []
     metrics = json.loads((folds[0] / "metrics.json").read_text())
@@ -158,7 +150,7 @@ def _fold_assignment(cv_dir: Path) -> dict[str, str] | None:
     if not path.is_file():
         return None
     with open(path, newline="") as fh:
-        return {row["subject"]: row["fold"] for row in csv.DictReader(fh)}
+        return {row.get("subject"): row.get("fold") for row in csv.DictReader(fh)}
 
 
 def comparability_notes(cv_dirs: dict[str, Path]) -> list[str]:
