@@ -158,7 +158,7 @@ def comparability_notes(cv_dirs: dict[str, Path]) -> list[str]:
     when nothing was found. ``cv_dirs``: group name -> ``lbp cv`` run directory."""
     notes = []
     classes = {name: fold_classes(d) for name, d in cv_dirs.items()}
-    if len({tuple(c) for c in classes.values() if c}) > 1:
+    if len({frozenset(c) for c in classes.values() if c}) > 1:  # the same classes in any order
         listed = "; ".join(f"{name}: {', '.join(c) or '?'}" for name, c in classes.items())
         notes.append(
             f"the models predict different classes ({listed}): their scores measure "

@@ -102,6 +102,9 @@ def test_anova_notes_models_that_are_not_comparable(tmp_path):
     for run in (a, b, detector):
         _write_folds(run, {"P1": 0, "P2": 1, "P3": 0})
     assert anova_from_cv([a, b])["notes"] == []
+    reordered = _fake_cv(tmp_path, "lstm", [0.5, 0.51], extra=dict(reversed(three.items())))
+    _write_folds(reordered, {"P1": 0, "P2": 1, "P3": 0})
+    assert anova_from_cv([a, reordered])["notes"] == []  # the same classes, keys in another order
     res = anova_from_cv([a, b, detector])
     assert len(res["notes"]) == 1
     assert "different classes" in res["notes"][0]
