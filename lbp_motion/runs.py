@@ -82,14 +82,61 @@ class RunOptions:
     early_stopping_patience: int | None = None
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that carries a resumed fit's checkpoints into its own
+    run directory.
+
+    ``lbp fit --ckpt_path <run>/version_0/checkpoints/last.ckpt`` resumes into a new run
+    directory (``version_1``), as Lightning's loggers do. Lightning's ModelCheckpoint
+    then reloads only ``best_model_path`` (a file of the old folder) and forgets its
+    score: the first epoch after the resume counts as the best whatever its score (so
+    the test after fit picks the best epoch after the resume, not of the whole fit). This
+    one copies the checkpoints it kept (``best_k_models``, the best and ``last``) into its
+    own folder and reloads its state as if it had saved them there: the best of the whole
+    fit is tested from the new folder, and the interrupted run's folder stays as it was.
+    """
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # the key of Lightning's ModelCheckpoint: checkpoints of either class resume with either
+        return f"{ModelCheckpoint.__qualname__}{kwargs!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old_dir = state_dict.get("dirpath")
+        if self.dirpath is None or old_dir is None or Path(old_dir) == Path(self.dirpath):
+            return super().load_state_dict(state_dict)
+        new_dir = Path(self.dirpath)
+
+        def moved(path: str | None) -> str:
+            if not path or not Path(path).is_file():
+                return ""
+            copy = new_dir / Path(path).name
+            if not copy.is_file():
+                new_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
+            return str(copy)
+
+        kept = {moved(p): score for p, score in (state_dict.get("best_k_models") or {}).items()}
+        super().load_state_dict(
+            {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_k_models": {p: s for p, s in kept.items() if p},
+                "best_model_path": moved(state_dict.get("best_model_path")),
+                "kth_best_model_path": moved(state_dict.get("kth_best_model_path")),
+                "last_model_path": moved(state_dict.get("last_model_path")),
+            }
+        )
+
+
 def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
     """``best-epochNNN.ckpt`` (the best by ``monitor``; the Trainer's checkpoint_callback,
-    used by ``ckpt_path="best"``) and ``last.ckpt``, rewritten every epoch for resuming.
+    used by ``ckpt_path="best"``) and ``last.ckpt``, rewritten every epoch for resuming;
+    both :class:`RunCheckpoint`, so that a resumed fit keeps the best of the whole fit.
 
     Two callbacks because Lightning 2.6's ``save_last`` rewrites last.ckpt only in epochs
     that also saved a best checkpoint when it saves at the end of training epochs.
     """
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         dirpath=dirpath,
         filename="best-epoch{epoch:03d}",
         auto_insert_metric_name=False,
@@ -97,7 +144,7 @@ def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCh
         mode=mode,
         save_top_k=1,
     )
-    last = ModelCheckpoint(
+    last = RunCheckpoint(
         dirpath=dirpath,
         filename="last",
         monitor=None,

@@ -93,6 +93,10 @@ def test_sigterm_during_fit_exits_143_and_last_ckpt_resumes(tiny_tug, tmp_path):
     resumed = load_checkpoint(out / "attention_small" / "version_1" / "checkpoints" / "last.ckpt")
     assert resumed["epoch"] == epoch + 1
     assert resumed["global_step"] > load_checkpoint(last)["global_step"]
+    # the interrupted run's folder is left as it was; the new one holds the best of the whole fit
+    assert last.is_file() and load_checkpoint(last)["epoch"] == epoch
+    best = list((out / "attention_small" / "version_1" / "checkpoints").glob("best-epoch*.ckpt"))
+    assert len(best) == 1
 
 
 @pytest.mark.e2e

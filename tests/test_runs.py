@@ -170,3 +170,57 @@ def test_runs_go_to_trainer_default_root_dir_when_it_is_given(tiny_tug, tmp_path
             },
         )
     assert not (tmp_path / "b").exists() and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("resumable", [True, False], ids=["RunCheckpoint", "ModelCheckpoint"])
+def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before(tmp_path, resumable):
+    """`lbp fit --ckpt_path <old run>/last.ckpt` writes into a new run directory. Its
+    checkpoint callback is handed the old callback's state: the best score so far must
+    survive (a worse epoch after the resume is not the new best), the best file must be
+    in the new folder, and the old folder must be left as it was. Lightning's own
+    ModelCheckpoint forgets the score across folders, which is what RunCheckpoint mends."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    old, new = tmp_path / "version_0" / "checkpoints", tmp_path / "version_1" / "checkpoints"
+    old.mkdir(parents=True)
+    best_old = old / "best-epoch001.ckpt"
+    best_old.write_bytes(b"epoch 1 weights")
+    (old / "last.ckpt").write_bytes(b"epoch 2 weights")
+    score = torch.tensor(0.8)
+    state = {
+        "monitor": "val/f1_macro",
+        "best_model_score": score,
+        "best_model_path": str(best_old),
+        "current_score": torch.tensor(0.6),
+        "dirpath": str(old),
+        "best_k_models": {str(best_old): score},
+        "kth_best_model_path": str(best_old),
+        "kth_value": score,
+        "last_model_path": "",
+    }
+    cls = runs.RunCheckpoint if resumable else ModelCheckpoint
+    callback = cls(dirpath=new, monitor="val/f1_macro", mode="max", save_top_k=1)
+    # saved under Lightning's key: a checkpoint of either class resumes with either
+    assert callback.state_key == ModelCheckpoint(monitor="val/f1_macro", mode="max").state_key
+    callback.load_state_dict(state)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+    worse_counts = callback.check_monitor_top_k(trainer, torch.tensor(0.5))
+    if not resumable:  # Lightning alone: the 0.8 is forgotten, a 0.5 would replace it
+        assert callback.best_model_score is None and worse_counts
+        return
+    assert not worse_counts
+    assert callback.check_monitor_top_k(trainer, torch.tensor(0.9))
+    assert float(callback.best_model_score) == pytest.approx(0.8)
+    assert callback.best_model_path == str(new / best_old.name)
+    assert (new / best_old.name).read_bytes() == b"epoch 1 weights"
+    assert set(callback.best_k_models) == {str(new / best_old.name)}
+    assert best_old.read_bytes() == b"epoch 1 weights" and (old / "last.ckpt").is_file()

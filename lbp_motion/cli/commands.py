@@ -105,7 +105,10 @@ register(
     "sweep",
     "lbp_motion.cli.sweep:cmd_sweep",
     "run a W&B sweep file locally and offline on W&B's sweep engine (grid, random, bayes, hyperband early termination), resumable",
-    resume="run the same command again: finished and stopped runs are kept and the sweep continues",
+    resume=(
+        "run the same command again: finished and stopped runs are kept, interrupted ones go on "
+        "from their last.ckpt, and the sweep continues"
+    ),
 )
 register(
     "report",

@@ -37,8 +37,11 @@ Layout of the sweep directory ``<out_dir>/<sweep name>/``::
     results.md            the same as a Markdown table (the main metrics only)
 
 A run whose status is ``finished`` or ``stopped`` is never run again: rerunning the
-same command resumes an interrupted sweep (a run that was interrupted or failed runs
-again with its parameters); a larger ``--count`` extends it.
+same command resumes an interrupted sweep; a larger ``--count`` extends it. A run that
+was interrupted goes on from the ``last.ckpt`` of its latest run directory (``lbp fit
+--ckpt_path``, into a new ``version_<n>``: the epochs done are not repeated, the best
+checkpoint and the metric's history carry over); one interrupted before its first
+checkpoint, and one that failed, runs again from the start with its parameters.
 
 A run list (``kind: run_list``: ``runs`` of ``name``, ``config``, ``overrides``, e.g.
 PLAAN's comparisons in ``experiments/emopain/sweeps/``) runs the same way, one
@@ -294,9 +297,14 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _latest_version(run_parent: Path) -> Path | None:
+def _versions(run_parent: Path) -> list[Path]:
+    """The ``version_<n>`` run directories of one run, newest first."""
     versions = [p for p in run_parent.glob("version_*") if p.name.split("_")[1].isdigit()]
-    return max(versions, key=lambda p: int(p.name.split("_")[1])) if versions else None
+    return sorted(versions, key=lambda p: int(p.name.split("_")[1]), reverse=True)
+
+
+def _latest_version(run_parent: Path) -> Path | None:
+    return next(iter(_versions(run_parent)), None)
 
 
 def _run_count(spec: SweepSpec, count: int | None, sweep_file: str | Path, log) -> int:
@@ -419,6 +427,18 @@ def _launch(
         return None
 
 
+def _resume_checkpoint(sweep_dir: Path, entry: dict[str, Any]) -> Path | None:
+    """Where an interrupted run goes on from: the ``last.ckpt`` of its latest run
+    directory that has one (a resume interrupted before its first epoch leaves a folder
+    without one, or none). Interrupted: ``interrupted``, or ``running`` in the state a
+    new sweep process opens (the process before was killed outright). None for any
+    other status, or without a checkpoint."""
+    if entry.get("status") not in ("interrupted", "running"):
+        return None
+    checkpoints = (v / "checkpoints" / "last.ckpt" for v in _versions(sweep_dir / entry["name"]))
+    return next((c for c in checkpoints if c.is_file()), None)
+
+
 def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> None:
     """A run's outcome in its ``entry``: finished (or stopped, when early termination
     stopped it) with its run directory, metrics, per-epoch values of the sweep's metric
@@ -463,6 +483,7 @@ def _prepare_run(
         log(f"lbp sweep: the grid is done after {k} runs")
         return None
     params, missing = with_run_dirs(spec, k, params, runs)
+    resume = _resume_checkpoint(sweep_dir, runs[k]) if k < len(runs) else None
     entry = {
         "index": k,
         "name": name,
@@ -471,6 +492,8 @@ def _prepare_run(
         "run_dir": None,
         "metrics": None,
     }
+    if resume is not None:
+        entry["resumed_from"] = str(resume)
     if k < len(runs):
         runs[k] = entry
     else:
@@ -483,10 +506,15 @@ def _prepare_run(
             f"{_status(runs, missing) or 'not run'}, not finished"
         )
         return None
-    history_path(sweep_dir, name).unlink(missing_ok=True)  # a rerun's values start afresh
+    argv = _run_argv(spec, params, name, sweep_dir, overrides)
+    if resume is None:
+        history_path(sweep_dir, name).unlink(missing_ok=True)  # a rerun's values start afresh
+    else:  # its values so far come back from the checkpoint (SweepMonitor.state_dict)
+        argv += ["--ckpt_path", str(resume)]
     _save_state(sweep_dir, state)
-    log(f"lbp sweep: {name} ({k + 1}/{count}): " + describe(spec, params))
-    return entry, _run_argv(spec, params, name, sweep_dir, overrides), command_for(spec, params)
+    again = f", resumed from {resume}" if resume is not None else ""
+    log(f"lbp sweep: {name} ({k + 1}/{count}{again}): " + describe(spec, params))
+    return entry, argv, command_for(spec, params)
 
 
 def _run_one(

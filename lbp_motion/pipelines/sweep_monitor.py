@@ -15,6 +15,10 @@ way of adding a callback from the command line). After each validation it
    ``EarlyStopping``, tests its best checkpoint, and the sweep records the run as
    ``stopped`` (with ``stopped_at``, the number of validations it had).
 
+The monitor's values are part of every checkpoint (:meth:`SweepMonitor.state_dict`):
+a run that ``lbp sweep`` resumes from its ``last.ckpt`` goes on with the values of the
+epochs before the interrupt.
+
 Runs that ``--jobs N`` starts in parallel read each other's histories from the same
 folder, so a run is judged against the runs running beside it, as on the W&B server.
 :meth:`SweepMonitor.report` does steps 1-2 without a Trainer.
@@ -81,6 +85,7 @@ class SweepMonitor(pl.Callback):
         self.values: list[float] = []
         self.stopped_at: int | None = None
         self.idle = False
+        self._restored = False
 
     def _state_runs(self) -> list[dict[str, Any]]:
         state_file = self.sweep_dir / "state.json"
@@ -105,16 +110,36 @@ class SweepMonitor(pl.Callback):
             stop = self.run in runs_to_stop(self.spec, [*self._other_runs(), me])
             if stop:
                 self.stopped_at = len(self.values)
+        self._write_history()
+        return stop
+
+    def _write_history(self) -> None:
         write_json(
             history_path(self.sweep_dir, self.run),
             {"metric": self.spec.metric, "values": self.values, "stopped_at": self.stopped_at},
         )
-        return stop
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: a fit resumed from one (``lbp sweep`` resumes an
+        interrupted run from its ``last.ckpt``) goes on with the values of the epochs
+        before, as hyperband counts them."""
+        return {"run": self.run, "values": list(self.values), "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("run") != self.run:  # another run's checkpoint: start afresh
+            return
+        self.values = [float(v) for v in state_dict.get("values", [])]
+        self.stopped_at = state_dict.get("stopped_at")
+        self._restored = True
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.values, self.stopped_at = [], None
+        # a resumed fit restored its values (load_state_dict) before this hook
+        if not self._restored:
+            self.values, self.stopped_at = [], None
         status = {r["name"]: r.get("status") for r in self._state_runs()}.get(self.run)
         self.idle = status in DONE
+        if not self.idle and self.values:  # the history goes on from the checkpoint's epoch
+            self._write_history()
         if self.idle:
             log.warning(
                 "SweepMonitor: %s is recorded as %s in %s; this fit (its config run again?) "

@@ -356,6 +356,63 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
 
 
 @pytest.mark.e2e
+def test_an_interrupted_run_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path, monkeypatch):
+    """A run interrupted after its first epoch is resumed from its last.ckpt, not run
+    from epoch 0: the epochs done are not repeated and the metric's history (what
+    hyperband and Bayesian search read) goes on from the checkpoint's values."""
+    import signal
+
+    import lbp_motion.pipelines.sweep as sweep_module
+    from lbp_motion.interrupts import Interrupted
+    from lbp_motion.trust import load_checkpoint
+
+    sweep = str(ROOT / "experiments" / "sweeps" / "quickstart_grid.yaml")
+    argv = [
+        "sweep",
+        sweep,
+        "--count",
+        "1",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_RUN_ARGS,
+        "--trainer.max_epochs",
+        "2",
+        "--test_after_fit",
+        "false",
+    ]
+    real_run, calls = sweep_module.run_arguments, []
+
+    def one_epoch_then_interrupt(args):  # the first epoch ends, then Ctrl-C
+        real_run([*args, "--trainer.max_epochs", "1"])
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(sweep_module, "run_arguments", one_epoch_then_interrupt)
+    assert main(argv) == 128 + signal.SIGINT
+    sweep_dir = tmp_path / "quickstart-grid"
+    last = sweep_dir / "run-0" / "version_0" / "checkpoints" / "last.ckpt"
+    assert json.loads((sweep_dir / "state.json").read_text())["runs"][0]["status"] == "interrupted"
+    before = json.loads((sweep_dir / "history" / "run-0.json").read_text())["values"]
+    assert len(before) == 1 and load_checkpoint(last)["epoch"] == 0
+
+    def recorded(args):
+        calls.append(args)
+        return real_run(args)
+
+    monkeypatch.setattr(sweep_module, "run_arguments", recorded)
+    assert main(argv) == 0
+    assert len(calls) == 1 and calls[0][-2:] == ["--ckpt_path", str(last)]
+    entry = json.loads((sweep_dir / "state.json").read_text())["runs"][0]
+    assert entry["status"] == "finished" and entry["resumed_from"] == str(last)
+    assert Path(entry["run_dir"]) == sweep_dir / "run-0" / "version_1"
+    assert len(entry["history"]) == 2 and entry["history"][0] == pytest.approx(before[0])
+    resumed = load_checkpoint(Path(entry["run_dir"]) / "checkpoints" / "last.ckpt")
+    assert resumed["epoch"] == 1  # one more epoch, not two from the start
+    assert load_checkpoint(last)["epoch"] == 0  # the interrupted run's folder as it was
+
+
+@pytest.mark.e2e
 def test_random_and_bayes_runs_failures_and_a_changed_sweep(tmp_path, monkeypatch):
     """The runner's bookkeeping with a stand-in for `lbp fit` (no training)."""
     import lbp_motion.pipelines.sweep as sweep_module
