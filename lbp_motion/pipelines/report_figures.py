@@ -9,6 +9,8 @@ import re
 import shutil
 from pathlib import Path
 
+import yaml
+
 from lbp_motion.pipelines.report_parts import Figure, Section, Table, _float, _read_csv, num, text
 
 
@@ -138,9 +140,53 @@ def _line_figure(series: dict[str, tuple[list[float], list[float]]], xlabel: str
     return fig
 
 
-def epoch_curves(sec: Section, path: Path, figures: Figures, prefix: str) -> None:
-    """Validation metrics per epoch from the CSV logger's ``metrics.csv``."""
-    rows = _read_csv(path)
+def _epoch(row: dict[str, str]) -> int | None:
+    value = _float(row.get("epoch"))
+    return int(value) if value is not None else None
+
+
+def _resumed_run(run: Path) -> Path | None:
+    """The run directory whose checkpoint ``run``'s fit resumed from (``ckpt_path`` of its
+    ``config.yaml`` is ``<run dir>/checkpoints/<file>``), or None."""
+    config = run / "config.yaml"
+    if not config.is_file():
+        return None
+    try:
+        ckpt = (yaml.safe_load(config.read_text()) or {}).get("ckpt_path")
+    except yaml.YAMLError:
+        return None
+    if not isinstance(ckpt, str) or Path(ckpt).parent.name != "checkpoints":
+        return None
+    earlier = Path(ckpt).parent.parent
+    return earlier if (earlier / "metrics.csv").is_file() else None
+
+
+def epoch_rows(run: Path) -> tuple[list[dict[str, str]], list[Path]]:
+    """The CSV logger's rows of ``run``'s fit (its ``metrics.csv``), led by the epochs
+    it resumed from: a fit resumed with ``lbp fit --ckpt_path`` (``lbp sweep`` resumes an
+    interrupted run so) writes its epochs after the checkpoint into a new run
+    directory; the rows of the epochs before are in the one it resumed from (and so on
+    back). Returns the rows and those earlier run directories, oldest first."""
+    rows = _read_csv(run / "metrics.csv")
+    earlier_runs: list[Path] = []
+    seen, current = {run.resolve()}, run
+    while (earlier := _resumed_run(current)) is not None and earlier.resolve() not in seen:
+        seen.add(earlier.resolve())
+        first = min((e for e in map(_epoch, rows) if e is not None), default=None)
+        before = [
+            r
+            for r in _read_csv(earlier / "metrics.csv")
+            if (e := _epoch(r)) is not None and (first is None or e < first)
+        ]
+        rows, current = before + rows, earlier
+        earlier_runs.insert(0, earlier)
+    return rows, earlier_runs
+
+
+def epoch_curves(sec: Section, run: Path, figures: Figures, prefix: str) -> None:
+    """Validation metrics per epoch from the CSV logger's ``metrics.csv`` of ``run``
+    (with the epochs before a resume, :func:`epoch_rows`)."""
+    rows, earlier_runs = epoch_rows(run)
     keys = [
         k for k in ("val/f1_macro", "val/accuracy", "val/mcc", "val/loss") if rows and k in rows[0]
     ]
@@ -155,7 +201,12 @@ def epoch_curves(sec: Section, path: Path, figures: Figures, prefix: str) -> Non
             series[key] = ([p[0] for p in points], [p[1] for p in points])
     if series and max(len(x) for x, _ in series.values()) > 1:
         file = figures.save(_line_figure(series, "epoch", "validation per epoch"), prefix, "epochs")
-        sec.figures.append(Figure("Validation per epoch", file, "from metrics.csv (CSV logger)"))
+        caption = "from metrics.csv (CSV logger)"
+        if earlier_runs:
+            caption += "; the epochs before the resume from " + ", ".join(
+                str(p) for p in earlier_runs
+            )
+        sec.figures.append(Figure("Validation per epoch", file, caption))
 
 
 def rounds_section(sec: Section, path: Path, figures: Figures, prefix: str) -> None:

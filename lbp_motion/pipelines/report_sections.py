@@ -68,7 +68,7 @@ def _fit_section(run: Path, name: str, figures: Figures) -> Section:
     if federated:
         rounds_section(sec, run / "rounds.csv", figures, name)
     elif (run / "metrics.csv").is_file():
-        epoch_curves(sec, run / "metrics.csv", figures, name)
+        epoch_curves(sec, run, figures, name)
     if (run / "config.yaml").is_file():
         sec.config = (run / "config.yaml").read_text()
     if not metrics and kind != "predict":

@@ -337,3 +337,55 @@ def test_per_class_rows_follow_the_tasks_class_order():
     assert [row[0].text for row in per_class[0].rows] == ["low", "medium", "high"]
     by_name = [t for t in metrics_tables(metrics) if t.title.startswith("Per class")]
     assert [row[0].text for row in by_name[0].rows] == ["high", "low", "medium"]
+
+
+def _write_metrics_csv(run: Path, rows: list[dict]) -> None:
+    run.mkdir(parents=True)
+    with open(run / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["epoch", "step", "train/loss", "val/f1_macro"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_the_curves_of_a_resumed_fit_start_at_its_first_epoch(tmp_path):
+    """A fit resumed from version_0's last.ckpt writes its epochs into version_1; its
+    validation curve shows version_0's epochs before the resume, not the epoch it
+    was interrupted in (version_0's partial epoch 2 is replaced by version_1's)."""
+    from lbp_motion.pipelines.report_figures import Figures, epoch_curves, epoch_rows
+    from lbp_motion.pipelines.report_parts import Section
+
+    first, second = tmp_path / "fit" / "version_0", tmp_path / "fit" / "version_1"
+    _write_metrics_csv(
+        first,
+        [
+            {"epoch": 0, "step": 4, "val/f1_macro": 0.1},
+            {"epoch": 1, "step": 9, "val/f1_macro": 0.2},
+            {"epoch": 2, "step": 11, "train/loss": 0.9},  # interrupted in epoch 2
+        ],
+    )
+    _write_metrics_csv(
+        second,
+        [
+            {"epoch": 2, "step": 14, "val/f1_macro": 0.3},
+            {"epoch": 3, "step": 19, "val/f1_macro": 0.4},
+        ],
+    )
+    (second / "config.yaml").write_text(f"ckpt_path: {first}/checkpoints/last.ckpt\n")
+
+    rows, earlier = epoch_rows(second)
+    assert [(int(r["epoch"]), r["val/f1_macro"]) for r in rows] == [
+        (0, "0.1"),
+        (1, "0.2"),
+        (2, "0.3"),
+        (3, "0.4"),
+    ]
+    assert earlier == [first]
+    assert [r["epoch"] for r in epoch_rows(first)[0]] == ["0", "1", "2"]  # no resume: its own rows
+    (first / "config.yaml").write_text(f"ckpt_path: {second}/checkpoints/last.ckpt\n")  # a loop
+    assert len(epoch_rows(second)[0]) == 4
+
+    sec = Section(name="fit", path=str(second), kind="fit")
+    (tmp_path / "report").mkdir()
+    epoch_curves(sec, second, Figures(tmp_path / "report"), "fit")
+    (figure,) = sec.figures
+    assert str(first) in figure.caption and (tmp_path / "report" / figure.file).is_file()
