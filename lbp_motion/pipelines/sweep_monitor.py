@@ -17,7 +17,8 @@ way of adding a callback from the command line). After each validation it
 
 The monitor's values are part of every checkpoint (:meth:`SweepMonitor.state_dict`):
 a run that ``lbp sweep`` resumes from its ``last.ckpt`` goes on with the values of the
-epochs before the interrupt.
+epochs before the interrupt (and one that early termination had stopped stops again
+at once).
 
 Runs that ``--jobs N`` starts in parallel read each other's histories from the same
 folder, so a run is judged against the runs running beside it, as on the W&B server.
@@ -140,6 +141,8 @@ class SweepMonitor(pl.Callback):
         self.idle = status in DONE
         if not self.idle and self.values:  # the history goes on from the checkpoint's epoch
             self._write_history()
+            if self.stopped_at is not None:  # stopped before the interrupt: it stays stopped
+                trainer.should_stop = True
         if self.idle:
             log.warning(
                 "SweepMonitor: %s is recorded as %s in %s; this fit (its config run again?) "

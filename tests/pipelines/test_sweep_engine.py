@@ -241,3 +241,43 @@ def test_the_monitor_records_each_epoch_and_stops_a_real_fit(tiny_tug, tmp_path)
         (tmp_path / "runs" / "run-2-again" / "version_0" / "metrics.json").read_text()
     )
     assert again["epochs_trained"] == 3
+
+
+def test_the_monitor_keeps_its_values_in_the_checkpoint_and_a_stopped_run_stays_stopped(
+    tmp_path,
+):
+    """What a resumed run's monitor gets back from last.ckpt (Lightning calls
+    load_state_dict before on_fit_start): its values go on, the history file holds them
+    at once (for the runs beside it), a run stopped before the interrupt stops again
+    at once, and the checkpoint of another run is ignored."""
+    from types import SimpleNamespace
+
+    from lbp_motion.pipelines.sweep_monitor import SweepMonitor
+
+    _sweep_file(
+        tmp_path / "sweep.yaml",
+        method="random",
+        parameters={"trainer.max_epochs": {"value": 3}},
+        early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2},
+    )
+    (tmp_path / "state.json").write_text(json.dumps({"runs": []}))
+    saved = SweepMonitor(str(tmp_path), "run-0")
+    saved.report(0.25)
+    saved.report(0.5)
+    state = saved.state_dict()
+    history_path(tmp_path, "run-0").unlink()
+
+    for stopped_at, stops in ((None, False), (2, True)):
+        resumed = SweepMonitor(str(tmp_path), "run-0")
+        resumed.load_state_dict({**state, "stopped_at": stopped_at})
+        trainer = SimpleNamespace(should_stop=False)
+        resumed.on_fit_start(trainer, None)
+        assert resumed.values == [0.25, 0.5] and trainer.should_stop is stops
+        assert read_history(tmp_path, "run-0")["values"] == [0.25, 0.5]
+        resumed.report(0.75)
+        assert read_history(tmp_path, "run-0")["values"] == [0.25, 0.5, 0.75]
+
+    other = SweepMonitor(str(tmp_path), "run-1")
+    other.load_state_dict(state)  # run-0's values are not run-1's
+    other.on_fit_start(SimpleNamespace(should_stop=False), None)
+    assert other.values == []
