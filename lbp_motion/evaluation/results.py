@@ -26,6 +26,26 @@ METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
 
 
+def _version(path: Path) -> int | None:
+    number = path.name.split("_", 1)[1] if path.name.startswith("version_") else ""
+    return int(number) if number.isdigit() else None
+
+
+def run_versions(parent: str | Path) -> list[Path]:
+    """The run directories ``parent/version_<n>`` of one run name, newest first."""
+    versions = [p for p in Path(parent).glob("version_*") if _version(p) is not None]
+    return sorted(versions, key=_version, reverse=True)
+
+
+def last_checkpoint(parent: str | Path) -> Path | None:
+    """Where an interrupted fit of the run name ``parent`` goes on from: the
+    ``checkpoints/last.ckpt`` of its newest run directory that has one (a resume
+    interrupted before its first epoch may leave a newer folder without one); None
+    when none has."""
+    candidates = (v / "checkpoints" / "last.ckpt" for v in run_versions(parent))
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def make_run_dir(out_dir: str | Path, name: str) -> Path:
     """Create and return ``out_dir/name/version_<n>`` with the next free ``n``.
 
@@ -33,12 +53,8 @@ def make_run_dir(out_dir: str | Path, name: str) -> Path:
     """
     parent = Path(out_dir) / name
     parent.mkdir(parents=True, exist_ok=True)
-    taken = [
-        int(p.name.split("_")[1])
-        for p in parent.glob("version_*")
-        if p.name.split("_")[1].isdigit()
-    ]
-    n = max(taken, default=-1) + 1
+    newest = next(iter(run_versions(parent)), None)
+    n = _version(newest) + 1 if newest is not None else 0
     while True:
         run = parent / f"version_{n}"
         try:

@@ -33,7 +33,10 @@ bootstrap over subjects (:mod:`lbp_motion.evaluation.bootstrap`).
 A fold whose ``metrics.json`` and ``predictions.csv`` exist is not run again (nor a
 baseline whose ``baseline_<name>.csv`` exists): rerun
 with ``--resume RUN_DIR`` to finish an interrupted cross-validation (with the same
-``--folds``, ``--seed`` and ``--val_fraction``: a resume with others is refused).
+``--folds``, ``--seed`` and ``--val_fraction``: a resume with others is refused). The
+fold that was interrupted goes on from the ``last.ckpt`` of its fit (``lbp fit
+--ckpt_path``, in a new ``fold_<i>/version_<n>``), or, when its fit was done and
+tested, goes straight to predicting its test subjects.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from lbp_motion import runs
 from lbp_motion.atomic import write_json
 from lbp_motion.datasets.splits import split_subjects, subject_folds, write_split_file
 from lbp_motion.errors import ConfigError, LbpError
-from lbp_motion.evaluation.results import make_run_dir
+from lbp_motion.evaluation.results import last_checkpoint, make_run_dir
 from lbp_motion.interrupts import resume_hint
 from lbp_motion.pipelines.cv_pooled import (
     _baseline_points,
@@ -331,6 +334,20 @@ def _fold_done(fold: Path) -> bool:
     return (fold / "metrics.json").is_file() and (fold / "predictions.csv").is_file()
 
 
+def _fit_fold(fold: Path, config_args: list[str], overrides: dict[str, Any]) -> runs.RunResult:
+    """A fold's fit: that of an earlier attempt when it was fitted and tested (an
+    interrupt came later, in predict), else ``lbp fit``, going on from the ``last.ckpt``
+    an interrupted attempt left (:func:`last_checkpoint`) or from the start."""
+    last = last_checkpoint(fold)
+    if last is not None:
+        earlier = runs.RunResult.from_run_dir(last.parent.parent)
+        if earlier.best_checkpoint is not None and any(
+            k.startswith("test/") for k in earlier.metrics
+        ):
+            return earlier
+    return runs.fit(args=config_args, overrides=overrides, ckpt_path=last)
+
+
 def _run_fold(run: Path, i: int, assignment: dict[str, str], config_args: list[str]) -> None:
     """Fold ``i``: write its split file (``assignment``: subject -> train/val/test), fit,
     predict its test subjects with the best checkpoint, and keep ``predictions.csv``
@@ -344,7 +361,7 @@ def _run_fold(run: Path, i: int, assignment: dict[str, str], config_args: list[s
         "run.name": f"fold_{i}",
     }
     try:
-        fitted = runs.fit(args=config_args, overrides=common)
+        fitted = _fit_fold(fold, config_args, common)
     except LbpError as err:
         raise LbpError(f"fold {i}: {err}; finished folds are kept: --resume {run}") from err
     metrics = fitted.metrics

@@ -66,6 +66,7 @@ from typing import Any
 
 from lbp_motion.atomic import atomic_write, write_json, write_text
 from lbp_motion.errors import ConfigError
+from lbp_motion.evaluation.results import last_checkpoint, run_versions
 from lbp_motion.interrupts import Interrupted
 from lbp_motion.pipelines.sweep_engine import (  # noqa: F401 (grid_points re-exported)
     DONE,
@@ -297,14 +298,8 @@ def _environment(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _versions(run_parent: Path) -> list[Path]:
-    """The ``version_<n>`` run directories of one run, newest first."""
-    versions = [p for p in run_parent.glob("version_*") if p.name.split("_")[1].isdigit()]
-    return sorted(versions, key=lambda p: int(p.name.split("_")[1]), reverse=True)
-
-
 def _latest_version(run_parent: Path) -> Path | None:
-    return next(iter(_versions(run_parent)), None)
+    return next(iter(run_versions(run_parent)), None)
 
 
 def _run_count(spec: SweepSpec, count: int | None, sweep_file: str | Path, log) -> int:
@@ -428,15 +423,12 @@ def _launch(
 
 
 def _resume_checkpoint(sweep_dir: Path, entry: dict[str, Any]) -> Path | None:
-    """Where an interrupted run goes on from: the ``last.ckpt`` of its latest run
-    directory that has one (a resume interrupted before its first epoch leaves a folder
-    without one, or none). Interrupted: ``interrupted``, or ``running`` in the state a
-    new sweep process opens (the process before was killed outright). None for any
-    other status, or without a checkpoint."""
+    """Where an interrupted run goes on from (:func:`last_checkpoint`). Interrupted:
+    ``interrupted``, or ``running`` in the state a new sweep process opens (the process
+    before was killed outright). None for any other status, or without a checkpoint."""
     if entry.get("status") not in ("interrupted", "running"):
         return None
-    checkpoints = (v / "checkpoints" / "last.ckpt" for v in _versions(sweep_dir / entry["name"]))
-    return next((c for c in checkpoints if c.is_file()), None)
+    return last_checkpoint(sweep_dir / entry["name"])
 
 
 def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> None:

@@ -131,6 +131,70 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
+def test_an_interrupted_fold_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path, monkeypatch):
+    """`lbp cv --resume`: a fold interrupted after its first epoch is fitted on from its
+    last.ckpt, not from epoch 0; a fold fitted and tested but interrupted while
+    predicting is not fitted again."""
+    import signal
+
+    from lbp_motion import runs
+    from lbp_motion.interrupts import Interrupted
+    from lbp_motion.trust import load_checkpoint
+
+    args = [
+        "cv",
+        "--config",
+        "experiments/tug/attention_small.yaml",
+        "--folds",
+        "3",
+        "--out_dir",
+        str(tmp_path),
+        "--data.root",
+        str(tiny_tug),
+        *TINY_ARGS,
+        "--trainer.max_epochs",
+        "2",
+        "--baselines",
+        "none",
+    ]
+    real_fit, real_predict, fits, predicts = runs.fit, runs.predict, [], []
+
+    def fit(**kwargs):
+        fits.append((kwargs["overrides"]["run.name"], kwargs.get("ckpt_path")))
+        if kwargs["overrides"]["run.name"] == "fold_1" and len(fits) == 2:  # first try
+            first_epoch = {**kwargs["overrides"], "trainer.max_epochs": 1}
+            real_fit(**{**kwargs, "overrides": first_epoch, "test_after_fit": False})
+            raise Interrupted(signal.SIGTERM)  # after its first epoch, before its test
+        return real_fit(**kwargs)
+
+    def predict(**kwargs):
+        predicts.append(kwargs["overrides"]["run.name"])
+        if predicts.count("fold_2") == 1 and predicts[-1] == "fold_2":
+            raise Interrupted(signal.SIGTERM)
+        return real_predict(**kwargs)
+
+    monkeypatch.setattr(runs, "fit", fit)
+    monkeypatch.setattr(runs, "predict", predict)
+    run = tmp_path / "attention_small-cv" / "version_0"
+    assert main(args) == 128 + signal.SIGTERM
+    last = run / "fold_1" / "version_0" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["epoch"] == 0 and not (run / "fold_1" / "metrics.json").exists()
+
+    fits.clear()
+    assert main([*args, "--resume", str(run)]) == 128 + signal.SIGTERM  # fold 2 predicting
+    assert fits == [("fold_1", last), ("fold_2", None)]
+    resumed = sorted((run / "fold_1").glob("version_*/checkpoints/last.ckpt"))[-1]
+    assert resumed != last and load_checkpoint(resumed)["epoch"] == 1  # one more epoch
+    assert json.loads((run / "fold_1" / "metrics.json").read_text())["epochs_trained"] == 2
+
+    fits.clear()
+    assert main([*args, "--resume", str(run)]) == 0
+    assert fits == []  # fold 2 was fitted and tested: it only predicts
+    assert json.loads((run / "summary.json").read_text())["folds"] == 3
+
+
+@pytest.mark.e2e
 def test_quickstart_cross_validates_with_one_validation_subject_per_fold(tiny_tug, tmp_path):
     """The quickstart's data.val_fraction (0.05) is lbp cv's default (cv.json; of each
     fold's 6 training subjects one validates), and the model is compared with the
