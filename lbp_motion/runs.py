@@ -22,6 +22,7 @@ commands that forward what they do not know (``lbp cv``, ``lbp sweep``).
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import sys
 import warnings
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
@@ -126,6 +129,49 @@ class RunCheckpoint(ModelCheckpoint):
                 "last_model_path": moved(state_dict.get("last_model_path")),
             }
         )
+
+
+class RandomState(pl.Callback):
+    """Keeps the random generators' state in every checkpoint of a fit (torch's, on the
+    CPU and each GPU, numpy's global one and Python's), so that a fit resumed from one
+    draws what the fit would have drawn had it not stopped: the order of the training
+    windows and dropout. With :class:`RunCheckpoint`, ``lbp fit --ckpt_path last.ckpt``
+    ends with the weights of the uninterrupted fit (tested on the CPU). Augmentation
+    does not need it: its draws are keyed by seed, epoch and window
+    (:mod:`lbp_motion.transforms.augment`). Plain tensors, numbers and strings only, as
+    ``weights_only`` checkpoints require."""
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, python_state, python_gauss = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": [
+                name,
+                torch.from_numpy(keys.astype(np.int64)),
+                int(pos),
+                int(has_gauss),
+                float(gauss),
+            ],
+            "python": [version, list(python_state), python_gauss],
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        name, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, python_state, python_gauss = state_dict["python"]
+        random.setstate((version, tuple(python_state), python_gauss))
+        cuda = state_dict.get("cuda")
+        if (
+            cuda is not None
+            and torch.cuda.is_available()
+            and len(cuda) == torch.cuda.device_count()
+        ):
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def checkpoint_callbacks(dirpath: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
@@ -333,6 +379,7 @@ class LbpCLI(LightningCLI):
             self.subcommand == "fit"
             and trainer_config.get("enable_checkpointing", True) is not False
         ):
+            callbacks.append(RandomState())  # a resumed fit draws as the uninterrupted one
             given = trainer_config.get("callbacks") or []
             if not any(isinstance(c, ModelCheckpoint) for c in given):
                 callbacks.extend(

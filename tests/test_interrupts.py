@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from lbp_motion.cli import main
 from lbp_motion.trust import load_checkpoint
@@ -106,7 +107,7 @@ def test_sigint_during_cv_exits_130_and_names_the_run_to_resume(tiny_tug, tmp_pa
         [
             "cv",
             "--config",
-            "experiments/tug/attention_small.yaml",
+            str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
             "--folds",
             "3",
             "--out_dir",
@@ -139,3 +140,40 @@ def test_interrupted_outside_any_run_says_there_is_nothing_to_resume():
         stop.message()
         == "interrupted by SIGTERM; nothing was saved to resume from: run the same command again"
     )
+
+
+@pytest.mark.e2e
+def test_a_fit_resumed_from_last_ckpt_is_the_fit_that_was_not_interrupted(tiny_tug, tmp_path):
+    """Two epochs in one go, and one epoch then a resume from its last.ckpt for the
+    second, give the same weights: the checkpoint carries the random state that the
+    shuffling of the training windows and dropout draw from (augmentation draws are
+    keyed by epoch and window already)."""
+    from lbp_motion import runs
+
+    common = {"data.root": tiny_tug, "run.wandb": "disabled"}
+
+    def fit(name, epochs, ckpt_path=None):
+        return runs.fit(
+            str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
+            args=TINY_ARGS,
+            overrides={
+                **common,
+                "run.out_dir": tmp_path,
+                "run.name": name,
+                "trainer.max_epochs": epochs,
+            },
+            ckpt_path=ckpt_path,
+            test_after_fit=False,
+        )
+
+    whole = fit("whole", 2)
+    first = fit("parts", 1)
+    resumed = fit("parts", 2, ckpt_path=first.run_dir / "checkpoints" / "last.ckpt")
+    a = load_checkpoint(whole.run_dir / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.ckpt")
+    assert a["epoch"] == b["epoch"] == 1
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    different = [
+        k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])
+    ]
+    assert different == []
