@@ -183,6 +183,8 @@ def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before(tmp_path, 
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from lbp_motion.checkpoints import RunCheckpoint
+
     old, new = tmp_path / "version_0" / "checkpoints", tmp_path / "version_1" / "checkpoints"
     old.mkdir(parents=True)
     best_old = old / "best-epoch001.ckpt"
@@ -200,7 +202,7 @@ def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before(tmp_path, 
         "kth_value": score,
         "last_model_path": "",
     }
-    cls = runs.RunCheckpoint if resumable else ModelCheckpoint
+    cls = RunCheckpoint if resumable else ModelCheckpoint
     callback = cls(dirpath=new, monitor="val/f1_macro", mode="max", save_top_k=1)
     # saved under Lightning's key: a checkpoint of either class resumes with either
     assert callback.state_key == ModelCheckpoint(monitor="val/f1_macro", mode="max").state_key
