@@ -63,10 +63,9 @@ def test_summary_mean_std_and_pooled_metrics():
     assert pooled["pooled/recording_accuracy"] == pytest.approx(1.0)  # r1 mean 0.65 -> a
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
-    args = [
+def _cv_args(tiny_tug, tmp_path, epochs: int) -> list[str]:
+    """`lbp cv` of the small attention model on the tiny TUG data, 3 folds."""
+    return [
         "cv",
         "--config",
         "experiments/tug/attention_small.yaml",
@@ -78,7 +77,15 @@ def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
         str(tiny_tug),
         *TINY_ARGS,
         "--trainer.max_epochs",
-        "1",
+        str(epochs),
+    ]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_lbp_cv_runs_every_fold_and_resumes(tiny_tug, tmp_path, capsys):
+    args = [
+        *_cv_args(tiny_tug, tmp_path, epochs=1),
         "--model.init_args.recording_rule",
         "majority",
         "--data.val_fraction",  # no --val_fraction: lbp cv takes the config's
@@ -142,22 +149,7 @@ def test_an_interrupted_fold_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path
     from lbp_motion.interrupts import Interrupted
     from lbp_motion.trust import load_checkpoint
 
-    args = [
-        "cv",
-        "--config",
-        "experiments/tug/attention_small.yaml",
-        "--folds",
-        "3",
-        "--out_dir",
-        str(tmp_path),
-        "--data.root",
-        str(tiny_tug),
-        *TINY_ARGS,
-        "--trainer.max_epochs",
-        "2",
-        "--baselines",
-        "none",
-    ]
+    args = [*_cv_args(tiny_tug, tmp_path, epochs=2), "--baselines", "none"]
     real_fit, real_predict, fits, predicts = runs.fit, runs.predict, [], []
 
     def fit(**kwargs):
