@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lbp_motion.atomic import atomic_write
+
 
 class RunCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint that carries a resumed fit's checkpoints into its own
@@ -49,9 +51,8 @@ class RunCheckpoint(ModelCheckpoint):
             if not path or not Path(path).is_file():
                 return ""
             copy = new_dir / Path(path).name
-            if not copy.is_file():
-                new_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, copy)
+            if not copy.is_file():  # atomic: a copy cut short leaves no half checkpoint
+                atomic_write(copy, lambda tmp: shutil.copyfile(path, tmp))
             return str(copy)
 
         kept = {moved(p): score for p, score in (state_dict.get("best_k_models") or {}).items()}
