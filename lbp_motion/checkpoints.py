@@ -32,9 +32,11 @@ class RunCheckpoint(ModelCheckpoint):
     then reloads only ``best_model_path`` (a file of the old folder) and forgets its
     score: the first epoch after the resume counts as the best whatever its score (so
     the test after fit picks the best epoch after the resume, not of the whole fit). This
-    one copies the checkpoints it kept (``best_k_models``, the best and ``last``) into its
-    own folder and reloads its state as if it had saved them there: the best of the whole
-    fit is tested from the new folder, and the interrupted run's folder stays as it was.
+    one copies the checkpoints it kept by a monitored score (``best_k_models``, the
+    best) into its own folder and reloads its state as if it had saved them there: the
+    best of the whole fit is tested from the new folder, and the interrupted run's
+    folder stays as it was. A callback without a monitor (``last.ckpt``) copies nothing:
+    it rewrites its file at the end of the first epoch after the resume.
     """
 
     def _generate_state_key(self, **kwargs: Any) -> str:
@@ -48,7 +50,7 @@ class RunCheckpoint(ModelCheckpoint):
         new_dir = Path(self.dirpath)
 
         def moved(path: str | None) -> str:
-            if not path or not Path(path).is_file():
+            if self.monitor is None or not path or not Path(path).is_file():
                 return ""
             copy = new_dir / Path(path).name
             if not copy.is_file():  # atomic: a copy cut short leaves no half checkpoint

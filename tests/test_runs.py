@@ -226,3 +226,11 @@ def test_a_resumed_fit_keeps_the_best_checkpoint_of_the_epochs_before(tmp_path, 
     assert (new / best_old.name).read_bytes() == b"epoch 1 weights"
     assert set(callback.best_k_models) == {str(new / best_old.name)}
     assert best_old.read_bytes() == b"epoch 1 weights" and (old / "last.ckpt").is_file()
+
+    # the last.ckpt callback has no score to keep: it copies nothing (its file is
+    # rewritten after the next epoch) and never deletes the old folder's file
+    last = RunCheckpoint(dirpath=new, filename="last", monitor=None, save_top_k=1)
+    last.load_state_dict(
+        {**state, "monitor": None, "best_model_path": str(old / "last.ckpt"), "best_k_models": {}}
+    )
+    assert last.best_model_path == "" and not (new / "last.ckpt").exists()
