@@ -238,12 +238,18 @@ class LbpCLI(LightningCLI):
             loggers: list[Any] = [CSVLogger(save_dir=opts.out_dir, name=name, version=version)]
             if opts.wandb != "disabled":
                 finish_wandb_run()  # a run left open in this process would swallow this one's logs
+                resumed = (
+                    wandb_run_to_resume(config.get("ckpt_path"))
+                    if self.subcommand == "fit" and opts.wandb == "online"
+                    else None
+                )
                 loggers.append(
                     WandbLogger(
                         project=opts.wandb_project,
                         name=f"{name}/version_{version}",
                         save_dir=str(self.run_dir),
                         offline=opts.wandb == "offline",
+                        id=resumed,  # None: a new W&B run
                     )
                 )
             trainer_config["logger"] = loggers
@@ -328,6 +334,21 @@ def results_by_site(
             callback.add(metrics)
             write_site_table(callback.run_dir, rows)
     return metrics
+
+
+def wandb_run_to_resume(ckpt_path: str | Path | None) -> str | None:
+    """The id of the online W&B run that logged the fit a checkpoint was saved by
+    (``<run>/checkpoints/last.ckpt`` -> ``<run>/wandb/run-<time>-<id>``, the newest), so
+    that ``lbp fit --ckpt_path`` with ``run.wandb: online`` goes on logging into it
+    (Lightning's WandbLogger opens it with ``resume="allow"``); None when that run
+    directory has no online W&B run. An offline run is not continued: W&B cannot resume
+    offline runs, and syncing a second offline run with the same id replaces the first
+    (wandb/wandb#4624, #5865), so a resumed offline fit logs a run of its own."""
+    if ckpt_path is None:
+        return None
+    wandb_dir = Path(ckpt_path).parent.parent / "wandb"
+    online = sorted(d.name for d in wandb_dir.glob("run-*-*") if d.is_dir())  # sorts by time
+    return online[-1].rsplit("-", 1)[1] if online else None
 
 
 def finish_wandb_run() -> None:

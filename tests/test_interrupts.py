@@ -177,3 +177,57 @@ def test_a_fit_resumed_from_last_ckpt_is_the_fit_that_was_not_interrupted(tiny_t
         k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])
     ]
     assert different == []
+
+
+def test_the_w_and_b_run_to_resume_is_the_newest_online_run_of_the_checkpoints_folder(tmp_path):
+    from lbp_motion.runs import wandb_run_to_resume
+
+    last = tmp_path / "version_0" / "checkpoints" / "last.ckpt"
+    assert wandb_run_to_resume(None) is None
+    assert wandb_run_to_resume(last) is None  # no wandb/ folder
+    wandb_dir = tmp_path / "version_0" / "wandb"
+    (wandb_dir / "offline-run-20261205_120000-off1").mkdir(parents=True)
+    assert wandb_run_to_resume(last) is None  # offline runs are not continued
+    (wandb_dir / "run-20261205_100000-old1").mkdir()
+    (wandb_dir / "run-20261205_110000-new-2").mkdir()  # ids are the part after the time
+    (wandb_dir / "run-20261205_130000-file").write_text("not a run folder")
+    assert wandb_run_to_resume(last) == "2"
+    (wandb_dir / "run-20261205_110000-new-2").rename(wandb_dir / "run-20261205_110000-new2")
+    assert wandb_run_to_resume(last) == "new2"
+
+
+@pytest.mark.e2e
+def test_a_resumed_online_fit_logs_into_the_w_and_b_run_it_resumes(tiny_tug, tmp_path, monkeypatch):
+    """With ``run.wandb: online`` a fit resumed from last.ckpt opens the W&B run of the
+    interrupted fit again (its id), so the curves go on in one run. No W&B server here:
+    the interrupted fit's online run is a folder of the documented name, and
+    WANDB_MODE=offline keeps the resumed run on disk, named by its id. An offline fit
+    gets a W&B run of its own."""
+    from lbp_motion import runs
+
+    def fit(epochs, wandb, ckpt_path=None):
+        return runs.fit(
+            str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
+            args=TINY_ARGS,
+            overrides={
+                "data.root": tiny_tug,
+                "run.wandb": wandb,
+                "run.out_dir": tmp_path,
+                "run.name": "w",
+                "trainer.max_epochs": epochs,
+            },
+            ckpt_path=ckpt_path,
+            test_after_fit=False,
+        )
+
+    first = fit(1, "disabled")
+    (first.run_dir / "wandb" / "run-20261205_100000-abcd1234").mkdir(parents=True)
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    online = fit(2, "online", ckpt_path=last)
+    assert [p.name.rsplit("-", 1)[1] for p in (online.run_dir / "wandb").glob("offline-run-*")] == [
+        "abcd1234"
+    ]
+    offline = fit(2, "offline", ckpt_path=last)
+    ids = [p.name.rsplit("-", 1)[1] for p in (offline.run_dir / "wandb").glob("offline-run-*")]
+    assert len(ids) == 1 and ids != ["abcd1234"]
