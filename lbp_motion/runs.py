@@ -347,8 +347,9 @@ def wandb_run_to_resume(ckpt_path: str | Path | None) -> str | None:
     if ckpt_path is None:
         return None
     wandb_dir = Path(ckpt_path).parent.parent / "wandb"
-    online = sorted(d.name for d in wandb_dir.glob("run-*-*") if d.is_dir())  # sorts by time
-    return online[-1].rsplit("-", 1)[1] if online else None
+    # run-<YYYYMMDD_HHMMSS>-<id>: sorts by time; an id set by the user may hold "-"
+    online = sorted(d.name for d in wandb_dir.glob("run-*-*") if d.is_dir())
+    return online[-1].split("-", 2)[2] if online else None
 
 
 def finish_wandb_run() -> None:
