@@ -224,9 +224,9 @@ def test_a_resumed_online_fit_logs_into_the_w_and_b_run_it_resumes(tiny_tug, tmp
     last = first.run_dir / "checkpoints" / "last.ckpt"
     monkeypatch.setenv("WANDB_MODE", "offline")
     online = fit(2, "online", ckpt_path=last)
-    assert [p.name.split("-", 2)[2] for p in (online.run_dir / "wandb").glob("offline-run-*")] == [
+    assert [p.name.split("-", 3)[3] for p in (online.run_dir / "wandb").glob("offline-run-*")] == [
         "abcd1234"
     ]
     offline = fit(2, "offline", ckpt_path=last)
-    ids = [p.name.split("-", 2)[2] for p in (offline.run_dir / "wandb").glob("offline-run-*")]
+    ids = [p.name.split("-", 3)[3] for p in (offline.run_dir / "wandb").glob("offline-run-*")]
     assert len(ids) == 1 and ids != ["abcd1234"]
