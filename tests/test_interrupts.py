@@ -142,29 +142,34 @@ def test_interrupted_outside_any_run_says_there_is_nothing_to_resume():
     )
 
 
+def _tiny_fit(data, out_dir, name, epochs, *, wandb="disabled", ckpt_path=None):
+    """``lbp fit`` of the small attention model on ``data``, no test after it."""
+    from lbp_motion import runs
+
+    return runs.fit(
+        str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
+        args=TINY_ARGS,
+        overrides={
+            "data.root": data,
+            "run.wandb": wandb,
+            "run.out_dir": out_dir,
+            "run.name": name,
+            "trainer.max_epochs": epochs,
+        },
+        ckpt_path=ckpt_path,
+        test_after_fit=False,
+    )
+
+
 @pytest.mark.e2e
 def test_a_fit_resumed_from_last_ckpt_is_the_fit_that_was_not_interrupted(tiny_tug, tmp_path):
     """Two epochs in one go, and one epoch then a resume from its last.ckpt for the
     second, give the same weights: the checkpoint carries the random state that the
     shuffling of the training windows and dropout draw from (augmentation draws are
     keyed by epoch and window already)."""
-    from lbp_motion import runs
-
-    common = {"data.root": tiny_tug, "run.wandb": "disabled"}
 
     def fit(name, epochs, ckpt_path=None):
-        return runs.fit(
-            str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
-            args=TINY_ARGS,
-            overrides={
-                **common,
-                "run.out_dir": tmp_path,
-                "run.name": name,
-                "trainer.max_epochs": epochs,
-            },
-            ckpt_path=ckpt_path,
-            test_after_fit=False,
-        )
+        return _tiny_fit(tiny_tug, tmp_path, name, epochs, ckpt_path=ckpt_path)
 
     whole = fit("whole", 2)
     first = fit("parts", 1)
@@ -202,22 +207,9 @@ def test_a_resumed_online_fit_logs_into_the_w_and_b_run_it_resumes(tiny_tug, tmp
     the interrupted fit's online run is a folder of the documented name, and
     WANDB_MODE=offline keeps the resumed run on disk, named by its id. An offline fit
     gets a W&B run of its own."""
-    from lbp_motion import runs
 
     def fit(epochs, wandb, ckpt_path=None):
-        return runs.fit(
-            str(ROOT / "experiments" / "tug" / "attention_small.yaml"),
-            args=TINY_ARGS,
-            overrides={
-                "data.root": tiny_tug,
-                "run.wandb": wandb,
-                "run.out_dir": tmp_path,
-                "run.name": "w",
-                "trainer.max_epochs": epochs,
-            },
-            ckpt_path=ckpt_path,
-            test_after_fit=False,
-        )
+        return _tiny_fit(tiny_tug, tmp_path, "w", epochs, wandb=wandb, ckpt_path=ckpt_path)
 
     first = fit(1, "disabled")
     (first.run_dir / "wandb" / "run-20261205_100000-abcd1234").mkdir(parents=True)
