@@ -395,6 +395,7 @@ def _launch(
     argv: list[str],
     args: list[str],
     *,
+    started: float,
     state: dict[str, Any],
     sweep_dir: Path,
     log: Callable[[str], Any],
@@ -403,12 +404,13 @@ def _launch(
     group; returns its result, or None when the run failed (a failed run does not stop
     the sweep, as with wandb agent). An interrupt marks ``entry`` interrupted (so that
     the resumed sweep runs it again), arguments lbp rejects (``args``: the run's command
-    as the sweep file gives it) mark it failed; both are saved, then raised."""
+    as the sweep file gives it) mark it failed; both are saved, then raised. ``started``:
+    when the run started (its seconds so far are saved with an interrupt)."""
     try:
         with _environment(WANDB_RUN_GROUP=spec.name, WANDB_JOB_TYPE="sweep"):
             return run_arguments(argv)
     except Interrupted:
-        entry["status"] = "interrupted"
+        entry.update(status="interrupted", seconds=_seconds(entry, started))
         _save_state(sweep_dir, state)
         raise
     except SystemExit as exc:  # the argument parser rejected the run's arguments
@@ -431,10 +433,16 @@ def _resume_checkpoint(sweep_dir: Path, entry: dict[str, Any]) -> Path | None:
     return last_checkpoint(sweep_dir / entry["name"])
 
 
+def _seconds(entry: dict[str, Any], started: float) -> float:
+    """A run's seconds: since ``started`` (this attempt) plus those of the attempts it
+    resumes (``seconds_before``; a sweep process killed outright saves none)."""
+    return round(entry.get("seconds_before", 0.0) + time.monotonic() - started, 1)
+
+
 def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> None:
     """A run's outcome in its ``entry``: finished (or stopped, when early termination
     stopped it) with its run directory, metrics, per-epoch values of the sweep's metric
-    and seconds since ``started``; else failed, with the run directory it left, if any."""
+    and seconds (:func:`_seconds`); else failed, with the run directory it left, if any."""
     history = read_history(sweep_dir, entry["name"])
     entry["history"] = history["values"]
     if result is not None and result.metrics:
@@ -443,7 +451,7 @@ def _record(entry: dict[str, Any], result, started: float, sweep_dir: Path) -> N
             stopped_at=history["stopped_at"],
             run_dir=str(result.run_dir),
             metrics=result.metrics,
-            seconds=round(time.monotonic() - started, 1),
+            seconds=_seconds(entry, started),
         )
     else:
         run_dir = (
@@ -486,6 +494,7 @@ def _prepare_run(
     }
     if resume is not None:
         entry["resumed_from"] = str(resume)
+        entry["seconds_before"] = runs[k].get("seconds", 0.0)
     if k < len(runs):
         runs[k] = entry
     else:
@@ -529,7 +538,9 @@ def _run_one(
         return
     entry, argv, args = prepared
     started = time.monotonic()
-    result = _launch(spec, entry, argv, args, state=state, sweep_dir=sweep_dir, log=log)
+    result = _launch(
+        spec, entry, argv, args, started=started, state=state, sweep_dir=sweep_dir, log=log
+    )
     _record(entry, result, started, sweep_dir)
     _save_state(sweep_dir, state)
     write_tables(spec, state["runs"][:count], sweep_dir)
@@ -590,6 +601,8 @@ def _run_in_processes(
         for entry in state["runs"]:
             if entry["status"] in ("running", "pending"):
                 entry["status"] = "interrupted"
+                if entry["index"] in started:
+                    entry["seconds"] = _seconds(entry, started[entry["index"]])
         _save_state(sweep_dir, state)
         raise
 

@@ -359,8 +359,10 @@ def test_a_4_run_grid_runs_offline_and_resumes(tiny_tug, tmp_path, capsys, monke
 def test_an_interrupted_run_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path, monkeypatch):
     """A run interrupted after its first epoch is resumed from its last.ckpt, not run
     from epoch 0: the epochs done are not repeated and the metric's history (what
-    hyperband and Bayesian search read) goes on from the checkpoint's values."""
+    hyperband and Bayesian search read) goes on from the checkpoint's values, and its
+    seconds count both attempts."""
     import signal
+    import time
 
     import lbp_motion.pipelines.sweep as sweep_module
     from lbp_motion.interrupts import Interrupted
@@ -384,15 +386,17 @@ def test_an_interrupted_run_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path,
     ]
     real_run, calls = sweep_module.run_arguments, []
 
-    def one_epoch_then_interrupt(args):  # the first epoch ends, then Ctrl-C
+    def one_epoch_then_interrupt(args):  # the first epoch ends, a wait, then Ctrl-C
         real_run([*args, "--trainer.max_epochs", "1"])
+        time.sleep(1.0)
         raise Interrupted(signal.SIGINT)
 
     monkeypatch.setattr(sweep_module, "run_arguments", one_epoch_then_interrupt)
     assert main(argv) == 128 + signal.SIGINT
     sweep_dir = tmp_path / "quickstart-grid"
     last = sweep_dir / "run-0" / "version_0" / "checkpoints" / "last.ckpt"
-    assert json.loads((sweep_dir / "state.json").read_text())["runs"][0]["status"] == "interrupted"
+    interrupted = json.loads((sweep_dir / "state.json").read_text())["runs"][0]
+    assert interrupted["status"] == "interrupted" and interrupted["seconds"] >= 1.0
     before = json.loads((sweep_dir / "history" / "run-0.json").read_text())["values"]
     assert len(before) == 1 and load_checkpoint(last)["epoch"] == 0
 
@@ -405,6 +409,9 @@ def test_an_interrupted_run_goes_on_from_its_last_checkpoint(tiny_tug, tmp_path,
     assert len(calls) == 1 and calls[0][-2:] == ["--ckpt_path", str(last)]
     entry = json.loads((sweep_dir / "state.json").read_text())["runs"][0]
     assert entry["status"] == "finished" and entry["resumed_from"] == str(last)
+    # the first attempt's seconds (with its wait) plus the resumed epoch's, not the latter alone
+    assert entry["seconds_before"] == interrupted["seconds"]
+    assert entry["seconds"] > interrupted["seconds"]
     assert Path(entry["run_dir"]) == sweep_dir / "run-0" / "version_1"
     assert len(entry["history"]) == 2 and entry["history"][0] == pytest.approx(before[0])
     resumed = load_checkpoint(Path(entry["run_dir"]) / "checkpoints" / "last.ckpt")
@@ -702,6 +709,34 @@ def test_an_interrupt_stops_the_running_jobs(tmp_path, sleeping_jobs):
     with pytest.raises(KeyboardInterrupt):
         sweep_jobs.run_jobs(jobs, 2, lambda job: None, finish)
     assert time.monotonic() - began < 30  # the 60 s job was stopped, not waited for
+
+
+def test_runs_interrupted_in_processes_keep_their_seconds(tmp_path, monkeypatch):
+    """--jobs 2, Ctrl-C as the first run ends: both runs are interrupted, each with the
+    seconds it ran (a resumed run adds them to its own)."""
+    import lbp_motion.pipelines.sweep as sweep_module
+    from lbp_motion.pipelines import sweep_jobs
+
+    monkeypatch.setattr(
+        sweep_jobs, "PROGRAM", (sys.executable, "-c", "import time; time.sleep(1.0)")
+    )
+    monkeypatch.setattr(sweep_jobs, "POLL_SECONDS", 0.05)
+
+    def ctrl_c_as_one_ends(jobs, n, start, done):
+        def interrupted(job, status):
+            raise KeyboardInterrupt
+
+        return sweep_jobs.run_jobs(jobs, n, start, interrupted)
+
+    monkeypatch.setattr(sweep_module, "run_jobs", ctrl_c_as_one_ends)
+    run_list = tmp_path / "pair.yaml"
+    entries = [{"name": name, "config": "x.yaml", "overrides": []} for name in ("a", "b")]
+    run_list.write_text(yaml.safe_dump({"kind": "run_list", "runs": entries}))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(run_list, out_dir=tmp_path, jobs=2, log=lambda _: None)
+    runs = json.loads((tmp_path / "pair" / "state.json").read_text())["runs"]
+    assert [r["status"] for r in runs] == ["interrupted", "interrupted"]
+    assert all(r["seconds"] >= 1.0 for r in runs)
 
 
 def test_a_job_iterator_can_wait_for_a_running_job(tmp_path, sleeping_jobs):
