@@ -44,15 +44,8 @@ def cmd_sweep(argv: list[str]) -> int:
         help="runs at a time, each in its own process with its output in <sweep>/logs/ (default: 1)",
     )
     args, overrides = parser.parse_known_args(argv)
-    from lbp_motion.pipelines.sweep import (
-        DONE,
-        STATE_FILE,
-        best_run,
-        describe,
-        format_value,
-        load_sweep,
-        run_sweep,
-    )
+    from lbp_motion.pipelines.sweep import DONE, STATE_FILE, describe, load_sweep, run_sweep
+    from lbp_motion.pipelines.sweep_results import best_run, format_value
 
     sweep_dir = run_sweep(
         args.sweep_file,

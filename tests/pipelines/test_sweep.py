@@ -16,11 +16,11 @@ from lbp_motion.pipelines.sweep import (
     grid_points,
     load_sweep,
     parse_sweep,
-    ranked_runs,
     run_parameters,
     run_sweep,
     total_runs,
 )
+from lbp_motion.pipelines.sweep_results import ranked_runs
 from tests.conftest import ROOT, TINY_ARGS, TINY_RUN_ARGS
 
 SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
